@@ -1,0 +1,311 @@
+//! The command line: argument types, their parsing, and running each
+//! subcommand. Errors in arguments are one line and exit code 2.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use http::header::HeaderName;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+
+use crate::proxy::{DEFAULT_INBOUND, DEFAULT_OUTBOUND, Dest, ListenerConfig, Proxy, ProxyConfig};
+use crate::telemetry::{Direction, Record, Recorder};
+
+/// Exit code for bad arguments and for failing to start.
+pub const EXIT_USAGE: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(name = "meshtop", version, about = "Live observability for microservices, without a mesh")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the sidecar proxy: forward every connection unchanged and record every request
+    Proxy(ProxyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ProxyArgs {
+    /// Listener for traffic entering the pod; without =TARGET each connection goes to its original destination
+    #[arg(long, value_name = "LISTEN[=TARGET]")]
+    pub inbound: Vec<ListenerSpec>,
+    /// Listener for traffic leaving the pod, also an explicit HTTP proxy (absolute URIs and CONNECT)
+    #[arg(long, value_name = "LISTEN[=TARGET]")]
+    pub outbound: Vec<ListenerSpec>,
+    /// Admin address: health, readiness, telemetry
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:15090", value_parser = parse_socket_addr)]
+    pub admin: SocketAddr,
+    /// This sidecar's name in every record [default: $POD_NAME, else the host name]
+    #[arg(long, env = "MESHTOP_NAME")]
+    pub name: Option<String>,
+    /// This sidecar's namespace
+    #[arg(long, env = "POD_NAMESPACE", value_name = "NS")]
+    pub namespace: Option<String>,
+    /// Destination ports forwarded without protocol detection
+    #[arg(long, value_name = "PORTS", default_value = "25,587,3306,5432,6379,11211")]
+    pub opaque_ports: PortList,
+    /// How long in-flight requests may take to finish after SIGTERM/SIGINT
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+    /// How long resolving and connecting to an upstream may take
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+}
+
+/// `LISTEN[=TARGET]`: an address to listen on, and optionally where every
+/// connection goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListenerSpec {
+    pub listen: SocketAddr,
+    pub target: Option<Dest>,
+}
+
+impl FromStr for ListenerSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (listen, target) = match s.split_once('=') {
+            Some((listen, target)) => (listen, Some(target)),
+            None => (s, None),
+        };
+        let listen = parse_socket_addr(listen)?;
+        let target = target
+            .map(|t| t.parse::<Dest>().map_err(|e| e.to_string()))
+            .transpose()?;
+        Ok(ListenerSpec { listen, target })
+    }
+}
+
+/// A comma-separated list of ports.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct PortList(pub Vec<u16>);
+
+impl FromStr for PortList {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        s.split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                p.parse::<u16>()
+                    .ok()
+                    .filter(|&p| p != 0)
+                    .ok_or_else(|| format!("invalid port '{p}'"))
+            })
+            .collect::<Result<_, _>>()
+            .map(PortList)
+    }
+}
+
+fn parse_socket_addr(s: &str) -> Result<SocketAddr, String> {
+    s.parse()
+        .map_err(|_| format!("invalid address '{s}': expected IP:PORT, e.g. 127.0.0.1:15001"))
+}
+
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("invalid duration '{s}': {e} (e.g. 5s, 250ms)"))
+}
+
+/// Parses the command line; a usage error becomes one line and exit code 2.
+pub fn parse() -> Result<Cli, ExitCode> {
+    use clap::error::ErrorKind;
+    Cli::try_parse().map_err(|err| match err.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = err.print();
+            ExitCode::SUCCESS
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = err.print();
+            ExitCode::from(EXIT_USAGE)
+        }
+        _ => {
+            let rendered = err.render().to_string();
+            let line = rendered.lines().next().unwrap_or("invalid arguments");
+            eprintln!("meshtop: {}", line.trim_start_matches("error: "));
+            ExitCode::from(EXIT_USAGE)
+        }
+    })
+}
+
+/// Runs a parsed command to completion.
+pub fn run(cli: Cli) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("meshtop: cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command {
+        Command::Proxy(args) => runtime.block_on(run_proxy(args)),
+    }
+}
+
+impl ProxyArgs {
+    pub fn config(&self) -> ProxyConfig {
+        let mut listeners: Vec<ListenerConfig> = Vec::new();
+        let specs = [(Direction::Inbound, &self.inbound), (Direction::Outbound, &self.outbound)];
+        for (direction, specs) in specs {
+            listeners.extend(specs.iter().map(|spec| ListenerConfig {
+                direction,
+                addr: spec.listen,
+                target: spec.target.clone(),
+            }));
+        }
+        if listeners.is_empty() {
+            for (direction, addr) in [(Direction::Inbound, DEFAULT_INBOUND), (Direction::Outbound, DEFAULT_OUTBOUND)] {
+                listeners.push(ListenerConfig {
+                    direction,
+                    addr: addr.parse().expect("default listen addresses are valid"),
+                    target: None,
+                });
+            }
+        }
+        let name = self
+            .name
+            .clone()
+            .or_else(|| std::env::var("POD_NAME").ok().filter(|n| !n.is_empty()))
+            .unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned());
+        let mut config = ProxyConfig::new(name, listeners);
+        config.admin = self.admin;
+        config.namespace = self.namespace.clone().filter(|n| !n.is_empty());
+        config.opaque_ports = self.opaque_ports.0.clone();
+        config.drain_timeout = self.drain_timeout;
+        config.connect_timeout = self.connect_timeout;
+        config.capture_headers = Vec::<HeaderName>::new();
+        config
+    }
+}
+
+/// How many records may wait for the telemetry before new ones are dropped.
+const RECORD_CHANNEL_CAPACITY: usize = 16 * 1024;
+
+async fn run_proxy(args: ProxyArgs) -> ExitCode {
+    let config = args.config();
+    let (recorder, mut records) = Recorder::channel(RECORD_CHANNEL_CAPACITY);
+    let proxy = match Proxy::bind(config, recorder).await {
+        Ok(proxy) => proxy,
+        Err(err) => {
+            eprintln!("meshtop: {err}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    for listener in proxy.listeners() {
+        let target = listener
+            .target
+            .as_ref()
+            .map_or("original destination".to_owned(), |t| t.to_string());
+        info!(direction = %listener.direction, addr = %listener.addr, %target, "listening");
+    }
+    info!(addr = %proxy.admin_addr(), "admin listening");
+    tokio::spawn(async move {
+        while let Some(record) = records.recv().await {
+            log_record(&record);
+        }
+    });
+    let shutdown = CancellationToken::new();
+    tokio::spawn(watch_signals(shutdown.clone()));
+    proxy.run(shutdown).await;
+    info!("stopped");
+    ExitCode::SUCCESS
+}
+
+fn log_record(record: &Record) {
+    match record {
+        Record::Request(r) => debug!(
+            direction = %r.direction,
+            protocol = r.protocol.as_str(),
+            authority = %r.authority,
+            method = r.method.as_deref().unwrap_or("-"),
+            path = r.path.as_deref().unwrap_or("-"),
+            status = ?r.status,
+            grpc_status = ?r.grpc_status,
+            error = ?r.error,
+            duration = ?r.duration,
+            "request"
+        ),
+        Record::Tcp(r) => debug!(
+            direction = %r.direction,
+            protocol = r.protocol.as_str(),
+            server = ?r.server,
+            sni = ?r.sni,
+            bytes_in = r.bytes_in,
+            bytes_out = r.bytes_out,
+            error = ?r.error,
+            "connection"
+        ),
+    }
+}
+
+/// Cancels `shutdown` on SIGTERM or SIGINT.
+pub async fn watch_signals(shutdown: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    info!("signal received");
+    shutdown.cancel();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listener_specs_parse() {
+        let spec: ListenerSpec = "127.0.0.1:15001".parse().expect("valid");
+        assert_eq!(spec.target, None);
+        let spec: ListenerSpec = "0.0.0.0:80=web-svc.emojivoto:80".parse().expect("valid");
+        assert_eq!(spec.listen, "0.0.0.0:80".parse().expect("literal"));
+        assert_eq!(
+            spec.target,
+            Some(Dest::Name {
+                host: "web-svc.emojivoto".into(),
+                port: 80
+            })
+        );
+        for bad in ["15001", "localhost:1", "127.0.0.1:1=web", "127.0.0.1:99999"] {
+            assert!(bad.parse::<ListenerSpec>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn port_lists_parse() {
+        assert_eq!("25, 587,3306".parse::<PortList>(), Ok(PortList(vec![25, 587, 3306])));
+        assert_eq!("".parse::<PortList>(), Ok(PortList(vec![])));
+        assert!("25,x".parse::<PortList>().is_err());
+        assert!("0".parse::<PortList>().is_err());
+    }
+
+    #[test]
+    fn no_listener_flags_means_the_default_pair() {
+        let cli = Cli::try_parse_from(["meshtop", "proxy"]).expect("valid");
+        let Command::Proxy(args) = cli.command;
+        let listeners = args.config().listeners;
+        assert_eq!(listeners.len(), 2);
+        assert_eq!(listeners[0].addr, DEFAULT_INBOUND.parse().expect("literal"));
+        assert_eq!(listeners[1].addr, DEFAULT_OUTBOUND.parse().expect("literal"));
+    }
+}

@@ -1,0 +1,13 @@
+//! meshtop: live observability for microservices without a service mesh.
+//!
+//! - [`proxy`]: the sidecar. Listeners accept connections, find their
+//!   original destination, detect the protocol and forward HTTP/1.1, HTTP/2,
+//!   gRPC and opaque TCP/TLS unchanged, recording every request.
+//! - [`telemetry`]: the records the proxy emits and the admin server.
+//! - [`cli`]: the `meshtop` command line.
+
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod proxy;
+pub mod telemetry;

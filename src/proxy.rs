@@ -1,0 +1,262 @@
+//! The sidecar proxy: listeners that accept connections, find where each one
+//! was going, detect its protocol and forward it unchanged while recording
+//! every request.
+//!
+//! Stages of a connection, one module each: [`orig_dst`] (where it was
+//! going) → [`detect`] (what it speaks) → [`http`] (forwarding requests,
+//! with [`body`] recording them) or [`tunnel`] (opaque bytes); [`upstream`]
+//! connects, [`conn`] ties the stages together.
+
+pub mod body;
+pub mod conn;
+pub mod detect;
+pub mod http;
+pub mod io;
+pub mod orig_dst;
+pub mod tunnel;
+pub mod upstream;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use ::http::header::HeaderName;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, debug, info, warn};
+
+use crate::telemetry::admin::{self, AdminState, SidecarInfo};
+use crate::telemetry::{Direction, Recorder};
+use conn::{ConnCtx, Route, Shared};
+pub use upstream::Dest;
+
+/// The default inbound listener: everything iptables redirects into the pod.
+pub const DEFAULT_INBOUND: &str = "0.0.0.0:15006";
+/// The default outbound listener: redirected outbound traffic and explicit
+/// proxy clients.
+pub const DEFAULT_OUTBOUND: &str = "127.0.0.1:15001";
+/// Destination ports of server-speaks-first protocols (SMTP, submission,
+/// MySQL, PostgreSQL, Redis, memcached) whose connections skip detection.
+pub const DEFAULT_OPAQUE_PORTS: [u16; 6] = [25, 587, 3306, 5432, 6379, 11211];
+
+/// One listener: which way its traffic goes and where it sends it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListenerConfig {
+    pub direction: Direction,
+    pub addr: SocketAddr,
+    /// Every connection goes here; `None`: to its original destination.
+    pub target: Option<Dest>,
+}
+
+/// Everything `meshtop proxy` is configured with.
+#[derive(Clone, Debug)]
+pub struct ProxyConfig {
+    pub listeners: Vec<ListenerConfig>,
+    pub admin: SocketAddr,
+    pub name: String,
+    pub namespace: Option<String>,
+    pub opaque_ports: Vec<u16>,
+    /// How long in-flight requests may take to finish after a shutdown signal.
+    pub drain_timeout: Duration,
+    /// How long resolving and connecting to an upstream may take.
+    pub connect_timeout: Duration,
+    pub capture_headers: Vec<HeaderName>,
+}
+
+impl ProxyConfig {
+    /// A configuration with the given listeners and every default.
+    pub fn new(name: impl Into<String>, listeners: Vec<ListenerConfig>) -> Self {
+        ProxyConfig {
+            listeners,
+            admin: SocketAddr::from(([127, 0, 0, 1], 15090)),
+            name: name.into(),
+            namespace: None,
+            opaque_ports: DEFAULT_OPAQUE_PORTS.to_vec(),
+            drain_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(10),
+            capture_headers: Vec::new(),
+        }
+    }
+}
+
+/// Why the proxy could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr} ({what}): {source}")]
+pub struct BindError {
+    pub what: String,
+    pub addr: SocketAddr,
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// A bound proxy, ready to run.
+pub struct Proxy {
+    listeners: Vec<(ListenerConfig, TcpListener)>,
+    admin: TcpListener,
+    admin_state: Arc<AdminState>,
+    config: ProxyConfig,
+    recorder: Recorder,
+}
+
+/// A listener as bound (port 0 resolved).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BoundListener {
+    pub direction: Direction,
+    pub addr: SocketAddr,
+    pub target: Option<Dest>,
+}
+
+impl Proxy {
+    /// Binds every listener and the admin address; records go to `recorder`.
+    pub async fn bind(config: ProxyConfig, recorder: Recorder) -> Result<Proxy, BindError> {
+        let mut listeners = Vec::with_capacity(config.listeners.len());
+        for listener in &config.listeners {
+            let bound = bind(listener.addr, &format!("{} listener", listener.direction)).await?;
+            listeners.push((listener.clone(), bound));
+        }
+        let admin = bind(config.admin, "admin").await?;
+        let bound = listeners
+            .iter()
+            .map(|(cfg, l)| BoundListener {
+                direction: cfg.direction,
+                addr: l.local_addr().unwrap_or(cfg.addr),
+                target: cfg.target.clone(),
+            })
+            .collect();
+        let info = SidecarInfo {
+            name: config.name.clone(),
+            namespace: config.namespace.clone(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            started_at: SystemTime::now(),
+        };
+        let admin_state = Arc::new(AdminState::new(info, bound));
+        Ok(Proxy {
+            listeners,
+            admin,
+            admin_state,
+            config,
+            recorder,
+        })
+    }
+
+    /// The listeners as bound.
+    pub fn listeners(&self) -> &[BoundListener] {
+        self.admin_state.listeners()
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin.local_addr().unwrap_or(self.config.admin)
+    }
+
+    /// What the admin server shares with the rest of the proxy.
+    pub fn admin_state(&self) -> Arc<AdminState> {
+        self.admin_state.clone()
+    }
+
+    /// Serves until `shutdown` is cancelled, then stops accepting, lets
+    /// in-flight requests and connections finish for up to the drain timeout,
+    /// and returns.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let tracker = TaskTracker::new();
+        let shared = Arc::new(Shared {
+            sidecar: Arc::from(self.config.name.as_str()),
+            recorder: self.recorder,
+            opaque_ports: self.config.opaque_ports.clone(),
+            connect_timeout: self.config.connect_timeout,
+            shutdown: shutdown.clone(),
+            tracker: tracker.clone(),
+            capture_headers: self.config.capture_headers.clone(),
+        });
+        for (config, listener) in self.listeners {
+            tracker.spawn(accept_loop(listener, config, shared.clone()));
+        }
+        let admin_shutdown = CancellationToken::new();
+        let admin_task = tokio::spawn(admin::serve(
+            self.admin,
+            self.admin_state.clone(),
+            admin_shutdown.clone(),
+        ));
+        self.admin_state.set_ready(true);
+
+        shutdown.cancelled().await;
+        self.admin_state.set_ready(false);
+        tracker.close();
+        info!(
+            connections = tracker.len(),
+            timeout = ?self.config.drain_timeout,
+            "shutting down: draining connections"
+        );
+        if tokio::time::timeout(self.config.drain_timeout, tracker.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                connections = tracker.len(),
+                "drain timeout reached, closing remaining connections"
+            );
+        }
+        admin_shutdown.cancel();
+        let _ = admin_task.await;
+    }
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, BindError> {
+    TcpListener::bind(addr).await.map_err(|source| BindError {
+        what: what.to_owned(),
+        addr,
+        source,
+    })
+}
+
+async fn accept_loop(listener: TcpListener, config: ListenerConfig, shared: Arc<Shared>) {
+    let shutdown = shared.shutdown.clone();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.cancelled() => break,
+        };
+        match accepted {
+            Ok((stream, client)) => {
+                let span = tracing::debug_span!("conn", direction = %config.direction, %client);
+                let task = handle(stream, client, config.clone(), shared.clone()).instrument(span);
+                shared.tracker.spawn(task);
+            }
+            Err(err) => {
+                // Out of file descriptors and the like: back off briefly rather
+                // than spin; the listener itself stays open.
+                warn!(error = %err, addr = %config.addr, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn handle(stream: TcpStream, client: SocketAddr, config: ListenerConfig, shared: Arc<Shared>) {
+    let _ = stream.set_nodelay(true);
+    let Ok(local) = stream.local_addr() else {
+        return;
+    };
+    let route = match &config.target {
+        Some(target) => Route::Fixed(target.clone()),
+        None => match orig_dst::original_dst(&stream) {
+            Some(dest) if !same_addr(dest, local) => Route::Fixed(Dest::Addr(dest)),
+            _ if config.direction == Direction::Outbound => Route::Explicit,
+            _ => Route::Reject,
+        },
+    };
+    debug!(?route, "accepted");
+    let ctx = Arc::new(ConnCtx {
+        shared,
+        direction: config.direction,
+        client,
+        local,
+    });
+    conn::serve(Box::new(stream), ctx, route, None).await;
+}
+
+/// Compares addresses, treating IPv4-mapped IPv6 addresses as IPv4.
+fn same_addr(a: SocketAddr, b: SocketAddr) -> bool {
+    let canonical = |addr: SocketAddr| SocketAddr::new(addr.ip().to_canonical(), addr.port());
+    canonical(a) == canonical(b)
+}

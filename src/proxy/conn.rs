@@ -1,0 +1,262 @@
+//! One accepted connection: where it goes, what it speaks, and handing it to
+//! the HTTP forwarder or the opaque tunnel.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::BytesMut;
+use ::http::HeaderMap;
+use ::http::header::HeaderName;
+use tokio::io::AsyncReadExt;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::detect::{Detection, MAX_SNIFF, Protocol, detect};
+use super::http::{self, HttpVersion, PendingConnect};
+use super::io::{BoxIo, Prefixed};
+use super::tunnel;
+use super::upstream::{self, Connected, Dest};
+use crate::telemetry::{Direction, ErrorKind, HttpProtocol, Recorder, RequestRecord, TcpProtocol, TcpRecord};
+
+/// How long a client that sent the start of something that may still be
+/// HTTP or TLS is waited for before the connection is treated as opaque. A
+/// client that sent nothing is waited for as long as the server is silent:
+/// whichever speaks first decides, so no protocol is delayed.
+const PARTIAL_SNIFF_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long a client is given to send its request after the upstream
+/// refused the eager connection, so that an HTTP client gets a `502` rather
+/// than a closed connection.
+const FAILED_CONNECT_GRACE: Duration = Duration::from_secs(1);
+
+/// Where a connection's traffic goes.
+#[derive(Clone, Debug)]
+pub enum Route {
+    /// A fixed target, or the original destination of a redirected connection.
+    Fixed(Dest),
+    /// An outbound connection made to the proxy itself: an explicit HTTP proxy
+    /// client, whose requests name their destination.
+    Explicit,
+    /// An inbound connection made to the proxy itself: it has nowhere to go.
+    Reject,
+}
+
+/// What every connection of a proxy shares.
+pub struct Shared {
+    pub sidecar: Arc<str>,
+    pub recorder: Recorder,
+    /// Destination ports whose connections skip protocol detection.
+    pub opaque_ports: Vec<u16>,
+    pub connect_timeout: Duration,
+    pub shutdown: CancellationToken,
+    /// Every connection task, so shutdown can wait for them to drain.
+    pub tracker: TaskTracker,
+    /// Request headers copied into records (`--capture-header`).
+    pub capture_headers: Vec<HeaderName>,
+}
+
+/// Headers whose values never appear in a record, even when captured.
+const REDACTED: [&str; 4] = ["authorization", "proxy-authorization", "cookie", "set-cookie"];
+
+impl Shared {
+    pub fn captured_headers(&self, headers: &HeaderMap) -> Vec<(String, String)> {
+        let mut captured = Vec::new();
+        for name in &self.capture_headers {
+            for value in headers.get_all(name) {
+                let value = if REDACTED.contains(&name.as_str()) {
+                    "<redacted>".to_owned()
+                } else {
+                    String::from_utf8_lossy(value.as_bytes()).into_owned()
+                };
+                captured.push((name.as_str().to_owned(), value));
+            }
+        }
+        captured
+    }
+}
+
+/// One client connection's identity.
+pub struct ConnCtx {
+    pub shared: Arc<Shared>,
+    pub direction: Direction,
+    pub client: SocketAddr,
+    /// The proxy's own address for this connection.
+    pub local: SocketAddr,
+}
+
+impl ConnCtx {
+    /// A request record with this connection's identity and nothing else yet.
+    pub fn request_record(&self, protocol: HttpProtocol, authority: String) -> RequestRecord {
+        RequestRecord {
+            start: SystemTime::now(),
+            sidecar: self.shared.sidecar.clone(),
+            direction: self.direction,
+            protocol,
+            client: self.client,
+            server: None,
+            authority,
+            method: None,
+            path: None,
+            status: None,
+            grpc_status: None,
+            grpc_message: None,
+            error: None,
+            duration: Duration::ZERO,
+            ttfb: None,
+            req_bytes: 0,
+            resp_bytes: 0,
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn tcp_record(&self, protocol: TcpProtocol, sni: Option<String>) -> TcpRecord {
+        TcpRecord {
+            start: SystemTime::now(),
+            sidecar: self.shared.sidecar.clone(),
+            direction: self.direction,
+            protocol,
+            client: self.client,
+            server: None,
+            sni,
+            bytes_in: 0,
+            bytes_out: 0,
+            duration: Duration::ZERO,
+            error: None,
+        }
+    }
+}
+
+/// Serves one connection to the end. `connected` is an upstream connection
+/// made already (for a CONNECT tunnel).
+pub async fn serve(mut io: BoxIo, ctx: Arc<ConnCtx>, route: Route, connected: Option<Connected>) {
+    let start = SystemTime::now();
+    let started = Instant::now();
+    let timeout = ctx.shared.connect_timeout;
+
+    if let Route::Fixed(dest) = &route
+        && ctx.shared.opaque_ports.contains(&dest.port())
+    {
+        let connected = match connected {
+            Some(connected) => connected,
+            None => upstream::connect(dest.clone(), timeout).await,
+        };
+        return opaque(io, BytesMut::new(), connected, TcpProtocol::Tcp, None, &ctx, start, started).await;
+    }
+
+    // Connect eagerly, so a server that speaks first is heard at once.
+    let mut connecting: Option<PendingConnect> = match (&route, &connected) {
+        (Route::Fixed(dest), None) => Some(Box::pin(upstream::connect(dest.clone(), timeout))),
+        _ => None,
+    };
+    let mut connected = connected;
+    let mut buf = BytesMut::with_capacity(1024);
+
+    enum Event {
+        Client(std::io::Result<usize>),
+        Connected(Connected),
+        ServerSpoke,
+        Timeout,
+        Shutdown,
+    }
+    let protocol = loop {
+        if let Detection::Done(protocol) = detect(&buf) {
+            break protocol;
+        }
+        let connect_failed = matches!(connected, Some(Err(_)));
+        let wait = if connect_failed { FAILED_CONNECT_GRACE } else { PARTIAL_SNIFF_TIMEOUT };
+        let event = tokio::select! {
+            read = io.read_buf(&mut buf), if buf.len() < MAX_SNIFF => Event::Client(read),
+            done = async { connecting.as_mut().expect("guarded by the branch condition").await },
+                if connecting.is_some() => Event::Connected(done),
+            _ = async {
+                if let Some(Ok((stream, _))) = &connected {
+                    let mut byte = [0u8; 1];
+                    let _ = stream.peek(&mut byte).await;
+                }
+            }, if matches!(connected, Some(Ok(_))) => Event::ServerSpoke,
+            _ = tokio::time::sleep(wait), if !buf.is_empty() || connect_failed => Event::Timeout,
+            _ = ctx.shared.shutdown.cancelled() => Event::Shutdown,
+        };
+        match event {
+            Event::Client(Ok(0)) => break Protocol::Opaque,
+            Event::Client(Ok(_)) => {}
+            Event::Client(Err(err)) => {
+                tracing::debug!(error = %err, "client failed before its protocol was known");
+                let mut record = ctx.tcp_record(TcpProtocol::Tcp, None);
+                record.start = start;
+                record.server = connected.and_then(|c| c.ok()).map(|(_, addr)| addr);
+                tunnel::record_failed(&ctx, record, ErrorKind::DownstreamReset, started);
+                return;
+            }
+            Event::Connected(done) => {
+                connecting = None;
+                connected = Some(done);
+            }
+            Event::ServerSpoke | Event::Timeout => break Protocol::Opaque,
+            Event::Shutdown if buf.is_empty() => return,
+            Event::Shutdown => break Protocol::Opaque,
+        }
+    };
+
+    let version = match protocol {
+        Protocol::Http1 => Some(HttpVersion::Http1),
+        Protocol::Http2 => Some(HttpVersion::Http2),
+        Protocol::Tls { .. } | Protocol::Opaque => None,
+    };
+    if let Some(version) = version {
+        let pending: Option<PendingConnect> = match (connecting, connected) {
+            (Some(pending), _) => Some(pending),
+            (None, Some(done)) => Some(Box::pin(std::future::ready(done))),
+            (None, None) => None,
+        };
+        let io: BoxIo = Box::new(Prefixed::new(buf.freeze(), io));
+        return http::serve(io, version, ctx, route, pending).await;
+    }
+
+    let (tcp_protocol, sni) = match protocol {
+        Protocol::Tls { sni } => (TcpProtocol::Tls, sni),
+        _ => (TcpProtocol::Tcp, None),
+    };
+    let Route::Fixed(dest) = &route else {
+        // Not HTTP on a connection that only an explicit proxy request could
+        // give a destination to.
+        let mut record = ctx.tcp_record(tcp_protocol, sni);
+        record.start = start;
+        tunnel::record_failed(&ctx, record, ErrorKind::NoDestination, started);
+        return;
+    };
+    let connected = match (connected, connecting) {
+        (Some(done), _) => done,
+        (None, Some(pending)) => pending.await,
+        (None, None) => upstream::connect(dest.clone(), timeout).await,
+    };
+    opaque(io, buf, connected, tcp_protocol, sni, &ctx, start, started).await;
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn opaque(
+    io: BoxIo,
+    sniffed: BytesMut,
+    connected: Connected,
+    protocol: TcpProtocol,
+    sni: Option<String>,
+    ctx: &ConnCtx,
+    start: SystemTime,
+    started: Instant,
+) {
+    let mut record = ctx.tcp_record(protocol, sni);
+    record.start = start;
+    match connected {
+        Ok((stream, server)) => {
+            record.server = Some(server);
+            let client: BoxIo = Box::new(Prefixed::new(sniffed.freeze(), io));
+            tunnel::splice(client, stream, record, started, ctx).await;
+        }
+        Err(err) => {
+            tracing::debug!(error = %err, "opaque connection failed");
+            record.server = err.addr;
+            tunnel::record_failed(ctx, record, err.kind, started);
+        }
+    }
+}

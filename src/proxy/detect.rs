@@ -1,0 +1,196 @@
+//! Protocol detection from the first bytes a client sends.
+//!
+//! Detection is incremental: [`detect`] either decides or asks for more
+//! bytes, and it always decides once it has [`MAX_SNIFF`] bytes, so the
+//! buffer it needs is bounded.
+
+use tls_parser::{
+    SNIType, TlsExtension, TlsMessage, TlsMessageHandshake, parse_tls_client_hello_extensions,
+    parse_tls_plaintext,
+};
+
+/// The HTTP/2 connection preface (RFC 9113 §3.4).
+pub const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// A TLS record header plus the largest plaintext record (RFC 8446 §5.1):
+/// a ClientHello that fits one record fits this.
+pub const MAX_SNIFF: usize = 5 + 16384;
+
+/// The longest HTTP method token we wait for (`OPTIONS`, `CONNECT`, and
+/// extension methods such as `PROPPATCH` or `MKCALENDAR` all fit).
+const MAX_METHOD: usize = 16;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    Http1,
+    Http2,
+    Tls { sni: Option<String> },
+    Opaque,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Detection {
+    Done(Protocol),
+    NeedMore,
+}
+
+/// Decides the protocol of a connection from its first bytes.
+pub fn detect(buf: &[u8]) -> Detection {
+    if buf.is_empty() {
+        return Detection::NeedMore;
+    }
+    if buf.len() < H2_PREFACE.len() && H2_PREFACE.starts_with(buf) {
+        return Detection::NeedMore;
+    }
+    if buf.starts_with(H2_PREFACE) {
+        return Detection::Done(Protocol::Http2);
+    }
+    if buf[0] == 0x16 {
+        return detect_tls(buf);
+    }
+    detect_http1(buf)
+}
+
+fn detect_http1(buf: &[u8]) -> Detection {
+    for (i, &b) in buf.iter().take(MAX_METHOD).enumerate() {
+        match b {
+            b'A'..=b'Z' | b'-' | b'_' => continue,
+            b' ' if i > 0 => return Detection::Done(Protocol::Http1),
+            _ => return Detection::Done(Protocol::Opaque),
+        }
+    }
+    if buf.len() >= MAX_METHOD {
+        Detection::Done(Protocol::Opaque)
+    } else {
+        Detection::NeedMore
+    }
+}
+
+fn detect_tls(buf: &[u8]) -> Detection {
+    // Content type handshake (0x16), legacy version 3.x, then a handshake of
+    // type ClientHello (1).
+    if buf.len() < 6 {
+        let plausible = buf.get(1).is_none_or(|&v| v == 0x03) && buf.get(5).is_none_or(|&t| t == 1);
+        return if plausible {
+            Detection::NeedMore
+        } else {
+            Detection::Done(Protocol::Opaque)
+        };
+    }
+    if buf[1] != 0x03 || buf[5] != 1 {
+        return Detection::Done(Protocol::Opaque);
+    }
+    let record_len = 5 + usize::from(u16::from_be_bytes([buf[3], buf[4]]));
+    if buf.len() < record_len && buf.len() < MAX_SNIFF {
+        return Detection::NeedMore;
+    }
+    Detection::Done(Protocol::Tls {
+        sni: server_name(&buf[..record_len.min(buf.len())]),
+    })
+}
+
+/// The SNI host name of the ClientHello in `record`, if it carries one.
+fn server_name(record: &[u8]) -> Option<String> {
+    let (_, plaintext) = parse_tls_plaintext(record).ok()?;
+    plaintext.msg.iter().find_map(|msg| {
+        let TlsMessage::Handshake(TlsMessageHandshake::ClientHello(hello)) = msg else {
+            return None;
+        };
+        let (_, extensions) = parse_tls_client_hello_extensions(hello.ext?).ok()?;
+        extensions.iter().find_map(|ext| match ext {
+            TlsExtension::SNI(names) => names
+                .iter()
+                .find(|(kind, _)| *kind == SNIType::HostName)
+                .and_then(|(_, name)| std::str::from_utf8(name).ok())
+                .map(str::to_owned),
+            _ => None,
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A TLS 1.2/1.3-style ClientHello for `example.com`, built by hand.
+    pub(crate) fn client_hello(sni: &str) -> Vec<u8> {
+        let name = sni.as_bytes();
+        let mut sni_ext = Vec::new();
+        let list_len = 3 + name.len();
+        sni_ext.extend_from_slice(&[0x00, 0x00]); // extension type server_name
+        sni_ext.extend_from_slice(&((list_len + 2) as u16).to_be_bytes());
+        sni_ext.extend_from_slice(&(list_len as u16).to_be_bytes());
+        sni_ext.push(0); // host_name
+        sni_ext.extend_from_slice(&(name.len() as u16).to_be_bytes());
+        sni_ext.extend_from_slice(name);
+
+        let mut body = Vec::new();
+        body.extend_from_slice(&[0x03, 0x03]); // client_version
+        body.extend_from_slice(&[7u8; 32]); // random
+        body.push(0); // session id
+        body.extend_from_slice(&[0x00, 0x02, 0x13, 0x01]); // one cipher suite
+        body.extend_from_slice(&[0x01, 0x00]); // null compression
+        body.extend_from_slice(&(sni_ext.len() as u16).to_be_bytes());
+        body.extend_from_slice(&sni_ext);
+
+        let mut handshake = vec![0x01];
+        handshake.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+        handshake.extend_from_slice(&body);
+
+        let mut record = vec![0x16, 0x03, 0x01];
+        record.extend_from_slice(&(handshake.len() as u16).to_be_bytes());
+        record.extend_from_slice(&handshake);
+        record
+    }
+
+    #[test]
+    fn http2_preface_is_http2_and_its_prefix_waits() {
+        assert_eq!(detect(H2_PREFACE), Detection::Done(Protocol::Http2));
+        assert_eq!(detect(&H2_PREFACE[..10]), Detection::NeedMore);
+        assert_eq!(detect(b"PRI "), Detection::NeedMore);
+    }
+
+    #[test]
+    fn request_lines_are_http1() {
+        for line in ["GET / HTTP/1.1\r\n", "POST /x", "OPTIONS * HTTP/1.1", "CONNECT a:1 HTTP/1.1"] {
+            assert_eq!(detect(line.as_bytes()), Detection::Done(Protocol::Http1), "{line}");
+        }
+        assert_eq!(detect(b"GE"), Detection::NeedMore);
+    }
+
+    #[test]
+    fn other_bytes_are_opaque() {
+        for bytes in [&b"\x00\x01binary"[..], b"get / HTTP/1.1", b"+PONG\r\n", b" GET", b"SSH-2.0-OpenSSH"] {
+            assert_eq!(detect(bytes), Detection::Done(Protocol::Opaque), "{bytes:?}");
+        }
+        assert_eq!(detect(&[b'A'; 40]), Detection::Done(Protocol::Opaque));
+    }
+
+    #[test]
+    fn client_hello_is_tls_with_its_server_name() {
+        let hello = client_hello("example.com");
+        assert_eq!(
+            detect(&hello),
+            Detection::Done(Protocol::Tls {
+                sni: Some("example.com".into())
+            })
+        );
+        for cut in 1..hello.len() {
+            assert_eq!(detect(&hello[..cut]), Detection::NeedMore, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn handshake_byte_without_tls_framing_is_opaque() {
+        assert_eq!(detect(b"\x16\x01garbage"), Detection::Done(Protocol::Opaque));
+    }
+
+    #[test]
+    fn a_broken_client_hello_is_tls_without_server_name() {
+        let mut hello = client_hello("example.com");
+        let len = hello.len();
+        hello[len - 12] = 0xff; // corrupt the SNI lengths
+        hello[len - 13] = 0xff;
+        assert_eq!(detect(&hello), Detection::Done(Protocol::Tls { sni: None }));
+    }
+}

@@ -1,0 +1,694 @@
+//! HTTP forwarding: requests are served with hyper in the protocol they
+//! arrived in and sent upstream in the same protocol, on one upstream
+//! connection per client connection, streaming bodies both ways.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri};
+use hyper::body::Incoming;
+use hyper::client::conn::{http1 as client_h1, http2 as client_h2};
+use hyper::server::conn::{http1 as server_h1, http2 as server_h2};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::sync::Mutex;
+use tracing::debug;
+
+use super::body::{InFlight, RequestBody, ResponseBody, read_grpc_status};
+use super::conn::{ConnCtx, Route};
+use super::io::BoxIo;
+use super::tunnel;
+use super::upstream::{self, ConnectError, Connected, Dest};
+use crate::telemetry::{ErrorKind, HttpProtocol, RequestRecord, TcpProtocol};
+
+/// How long a client may take to send a request head.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The HTTP version of a client connection, and so of its upstream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HttpVersion {
+    Http1,
+    Http2,
+}
+
+/// A connection attempt started before the protocol was known (so that a
+/// server that speaks first is noticed at once).
+pub type PendingConnect = Pin<Box<dyn Future<Output = Connected> + Send>>;
+
+/// Serves one client connection that speaks HTTP until it closes or the
+/// proxy shuts down (then gracefully: in-flight requests finish).
+///
+/// Boxed because a CONNECT tunnel serves a connection inside a connection:
+/// the future type would otherwise contain itself.
+pub fn serve(
+    io: BoxIo,
+    version: HttpVersion,
+    ctx: Arc<ConnCtx>,
+    route: Route,
+    pending: Option<PendingConnect>,
+) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(serve_http(io, version, ctx, route, pending))
+}
+
+async fn serve_http(
+    io: BoxIo,
+    version: HttpVersion,
+    ctx: Arc<ConnCtx>,
+    route: Route,
+    pending: Option<PendingConnect>,
+) {
+    let forwarder = Arc::new(Forwarder {
+        ctx: ctx.clone(),
+        version,
+        route,
+        upstream: Mutex::new(Upstream {
+            pending,
+            ..Upstream::default()
+        }),
+    });
+    let service = service_fn(move |req| forwarder.clone().forward(req));
+    let io = TokioIo::new(io);
+    let shutdown = ctx.shared.shutdown.clone();
+    let result = match version {
+        HttpVersion::Http1 => {
+            let conn = server_h1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .preserve_header_case(true)
+                .serve_connection(io, service)
+                .with_upgrades();
+            tokio::pin!(conn);
+            tokio::select! {
+                result = conn.as_mut() => result,
+                _ = shutdown.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            }
+        }
+        HttpVersion::Http2 => {
+            let conn = server_h2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .serve_connection(io, service);
+            tokio::pin!(conn);
+            tokio::select! {
+                result = conn.as_mut() => result,
+                _ = shutdown.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            }
+        }
+    };
+    if let Err(err) = result {
+        if err.is_parse() {
+            // hyper has answered 400 (or 431) and closed the connection.
+            let status = if err.is_parse_too_large() { 431 } else { 400 };
+            record_malformed(&ctx, version, status);
+        }
+        debug!(error = %err, "http connection ended with an error");
+    }
+}
+
+/// Records a request too malformed for hyper to parse.
+fn record_malformed(ctx: &ConnCtx, version: HttpVersion, status: u16) {
+    let record = RequestRecord {
+        status: Some(status),
+        error: Some(ErrorKind::Protocol),
+        ..ctx.request_record(protocol_of(version, false), ctx.local.to_string())
+    };
+    ctx.shared.recorder.record(crate::telemetry::Record::Request(record));
+}
+
+fn protocol_of(version: HttpVersion, grpc: bool) -> HttpProtocol {
+    match (version, grpc) {
+        (HttpVersion::Http1, _) => HttpProtocol::Http1,
+        (HttpVersion::Http2, false) => HttpProtocol::H2,
+        (HttpVersion::Http2, true) => HttpProtocol::Grpc,
+    }
+}
+
+/// Forwards the requests of one client connection.
+struct Forwarder {
+    ctx: Arc<ConnCtx>,
+    version: HttpVersion,
+    route: Route,
+    /// Held across a connect so concurrent HTTP/2 streams share one upstream
+    /// connection instead of racing to open several.
+    upstream: Mutex<Upstream>,
+}
+
+#[derive(Default)]
+struct Upstream {
+    pending: Option<PendingConnect>,
+    current: Option<UpstreamConn>,
+}
+
+struct UpstreamConn {
+    dest: Dest,
+    server: SocketAddr,
+    sender: Sender,
+}
+
+enum Sender {
+    Http1(client_h1::SendRequest<RequestBody>),
+    Http2(client_h2::SendRequest<RequestBody>),
+}
+
+/// A sender taken for one request.
+struct Lease {
+    sender: Sender,
+    server: SocketAddr,
+    /// Whether the connection served earlier requests (a reused connection
+    /// may have been closed by the server meanwhile: the request is retried
+    /// once on a fresh one when it was not sent at all).
+    reused: bool,
+}
+
+/// Why a request could not be sent upstream.
+struct UpstreamFailure {
+    kind: ErrorKind,
+    server: Option<SocketAddr>,
+    message: String,
+    /// The upstream reset the HTTP/2 stream: pass the reset on.
+    reset: Option<hyper::Error>,
+}
+
+impl From<ConnectError> for UpstreamFailure {
+    fn from(err: ConnectError) -> Self {
+        UpstreamFailure {
+            kind: err.kind,
+            server: err.addr,
+            message: format!("upstream connect error: {err}"),
+            reset: None,
+        }
+    }
+}
+
+impl Forwarder {
+    async fn forward(
+        self: Arc<Self>,
+        mut req: Request<Incoming>,
+    ) -> Result<Response<ResponseBody>, hyper::Error> {
+        let started = Instant::now();
+        let grpc = self.version == HttpVersion::Http2 && is_grpc(req.headers());
+        let authority = self.authority_of(&req);
+        let mut record = self
+            .ctx
+            .request_record(protocol_of(self.version, grpc), authority);
+        record.start = SystemTime::now();
+        record.method = Some(req.method().as_str().to_owned());
+        record.path = (req.method() != Method::CONNECT)
+            .then(|| req.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned());
+        record.headers = self.ctx.shared.captured_headers(req.headers());
+        let inflight = InFlight::new(record, started, self.ctx.shared.recorder.clone());
+
+        let dest = match &self.route {
+            Route::Fixed(dest) => dest.clone(),
+            Route::Explicit => match explicit_dest(&req) {
+                Ok(dest) if dest == Dest::Addr(self.ctx.local) => {
+                    return Ok(refuse(inflight, grpc, "meshtop: refusing to proxy to itself"));
+                }
+                Ok(dest) => dest,
+                Err(message) => return Ok(refuse(inflight, grpc, message)),
+            },
+            Route::Reject => {
+                return Ok(refuse(
+                    inflight,
+                    grpc,
+                    "meshtop: this connection was not redirected to the proxy and is not a proxy request",
+                ));
+            }
+        };
+        if req.method() == Method::CONNECT && self.route == Route::Explicit {
+            return Ok(self.connect_tunnel(req, dest, inflight).await);
+        }
+
+        let client_upgrade = (self.version == HttpVersion::Http1 && is_upgrade(&req))
+            .then(|| hyper::upgrade::on(&mut req));
+        let (mut parts, body) = req.into_parts();
+        if self.route == Route::Explicit {
+            to_origin_form(&mut parts.uri, &mut parts.headers);
+        }
+        strip_hop_by_hop(&mut parts.headers, client_upgrade.is_some(), self.version);
+        let body = RequestBody::new(body, inflight.progress());
+        let upstream_req = Request::from_parts(parts, body);
+
+        let (mut resp, server) = match self.send(&dest, upstream_req).await {
+            Ok(sent) => sent,
+            Err(failure) => return self.fail(inflight, grpc, failure),
+        };
+        let mut inflight = inflight;
+        if let Some(record) = inflight.record() {
+            record.server = Some(server);
+            record.status = Some(resp.status().as_u16());
+            record.ttfb = Some(started.elapsed());
+            if grpc {
+                read_grpc_status(resp.headers(), record);
+            }
+        }
+
+        let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+        if let (Some(client_upgrade), true) = (client_upgrade, switching) {
+            let server_upgrade = hyper::upgrade::on(&mut resp);
+            inflight.finish(None);
+            let ctx = self.ctx.clone();
+            let mut record = ctx.tcp_record(TcpProtocol::Tcp, None);
+            record.server = Some(server);
+            self.ctx.shared.tracker.spawn(async move {
+                match tokio::try_join!(client_upgrade, server_upgrade) {
+                    Ok((client, upstream)) => {
+                        let client: BoxIo = Box::new(TokioIo::new(client));
+                        let upstream = TokioIo::new(upstream);
+                        tunnel::splice(client, upstream, record, Instant::now(), &ctx).await;
+                    }
+                    Err(err) => debug!(error = %err, "upgrade failed"),
+                }
+            });
+            let (parts, _) = resp.into_parts();
+            return Ok(Response::from_parts(parts, ResponseBody::empty()));
+        }
+
+        strip_hop_by_hop(resp.headers_mut(), false, self.version);
+        let (parts, body) = resp.into_parts();
+        Ok(Response::from_parts(parts, ResponseBody::upstream(body, inflight)))
+    }
+
+    /// The authority a request was meant for, as the client named it.
+    fn authority_of(&self, req: &Request<Incoming>) -> String {
+        let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok());
+        let uri_authority = req.uri().authority().map(|a| a.as_str());
+        let named = match self.version {
+            HttpVersion::Http1 => host.or(uri_authority),
+            HttpVersion::Http2 => uri_authority.or(host),
+        };
+        match (named, &self.route) {
+            (Some(name), _) => name.to_owned(),
+            (None, Route::Fixed(dest)) => dest.to_string(),
+            (None, _) => self.ctx.local.to_string(),
+        }
+    }
+
+    /// Sends a request upstream, retrying once on a fresh connection when a
+    /// reused one turned out to be closed before the request went out.
+    async fn send(
+        &self,
+        dest: &Dest,
+        mut req: Request<RequestBody>,
+    ) -> Result<(Response<Incoming>, SocketAddr), UpstreamFailure> {
+        loop {
+            let lease = self.acquire(dest).await?;
+            let server = lease.server;
+            let result = match lease.sender {
+                Sender::Http1(mut sender) => {
+                    let result = sender.try_send_request(req).await;
+                    // One request at a time on HTTP/1: the connection goes back
+                    // for the next request once this response has arrived.
+                    if !sender.is_closed() {
+                        self.release(dest, server, Sender::Http1(sender)).await;
+                    }
+                    result
+                }
+                Sender::Http2(mut sender) => sender.try_send_request(req).await,
+            };
+            match result {
+                Ok(resp) => return Ok((resp, server)),
+                Err(mut err) => match err.take_message() {
+                    Some(unsent) if lease.reused => {
+                        debug!("reused upstream connection was closed, reconnecting");
+                        self.upstream.lock().await.current = None;
+                        req = unsent;
+                    }
+                    _ => return Err(classify_send_error(err.into_error(), server)),
+                },
+            }
+        }
+    }
+
+    /// A sender for `dest`: the current connection if it is still usable,
+    /// else a new one (the connection started eagerly at accept, if any).
+    async fn acquire(&self, dest: &Dest) -> Result<Lease, UpstreamFailure> {
+        let mut upstream = self.upstream.lock().await;
+        if let Some(current) = upstream.current.take_if(|c| &c.dest == dest) {
+            let usable = match &current.sender {
+                Sender::Http1(sender) => !sender.is_closed() && sender.is_ready(),
+                Sender::Http2(sender) => !sender.is_closed(),
+            };
+            if usable {
+                let sender = match &current.sender {
+                    Sender::Http1(_) => None,
+                    Sender::Http2(sender) => Some(Sender::Http2(sender.clone())),
+                };
+                let server = current.server;
+                let sender = match sender {
+                    // HTTP/2 senders are shared; the connection stays in place.
+                    Some(shared) => {
+                        upstream.current = Some(current);
+                        shared
+                    }
+                    None => current.sender,
+                };
+                return Ok(Lease {
+                    sender,
+                    server,
+                    reused: true,
+                });
+            }
+        }
+        let connected = match upstream.pending.take() {
+            Some(pending) => pending.await,
+            None => upstream::connect(dest.clone(), self.ctx.shared.connect_timeout).await,
+        };
+        let (stream, server) = connected?;
+        let io = TokioIo::new(stream);
+        let handshake_failed = |err: hyper::Error| UpstreamFailure {
+            kind: ErrorKind::Protocol,
+            server: Some(server),
+            message: format!("upstream handshake failed: {err}"),
+            reset: None,
+        };
+        let sender = match self.version {
+            HttpVersion::Http1 => {
+                let (sender, conn) = client_h1::Builder::new()
+                    .preserve_header_case(true)
+                    .handshake(io)
+                    .await
+                    .map_err(handshake_failed)?;
+                tokio::spawn(async move {
+                    if let Err(err) = conn.with_upgrades().await {
+                        debug!(error = %err, "upstream http/1 connection ended");
+                    }
+                });
+                Sender::Http1(sender)
+            }
+            HttpVersion::Http2 => {
+                let (sender, conn) = client_h2::Builder::new(TokioExecutor::new())
+                    .timer(TokioTimer::new())
+                    .handshake(io)
+                    .await
+                    .map_err(handshake_failed)?;
+                tokio::spawn(async move {
+                    if let Err(err) = conn.await {
+                        debug!(error = %err, "upstream h2 connection ended");
+                    }
+                });
+                Sender::Http2(sender)
+            }
+        };
+        let sender = match sender {
+            Sender::Http2(sender) => {
+                upstream.current = Some(UpstreamConn {
+                    dest: dest.clone(),
+                    server,
+                    sender: Sender::Http2(sender.clone()),
+                });
+                Sender::Http2(sender)
+            }
+            http1 => http1,
+        };
+        Ok(Lease {
+            sender,
+            server,
+            reused: false,
+        })
+    }
+
+    async fn release(&self, dest: &Dest, server: SocketAddr, sender: Sender) {
+        self.upstream.lock().await.current = Some(UpstreamConn {
+            dest: dest.clone(),
+            server,
+            sender,
+        });
+    }
+
+    /// Answers a request that could not be forwarded: `502` for HTTP, a
+    /// trailers-only `UNAVAILABLE` for gRPC, or a reset passed on.
+    fn fail(
+        &self,
+        mut inflight: InFlight,
+        grpc: bool,
+        failure: UpstreamFailure,
+    ) -> Result<Response<ResponseBody>, hyper::Error> {
+        debug!(error = %failure.message, "request failed");
+        if let Some(record) = inflight.record() {
+            record.server = failure.server;
+        }
+        inflight.finish(Some(failure.kind));
+        if let Some(reset) = failure.reset {
+            // hyper resets the client's stream with the upstream's reason.
+            return Err(reset);
+        }
+        Ok(local_error(grpc, StatusCode::BAD_GATEWAY, &failure.message))
+    }
+
+    /// Handles `CONNECT host:port` on an explicit-proxy connection: the tunnel
+    /// is then detected and recorded like any direct connection.
+    async fn connect_tunnel(
+        &self,
+        req: Request<Incoming>,
+        dest: Dest,
+        mut inflight: InFlight,
+    ) -> Response<ResponseBody> {
+        let connected = upstream::connect(dest.clone(), self.ctx.shared.connect_timeout).await;
+        let (stream, server) = match connected {
+            Ok(connected) => connected,
+            Err(err) => {
+                if let Some(record) = inflight.record() {
+                    record.server = err.addr;
+                }
+                inflight.finish(Some(err.kind));
+                return local_error(false, StatusCode::BAD_GATEWAY, &format!("upstream connect error: {err}"));
+            }
+        };
+        inflight.discard();
+        let ctx = self.ctx.clone();
+        let on_upgrade = hyper::upgrade::on(req);
+        self.ctx.shared.tracker.spawn(async move {
+            match on_upgrade.await {
+                Ok(upgraded) => {
+                    let io: BoxIo = Box::new(TokioIo::new(upgraded));
+                    let connected: Connected = Ok((stream, server));
+                    super::conn::serve(io, ctx, Route::Fixed(dest), Some(connected)).await;
+                }
+                Err(err) => debug!(error = %err, "CONNECT tunnel was not established"),
+            }
+        });
+        Response::new(ResponseBody::empty())
+    }
+}
+
+/// Answers `400` (or gRPC UNAVAILABLE) to a request that has no destination.
+fn refuse(mut inflight: InFlight, grpc: bool, message: &str) -> Response<ResponseBody> {
+    inflight.finish(Some(ErrorKind::NoDestination));
+    local_error(grpc, StatusCode::BAD_REQUEST, message)
+}
+
+/// A response made up by the proxy: a short text body for HTTP, a valid
+/// trailers-only response with `grpc-status: 14` for gRPC.
+fn local_error(grpc: bool, status: StatusCode, message: &str) -> Response<ResponseBody> {
+    if grpc {
+        let encoded = percent_encoding::utf8_percent_encode(message, GRPC_MESSAGE_ENCODE).to_string();
+        let mut resp = Response::new(ResponseBody::empty());
+        let headers = resp.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+        headers.insert("grpc-status", HeaderValue::from_static("14"));
+        if let Ok(value) = HeaderValue::from_str(&encoded) {
+            headers.insert("grpc-message", value);
+        }
+        return resp;
+    }
+    let mut resp = Response::new(ResponseBody::local(format!("{message}\n")));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+/// gRPC's percent-encoding of `grpc-message`: everything outside printable
+/// ASCII, and `%` itself.
+const GRPC_MESSAGE_ENCODE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b'%');
+
+fn classify_send_error(err: hyper::Error, server: SocketAddr) -> UpstreamFailure {
+    let h2_reset = h2_error(&err).is_some_and(|e| e.is_reset() && e.is_remote());
+    let kind = if err.is_user() {
+        // The client's request body failed while being sent.
+        ErrorKind::DownstreamReset
+    } else if err.is_parse() {
+        ErrorKind::Protocol
+    } else {
+        ErrorKind::UpstreamReset
+    };
+    UpstreamFailure {
+        kind,
+        server: Some(server),
+        message: format!("upstream request failed: {err}"),
+        reset: h2_reset.then_some(err),
+    }
+}
+
+fn h2_error(err: &hyper::Error) -> Option<&h2::Error> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(err);
+    while let Some(cause) = source {
+        if let Some(h2) = cause.downcast_ref::<h2::Error>() {
+            return Some(h2);
+        }
+        source = cause.source();
+    }
+    None
+}
+
+fn is_grpc(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|ct| ct.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// An HTTP/1 request asking to switch protocols (`Connection: upgrade` with
+/// an `Upgrade` header), e.g. a WebSocket handshake.
+fn is_upgrade(req: &Request<Incoming>) -> bool {
+    req.headers().contains_key(header::UPGRADE) && connection_has(req.headers(), "upgrade")
+}
+
+fn connection_has(headers: &HeaderMap, token: &str) -> bool {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// Removes hop-by-hop fields (RFC 9110 §7.6.1): `Connection` and the fields
+/// it names, `Keep-Alive`, `Proxy-Connection`, `Transfer-Encoding` (each hop
+/// frames its own body), `TE` (kept as `trailers` on HTTP/2, which gRPC
+/// requires) and `Upgrade` unless the request is switching protocols.
+fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool, version: HttpVersion) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .filter(|name| !(upgrade && name == header::UPGRADE))
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    headers.remove(header::CONNECTION);
+    headers.remove("keep-alive");
+    headers.remove("proxy-connection");
+    headers.remove(header::TRANSFER_ENCODING);
+    let te_trailers = headers
+        .get(header::TE)
+        .is_some_and(|te| te.as_bytes().eq_ignore_ascii_case(b"trailers"));
+    if !(version == HttpVersion::Http2 && te_trailers) {
+        headers.remove(header::TE);
+    }
+    if upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        headers.remove(header::UPGRADE);
+    }
+}
+
+/// Where an explicit proxy request goes: the authority of an absolute-form
+/// URI (`GET http://host:port/path`) or of `CONNECT host:port`.
+fn explicit_dest(req: &Request<Incoming>) -> Result<Dest, &'static str> {
+    let authority = req
+        .uri()
+        .authority()
+        .ok_or("meshtop: not a proxy request: expected an absolute URI (http://host/path) or CONNECT host:port")?;
+    if req.method() != Method::CONNECT && req.uri().scheme_str() != Some("http") {
+        return Err("meshtop: only http:// URIs can be proxied; use CONNECT for https");
+    }
+    let default_port = if req.method() == Method::CONNECT { 443 } else { 80 };
+    Dest::from_authority(authority.as_str(), default_port).map_err(|_| "meshtop: invalid proxy target")
+}
+
+/// Rewrites an absolute-form request target to origin form for the upstream
+/// server, which expects `GET /path` and a `Host` header.
+fn to_origin_form(uri: &mut Uri, headers: &mut HeaderMap) {
+    if let Some(authority) = uri.authority()
+        && !headers.contains_key(header::HOST)
+        && let Ok(host) = HeaderValue::from_str(authority.as_str())
+    {
+        headers.insert(header::HOST, host);
+    }
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    if let Ok(origin) = Uri::builder().path_and_query(path).build() {
+        *uri = origin;
+    }
+}
+
+impl PartialEq for Route {
+    fn eq(&self, other: &Route) -> bool {
+        match (self, other) {
+            (Route::Fixed(a), Route::Fixed(b)) => a == b,
+            (Route::Explicit, Route::Explicit) | (Route::Reject, Route::Reject) => true,
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.append(
+                HeaderName::from_bytes(k.as_bytes()).expect("valid name"),
+                HeaderValue::from_str(v).expect("valid value"),
+            );
+        }
+        map
+    }
+
+    #[test]
+    fn hop_by_hop_fields_and_those_named_by_connection_are_removed() {
+        let mut h = headers(&[
+            ("connection", "keep-alive, x-hop"),
+            ("keep-alive", "timeout=5"),
+            ("x-hop", "1"),
+            ("x-end", "2"),
+            ("te", "trailers"),
+            ("transfer-encoding", "chunked"),
+            ("host", "svc"),
+        ]);
+        strip_hop_by_hop(&mut h, false, HttpVersion::Http1);
+        let mut names: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+        names.sort();
+        assert_eq!(names, ["host", "x-end"]);
+    }
+
+    #[test]
+    fn te_trailers_survives_on_http2_for_grpc() {
+        let mut h = headers(&[("te", "trailers")]);
+        strip_hop_by_hop(&mut h, false, HttpVersion::Http2);
+        assert_eq!(h.get("te").map(|v| v.as_bytes()), Some(&b"trailers"[..]));
+    }
+
+    #[test]
+    fn upgrade_requests_keep_their_upgrade() {
+        let mut h = headers(&[("connection", "keep-alive, Upgrade"), ("upgrade", "websocket")]);
+        strip_hop_by_hop(&mut h, true, HttpVersion::Http1);
+        assert_eq!(h.get("connection").map(|v| v.as_bytes()), Some(&b"upgrade"[..]));
+        assert_eq!(h.get("upgrade").map(|v| v.as_bytes()), Some(&b"websocket"[..]));
+    }
+
+    #[test]
+    fn absolute_form_becomes_origin_form_with_host() {
+        let mut uri: Uri = "http://svc:8080/a/b?c=d".parse().expect("valid uri");
+        let mut h = HeaderMap::new();
+        to_origin_form(&mut uri, &mut h);
+        assert_eq!(uri.to_string(), "/a/b?c=d");
+        assert_eq!(h.get("host").map(|v| v.as_bytes()), Some(&b"svc:8080"[..]));
+    }
+}

@@ -1,0 +1,37 @@
+//! Opaque forwarding: bytes copied both ways until both sides are done, with
+//! half-closes passed on, and one record per connection.
+
+use std::time::Instant;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::conn::ConnCtx;
+use super::io::{BoxIo, Metered};
+use crate::telemetry::{ErrorKind, Record, TcpRecord};
+
+/// Copies between the client and the upstream until both directions end,
+/// then emits `record` (which names the server) with what was carried.
+pub async fn splice<U>(client: BoxIo, upstream: U, mut record: TcpRecord, started: Instant, ctx: &ConnCtx)
+where
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut client = Metered::new(client);
+    let mut upstream = Metered::new(upstream);
+    let result = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+    record.error = match result {
+        Ok(_) => None,
+        Err(_) if upstream.failed => Some(ErrorKind::UpstreamReset),
+        Err(_) => Some(ErrorKind::DownstreamReset),
+    };
+    record.bytes_in = client.read;
+    record.bytes_out = client.written;
+    record.duration = started.elapsed();
+    ctx.shared.recorder.record(Record::Tcp(record));
+}
+
+/// Records a connection that ended before it was spliced.
+pub fn record_failed(ctx: &ConnCtx, mut record: TcpRecord, error: ErrorKind, started: Instant) {
+    record.error = Some(error);
+    record.duration = started.elapsed();
+    ctx.shared.recorder.record(Record::Tcp(record));
+}

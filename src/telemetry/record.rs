@@ -1,0 +1,299 @@
+//! The records the proxy emits, one per finished HTTP request and one per
+//! finished opaque connection, and the bounded channel that carries them.
+//!
+//! The data path never waits for telemetry: [`Recorder::record`] uses
+//! `try_send`, and a full channel drops the record and counts the drop.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+/// Which way a connection crosses the pod boundary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Traffic entering the pod, towards the local application.
+    Inbound,
+    /// Traffic leaving the pod, from the local application to another service.
+    Outbound,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Inbound => "inbound",
+            Direction::Outbound => "outbound",
+        }
+    }
+}
+
+impl fmt::Display for Direction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The protocol of a recorded HTTP request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum HttpProtocol {
+    #[serde(rename = "http/1.1")]
+    Http1,
+    #[serde(rename = "h2")]
+    H2,
+    /// HTTP/2 with `content-type: application/grpc*`.
+    #[serde(rename = "grpc")]
+    Grpc,
+}
+
+impl HttpProtocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HttpProtocol::Http1 => "http/1.1",
+            HttpProtocol::H2 => "h2",
+            HttpProtocol::Grpc => "grpc",
+        }
+    }
+}
+
+/// The protocol of a recorded opaque connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TcpProtocol {
+    Tcp,
+    Tls,
+}
+
+impl TcpProtocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TcpProtocol::Tcp => "tcp",
+            TcpProtocol::Tls => "tls",
+        }
+    }
+}
+
+/// Why a request or connection failed, as far as the proxy could tell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The upstream actively refused the connection.
+    ConnectRefused,
+    /// The upstream did not accept the connection in time.
+    ConnectTimeout,
+    /// The upstream's name did not resolve.
+    Dns,
+    /// Connecting failed for another reason (unreachable network, …).
+    ConnectError,
+    /// The upstream reset or closed the connection or stream mid-exchange.
+    UpstreamReset,
+    /// The client reset or closed the connection or stream mid-exchange.
+    DownstreamReset,
+    /// A peer broke the protocol (malformed request or response).
+    Protocol,
+    /// The connection was neither redirected to the proxy nor an explicit
+    /// proxy request, so it had nowhere to go (forwarding it would loop).
+    NoDestination,
+}
+
+impl ErrorKind {
+    pub const ALL: [ErrorKind; 8] = [
+        ErrorKind::ConnectRefused,
+        ErrorKind::ConnectTimeout,
+        ErrorKind::Dns,
+        ErrorKind::ConnectError,
+        ErrorKind::UpstreamReset,
+        ErrorKind::DownstreamReset,
+        ErrorKind::Protocol,
+        ErrorKind::NoDestination,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::ConnectRefused => "connect_refused",
+            ErrorKind::ConnectTimeout => "connect_timeout",
+            ErrorKind::Dns => "dns",
+            ErrorKind::ConnectError => "connect_error",
+            ErrorKind::UpstreamReset => "upstream_reset",
+            ErrorKind::DownstreamReset => "downstream_reset",
+            ErrorKind::Protocol => "protocol",
+            ErrorKind::NoDestination => "no_destination",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// gRPC status codes that count as failures: UNKNOWN, DEADLINE_EXCEEDED,
+/// INTERNAL, UNAVAILABLE and DATA_LOSS. Codes such as NOT_FOUND or
+/// INVALID_ARGUMENT are answers, not failures of the service.
+pub const FAILING_GRPC_STATUSES: [u32; 5] = [2, 4, 13, 14, 15];
+
+/// The one definition of a failed request, shared by the sidecar's
+/// aggregates, its metrics and the terminal UI: it has an error, or an HTTP
+/// status of 500 or more, or one of [`FAILING_GRPC_STATUSES`].
+pub fn is_failure(status: Option<u16>, grpc_status: Option<u32>, error: Option<ErrorKind>) -> bool {
+    error.is_some()
+        || status.is_some_and(|s| s >= 500)
+        || grpc_status.is_some_and(|g| FAILING_GRPC_STATUSES.contains(&g))
+}
+
+/// One finished HTTP request as the proxy saw it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RequestRecord {
+    /// Wall-clock time the request head arrived.
+    pub start: SystemTime,
+    pub sidecar: Arc<str>,
+    pub direction: Direction,
+    pub protocol: HttpProtocol,
+    pub client: SocketAddr,
+    /// The upstream address connected to (or tried, when connecting failed);
+    /// `None` when no address was reached, e.g. a DNS failure.
+    pub server: Option<SocketAddr>,
+    /// `Host` (HTTP/1) or `:authority` (HTTP/2), else the server address.
+    pub authority: String,
+    /// `None` only for a request too malformed to parse.
+    pub method: Option<String>,
+    /// Path and query as sent; `None` for CONNECT and unparsable requests.
+    pub path: Option<String>,
+    /// The status the upstream answered. A response made up by meshtop (for
+    /// a failed connect, say) has no status; its `error` says what happened.
+    pub status: Option<u16>,
+    pub grpc_status: Option<u32>,
+    pub grpc_message: Option<String>,
+    pub error: Option<ErrorKind>,
+    /// From the request head to the end of the response (or the failure).
+    pub duration: Duration,
+    /// From the request head to the upstream's response head.
+    pub ttfb: Option<Duration>,
+    /// Request body bytes forwarded upstream.
+    pub req_bytes: u64,
+    /// Response body bytes forwarded to the client.
+    pub resp_bytes: u64,
+    /// Request headers captured on request (`--capture-header`), already
+    /// redacted; empty unless configured.
+    pub headers: Vec<(String, String)>,
+}
+
+impl RequestRecord {
+    pub fn is_failure(&self) -> bool {
+        is_failure(self.status, self.grpc_status, self.error)
+    }
+}
+
+/// One finished opaque (TCP or TLS) connection.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TcpRecord {
+    pub start: SystemTime,
+    pub sidecar: Arc<str>,
+    pub direction: Direction,
+    pub protocol: TcpProtocol,
+    pub client: SocketAddr,
+    pub server: Option<SocketAddr>,
+    /// The server name of a TLS ClientHello.
+    pub sni: Option<String>,
+    /// Bytes received from the client (and forwarded to the server).
+    pub bytes_in: u64,
+    /// Bytes received from the server (and forwarded to the client).
+    pub bytes_out: u64,
+    pub duration: Duration,
+    pub error: Option<ErrorKind>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Record {
+    Request(RequestRecord),
+    Tcp(TcpRecord),
+}
+
+/// The sending half of the record channel, cloned into every connection.
+#[derive(Clone, Debug)]
+pub struct Recorder {
+    tx: mpsc::Sender<Record>,
+    /// Records lost because the channel was full; the telemetry reports it.
+    dropped: Arc<AtomicU64>,
+}
+
+/// The receiving half of the record channel.
+pub type RecordReceiver = mpsc::Receiver<Record>;
+
+impl Recorder {
+    /// A channel holding at most `capacity` records not yet consumed; past
+    /// that, new records are dropped and counted.
+    pub fn channel(capacity: usize) -> (Recorder, RecordReceiver) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let recorder = Recorder {
+            tx,
+            dropped: Arc::new(AtomicU64::new(0)),
+        };
+        (recorder, rx)
+    }
+
+    /// Hands a record to the telemetry without ever waiting.
+    pub fn record(&self, record: Record) {
+        if self.tx.try_send(record).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// How many records were dropped because the channel was full (or its
+    /// receiver gone).
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tcp_record() -> Record {
+        Record::Tcp(TcpRecord {
+            start: SystemTime::now(),
+            sidecar: Arc::from("test"),
+            direction: Direction::Inbound,
+            protocol: TcpProtocol::Tcp,
+            client: "127.0.0.1:1".parse().expect("literal address"),
+            server: None,
+            sni: None,
+            bytes_in: 0,
+            bytes_out: 0,
+            duration: Duration::ZERO,
+            error: None,
+        })
+    }
+
+    #[test]
+    fn full_channel_drops_and_counts_instead_of_waiting() {
+        let (recorder, mut rx) = Recorder::channel(2);
+        for _ in 0..5 {
+            recorder.record(tcp_record());
+        }
+        assert_eq!(recorder.dropped(), 3);
+        assert!(rx.try_recv().is_ok());
+        assert!(rx.try_recv().is_ok());
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn failure_rule_matches_the_documented_definition() {
+        assert!(!is_failure(Some(200), None, None));
+        assert!(!is_failure(Some(404), None, None));
+        assert!(is_failure(Some(500), None, None));
+        assert!(is_failure(Some(503), None, None));
+        assert!(!is_failure(Some(200), Some(0), None));
+        assert!(!is_failure(Some(200), Some(5), None));
+        for code in [2, 4, 13, 14, 15] {
+            assert!(is_failure(Some(200), Some(code), None), "grpc {code}");
+        }
+        assert!(is_failure(None, None, Some(ErrorKind::ConnectRefused)));
+    }
+}

@@ -1,0 +1,450 @@
+//! Shared test helpers: an in-process proxy with its record channel, real
+//! HTTP/1.1 + h2c and gRPC backends, and waiting with deadlines.
+
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Body, Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use meshtop::proxy::{BoundListener, Dest, ListenerConfig, Proxy, ProxyConfig};
+use meshtop::telemetry::{Direction, Record, RecordReceiver, Recorder, RequestRecord, TcpRecord};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub mod echo {
+    tonic::include_proto!("meshtop.test.v1");
+}
+
+/// How long any single wait in a test may take before it fails.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// Awaits `fut`, failing the test with `what` if it takes longer than [`DEADLINE`].
+pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
+    match tokio::time::timeout(DEADLINE, fut).await {
+        Ok(value) => value,
+        Err(_) => panic!("timed out waiting for {what}"),
+    }
+}
+
+/// A proxy running in this process, with its records.
+pub struct TestProxy {
+    pub listeners: Vec<BoundListener>,
+    pub admin: SocketAddr,
+    pub records: RecordReceiver,
+    pub shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TestProxy {
+    pub async fn start(config: ProxyConfig) -> TestProxy {
+        let (recorder, records) = Recorder::channel(100_000);
+        let proxy = Proxy::bind(config, recorder).await.expect("proxy binds");
+        let listeners = proxy.listeners().to_vec();
+        let admin = proxy.admin_addr();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(proxy.run(shutdown.clone()));
+        TestProxy {
+            listeners,
+            admin,
+            records,
+            shutdown,
+            task,
+        }
+    }
+
+    /// A proxy with one listener of `direction` sending everything to `target`.
+    pub async fn to(direction: Direction, target: Dest) -> TestProxy {
+        TestProxy::start(config(vec![ListenerConfig {
+            direction,
+            addr: local0(),
+            target: Some(target),
+        }]))
+        .await
+    }
+
+    /// A proxy with one inbound listener in front of `backend`.
+    pub async fn inbound_to(backend: SocketAddr) -> TestProxy {
+        TestProxy::to(Direction::Inbound, Dest::Addr(backend)).await
+    }
+
+    /// A proxy with one outbound listener and no target: an explicit proxy.
+    pub async fn explicit() -> TestProxy {
+        TestProxy::start(config(vec![ListenerConfig {
+            direction: Direction::Outbound,
+            addr: local0(),
+            target: None,
+        }]))
+        .await
+    }
+
+    /// The address of the first listener.
+    pub fn addr(&self) -> SocketAddr {
+        self.listeners[0].addr
+    }
+
+    pub async fn next_record(&mut self) -> Record {
+        within("a record", self.records.recv())
+            .await
+            .expect("the proxy keeps the record channel open")
+    }
+
+    /// The next request record, skipping connection records.
+    pub async fn next_request(&mut self) -> RequestRecord {
+        loop {
+            if let Record::Request(record) = self.next_record().await {
+                return record;
+            }
+        }
+    }
+
+    /// The next connection record, skipping request records.
+    pub async fn next_tcp(&mut self) -> TcpRecord {
+        loop {
+            if let Record::Tcp(record) = self.next_record().await {
+                return record;
+            }
+        }
+    }
+
+    /// Asks the proxy to stop and waits until it has drained.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        within("the proxy to stop", self.task).await.expect("proxy task ends cleanly");
+    }
+}
+
+pub fn local0() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+/// A test configuration: the admin on an ephemeral port, short timeouts.
+pub fn config(listeners: Vec<ListenerConfig>) -> ProxyConfig {
+    let mut config = ProxyConfig::new("test-sidecar", listeners);
+    config.admin = local0();
+    config.namespace = Some("testns".into());
+    config.connect_timeout = Duration::from_secs(5);
+    config.drain_timeout = Duration::from_secs(5);
+    config
+}
+
+/// An address where nothing listens (bound, then closed).
+pub fn closed_port() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("local addr")
+}
+
+/// A real HTTP/1.1 + h2c server (hyper's auto builder) with test routes:
+///
+/// - `/echo`: streams the request body back; `x-seen-host` and
+///   `x-seen-headers` tell what arrived.
+/// - `/status/N`: answers status N with an empty body.
+/// - `/bytes/N`: streams N bytes in 64 KiB chunks.
+/// - `/trailers`: a body followed by trailers `x-trailer: done`.
+/// - `/reset`: sends part of a body and then fails it (an h2 reset, or a
+///   truncated HTTP/1 body).
+/// - `/hang`: a body that never ends; reports `dropped /hang` on `events`
+///   when the server drops it (the stream was cancelled).
+pub struct Backend {
+    pub addr: SocketAddr,
+    /// TCP connections accepted so far.
+    pub connections: Arc<AtomicUsize>,
+    pub events: mpsc::UnboundedReceiver<String>,
+}
+
+pub async fn backend() -> Backend {
+    let listener = TcpListener::bind(local0()).await.expect("bind backend");
+    let addr = listener.local_addr().expect("backend addr");
+    let connections = Arc::new(AtomicUsize::new(0));
+    let (events_tx, events) = mpsc::unbounded_channel();
+    let accepted = connections.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            accepted.fetch_add(1, Ordering::SeqCst);
+            let events = events_tx.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req| route(req, events.clone()));
+                let _ = auto::Builder::new(TokioExecutor::new())
+                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Backend {
+        addr,
+        connections,
+        events,
+    }
+}
+
+pub type TestBody = http_body_util::combinators::BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+fn boxed<B>(body: B) -> TestBody
+where
+    B: Body<Data = Bytes> + Send + Sync + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    body.map_err(Into::into).boxed()
+}
+
+async fn route(
+    req: Request<Incoming>,
+    events: mpsc::UnboundedSender<String>,
+) -> Result<Response<TestBody>, Infallible> {
+    let path = req.uri().path().to_owned();
+    let mut resp = if path == "/echo" {
+        let host = req.headers().get("host").cloned();
+        let mut names: Vec<String> = req.headers().keys().map(|k| k.as_str().to_owned()).collect();
+        names.sort();
+        let mut resp = Response::new(boxed(req.into_body()));
+        if let Some(host) = host {
+            resp.headers_mut().insert("x-seen-host", host);
+        }
+        let names = HeaderValue::from_str(&names.join(",")).expect("header names are valid values");
+        resp.headers_mut().insert("x-seen-headers", names);
+        resp
+    } else if let Some(code) = path.strip_prefix("/status/") {
+        let mut resp = Response::new(boxed(Full::new(Bytes::new())));
+        *resp.status_mut() = code.parse::<u16>().ok().and_then(|c| StatusCode::from_u16(c).ok()).unwrap_or(StatusCode::BAD_REQUEST);
+        resp
+    } else if let Some(n) = path.strip_prefix("/bytes/") {
+        let total: u64 = n.parse().unwrap_or(0);
+        Response::new(boxed(Zeros { left: total }))
+    } else if path == "/trailers" {
+        let mut trailers = HeaderMap::new();
+        trailers.insert("x-trailer", HeaderValue::from_static("done"));
+        let frames: Vec<Result<Frame<Bytes>, Infallible>> =
+            vec![Ok(Frame::data(Bytes::from_static(b"data"))), Ok(Frame::trailers(trailers))];
+        Response::new(boxed(StreamBody::new(futures_util::stream::iter(frames))))
+    } else if path == "/reset" {
+        let frames: Vec<Result<Frame<Bytes>, std::io::Error>> = vec![
+            Ok(Frame::data(Bytes::from_static(b"partial"))),
+            Err(std::io::Error::other("backend gives up mid-body")),
+        ];
+        let mut resp = Response::new(boxed(StreamBody::new(futures_util::stream::iter(frames))));
+        resp.headers_mut().insert("content-length", HeaderValue::from_static("1000"));
+        resp
+    } else if path == "/hang" {
+        Response::new(boxed(Hang { events: events.clone() }))
+    } else {
+        let mut resp = Response::new(boxed(Full::new(Bytes::from_static(b"not found"))));
+        *resp.status_mut() = StatusCode::NOT_FOUND;
+        resp
+    };
+    resp.headers_mut().insert("x-backend", HeaderValue::from_static("yes"));
+    Ok(resp)
+}
+
+/// A body of `left` zero bytes, produced in 64 KiB chunks as it is read.
+pub struct Zeros {
+    pub left: u64,
+}
+
+static ZEROS: [u8; 65536] = [0; 65536];
+
+impl Body for Zeros {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if self.left == 0 {
+            return Poll::Ready(None);
+        }
+        let n = self.left.min(ZEROS.len() as u64);
+        self.left -= n;
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(&ZEROS[..n as usize])))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.left == 0
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.left)
+    }
+}
+
+struct Hang {
+    events: mpsc::UnboundedSender<String>,
+}
+
+impl Body for Hang {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Pending
+    }
+}
+
+impl Drop for Hang {
+    fn drop(&mut self) {
+        let _ = self.events.send("dropped /hang".into());
+    }
+}
+
+/// A tonic server for the test `Echo` service with every call type. A
+/// request with `fail_with` set is answered with that status at once (a
+/// trailers-only response).
+pub async fn grpc_backend() -> SocketAddr {
+    use echo::echo_server::EchoServer;
+    let listener = TcpListener::bind(local0()).await.expect("bind grpc backend");
+    let addr = listener.local_addr().expect("grpc addr");
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(EchoServer::new(EchoService))
+            .serve_with_incoming(incoming),
+    );
+    addr
+}
+
+pub struct EchoService;
+
+type ResponseStream = Pin<Box<dyn futures_util::Stream<Item = Result<echo::EchoResponse, tonic::Status>> + Send>>;
+
+fn check(req: &echo::EchoRequest) -> Result<(), tonic::Status> {
+    if req.fail_with != 0 {
+        return Err(tonic::Status::new(
+            tonic::Code::from_i32(req.fail_with),
+            format!("failed as asked: {}", req.message),
+        ));
+    }
+    Ok(())
+}
+
+#[tonic::async_trait]
+impl echo::echo_server::Echo for EchoService {
+    async fn unary(
+        &self,
+        request: tonic::Request<echo::EchoRequest>,
+    ) -> Result<tonic::Response<echo::EchoResponse>, tonic::Status> {
+        let req = request.into_inner();
+        check(&req)?;
+        Ok(tonic::Response::new(echo::EchoResponse { message: req.message }))
+    }
+
+    type ServerStreamStream = ResponseStream;
+
+    async fn server_stream(
+        &self,
+        request: tonic::Request<echo::EchoRequest>,
+    ) -> Result<tonic::Response<Self::ServerStreamStream>, tonic::Status> {
+        let req = request.into_inner();
+        check(&req)?;
+        let items = (0..req.count).map(move |i| Ok(echo::EchoResponse { message: format!("{} {i}", req.message) }));
+        Ok(tonic::Response::new(Box::pin(futures_util::stream::iter(items))))
+    }
+
+    async fn client_stream(
+        &self,
+        request: tonic::Request<tonic::Streaming<echo::EchoRequest>>,
+    ) -> Result<tonic::Response<echo::EchoResponse>, tonic::Status> {
+        let mut stream = request.into_inner();
+        let mut parts = Vec::new();
+        while let Some(req) = stream.message().await? {
+            check(&req)?;
+            parts.push(req.message);
+        }
+        Ok(tonic::Response::new(echo::EchoResponse { message: parts.join(",") }))
+    }
+
+    type BidiStream = ResponseStream;
+
+    async fn bidi(
+        &self,
+        request: tonic::Request<tonic::Streaming<echo::EchoRequest>>,
+    ) -> Result<tonic::Response<Self::BidiStream>, tonic::Status> {
+        let stream = request.into_inner();
+        let output = futures_util::stream::unfold(stream, |mut stream| async move {
+            let item = match stream.message().await {
+                Ok(Some(req)) => check(&req).map(|()| echo::EchoResponse { message: req.message }),
+                Ok(None) => return None,
+                Err(status) => Err(status),
+            };
+            Some((item, stream))
+        });
+        Ok(tonic::Response::new(Box::pin(output)))
+    }
+}
+
+/// A gRPC client for the test service through `addr`.
+pub async fn grpc_client(addr: SocketAddr) -> echo::echo_client::EchoClient<tonic::transport::Channel> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .expect("valid endpoint")
+        .connect()
+        .await
+        .expect("grpc channel connects");
+    echo::echo_client::EchoClient::new(channel)
+}
+
+/// An HTTP/1.1 client connection to `addr`.
+pub async fn http1_conn(addr: SocketAddr) -> hyper::client::conn::http1::SendRequest<TestBody> {
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("http/1 handshake");
+    tokio::spawn(conn.with_upgrades());
+    sender
+}
+
+/// An HTTP/2 (prior knowledge, h2c) client connection to `addr`.
+pub async fn http2_conn(addr: SocketAddr) -> hyper::client::conn::http2::SendRequest<TestBody> {
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+        .await
+        .expect("h2 handshake");
+    tokio::spawn(conn);
+    sender
+}
+
+pub fn empty() -> TestBody {
+    boxed(Full::new(Bytes::new()))
+}
+
+pub fn full(data: impl Into<Bytes>) -> TestBody {
+    boxed(Full::new(data.into()))
+}
+
+/// A GET request for `uri` with the given `Host`.
+pub fn get(uri: &str, host: &str) -> Request<TestBody> {
+    Request::builder()
+        .uri(uri)
+        .header("host", host)
+        .body(empty())
+        .expect("valid request")
+}
+
+/// Reads a whole response body.
+pub async fn body_bytes(resp: Response<Incoming>) -> Bytes {
+    within("a response body", resp.into_body().collect())
+        .await
+        .expect("the body arrives whole")
+        .to_bytes()
+}
+
+/// Whether `program` can be run here.
+pub fn have(program: &str) -> bool {
+    std::process::Command::new(program)
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok()
+}
