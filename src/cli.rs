@@ -18,7 +18,11 @@ use crate::telemetry::{Direction, Record, Recorder};
 pub const EXIT_USAGE: u8 = 2;
 
 #[derive(Debug, Parser)]
-#[command(name = "meshtop", version, about = "Live observability for microservices, without a mesh")]
+#[command(
+    name = "meshtop",
+    version,
+    about = "Live observability for microservices, without a mesh"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -48,7 +52,11 @@ pub struct ProxyArgs {
     #[arg(long, env = "POD_NAMESPACE", value_name = "NS")]
     pub namespace: Option<String>,
     /// Destination ports forwarded without protocol detection
-    #[arg(long, value_name = "PORTS", default_value = "25,587,3306,5432,6379,11211")]
+    #[arg(
+        long,
+        value_name = "PORTS",
+        default_value = "25,587,3306,5432,6379,11211"
+    )]
     pub opaque_ports: PortList,
     /// How long in-flight requests may take to finish after SIGTERM/SIGINT
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
@@ -110,7 +118,8 @@ fn parse_socket_addr(s: &str) -> Result<SocketAddr, String> {
 }
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("invalid duration '{s}': {e} (e.g. 5s, 250ms)"))
+    humantime::parse_duration(s)
+        .map_err(|e| format!("invalid duration '{s}': {e} (e.g. 5s, 250ms)"))
 }
 
 /// Parses the command line; a usage error becomes one line and exit code 2.
@@ -136,7 +145,10 @@ pub fn parse() -> Result<Cli, ExitCode> {
 
 /// Runs a parsed command to completion.
 pub fn run(cli: Cli) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("meshtop: cannot start the runtime: {err}");
@@ -151,7 +163,10 @@ pub fn run(cli: Cli) -> ExitCode {
 impl ProxyArgs {
     pub fn config(&self) -> ProxyConfig {
         let mut listeners: Vec<ListenerConfig> = Vec::new();
-        let specs = [(Direction::Inbound, &self.inbound), (Direction::Outbound, &self.outbound)];
+        let specs = [
+            (Direction::Inbound, &self.inbound),
+            (Direction::Outbound, &self.outbound),
+        ];
         for (direction, specs) in specs {
             listeners.extend(specs.iter().map(|spec| ListenerConfig {
                 direction,
@@ -160,7 +175,10 @@ impl ProxyArgs {
             }));
         }
         if listeners.is_empty() {
-            for (direction, addr) in [(Direction::Inbound, DEFAULT_INBOUND), (Direction::Outbound, DEFAULT_OUTBOUND)] {
+            for (direction, addr) in [
+                (Direction::Inbound, DEFAULT_INBOUND),
+                (Direction::Outbound, DEFAULT_OUTBOUND),
+            ] {
                 listeners.push(ListenerConfig {
                     direction,
                     addr: addr.parse().expect("default listen addresses are valid"),
@@ -293,7 +311,10 @@ mod tests {
 
     #[test]
     fn port_lists_parse() {
-        assert_eq!("25, 587,3306".parse::<PortList>(), Ok(PortList(vec![25, 587, 3306])));
+        assert_eq!(
+            "25, 587,3306".parse::<PortList>(),
+            Ok(PortList(vec![25, 587, 3306]))
+        );
         assert_eq!("".parse::<PortList>(), Ok(PortList(vec![])));
         assert!("25,x".parse::<PortList>().is_err());
         assert!("0".parse::<PortList>().is_err());
@@ -306,6 +327,9 @@ mod tests {
         let listeners = args.config().listeners;
         assert_eq!(listeners.len(), 2);
         assert_eq!(listeners[0].addr, DEFAULT_INBOUND.parse().expect("literal"));
-        assert_eq!(listeners[1].addr, DEFAULT_OUTBOUND.parse().expect("literal"));
+        assert_eq!(
+            listeners[1].addr,
+            DEFAULT_OUTBOUND.parse().expect("literal")
+        );
     }
 }

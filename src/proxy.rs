@@ -232,7 +232,12 @@ async fn accept_loop(listener: TcpListener, config: ListenerConfig, shared: Arc<
     }
 }
 
-async fn handle(stream: TcpStream, client: SocketAddr, config: ListenerConfig, shared: Arc<Shared>) {
+async fn handle(
+    stream: TcpStream,
+    client: SocketAddr,
+    config: ListenerConfig,
+    shared: Arc<Shared>,
+) {
     let _ = stream.set_nodelay(true);
     let Ok(local) = stream.local_addr() else {
         return;

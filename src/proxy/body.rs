@@ -112,7 +112,9 @@ impl Body for RequestBody {
         match &frame {
             Some(Ok(frame)) => {
                 if let Some(data) = frame.data_ref() {
-                    self.progress.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+                    self.progress
+                        .bytes
+                        .fetch_add(data.len() as u64, Ordering::Relaxed);
                 }
             }
             Some(Err(_)) => self.progress.aborted.store(true, Ordering::Relaxed),

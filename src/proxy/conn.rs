@@ -5,9 +5,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use bytes::BytesMut;
 use ::http::HeaderMap;
 use ::http::header::HeaderName;
+use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -17,7 +17,9 @@ use super::http::{self, HttpVersion, PendingConnect};
 use super::io::{BoxIo, Prefixed};
 use super::tunnel;
 use super::upstream::{self, Connected, Dest};
-use crate::telemetry::{Direction, ErrorKind, HttpProtocol, Recorder, RequestRecord, TcpProtocol, TcpRecord};
+use crate::telemetry::{
+    Direction, ErrorKind, HttpProtocol, Recorder, RequestRecord, TcpProtocol, TcpRecord,
+};
 
 /// How long a client that sent the start of something that may still be
 /// HTTP or TLS is waited for before the connection is treated as opaque. A
@@ -57,7 +59,12 @@ pub struct Shared {
 }
 
 /// Headers whose values never appear in a record, even when captured.
-const REDACTED: [&str; 4] = ["authorization", "proxy-authorization", "cookie", "set-cookie"];
+const REDACTED: [&str; 4] = [
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+];
 
 impl Shared {
     pub fn captured_headers(&self, headers: &HeaderMap) -> Vec<(String, String)> {
@@ -141,7 +148,17 @@ pub async fn serve(mut io: BoxIo, ctx: Arc<ConnCtx>, route: Route, connected: Op
             Some(connected) => connected,
             None => upstream::connect(dest.clone(), timeout).await,
         };
-        return opaque(io, BytesMut::new(), connected, TcpProtocol::Tcp, None, &ctx, start, started).await;
+        return opaque(
+            io,
+            BytesMut::new(),
+            connected,
+            TcpProtocol::Tcp,
+            None,
+            &ctx,
+            start,
+            started,
+        )
+        .await;
     }
 
     // Connect eagerly, so a server that speaks first is heard at once.
@@ -164,7 +181,11 @@ pub async fn serve(mut io: BoxIo, ctx: Arc<ConnCtx>, route: Route, connected: Op
             break protocol;
         }
         let connect_failed = matches!(connected, Some(Err(_)));
-        let wait = if connect_failed { FAILED_CONNECT_GRACE } else { PARTIAL_SNIFF_TIMEOUT };
+        let wait = if connect_failed {
+            FAILED_CONNECT_GRACE
+        } else {
+            PARTIAL_SNIFF_TIMEOUT
+        };
         let event = tokio::select! {
             read = io.read_buf(&mut buf), if buf.len() < MAX_SNIFF => Event::Client(read),
             done = async { connecting.as_mut().expect("guarded by the branch condition").await },

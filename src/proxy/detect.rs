@@ -152,16 +152,35 @@ mod tests {
 
     #[test]
     fn request_lines_are_http1() {
-        for line in ["GET / HTTP/1.1\r\n", "POST /x", "OPTIONS * HTTP/1.1", "CONNECT a:1 HTTP/1.1"] {
-            assert_eq!(detect(line.as_bytes()), Detection::Done(Protocol::Http1), "{line}");
+        for line in [
+            "GET / HTTP/1.1\r\n",
+            "POST /x",
+            "OPTIONS * HTTP/1.1",
+            "CONNECT a:1 HTTP/1.1",
+        ] {
+            assert_eq!(
+                detect(line.as_bytes()),
+                Detection::Done(Protocol::Http1),
+                "{line}"
+            );
         }
         assert_eq!(detect(b"GE"), Detection::NeedMore);
     }
 
     #[test]
     fn other_bytes_are_opaque() {
-        for bytes in [&b"\x00\x01binary"[..], b"get / HTTP/1.1", b"+PONG\r\n", b" GET", b"SSH-2.0-OpenSSH"] {
-            assert_eq!(detect(bytes), Detection::Done(Protocol::Opaque), "{bytes:?}");
+        for bytes in [
+            &b"\x00\x01binary"[..],
+            b"get / HTTP/1.1",
+            b"+PONG\r\n",
+            b" GET",
+            b"SSH-2.0-OpenSSH",
+        ] {
+            assert_eq!(
+                detect(bytes),
+                Detection::Done(Protocol::Opaque),
+                "{bytes:?}"
+            );
         }
         assert_eq!(detect(&[b'A'; 40]), Detection::Done(Protocol::Opaque));
     }
@@ -182,7 +201,10 @@ mod tests {
 
     #[test]
     fn handshake_byte_without_tls_framing_is_opaque() {
-        assert_eq!(detect(b"\x16\x01garbage"), Detection::Done(Protocol::Opaque));
+        assert_eq!(
+            detect(b"\x16\x01garbage"),
+            Detection::Done(Protocol::Opaque)
+        );
     }
 
     #[test]

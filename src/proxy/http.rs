@@ -121,7 +121,9 @@ fn record_malformed(ctx: &ConnCtx, version: HttpVersion, status: u16) {
         error: Some(ErrorKind::Protocol),
         ..ctx.request_record(protocol_of(version, false), ctx.local.to_string())
     };
-    ctx.shared.recorder.record(crate::telemetry::Record::Request(record));
+    ctx.shared
+        .recorder
+        .record(crate::telemetry::Record::Request(record));
 }
 
 fn protocol_of(version: HttpVersion, grpc: bool) -> HttpProtocol {
@@ -202,8 +204,12 @@ impl Forwarder {
             .request_record(protocol_of(self.version, grpc), authority);
         record.start = SystemTime::now();
         record.method = Some(req.method().as_str().to_owned());
-        record.path = (req.method() != Method::CONNECT)
-            .then(|| req.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned());
+        record.path = (req.method() != Method::CONNECT).then(|| {
+            req.uri()
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_owned()
+        });
         record.headers = self.ctx.shared.captured_headers(req.headers());
         let inflight = InFlight::new(record, started, self.ctx.shared.recorder.clone());
 
@@ -211,7 +217,11 @@ impl Forwarder {
             Route::Fixed(dest) => dest.clone(),
             Route::Explicit => match explicit_dest(&req) {
                 Ok(dest) if dest == Dest::Addr(self.ctx.local) => {
-                    return Ok(refuse(inflight, grpc, "meshtop: refusing to proxy to itself"));
+                    return Ok(refuse(
+                        inflight,
+                        grpc,
+                        "meshtop: refusing to proxy to itself",
+                    ));
                 }
                 Ok(dest) => dest,
                 Err(message) => return Ok(refuse(inflight, grpc, message)),
@@ -275,12 +285,18 @@ impl Forwarder {
 
         strip_hop_by_hop(resp.headers_mut(), false, self.version);
         let (parts, body) = resp.into_parts();
-        Ok(Response::from_parts(parts, ResponseBody::upstream(body, inflight)))
+        Ok(Response::from_parts(
+            parts,
+            ResponseBody::upstream(body, inflight),
+        ))
     }
 
     /// The authority a request was meant for, as the client named it.
     fn authority_of(&self, req: &Request<Incoming>) -> String {
-        let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok());
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok());
         let uri_authority = req.uri().authority().map(|a| a.as_str());
         let named = match self.version {
             HttpVersion::Http1 => host.or(uri_authority),
@@ -333,9 +349,11 @@ impl Forwarder {
     /// else a new one (the connection started eagerly at accept, if any).
     async fn acquire(&self, dest: &Dest) -> Result<Lease, UpstreamFailure> {
         let mut upstream = self.upstream.lock().await;
-        if let Some(current) = upstream.current.take_if(|c| &c.dest == dest) {
-            let usable = match &current.sender {
-                Sender::Http1(sender) => !sender.is_closed() && sender.is_ready(),
+        if let Some(mut current) = upstream.current.take_if(|c| &c.dest == dest) {
+            let usable = match &mut current.sender {
+                // Ready once the previous response has been read to its end,
+                // which on HTTP/1 precedes the client's next request.
+                Sender::Http1(sender) => sender.ready().await.is_ok(),
                 Sender::Http2(sender) => !sender.is_closed(),
             };
             if usable {
@@ -461,7 +479,11 @@ impl Forwarder {
                     record.server = err.addr;
                 }
                 inflight.finish(Some(err.kind));
-                return local_error(false, StatusCode::BAD_GATEWAY, &format!("upstream connect error: {err}"));
+                return local_error(
+                    false,
+                    StatusCode::BAD_GATEWAY,
+                    &format!("upstream connect error: {err}"),
+                );
             }
         };
         inflight.discard();
@@ -491,10 +513,14 @@ fn refuse(mut inflight: InFlight, grpc: bool, message: &str) -> Response<Respons
 /// trailers-only response with `grpc-status: 14` for gRPC.
 fn local_error(grpc: bool, status: StatusCode, message: &str) -> Response<ResponseBody> {
     if grpc {
-        let encoded = percent_encoding::utf8_percent_encode(message, GRPC_MESSAGE_ENCODE).to_string();
+        let encoded =
+            percent_encoding::utf8_percent_encode(message, GRPC_MESSAGE_ENCODE).to_string();
         let mut resp = Response::new(ResponseBody::empty());
         let headers = resp.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc"),
+        );
         headers.insert("grpc-status", HeaderValue::from_static("14"));
         if let Ok(value) = HeaderValue::from_str(&encoded) {
             headers.insert("grpc-message", value);
@@ -607,8 +633,13 @@ fn explicit_dest(req: &Request<Incoming>) -> Result<Dest, &'static str> {
     if req.method() != Method::CONNECT && req.uri().scheme_str() != Some("http") {
         return Err("meshtop: only http:// URIs can be proxied; use CONNECT for https");
     }
-    let default_port = if req.method() == Method::CONNECT { 443 } else { 80 };
-    Dest::from_authority(authority.as_str(), default_port).map_err(|_| "meshtop: invalid proxy target")
+    let default_port = if req.method() == Method::CONNECT {
+        443
+    } else {
+        80
+    };
+    Dest::from_authority(authority.as_str(), default_port)
+        .map_err(|_| "meshtop: invalid proxy target")
 }
 
 /// Rewrites an absolute-form request target to origin form for the upstream
@@ -677,10 +708,19 @@ mod tests {
 
     #[test]
     fn upgrade_requests_keep_their_upgrade() {
-        let mut h = headers(&[("connection", "keep-alive, Upgrade"), ("upgrade", "websocket")]);
+        let mut h = headers(&[
+            ("connection", "keep-alive, Upgrade"),
+            ("upgrade", "websocket"),
+        ]);
         strip_hop_by_hop(&mut h, true, HttpVersion::Http1);
-        assert_eq!(h.get("connection").map(|v| v.as_bytes()), Some(&b"upgrade"[..]));
-        assert_eq!(h.get("upgrade").map(|v| v.as_bytes()), Some(&b"websocket"[..]));
+        assert_eq!(
+            h.get("connection").map(|v| v.as_bytes()),
+            Some(&b"upgrade"[..])
+        );
+        assert_eq!(
+            h.get("upgrade").map(|v| v.as_bytes()),
+            Some(&b"websocket"[..])
+        );
     }
 
     #[test]

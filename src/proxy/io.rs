@@ -171,6 +171,9 @@ mod tests {
         b.write_all(b"hello").await.expect("write");
         let mut buf = [0u8; 5];
         metered.read_exact(&mut buf).await.expect("read");
-        assert_eq!((metered.read, metered.written, metered.failed), (5, 3, false));
+        assert_eq!(
+            (metered.read, metered.written, metered.failed),
+            (5, 3, false)
+        );
     }
 }

@@ -11,8 +11,13 @@ use crate::telemetry::{ErrorKind, Record, TcpRecord};
 
 /// Copies between the client and the upstream until both directions end,
 /// then emits `record` (which names the server) with what was carried.
-pub async fn splice<U>(client: BoxIo, upstream: U, mut record: TcpRecord, started: Instant, ctx: &ConnCtx)
-where
+pub async fn splice<U>(
+    client: BoxIo,
+    upstream: U,
+    mut record: TcpRecord,
+    started: Instant,
+    ctx: &ConnCtx,
+) where
     U: AsyncRead + AsyncWrite + Unpin,
 {
     let mut client = Metered::new(client);

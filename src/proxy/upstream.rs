@@ -66,7 +66,9 @@ fn split_authority(authority: &str) -> Option<(&str, Option<u16>)> {
             _ => (authority, None),
         },
     };
-    let port = port.map(|p| p.parse::<u16>().ok()).map_or(Some(None), |p| p.map(Some))?;
+    let port = port
+        .map(|p| p.parse::<u16>().ok())
+        .map_or(Some(None), |p| p.map(Some))?;
     Some((host, port))
 }
 
@@ -119,7 +121,10 @@ pub async fn connect(dest: Dest, timeout: Duration) -> Connected {
             let resolved = match tokio::time::timeout(timeout, lookup).await {
                 Ok(Ok(addrs)) => Ok(addrs.collect()),
                 Ok(Err(source)) => Err(source),
-                Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "name resolution timed out")),
+                Err(_) => Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "name resolution timed out",
+                )),
             };
             match resolved {
                 Ok(addrs) => addrs,
@@ -145,7 +150,10 @@ pub async fn connect(dest: Dest, timeout: Duration) -> Connected {
     }
     let (addr, source) = match last {
         Some((addr, err)) => (Some(addr), err),
-        None => (None, io::Error::new(io::ErrorKind::NotFound, "name resolved to no address")),
+        None => (
+            None,
+            io::Error::new(io::ErrorKind::NotFound, "name resolved to no address"),
+        ),
     };
     let kind = match source.kind() {
         _ if addr.is_none() => ErrorKind::Dns,
@@ -226,7 +234,9 @@ mod tests {
             host: "does-not-exist.invalid".into(),
             port: 80,
         };
-        let err = connect(dest, Duration::from_secs(5)).await.expect_err("no such name");
+        let err = connect(dest, Duration::from_secs(5))
+            .await
+            .expect_err("no such name");
         assert_eq!(err.kind, ErrorKind::Dns);
         assert_eq!(err.addr, None);
     }

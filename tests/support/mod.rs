@@ -123,7 +123,9 @@ impl TestProxy {
     /// Asks the proxy to stop and waits until it has drained.
     pub async fn stop(self) {
         self.shutdown.cancel();
-        within("the proxy to stop", self.task).await.expect("proxy task ends cleanly");
+        within("the proxy to stop", self.task)
+            .await
+            .expect("proxy task ends cleanly");
     }
 }
 
@@ -193,7 +195,8 @@ pub async fn backend() -> Backend {
     }
 }
 
-pub type TestBody = http_body_util::combinators::BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+pub type TestBody =
+    http_body_util::combinators::BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
 
 fn boxed<B>(body: B) -> TestBody
 where
@@ -210,7 +213,11 @@ async fn route(
     let path = req.uri().path().to_owned();
     let mut resp = if path == "/echo" {
         let host = req.headers().get("host").cloned();
-        let mut names: Vec<String> = req.headers().keys().map(|k| k.as_str().to_owned()).collect();
+        let mut names: Vec<String> = req
+            .headers()
+            .keys()
+            .map(|k| k.as_str().to_owned())
+            .collect();
         names.sort();
         let mut resp = Response::new(boxed(req.into_body()));
         if let Some(host) = host {
@@ -221,7 +228,11 @@ async fn route(
         resp
     } else if let Some(code) = path.strip_prefix("/status/") {
         let mut resp = Response::new(boxed(Full::new(Bytes::new())));
-        *resp.status_mut() = code.parse::<u16>().ok().and_then(|c| StatusCode::from_u16(c).ok()).unwrap_or(StatusCode::BAD_REQUEST);
+        *resp.status_mut() = code
+            .parse::<u16>()
+            .ok()
+            .and_then(|c| StatusCode::from_u16(c).ok())
+            .unwrap_or(StatusCode::BAD_REQUEST);
         resp
     } else if let Some(n) = path.strip_prefix("/bytes/") {
         let total: u64 = n.parse().unwrap_or(0);
@@ -229,8 +240,10 @@ async fn route(
     } else if path == "/trailers" {
         let mut trailers = HeaderMap::new();
         trailers.insert("x-trailer", HeaderValue::from_static("done"));
-        let frames: Vec<Result<Frame<Bytes>, Infallible>> =
-            vec![Ok(Frame::data(Bytes::from_static(b"data"))), Ok(Frame::trailers(trailers))];
+        let frames: Vec<Result<Frame<Bytes>, Infallible>> = vec![
+            Ok(Frame::data(Bytes::from_static(b"data"))),
+            Ok(Frame::trailers(trailers)),
+        ];
         Response::new(boxed(StreamBody::new(futures_util::stream::iter(frames))))
     } else if path == "/reset" {
         let frames: Vec<Result<Frame<Bytes>, std::io::Error>> = vec![
@@ -238,16 +251,20 @@ async fn route(
             Err(std::io::Error::other("backend gives up mid-body")),
         ];
         let mut resp = Response::new(boxed(StreamBody::new(futures_util::stream::iter(frames))));
-        resp.headers_mut().insert("content-length", HeaderValue::from_static("1000"));
+        resp.headers_mut()
+            .insert("content-length", HeaderValue::from_static("1000"));
         resp
     } else if path == "/hang" {
-        Response::new(boxed(Hang { events: events.clone() }))
+        Response::new(boxed(Hang {
+            events: events.clone(),
+        }))
     } else {
         let mut resp = Response::new(boxed(Full::new(Bytes::from_static(b"not found"))));
         *resp.status_mut() = StatusCode::NOT_FOUND;
         resp
     };
-    resp.headers_mut().insert("x-backend", HeaderValue::from_static("yes"));
+    resp.headers_mut()
+        .insert("x-backend", HeaderValue::from_static("yes"));
     Ok(resp)
 }
 
@@ -262,13 +279,18 @@ impl Body for Zeros {
     type Data = Bytes;
     type Error = Infallible;
 
-    fn poll_frame(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         if self.left == 0 {
             return Poll::Ready(None);
         }
         let n = self.left.min(ZEROS.len() as u64);
         self.left -= n;
-        Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(&ZEROS[..n as usize])))))
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(
+            &ZEROS[..n as usize],
+        )))))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -288,7 +310,10 @@ impl Body for Hang {
     type Data = Bytes;
     type Error = Infallible;
 
-    fn poll_frame(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         Poll::Pending
     }
 }
@@ -304,7 +329,9 @@ impl Drop for Hang {
 /// trailers-only response).
 pub async fn grpc_backend() -> SocketAddr {
     use echo::echo_server::EchoServer;
-    let listener = TcpListener::bind(local0()).await.expect("bind grpc backend");
+    let listener = TcpListener::bind(local0())
+        .await
+        .expect("bind grpc backend");
     let addr = listener.local_addr().expect("grpc addr");
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     tokio::spawn(
@@ -317,7 +344,8 @@ pub async fn grpc_backend() -> SocketAddr {
 
 pub struct EchoService;
 
-type ResponseStream = Pin<Box<dyn futures_util::Stream<Item = Result<echo::EchoResponse, tonic::Status>> + Send>>;
+type ResponseStream =
+    Pin<Box<dyn futures_util::Stream<Item = Result<echo::EchoResponse, tonic::Status>> + Send>>;
 
 fn check(req: &echo::EchoRequest) -> Result<(), tonic::Status> {
     if req.fail_with != 0 {
@@ -337,7 +365,9 @@ impl echo::echo_server::Echo for EchoService {
     ) -> Result<tonic::Response<echo::EchoResponse>, tonic::Status> {
         let req = request.into_inner();
         check(&req)?;
-        Ok(tonic::Response::new(echo::EchoResponse { message: req.message }))
+        Ok(tonic::Response::new(echo::EchoResponse {
+            message: req.message,
+        }))
     }
 
     type ServerStreamStream = ResponseStream;
@@ -348,8 +378,14 @@ impl echo::echo_server::Echo for EchoService {
     ) -> Result<tonic::Response<Self::ServerStreamStream>, tonic::Status> {
         let req = request.into_inner();
         check(&req)?;
-        let items = (0..req.count).map(move |i| Ok(echo::EchoResponse { message: format!("{} {i}", req.message) }));
-        Ok(tonic::Response::new(Box::pin(futures_util::stream::iter(items))))
+        let items = (0..req.count).map(move |i| {
+            Ok(echo::EchoResponse {
+                message: format!("{} {i}", req.message),
+            })
+        });
+        Ok(tonic::Response::new(Box::pin(futures_util::stream::iter(
+            items,
+        ))))
     }
 
     async fn client_stream(
@@ -362,7 +398,9 @@ impl echo::echo_server::Echo for EchoService {
             check(&req)?;
             parts.push(req.message);
         }
-        Ok(tonic::Response::new(echo::EchoResponse { message: parts.join(",") }))
+        Ok(tonic::Response::new(echo::EchoResponse {
+            message: parts.join(","),
+        }))
     }
 
     type BidiStream = ResponseStream;
@@ -374,7 +412,9 @@ impl echo::echo_server::Echo for EchoService {
         let stream = request.into_inner();
         let output = futures_util::stream::unfold(stream, |mut stream| async move {
             let item = match stream.message().await {
-                Ok(Some(req)) => check(&req).map(|()| echo::EchoResponse { message: req.message }),
+                Ok(Some(req)) => check(&req).map(|()| echo::EchoResponse {
+                    message: req.message,
+                }),
                 Ok(None) => return None,
                 Err(status) => Err(status),
             };
@@ -385,7 +425,9 @@ impl echo::echo_server::Echo for EchoService {
 }
 
 /// A gRPC client for the test service through `addr`.
-pub async fn grpc_client(addr: SocketAddr) -> echo::echo_client::EchoClient<tonic::transport::Channel> {
+pub async fn grpc_client(
+    addr: SocketAddr,
+) -> echo::echo_client::EchoClient<tonic::transport::Channel> {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .expect("valid endpoint")
         .connect()
@@ -407,9 +449,10 @@ pub async fn http1_conn(addr: SocketAddr) -> hyper::client::conn::http1::SendReq
 /// An HTTP/2 (prior knowledge, h2c) client connection to `addr`.
 pub async fn http2_conn(addr: SocketAddr) -> hyper::client::conn::http2::SendRequest<TestBody> {
     let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let (sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-        .await
-        .expect("h2 handshake");
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .expect("h2 handshake");
     tokio::spawn(conn);
     sender
 }
@@ -447,4 +490,110 @@ pub fn have(program: &str) -> bool {
         .stderr(std::process::Stdio::null())
         .status()
         .is_ok()
+}
+
+/// The `meshtop` binary built for these tests.
+pub fn meshtop_bin() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_meshtop"))
+}
+
+/// `meshtop proxy` running as its own process, with the addresses it bound.
+pub struct BinProxy {
+    pub child: tokio::process::Child,
+    /// Listener addresses in the order they were logged.
+    pub listeners: Vec<SocketAddr>,
+    pub admin: SocketAddr,
+    /// The rest of the process's log, line by line.
+    pub log: mpsc::UnboundedReceiver<String>,
+}
+
+impl BinProxy {
+    /// Starts `meshtop proxy ARGS` and waits until it logged its addresses
+    /// (listeners given as `127.0.0.1:0` get an ephemeral port).
+    pub async fn start(args: &[&str]) -> BinProxy {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_meshtop"))
+            .arg("proxy")
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("meshtop runs");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let mut lines = tokio::io::BufReader::new(stderr).lines();
+        let mut listeners = Vec::new();
+        let admin = within("the proxy to log its addresses", async {
+            loop {
+                let line = lines
+                    .next_line()
+                    .await
+                    .expect("stderr readable")
+                    .unwrap_or_else(|| panic!("meshtop exited before listening"));
+                let addr = line
+                    .split_whitespace()
+                    .find_map(|field| field.strip_prefix("addr="))
+                    .and_then(|a| a.parse::<SocketAddr>().ok());
+                match addr {
+                    Some(addr) if line.contains("admin listening") => return addr,
+                    Some(addr) if line.contains("listening") => listeners.push(addr),
+                    _ => {}
+                }
+            }
+        })
+        .await;
+        let (log_tx, log) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                let _ = log_tx.send(line);
+            }
+        });
+        BinProxy {
+            child,
+            listeners,
+            admin,
+            log,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("the proxy is running")
+    }
+
+    /// Sends a signal (`TERM`, `INT`) to the proxy.
+    pub fn signal(&self, name: &str) {
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// A `/proc/PID/status` field in KiB (`VmRSS`, `VmHWM`).
+    pub fn memory_kib(&self, field: &str) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("procfs");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("{field} in /proc/PID/status"))
+    }
+}
+
+/// A GET on the admin address: status and body.
+pub async fn admin_get(admin: SocketAddr, path: &str) -> (u16, String) {
+    let mut conn = http1_conn(admin).await;
+    let resp = within(
+        "an admin response",
+        conn.send_request(get(path, "localhost")),
+    )
+    .await
+    .expect("admin answers");
+    let status = resp.status().as_u16();
+    let body = body_bytes(resp).await;
+    (status, String::from_utf8_lossy(&body).into_owned())
 }

@@ -1,0 +1,272 @@
+//! The `meshtop` binary: argument errors, readiness, draining on signals,
+//! and memory under a large streamed body.
+
+mod support;
+
+use std::process::Stdio;
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Runs `meshtop ARGS` to completion: exit code and stderr.
+fn run(args: &[&str]) -> (i32, String) {
+    let output = meshtop_bin()
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("meshtop runs");
+    let code = output.status.code().expect("exited, not killed");
+    (code, String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+fn assert_one_line_usage_error(args: &[&str], mentions: &str) {
+    let (code, stderr) = run(args);
+    assert_eq!(code, 2, "exit code for {args:?}; stderr: {stderr}");
+    assert_eq!(
+        stderr.trim_end().lines().count(),
+        1,
+        "one line for {args:?}: {stderr:?}"
+    );
+    assert!(stderr.starts_with("meshtop: "), "{stderr:?}");
+    assert!(
+        stderr.contains(mentions),
+        "{stderr:?} should mention {mentions:?}"
+    );
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("backtrace"),
+        "{stderr:?}"
+    );
+}
+
+#[test]
+fn bad_flags_are_one_line_errors_with_exit_code_2() {
+    assert_one_line_usage_error(&["proxy", "--no-such-flag"], "--no-such-flag");
+    assert_one_line_usage_error(&["proxy", "--inbound", "15006"], "15006");
+    assert_one_line_usage_error(&["proxy", "--outbound", "127.0.0.1:1=web"], "web");
+    assert_one_line_usage_error(&["proxy", "--admin", "localhost"], "localhost");
+    assert_one_line_usage_error(&["proxy", "--opaque-ports", "25,smtp"], "smtp");
+    assert_one_line_usage_error(&["proxy", "--drain-timeout", "soon"], "soon");
+    assert_one_line_usage_error(&["frobnicate"], "frobnicate");
+}
+
+#[test]
+fn an_address_in_use_is_a_one_line_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let inbound = format!("{addr}=127.0.0.1:9");
+    assert_one_line_usage_error(
+        &["proxy", "--inbound", &inbound, "--admin", "127.0.0.1:0"],
+        &addr,
+    );
+    assert_one_line_usage_error(
+        &[
+            "proxy",
+            "--inbound",
+            "127.0.0.1:0=127.0.0.1:9",
+            "--admin",
+            &addr,
+        ],
+        "admin",
+    );
+}
+
+#[test]
+fn help_and_version_exit_zero() {
+    let (code, _) = run(&["proxy", "--help"]);
+    assert_eq!(code, 0);
+    let output = meshtop_bin().arg("--version").output().expect("runs");
+    assert_eq!(output.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&output.stdout).starts_with("meshtop "));
+}
+
+#[tokio::test]
+async fn health_and_readiness_are_served_on_the_admin_address() {
+    let proxy = BinProxy::start(&[
+        "--inbound",
+        "127.0.0.1:0=127.0.0.1:9",
+        "--admin",
+        "127.0.0.1:0",
+    ])
+    .await;
+    assert_eq!(admin_get(proxy.admin, "/healthz").await.0, 200);
+    assert_eq!(admin_get(proxy.admin, "/readyz").await.0, 200);
+    assert_eq!(admin_get(proxy.admin, "/nope").await.0, 404);
+}
+
+#[tokio::test]
+async fn a_target_that_does_not_resolve_is_not_fatal() {
+    let proxy = BinProxy::start(&[
+        "--outbound",
+        "127.0.0.1:0=not-yet-there.invalid:80",
+        "--admin",
+        "127.0.0.1:0",
+    ])
+    .await;
+    let mut client = http1_conn(proxy.listeners[0]).await;
+    let resp = client
+        .send_request(get("/", "svc"))
+        .await
+        .expect("a response");
+    assert_eq!(resp.status(), 502);
+    assert_eq!(admin_get(proxy.admin, "/healthz").await.0, 200);
+}
+
+/// A backend that answers each request only when told to, so a request can
+/// be kept in flight across a signal.
+async fn held_backend() -> (
+    std::net::SocketAddr,
+    tokio::sync::mpsc::Receiver<tokio::sync::oneshot::Sender<()>>,
+) {
+    let listener = TcpListener::bind(local0()).await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (arrived_tx, arrived) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let arrived_tx = arrived_tx.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let (release, released) = tokio::sync::oneshot::channel();
+                if arrived_tx.send(release).await.is_err() {
+                    return;
+                }
+                let _ = released.await;
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\ndone")
+                    .await;
+            });
+        }
+    });
+    (addr, arrived)
+}
+
+#[tokio::test]
+async fn sigterm_drains_in_flight_requests_then_exits_zero() {
+    let (backend, mut arrived) = held_backend().await;
+    let target = format!("127.0.0.1:0={backend}");
+    let mut proxy = BinProxy::start(&[
+        "--inbound",
+        &target,
+        "--admin",
+        "127.0.0.1:0",
+        "--drain-timeout",
+        "20s",
+    ])
+    .await;
+    let mut client = http1_conn(proxy.listeners[0]).await;
+    let in_flight = tokio::spawn(async move {
+        let resp = client
+            .send_request(get("/slow", "svc"))
+            .await
+            .expect("a response");
+        (resp.status(), body_bytes(resp).await)
+    });
+    let release = within("the request to reach the backend", arrived.recv())
+        .await
+        .expect("backend running");
+
+    proxy.signal("TERM");
+    // Draining: readiness fails so no new traffic is sent, and new
+    // connections are no longer accepted.
+    within("readiness to fail", async {
+        while admin_get(proxy.admin, "/readyz").await.0 != 503 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    within("the listener to close", async {
+        while TcpStream::connect(proxy.listeners[0]).await.is_ok() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(
+        proxy.child.try_wait().expect("wait").is_none(),
+        "still draining"
+    );
+
+    release.send(()).expect("backend waiting");
+    let (status, body) = within("the in-flight response", in_flight)
+        .await
+        .expect("client task");
+    assert_eq!(status, 200);
+    assert_eq!(body, Bytes::from_static(b"done"));
+    let exit = within("the proxy to exit", proxy.child.wait())
+        .await
+        .expect("wait");
+    assert_eq!(exit.code(), Some(0));
+}
+
+#[tokio::test]
+async fn sigint_stops_an_idle_proxy_with_exit_zero() {
+    let mut proxy = BinProxy::start(&[
+        "--inbound",
+        "127.0.0.1:0=127.0.0.1:9",
+        "--admin",
+        "127.0.0.1:0",
+    ])
+    .await;
+    proxy.signal("INT");
+    let exit = within("the proxy to exit", proxy.child.wait())
+        .await
+        .expect("wait");
+    assert_eq!(exit.code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_256_mib_body_each_way_keeps_proxy_memory_flat() {
+    const SIZE: u64 = 256 * 1024 * 1024;
+    let backend = backend().await;
+    let target = format!("127.0.0.1:0={}", backend.addr);
+    let proxy = BinProxy::start(&["--inbound", &target, "--admin", "127.0.0.1:0"]).await;
+    // A warm-up request, so the baseline includes the buffers of one exchange.
+    let mut client = http1_conn(proxy.listeners[0]).await;
+    let resp = client
+        .send_request(get("/bytes/1048576", "svc"))
+        .await
+        .expect("warm-up");
+    body_bytes(resp).await;
+    let baseline = proxy.memory_kib("VmRSS");
+    client.ready().await.expect("connection kept alive");
+
+    let request = http::Request::builder()
+        .method("POST")
+        .uri("/echo")
+        .header("host", "svc")
+        .body(TestBody::new(
+            Zeros { left: SIZE }.map_err(|never| match never {}),
+        ))
+        .expect("valid request");
+    let resp = client.send_request(request).await.expect("response head");
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    let mut received = 0u64;
+    while let Some(frame) = within("the echoed body", body.frame()).await {
+        let frame = frame.expect("body streams without error");
+        if let Some(data) = frame.data_ref() {
+            assert!(data.iter().all(|&b| b == 0));
+            received += data.len() as u64;
+        }
+    }
+    assert_eq!(received, SIZE);
+
+    let peak = proxy.memory_kib("VmHWM");
+    let growth_mib = peak.saturating_sub(baseline) / 1024;
+    eprintln!(
+        "proxy RSS: baseline {} MiB, peak {} MiB",
+        baseline / 1024,
+        peak / 1024
+    );
+    // 512 MiB crossed the proxy; anything that buffered a body whole would
+    // grow by hundreds of MiB.
+    assert!(growth_mib < 32, "proxy memory grew by {growth_mib} MiB");
+}
