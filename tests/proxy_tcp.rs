@@ -230,3 +230,45 @@ fn client_hello(sni: &str) -> Vec<u8> {
     record.extend_from_slice(&handshake);
     record
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unconsumed_records_are_dropped_and_counted_while_traffic_flows() {
+    use meshtop::proxy::Proxy;
+    use meshtop::telemetry::Recorder;
+
+    let backend = backend().await;
+    let (recorder, _records_nobody_reads) = Recorder::channel(4);
+    let proxy = Proxy::bind(
+        config(vec![ListenerConfig {
+            direction: Direction::Inbound,
+            addr: local0(),
+            target: Some(Dest::Addr(backend.addr)),
+        }]),
+        recorder.clone(),
+    )
+    .await
+    .expect("binds");
+    let addr = proxy.listeners()[0].addr;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(proxy.run(shutdown.clone()));
+
+    let mut client = http1_conn(addr).await;
+    for i in 0..50 {
+        client.ready().await.expect("keep-alive");
+        let resp = within("a response", client.send_request(get(&format!("/echo?i={i}"), "svc")))
+            .await
+            .expect("every request succeeds with the channel full");
+        assert_eq!(resp.status(), 200);
+        body_bytes(resp).await;
+    }
+    // Each record is emitted when its response ends; wait for the last.
+    within("the drops to be counted", async {
+        while recorder.dropped() < 46 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert_eq!(recorder.dropped(), 46);
+    shutdown.cancel();
+    within("the proxy to stop", task).await.expect("clean stop");
+}
