@@ -206,6 +206,13 @@ impl ProxyArgs {
 const RECORD_CHANNEL_CAPACITY: usize = 16 * 1024;
 
 async fn run_proxy(args: ProxyArgs) -> ExitCode {
+    let signals = match StopSignals::register() {
+        Ok(signals) => signals,
+        Err(err) => {
+            eprintln!("meshtop: cannot handle signals: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
     let config = args.config();
     let (recorder, mut records) = Recorder::channel(RECORD_CHANNEL_CAPACITY);
     let proxy = match Proxy::bind(config, recorder).await {
@@ -229,7 +236,7 @@ async fn run_proxy(args: ProxyArgs) -> ExitCode {
         }
     });
     let shutdown = CancellationToken::new();
-    tokio::spawn(watch_signals(shutdown.clone()));
+    tokio::spawn(signals.cancel_on_signal(shutdown.clone()));
     proxy.run(shutdown).await;
     info!("stopped");
     ExitCode::SUCCESS
@@ -262,29 +269,41 @@ fn log_record(record: &Record) {
     }
 }
 
-/// Cancels `shutdown` on SIGTERM or SIGINT.
-pub async fn watch_signals(shutdown: CancellationToken) {
+/// The signals that stop the process, registered before anything is
+/// announced so that a signal sent right after start-up is never missed.
+pub struct StopSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    pub fn register() -> std::io::Result<StopSignals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(StopSignals {
+                term: signal(SignalKind::terminate())?,
+                int: signal(SignalKind::interrupt())?,
+            })
         }
+        #[cfg(not(unix))]
+        Ok(StopSignals {})
     }
-    #[cfg(not(unix))]
-    {
+
+    /// Cancels `shutdown` on SIGTERM or SIGINT.
+    pub async fn cancel_on_signal(mut self, shutdown: CancellationToken) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+        #[cfg(not(unix))]
         let _ = tokio::signal::ctrl_c().await;
+        info!("signal received");
+        shutdown.cancel();
     }
-    info!("signal received");
-    shutdown.cancel();
 }
 
 #[cfg(test)]
