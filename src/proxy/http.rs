@@ -298,10 +298,9 @@ impl Forwarder {
             .get(header::HOST)
             .and_then(|h| h.to_str().ok());
         let uri_authority = req.uri().authority().map(|a| a.as_str());
-        let named = match self.version {
-            HttpVersion::Http1 => host.or(uri_authority),
-            HttpVersion::Http2 => uri_authority.or(host),
-        };
+        // The target's authority wins over Host: HTTP/2's `:authority`, and an
+        // HTTP/1 absolute-form target or CONNECT (RFC 9112 §3.2.2).
+        let named = uri_authority.or(host);
         match (named, &self.route) {
             (Some(name), _) => name.to_owned(),
             (None, Route::Fixed(dest)) => dest.to_string(),
@@ -643,10 +642,10 @@ fn explicit_dest(req: &Request<Incoming>) -> Result<Dest, &'static str> {
 }
 
 /// Rewrites an absolute-form request target to origin form for the upstream
-/// server, which expects `GET /path` and a `Host` header.
+/// server, which expects `GET /path` and a `Host` header. The `Host` is made
+/// from the target, replacing any the client sent (RFC 9112 §3.2.2).
 fn to_origin_form(uri: &mut Uri, headers: &mut HeaderMap) {
     if let Some(authority) = uri.authority()
-        && !headers.contains_key(header::HOST)
         && let Ok(host) = HeaderValue::from_str(authority.as_str())
     {
         headers.insert(header::HOST, host);

@@ -1,0 +1,982 @@
+//! HTTP/1.1 through the proxy against real peers: keep-alive, bodies,
+//! bodiless responses, `Expect: 100-continue`, header invisibility, WebSocket
+//! upgrades, upstream and downstream failures, the explicit proxy with
+//! CONNECT, and curl — each checked from the client's side and in the record.
+
+mod support;
+use support::*;
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http::{Request, Response};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use meshtop::proxy::Dest;
+use meshtop::telemetry::{Direction, ErrorKind, HttpProtocol, RequestRecord, TcpProtocol};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// An HTTP/1.1 client connection to `addr`, with the client's own address
+/// (what the proxy records as `client`).
+async fn client_conn(addr: SocketAddr) -> (SendRequest<TestBody>, SocketAddr) {
+    let stream = within("connecting to the proxy", TcpStream::connect(addr))
+        .await
+        .expect("connect");
+    let local = stream.local_addr().expect("client address");
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("http/1 handshake");
+    tokio::spawn(conn.with_upgrades());
+    (sender, local)
+}
+
+/// Sends `req` once the connection can take it.
+async fn send(client: &mut SendRequest<TestBody>, req: Request<TestBody>) -> Response<Incoming> {
+    within("the connection to be ready", client.ready())
+        .await
+        .expect("the connection stays open");
+    within("a response head", client.send_request(req))
+        .await
+        .expect("a response")
+}
+
+fn request(method: &str, uri: &str, host: &str, body: TestBody) -> Request<TestBody> {
+    Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("host", host)
+        .body(body)
+        .expect("valid request")
+}
+
+/// The header names the backend's `/echo` saw, from `x-seen-headers`.
+fn seen_headers(resp: &Response<Incoming>) -> Vec<String> {
+    let seen = resp
+        .headers()
+        .get("x-seen-headers")
+        .expect("the echo route lists the headers it saw")
+        .to_str()
+        .expect("header names are ASCII");
+    seen.split(',')
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn header<'a>(resp: &'a Response<Incoming>, name: &str) -> Option<&'a str> {
+    resp.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Checks what every forwarded request's record carries.
+fn assert_forwarded(record: &RequestRecord, direction: Direction, server: SocketAddr) {
+    assert_eq!(record.direction, direction);
+    assert_eq!(record.protocol, HttpProtocol::Http1);
+    assert_eq!(record.server, Some(server));
+    assert_eq!(record.sidecar.as_ref(), "test-sidecar");
+    let ttfb = record
+        .ttfb
+        .expect("a forwarded request has a time to first byte");
+    assert!(
+        ttfb <= record.duration,
+        "ttfb {ttfb:?} > duration {:?}",
+        record.duration
+    );
+}
+
+/// A client that speaks HTTP/1.1 by hand, for what a library client would
+/// hide or refuse to send: interim responses, malformed requests, CONNECT.
+struct RawConn {
+    stream: TcpStream,
+    /// Bytes read past what has been handed out.
+    buf: Vec<u8>,
+}
+
+impl RawConn {
+    async fn connect(addr: SocketAddr) -> RawConn {
+        let stream = within("connecting to the proxy", TcpStream::connect(addr))
+            .await
+            .expect("connect");
+        RawConn {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    async fn send(&mut self, bytes: &[u8]) {
+        within("a raw write", self.stream.write_all(bytes))
+            .await
+            .expect("the proxy accepts the bytes");
+    }
+
+    /// Reads more bytes into `buf`; false at the end of the stream.
+    async fn fill(&mut self) -> bool {
+        let mut chunk = [0u8; 4096];
+        let n = within("bytes from the proxy", self.stream.read(&mut chunk))
+            .await
+            .expect("the connection reads cleanly");
+        self.buf.extend_from_slice(&chunk[..n]);
+        n > 0
+    }
+
+    /// One response head (status line and fields, without the blank line).
+    async fn read_head(&mut self) -> String {
+        loop {
+            if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head: Vec<u8> = self.buf.drain(..end + 4).collect();
+                return String::from_utf8(head[..end].to_vec()).expect("the head is text");
+            }
+            assert!(
+                self.fill().await,
+                "the connection closed inside a response head"
+            );
+        }
+    }
+
+    async fn read_line(&mut self) -> String {
+        loop {
+            if let Some(end) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                let line: Vec<u8> = self.buf.drain(..end + 2).collect();
+                return String::from_utf8(line[..end].to_vec()).expect("the line is text");
+            }
+            assert!(self.fill().await, "the connection closed inside a line");
+        }
+    }
+
+    async fn read_exact(&mut self, n: usize) -> Vec<u8> {
+        while self.buf.len() < n {
+            assert!(self.fill().await, "the connection closed inside a body");
+        }
+        self.buf.drain(..n).collect()
+    }
+
+    /// A whole response: its head, and its body framed by Content-Length or
+    /// chunked coding.
+    async fn read_response(&mut self) -> (String, Vec<u8>) {
+        let head = self.read_head().await;
+        let field = |name: &str| {
+            head.lines().skip(1).find_map(|line| {
+                let (n, v) = line.split_once(':')?;
+                n.trim()
+                    .eq_ignore_ascii_case(name)
+                    .then(|| v.trim().to_owned())
+            })
+        };
+        let body = if field("transfer-encoding")
+            .is_some_and(|te| te.eq_ignore_ascii_case("chunked"))
+        {
+            let mut body = Vec::new();
+            loop {
+                let line = self.read_line().await;
+                let size = line.split(';').next().unwrap_or_default().trim();
+                let size = usize::from_str_radix(size, 16).expect("a chunk size");
+                if size == 0 {
+                    while !self.read_line().await.is_empty() {}
+                    break body;
+                }
+                body.extend(self.read_exact(size).await);
+                assert_eq!(self.read_exact(2).await, b"\r\n", "a chunk ends with CRLF");
+            }
+        } else {
+            let len = field("content-length").map_or(0, |l| l.parse().expect("a content length"));
+            self.read_exact(len).await
+        };
+        (head, body)
+    }
+
+    /// Everything until the proxy closes the connection.
+    async fn read_to_end(&mut self) -> Vec<u8> {
+        while self.fill().await {}
+        std::mem::take(&mut self.buf)
+    }
+}
+
+#[tokio::test]
+async fn keep_alive_requests_share_one_upstream_connection_and_each_is_recorded() {
+    let backend = backend().await;
+    let mut proxy = TestProxy::inbound_to(backend.addr).await;
+    let (mut client, client_addr) = client_conn(proxy.addr()).await;
+
+    for i in 0..3 {
+        let body = format!("request number {i}");
+        let path = format!("/echo?n={i}&keep=alive");
+        let resp = send(
+            &mut client,
+            request("POST", &path, "web-svc:80", full(body.clone())),
+        )
+        .await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(header(&resp, "x-seen-host"), Some("web-svc:80"));
+        assert_eq!(body_bytes(resp).await, body.as_bytes());
+
+        let record = proxy.next_request().await;
+        assert_forwarded(&record, Direction::Inbound, backend.addr);
+        assert_eq!(record.method.as_deref(), Some("POST"));
+        assert_eq!(record.path.as_deref(), Some(path.as_str()));
+        assert_eq!(record.status, Some(200));
+        assert_eq!(record.error, None);
+        assert_eq!(record.authority, "web-svc:80");
+        assert_eq!(record.client, client_addr);
+        assert_eq!(record.req_bytes, body.len() as u64);
+        assert_eq!(record.resp_bytes, body.len() as u64);
+    }
+    assert_eq!(
+        backend.connections.load(Ordering::SeqCst),
+        1,
+        "three requests on one client connection use one upstream connection"
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn content_length_request_body_is_echoed_intact() {
+    let backend = backend().await;
+    let mut proxy = TestProxy::inbound_to(backend.addr).await;
+    let (mut client, _) = client_conn(proxy.addr()).await;
+
+    let body: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let resp = send(
+        &mut client,
+        request("PUT", "/echo", "web-svc", full(body.clone())),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let seen = seen_headers(&resp);
+    assert!(
+        seen.contains(&"content-length".to_owned()),
+        "seen: {seen:?}"
+    );
+    assert!(
+        !seen.contains(&"transfer-encoding".to_owned()),
+        "seen: {seen:?}"
+    );
+    assert_eq!(body_bytes(resp).await, body);
+
+    let record = proxy.next_request().await;
+    assert_eq!(record.method.as_deref(), Some("PUT"));
+    assert_eq!(record.status, Some(200));
+    assert_eq!(record.error, None);
+    assert_eq!(record.req_bytes, body.len() as u64);
+    assert_eq!(record.resp_bytes, body.len() as u64);
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunked_request_body_streams_through_piece_by_piece() {
+    let backend = backend().await;
+    let mut proxy = TestProxy::inbound_to(backend.addr).await;
+    let (mut client, _) = client_conn(proxy.addr()).await;
+
+    let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, BoxError>>(1);
+    let body = BodyExt::boxed(StreamBody::new(
+        tokio_stream::wrappers::ReceiverStream::new(rx),
+    ));
+    let resp = send(&mut client, request("POST", "/echo", "web-svc", body)).await;
+    assert_eq!(resp.status(), 200);
+    let seen = seen_headers(&resp);
+    assert!(
+        seen.contains(&"transfer-encoding".to_owned()),
+        "seen: {seen:?}"
+    );
+    assert!(
+        !seen.contains(&"content-length".to_owned()),
+        "seen: {seen:?}"
+    );
+
+    // Each piece comes back before the next is sent: nothing is buffered
+    // until the end of the body.
+    let mut echoed = resp.into_body();
+    let pieces = [
+        "first piece;",
+        "second, longer piece;",
+        &"x".repeat(70_000),
+        "last",
+    ];
+    let mut total = 0;
+    for piece in pieces {
+        within(
+            "the body to take a piece",
+            tx.send(Ok(Frame::data(Bytes::from(piece.to_owned())))),
+        )
+        .await
+        .expect("the request body is still being read");
+        let mut got = Vec::new();
+        while got.len() < piece.len() {
+            let frame = within("an echoed piece", echoed.frame())
+                .await
+                .expect("the response body goes on")
+                .expect("the response body is intact");
+            if let Ok(data) = frame.into_data() {
+                got.extend_from_slice(&data);
+            }
+        }
+        assert_eq!(got, piece.as_bytes());
+        total += piece.len() as u64;
+    }
+    drop(tx);
+    let rest = within("the end of the response", echoed.collect())
+        .await
+        .expect("the response ends cleanly")
+        .to_bytes();
+    assert!(rest.is_empty(), "unexpected trailing bytes: {rest:?}");
+
+    let record = proxy.next_request().await;
+    assert_eq!(record.status, Some(200));
+    assert_eq!(record.error, None);
+    assert_eq!(record.req_bytes, total);
+    assert_eq!(record.resp_bytes, total);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn head_204_and_304_responses_have_no_body_and_complete_their_records() {
+    let backend = backend().await;
+    let mut proxy = TestProxy::inbound_to(backend.addr).await;
+    let (mut client, _) = client_conn(proxy.addr()).await;
+
+    let resp = send(
+        &mut client,
+        request("HEAD", "/bytes/1000", "web-svc", empty()),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        header(&resp, "content-length"),
+        Some("1000"),
+        "HEAD keeps the length of the GET"
+    );
+    assert!(body_bytes(resp).await.is_empty());
+    let record = proxy.next_request().await;
+    assert_eq!(record.method.as_deref(), Some("HEAD"));
+    assert_eq!(
+        (record.status, record.error, record.resp_bytes),
+        (Some(200), None, 0)
+    );
+
+    for status in [204u16, 304] {
+        let path = format!("/status/{status}");
+        let resp = send(&mut client, get(&path, "web-svc")).await;
+        assert_eq!(resp.status().as_u16(), status);
+        assert_eq!(header(&resp, "x-backend"), Some("yes"));
+        assert!(body_bytes(resp).await.is_empty());
+        let record = proxy.next_request().await;
+        assert_eq!(record.path.as_deref(), Some(path.as_str()));
+        assert_eq!(
+            (record.status, record.error, record.resp_bytes),
+            (Some(status), None, 0)
+        );
+        assert!(record.ttfb.expect("ttfb") <= record.duration);
+    }
+
+    // The connection is still framed right after the bodiless responses.
+    let resp = send(
+        &mut client,
+        request("POST", "/echo", "web-svc", full("after")),
+    )
+    .await;
+    assert_eq!(body_bytes(resp).await, "after");
+    assert_eq!(proxy.next_request().await.status, Some(200));
+    assert_eq!(backend.connections.load(Ordering::SeqCst), 1);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn expect_100_continue_is_answered_before_the_body_is_sent() {
+    let backend = backend().await;
+    let mut proxy = TestProxy::inbound_to(backend.addr).await;
+    let mut raw = RawConn::connect(proxy.addr()).await;
+
+    raw.send(b"POST /echo HTTP/1.1\r\nHost: web-svc\r\nContent-Length: 11\r\nExpect: 100-continue\r\n\r\n")
+        .await;
+    let interim = raw.read_head().await;
+    assert!(
+        interim.starts_with("HTTP/1.1 100"),
+        "expected 100 Continue, got {interim:?}"
+    );
+
+    raw.send(b"hello world").await;
+    let (head, body) = raw.read_response().await;
+    assert!(head.starts_with("HTTP/1.1 200"), "got {head:?}");
+    assert_eq!(body, b"hello world");
+
+    let record = proxy.next_request().await;
+    assert_eq!(record.status, Some(200));
+    assert_eq!(record.error, None);
+    assert_eq!((record.req_bytes, record.resp_bytes), (11, 11));
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn proxy_adds_no_headers_keeps_host_and_removes_hop_by_hop_ones() {
+    let backend = backend().await;
+    let mut proxy = TestProxy::inbound_to(backend.addr).await;
+    let (mut client, _) = client_conn(proxy.addr()).await;
+
+    let req = Request::builder()
+        .uri("/echo")
+        .header("host", "web-svc.prod:8080")
+        .header("connection", "x-custom")
+        .header("x-custom", "hop")
+        .header("keep-alive", "timeout=5")
+        .header("proxy-connection", "keep-alive")
+        .header("x-end-to-end", "kept")
+        .header("user-agent", "meshtop-test")
+        .body(empty())
+        .expect("valid request");
+    let resp = send(&mut client, req).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "x-seen-host"), Some("web-svc.prod:8080"));
+    let seen = seen_headers(&resp);
+    assert_eq!(
+        seen,
+        ["host", "user-agent", "x-end-to-end"],
+        "the backend saw {seen:?}"
+    );
+    for name in &seen {
+        assert!(
+            !(name == "via" || name == "forwarded" || name.starts_with("x-forwarded")),
+            "the proxy revealed itself with {name}"
+        );
+    }
+    body_bytes(resp).await;
+
+    let record = proxy.next_request().await;
+    assert_eq!(record.authority, "web-svc.prod:8080");
+    assert_eq!(record.status, Some(200));
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn hop_by_hop_response_headers_are_removed_and_end_to_end_ones_kept() {
+    let server = abrupt_server(
+        b"HTTP/1.1 200 OK\r\nConnection: x-resp-hop\r\nx-resp-hop: 1\r\nKeep-Alive: timeout=5\r\n\
+          x-resp-end: kept\r\ncontent-length: 2\r\n\r\nok",
+    )
+    .await;
+    let mut proxy = TestProxy::inbound_to(server).await;
+    let (mut client, _) = client_conn(proxy.addr()).await;
+
+    let resp = send(&mut client, get("/", "web-svc")).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "x-resp-end"), Some("kept"));
+    for hop in ["x-resp-hop", "keep-alive", "connection"] {
+        assert_eq!(header(&resp, hop), None, "{hop} reached the client");
+    }
+    assert_eq!(body_bytes(resp).await, "ok");
+    assert_eq!(proxy.next_request().await.status, Some(200));
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn upstream_closing_after_a_response_keeps_the_client_connection() {
+    // Each upstream connection serves one response and closes; the client's
+    // connection is its own hop and stays open for the next request.
+    let server =
+        abrupt_server(b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 4\r\n\r\ndone")
+            .await;
+    let mut proxy = TestProxy::inbound_to(server).await;
+    let (mut client, client_addr) = client_conn(proxy.addr()).await;
+
+    for i in 0..3 {
+        let path = format!("/once?n={i}");
+        let resp = send(&mut client, get(&path, "web-svc")).await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(header(&resp, "connection"), None);
+        assert_eq!(body_bytes(resp).await, "done");
+        let record = proxy.next_request().await;
+        assert_eq!(record.path.as_deref(), Some(path.as_str()));
+        assert_eq!((record.status, record.error), (Some(200), None));
+        assert_eq!(
+            record.client, client_addr,
+            "one client connection throughout"
+        );
+    }
+    proxy.stop().await;
+}
+
+/// A WebSocket server that greets each client, then echoes text and binary
+/// messages until the client closes.
+async fn websocket_echo_server() -> SocketAddr {
+    let listener = TcpListener::bind(local0())
+        .await
+        .expect("bind websocket server");
+    let addr = listener.local_addr().expect("websocket server address");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
+                if ws.send(Message::text("welcome")).await.is_err() {
+                    return;
+                }
+                while let Some(Ok(msg)) = ws.next().await {
+                    if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_upgrade_is_tunnelled_and_recorded() {
+    let server = websocket_echo_server().await;
+    let mut proxy = TestProxy::inbound_to(server).await;
+    let stream = within("connecting to the proxy", TcpStream::connect(proxy.addr()))
+        .await
+        .expect("connect");
+    let client_addr = stream.local_addr().expect("client address");
+    let (mut ws, resp) = within(
+        "the websocket handshake",
+        tokio_tungstenite::client_async("ws://chat.local/chat?room=1", stream),
+    )
+    .await
+    .expect("the handshake succeeds through the proxy");
+    assert_eq!(resp.status(), 101);
+
+    let request = proxy.next_request().await;
+    assert_forwarded(&request, Direction::Inbound, server);
+    assert_eq!(request.status, Some(101));
+    assert_eq!(request.error, None);
+    assert_eq!(request.method.as_deref(), Some("GET"));
+    assert_eq!(request.path.as_deref(), Some("/chat?room=1"));
+    assert_eq!(request.authority, "chat.local");
+    assert_eq!(request.client, client_addr);
+
+    let greeting = within("the server's greeting", ws.next()).await;
+    assert_eq!(
+        greeting.expect("a message").expect("a valid message"),
+        Message::text("welcome")
+    );
+    let messages = [
+        Message::text("hello"),
+        Message::binary(vec![0u8, 1, 2, 255]),
+        Message::text("ünïcödé ✓"),
+        Message::binary(vec![7u8; 100_000]),
+    ];
+    for msg in messages {
+        within("sending a message", ws.send(msg.clone()))
+            .await
+            .expect("sent");
+        let echoed = within("the echo", ws.next()).await;
+        assert_eq!(echoed.expect("a message").expect("a valid message"), msg);
+    }
+    within("closing", ws.close(None))
+        .await
+        .expect("the close is sent");
+    while let Some(msg) = within("the close handshake", ws.next()).await {
+        match msg {
+            Ok(Message::Close(_)) => {}
+            Ok(other) => panic!("unexpected message after close: {other:?}"),
+            Err(_) => break,
+        }
+    }
+    drop(ws);
+
+    let tunnel = proxy.next_tcp().await;
+    assert_eq!(tunnel.protocol, TcpProtocol::Tcp);
+    assert_eq!(tunnel.direction, Direction::Inbound);
+    assert_eq!(tunnel.client, client_addr);
+    assert_eq!(tunnel.server, Some(server));
+    assert_eq!(tunnel.error, None);
+    assert!(tunnel.bytes_in > 100_000, "bytes_in = {}", tunnel.bytes_in);
+    assert!(
+        tunnel.bytes_out > 100_000,
+        "bytes_out = {}",
+        tunnel.bytes_out
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn refused_upstream_connection_is_a_502_recorded_as_connect_refused() {
+    let refused = closed_port();
+    let mut proxy = TestProxy::inbound_to(refused).await;
+    let (mut client, _) = client_conn(proxy.addr()).await;
+
+    let resp = send(&mut client, get("/echo", "web-svc:80")).await;
+    assert_eq!(resp.status(), 502);
+    assert!(header(&resp, "content-type").is_some_and(|ct| ct.starts_with("text/plain")));
+    let body = body_bytes(resp).await;
+    assert!(
+        !body.is_empty() && body.len() < 1024,
+        "a short text body: {body:?}"
+    );
+
+    let record = proxy.next_request().await;
+    assert_eq!(record.error, Some(ErrorKind::ConnectRefused));
+    assert_eq!(
+        record.status, None,
+        "a response made up by the proxy has no upstream status"
+    );
+    assert_eq!(record.server, Some(refused));
+    assert_eq!(record.authority, "web-svc:80");
+    assert_eq!(record.path.as_deref(), Some("/echo"));
+    assert_eq!(record.ttfb, None);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn unresolvable_upstream_name_is_a_502_recorded_as_dns() {
+    let target = Dest::Name {
+        host: "no-such-host.invalid".into(),
+        port: 80,
+    };
+    let mut proxy = TestProxy::to(Direction::Outbound, target).await;
+    let (mut client, _) = client_conn(proxy.addr()).await;
+
+    let resp = send(&mut client, get("/", "no-such-host.invalid")).await;
+    assert_eq!(resp.status(), 502);
+    assert!(!body_bytes(resp).await.is_empty());
+
+    let record = proxy.next_request().await;
+    assert_eq!(record.error, Some(ErrorKind::Dns));
+    assert_eq!(record.status, None);
+    assert_eq!(record.server, None, "no address was reached");
+    assert_eq!(record.direction, Direction::Outbound);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_request_gets_400_and_later_connections_are_served() {
+    let backend = backend().await;
+    let mut proxy = TestProxy::inbound_to(backend.addr).await;
+
+    let mut raw = RawConn::connect(proxy.addr()).await;
+    raw.send(b"GET / HTTP/1.1\r\nHost: x\r\nBad Header Line\r\n\r\n")
+        .await;
+    let answer = raw.read_to_end().await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "got {answer:?}");
+
+    let record = proxy.next_request().await;
+    assert_eq!(record.error, Some(ErrorKind::Protocol));
+    assert_eq!(record.status, Some(400));
+    assert_eq!(record.protocol, HttpProtocol::Http1);
+    assert_eq!(record.method, None, "the request could not be parsed");
+
+    let (mut client, _) = client_conn(proxy.addr()).await;
+    let resp = send(&mut client, get("/echo", "web-svc")).await;
+    assert_eq!(resp.status(), 200);
+    body_bytes(resp).await;
+    let record = proxy.next_request().await;
+    assert_eq!((record.status, record.error), (Some(200), None));
+    proxy.stop().await;
+}
+
+/// A server that reads one request head, answers with `response` and
+/// closes the connection: an upstream that breaks off where a test wants.
+async fn abrupt_server(response: &'static [u8]) -> SocketAddr {
+    let listener = TcpListener::bind(local0())
+        .await
+        .expect("bind abrupt server");
+    let addr = listener.local_addr().expect("abrupt server address");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut chunk = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let _ = stream.write_all(response).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn upstream_failing_mid_body_truncates_the_response_and_is_recorded() {
+    // The support backend's `/reset` cannot serve here: over HTTP/1 hyper
+    // drops its buffered head and "partial" when the body fails, so nothing
+    // reaches the wire. This server really sends 7 of the 1000 bytes.
+    let server = abrupt_server(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\npartial").await;
+    let mut proxy = TestProxy::inbound_to(server).await;
+    let (mut client, _) = client_conn(proxy.addr()).await;
+
+    let resp = send(&mut client, get("/download", "web-svc")).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "content-length"), Some("1000"));
+    let mut body = resp.into_body();
+    let mut received = Vec::new();
+    let ended = loop {
+        match within("the body to go on or fail", body.frame()).await {
+            Some(Ok(frame)) => received.extend_from_slice(&frame.into_data().unwrap_or_default()),
+            Some(Err(err)) => break Err(err),
+            None => break Ok(()),
+        }
+    };
+    assert!(
+        ended.is_err(),
+        "the client must not see a complete body, got {received:?}"
+    );
+    assert!(received.len() < 1000);
+
+    let record = proxy.next_request().await;
+    assert_eq!(record.error, Some(ErrorKind::UpstreamReset));
+    assert_eq!(record.status, Some(200));
+    assert_eq!(record.resp_bytes, "partial".len() as u64);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn upstream_closing_without_an_answer_is_a_502_recorded_as_upstream_reset() {
+    let server = abrupt_server(b"").await;
+    let mut proxy = TestProxy::inbound_to(server).await;
+    let (mut client, _) = client_conn(proxy.addr()).await;
+
+    let resp = send(&mut client, get("/reset", "web-svc")).await;
+    assert_eq!(resp.status(), 502);
+    assert!(!body_bytes(resp).await.is_empty());
+
+    let record = proxy.next_request().await;
+    assert_eq!(record.error, Some(ErrorKind::UpstreamReset));
+    assert_eq!(record.status, None);
+    assert_eq!(record.server, Some(server));
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn explicit_proxy_forwards_absolute_form_in_origin_form() {
+    let backend = backend().await;
+    let mut proxy = TestProxy::explicit().await;
+    let (mut client, client_addr) = client_conn(proxy.addr()).await;
+    let authority = backend.addr.to_string();
+
+    let uri = format!("http://{authority}/echo?x=1");
+    let resp = send(
+        &mut client,
+        request("POST", &uri, &authority, full("via proxy")),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "x-seen-host"), Some(authority.as_str()));
+    assert_eq!(body_bytes(resp).await, "via proxy");
+
+    let record = proxy.next_request().await;
+    assert_forwarded(&record, Direction::Outbound, backend.addr);
+    assert_eq!(record.authority, authority);
+    assert_eq!(record.path.as_deref(), Some("/echo?x=1"));
+    assert_eq!(record.status, Some(200));
+    assert_eq!(record.client, client_addr);
+    assert_eq!((record.req_bytes, record.resp_bytes), (9, 9));
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn absolute_form_target_overrides_a_conflicting_host() {
+    // RFC 9112 §3.2.2: a proxy ignores the Host of an absolute-form request
+    // and generates one from the request target.
+    let backend = backend().await;
+    let mut proxy = TestProxy::explicit().await;
+    let (mut client, _) = client_conn(proxy.addr()).await;
+    let authority = backend.addr.to_string();
+
+    let uri = format!("http://{authority}/echo");
+    let resp = send(&mut client, get(&uri, "stale.example:81")).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "x-seen-host"), Some(authority.as_str()));
+    body_bytes(resp).await;
+
+    let record = proxy.next_request().await;
+    assert_eq!(record.authority, authority);
+    assert_eq!(record.server, Some(backend.addr));
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn explicit_proxy_refuses_origin_form_requests() {
+    let mut proxy = TestProxy::explicit().await;
+    let (mut client, _) = client_conn(proxy.addr()).await;
+
+    let resp = send(&mut client, get("/echo", "somewhere")).await;
+    assert_eq!(resp.status(), 400);
+    assert!(!body_bytes(resp).await.is_empty());
+
+    let record = proxy.next_request().await;
+    assert_eq!(record.error, Some(ErrorKind::NoDestination));
+    assert_eq!(record.status, None);
+    assert_eq!(record.server, None);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn connect_tunnel_carries_http_that_is_recorded_as_requests() {
+    let backend = backend().await;
+    let mut proxy = TestProxy::explicit().await;
+    let mut raw = RawConn::connect(proxy.addr()).await;
+    let target = backend.addr.to_string();
+
+    raw.send(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes())
+        .await;
+    let head = raw.read_head().await;
+    assert!(head.starts_with("HTTP/1.1 200"), "got {head:?}");
+    assert!(
+        raw.buf.is_empty(),
+        "nothing follows the CONNECT response until the client speaks"
+    );
+
+    let (mut client, conn) = hyper::client::conn::http1::handshake(TokioIo::new(raw.stream))
+        .await
+        .expect("http/1 handshake inside the tunnel");
+    tokio::spawn(conn);
+    for i in 0..2 {
+        let path = format!("/echo?inside=tunnel&n={i}");
+        let resp = send(
+            &mut client,
+            request("POST", &path, "inner-svc:8080", full("tunnelled")),
+        )
+        .await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(header(&resp, "x-seen-host"), Some("inner-svc:8080"));
+        assert_eq!(body_bytes(resp).await, "tunnelled");
+
+        // The CONNECT itself leaves no request record: the tunnel's requests do.
+        let record = proxy.next_request().await;
+        assert_forwarded(&record, Direction::Outbound, backend.addr);
+        assert_eq!(record.method.as_deref(), Some("POST"));
+        assert_eq!(record.path.as_deref(), Some(path.as_str()));
+        assert_eq!(record.authority, "inner-svc:8080");
+        assert_eq!((record.status, record.error), (Some(200), None));
+        assert_eq!((record.req_bytes, record.resp_bytes), (9, 9));
+    }
+    assert_eq!(backend.connections.load(Ordering::SeqCst), 1);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn connect_to_a_closed_port_is_a_502_recorded_as_connect_refused() {
+    let refused = closed_port();
+    let mut proxy = TestProxy::explicit().await;
+    let mut raw = RawConn::connect(proxy.addr()).await;
+
+    raw.send(format!("CONNECT {refused} HTTP/1.1\r\nHost: {refused}\r\n\r\n").as_bytes())
+        .await;
+    let (head, body) = raw.read_response().await;
+    assert!(head.starts_with("HTTP/1.1 502"), "got {head:?}");
+    assert!(!body.is_empty());
+
+    let record = proxy.next_request().await;
+    assert_eq!(record.method.as_deref(), Some("CONNECT"));
+    assert_eq!(record.path, None);
+    assert_eq!(record.error, Some(ErrorKind::ConnectRefused));
+    assert_eq!(record.status, None);
+    assert_eq!(record.server, Some(refused));
+    proxy.stop().await;
+}
+
+/// Runs curl with `args`, ignoring any proxy settings of the environment.
+async fn curl(args: &[&str]) -> String {
+    let mut command = tokio::process::Command::new("curl");
+    command.args(["-sS", "--max-time", "15"]).args(args);
+    for var in [
+        "http_proxy",
+        "HTTP_PROXY",
+        "https_proxy",
+        "HTTPS_PROXY",
+        "all_proxy",
+        "ALL_PROXY",
+        "no_proxy",
+        "NO_PROXY",
+    ] {
+        command.env_remove(var);
+    }
+    let output = within("curl", command.output()).await.expect("curl runs");
+    assert!(
+        output.status.success(),
+        "curl failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("curl printed text")
+}
+
+#[tokio::test]
+async fn curl_posts_through_the_explicit_proxy() {
+    if !have("curl") {
+        println!("skipping: curl not installed");
+        return;
+    }
+    let backend = backend().await;
+    let mut proxy = TestProxy::explicit().await;
+    let proxy_url = format!("http://{}", proxy.addr());
+    let url = format!("http://{}/echo", backend.addr);
+
+    let out = curl(&["-x", &proxy_url, &url, "-d", "hello"]).await;
+    assert_eq!(out, "hello");
+
+    let record = proxy.next_request().await;
+    assert_forwarded(&record, Direction::Outbound, backend.addr);
+    assert_eq!(record.method.as_deref(), Some("POST"));
+    assert_eq!(record.path.as_deref(), Some("/echo"));
+    assert_eq!(record.authority, backend.addr.to_string());
+    assert_eq!((record.status, record.error), (Some(200), None));
+    assert_eq!((record.req_bytes, record.resp_bytes), (5, 5));
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn curl_gets_through_an_inbound_proxy_unchanged() {
+    if !have("curl") {
+        println!("skipping: curl not installed");
+        return;
+    }
+    let backend = backend().await;
+    let mut proxy = TestProxy::inbound_to(backend.addr).await;
+    let url = format!("http://{}/echo", proxy.addr());
+
+    let out = curl(&["-i", &url]).await;
+    assert!(out.starts_with("HTTP/1.1 200"), "curl printed {out:?}");
+    let out = out.to_ascii_lowercase();
+    assert!(out.contains("x-backend: yes"), "curl printed {out:?}");
+    let host = format!("x-seen-host: {}", proxy.addr());
+    assert!(out.contains(&host), "the Host curl sent is kept: {out:?}");
+    assert!(
+        out.contains("x-seen-headers: accept,host,user-agent"),
+        "curl printed {out:?}"
+    );
+
+    let record = proxy.next_request().await;
+    assert_forwarded(&record, Direction::Inbound, backend.addr);
+    assert_eq!(record.method.as_deref(), Some("GET"));
+    assert_eq!(record.path.as_deref(), Some("/echo"));
+    assert_eq!(record.authority, proxy.addr().to_string());
+    assert_eq!((record.status, record.error), (Some(200), None));
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn client_leaving_mid_response_cancels_the_upstream_and_is_recorded() {
+    let mut backend = backend().await;
+    let mut proxy = TestProxy::inbound_to(backend.addr).await;
+    let mut raw = RawConn::connect(proxy.addr()).await;
+
+    raw.send(b"GET /hang HTTP/1.1\r\nHost: web-svc\r\n\r\n")
+        .await;
+    let head = raw.read_head().await;
+    assert!(head.starts_with("HTTP/1.1 200"), "got {head:?}");
+    drop(raw);
+
+    let record = proxy.next_request().await;
+    assert_eq!(record.path.as_deref(), Some("/hang"));
+    assert_eq!(record.status, Some(200));
+    assert_eq!(record.error, Some(ErrorKind::DownstreamReset));
+    let event = within("the backend to drop /hang", backend.events.recv()).await;
+    assert_eq!(event.as_deref(), Some("dropped /hang"));
+    proxy.stop().await;
+}
