@@ -9,10 +9,10 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use http::header::HeaderName;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info};
+use tracing::info;
 
 use crate::proxy::{DEFAULT_INBOUND, DEFAULT_OUTBOUND, Dest, ListenerConfig, Proxy, ProxyConfig};
-use crate::telemetry::{Direction, Record, Recorder};
+use crate::telemetry::Direction;
 
 /// Exit code for bad arguments and for failing to start.
 pub const EXIT_USAGE: u8 = 2;
@@ -64,6 +64,30 @@ pub struct ProxyArgs {
     /// How long resolving and connecting to an upstream may take
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub connect_timeout: Duration,
+    /// How often exact per-upstream aggregates (`stats`) are sent
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub stats_interval: Duration,
+    /// Event subscribers beyond this many are refused (503)
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    pub max_subscribers: usize,
+    /// Distinct authorities in aggregates and metrics; more are counted as "other"
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub max_authorities: usize,
+    /// Require `Authorization: Bearer TOKEN` (or ?token=) on /events and /metrics
+    #[arg(
+        long,
+        env = "MESHTOP_ADMIN_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub admin_token: Option<String>,
+    /// Add this request header to request events (repeatable); credentials are always redacted
+    #[arg(long, value_name = "NAME", value_parser = parse_header_name)]
+    pub capture_header: Vec<HeaderName>,
+}
+
+fn parse_header_name(s: &str) -> Result<HeaderName, String> {
+    HeaderName::from_bytes(s.as_bytes()).map_err(|_| format!("invalid header name '{s}'"))
 }
 
 /// `LISTEN[=TARGET]`: an address to listen on, and optionally where every
@@ -197,13 +221,14 @@ impl ProxyArgs {
         config.opaque_ports = self.opaque_ports.0.clone();
         config.drain_timeout = self.drain_timeout;
         config.connect_timeout = self.connect_timeout;
-        config.capture_headers = Vec::<HeaderName>::new();
+        config.capture_headers = self.capture_header.clone();
+        config.telemetry.stats_interval = self.stats_interval;
+        config.telemetry.max_subscribers = self.max_subscribers;
+        config.telemetry.max_authorities = self.max_authorities;
+        config.telemetry.admin_token = self.admin_token.clone().filter(|t| !t.is_empty());
         config
     }
 }
-
-/// How many records may wait for the telemetry before new ones are dropped.
-const RECORD_CHANNEL_CAPACITY: usize = 16 * 1024;
 
 async fn run_proxy(args: ProxyArgs) -> ExitCode {
     let signals = match StopSignals::register() {
@@ -214,8 +239,7 @@ async fn run_proxy(args: ProxyArgs) -> ExitCode {
         }
     };
     let config = args.config();
-    let (recorder, mut records) = Recorder::channel(RECORD_CHANNEL_CAPACITY);
-    let proxy = match Proxy::bind(config, recorder).await {
+    let proxy = match Proxy::bind(config).await {
         Ok(proxy) => proxy,
         Err(err) => {
             eprintln!("meshtop: {err}");
@@ -230,43 +254,11 @@ async fn run_proxy(args: ProxyArgs) -> ExitCode {
         info!(direction = %listener.direction, addr = %listener.addr, %target, "listening");
     }
     info!(addr = %proxy.admin_addr(), "admin listening");
-    tokio::spawn(async move {
-        while let Some(record) = records.recv().await {
-            log_record(&record);
-        }
-    });
     let shutdown = CancellationToken::new();
     tokio::spawn(signals.cancel_on_signal(shutdown.clone()));
     proxy.run(shutdown).await;
     info!("stopped");
     ExitCode::SUCCESS
-}
-
-fn log_record(record: &Record) {
-    match record {
-        Record::Request(r) => debug!(
-            direction = %r.direction,
-            protocol = r.protocol.as_str(),
-            authority = %r.authority,
-            method = r.method.as_deref().unwrap_or("-"),
-            path = r.path.as_deref().unwrap_or("-"),
-            status = ?r.status,
-            grpc_status = ?r.grpc_status,
-            error = ?r.error,
-            duration = ?r.duration,
-            "request"
-        ),
-        Record::Tcp(r) => debug!(
-            direction = %r.direction,
-            protocol = r.protocol.as_str(),
-            server = ?r.server,
-            sni = ?r.sni,
-            bytes_in = r.bytes_in,
-            bytes_out = r.bytes_out,
-            error = ?r.error,
-            "connection"
-        ),
-    }
 }
 
 /// The signals that stop the process, registered before anything is

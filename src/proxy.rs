@@ -26,8 +26,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, warn};
 
-use crate::telemetry::admin::{self, AdminState, SidecarInfo};
-use crate::telemetry::{Direction, Recorder};
+use crate::telemetry::admin::{self, AdminState, SidecarInfo, TelemetryAccess};
+use crate::telemetry::{Direction, RecordReceiver, Recorder, Telemetry, TelemetryConfig};
 use conn::{ConnCtx, Route, Shared};
 pub use upstream::Dest;
 
@@ -62,6 +62,9 @@ pub struct ProxyConfig {
     /// How long resolving and connecting to an upstream may take.
     pub connect_timeout: Duration,
     pub capture_headers: Vec<HeaderName>,
+    pub telemetry: TelemetryConfig,
+    /// Records that may wait for the telemetry before new ones are dropped.
+    pub record_capacity: usize,
 }
 
 impl ProxyConfig {
@@ -76,6 +79,8 @@ impl ProxyConfig {
             drain_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(10),
             capture_headers: Vec::new(),
+            telemetry: TelemetryConfig::default(),
+            record_capacity: 16 * 1024,
         }
     }
 }
@@ -97,6 +102,9 @@ pub struct Proxy {
     admin_state: Arc<AdminState>,
     config: ProxyConfig,
     recorder: Recorder,
+    /// The telemetry task's parts; `None` when the caller consumes the
+    /// records itself.
+    telemetry: Option<(Telemetry, RecordReceiver)>,
 }
 
 /// A listener as bound (port 0 resolved).
@@ -108,8 +116,28 @@ pub struct BoundListener {
 }
 
 impl Proxy {
-    /// Binds every listener and the admin address; records go to `recorder`.
-    pub async fn bind(config: ProxyConfig, recorder: Recorder) -> Result<Proxy, BindError> {
+    /// Binds every listener and the admin address, with the telemetry
+    /// (events, stats, metrics) on the admin address.
+    pub async fn bind(config: ProxyConfig) -> Result<Proxy, BindError> {
+        let (recorder, records) = Recorder::channel(config.record_capacity);
+        let telemetry = Telemetry::new(&config.name, config.telemetry.clone());
+        Proxy::bind_inner(config, recorder, Some((telemetry, records))).await
+    }
+
+    /// Binds every listener and the admin address (health only); records go
+    /// to `recorder`, for a caller that consumes them itself.
+    pub async fn bind_with_recorder(
+        config: ProxyConfig,
+        recorder: Recorder,
+    ) -> Result<Proxy, BindError> {
+        Proxy::bind_inner(config, recorder, None).await
+    }
+
+    async fn bind_inner(
+        config: ProxyConfig,
+        recorder: Recorder,
+        telemetry: Option<(Telemetry, RecordReceiver)>,
+    ) -> Result<Proxy, BindError> {
         let mut listeners = Vec::with_capacity(config.listeners.len());
         for listener in &config.listeners {
             let bound = bind(listener.addr, &format!("{} listener", listener.direction)).await?;
@@ -130,13 +158,19 @@ impl Proxy {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             started_at: SystemTime::now(),
         };
-        let admin_state = Arc::new(AdminState::new(info, bound));
+        let access = telemetry.as_ref().map(|(t, _)| TelemetryAccess {
+            hub: t.hub.clone(),
+            metrics: t.metrics.clone(),
+            token: t.config.admin_token.clone(),
+        });
+        let admin_state = Arc::new(AdminState::new(info, bound, access));
         Ok(Proxy {
             listeners,
             admin,
             admin_state,
             config,
             recorder,
+            telemetry,
         })
     }
 
@@ -159,6 +193,17 @@ impl Proxy {
     /// and returns.
     pub async fn run(self, shutdown: CancellationToken) {
         let tracker = TaskTracker::new();
+        let telemetry_shutdown = CancellationToken::new();
+        let telemetry_task = self.telemetry.map(|(telemetry, records)| {
+            tokio::spawn(Telemetry::run(
+                telemetry.hub,
+                telemetry.metrics,
+                telemetry.config,
+                records,
+                self.recorder.clone(),
+                telemetry_shutdown.clone(),
+            ))
+        });
         let shared = Arc::new(Shared {
             sidecar: Arc::from(self.config.name.as_str()),
             recorder: self.recorder,
@@ -195,6 +240,12 @@ impl Proxy {
                 connections = tracker.len(),
                 "drain timeout reached, closing remaining connections"
             );
+        }
+        // The last records (of the drained requests) go out in a final stats
+        // message before subscribers are disconnected.
+        telemetry_shutdown.cancel();
+        if let Some(task) = telemetry_task {
+            let _ = task.await;
         }
         admin_shutdown.cancel();
         let _ = admin_task.await;

@@ -1,10 +1,184 @@
-//! What the sidecar knows about the traffic it carries: the per-request and
-//! per-connection records, and the admin server that exposes them.
+//! What the sidecar knows about the traffic it carries and how it tells:
+//! records from the proxy are folded into exact per-second aggregates and
+//! Prometheus metrics, and fanned out as events to WebSocket subscribers —
+//! all in one task that the data path never waits for.
 
 pub mod admin;
+pub mod event;
+pub mod filter;
+pub mod hub;
+pub mod metrics;
 pub mod record;
+pub mod stats;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio_util::sync::CancellationToken;
 
 pub use record::{
     Direction, ErrorKind, HttpProtocol, Record, RecordReceiver, Recorder, RequestRecord,
     TcpProtocol, TcpRecord, is_failure,
 };
+
+use event::{Message, RequestEvent, TcpEvent};
+use filter::EventFacts;
+use hub::Hub;
+use metrics::Metrics;
+use stats::{Aggregator, AuthorityCap};
+
+/// How the telemetry behaves.
+#[derive(Clone, Debug)]
+pub struct TelemetryConfig {
+    /// How often a `stats` message is sent.
+    pub stats_interval: Duration,
+    /// Subscribers beyond this many are refused with 503.
+    pub max_subscribers: usize,
+    /// Distinct authorities tracked in aggregates and metrics; more are
+    /// counted as `other`.
+    pub max_authorities: usize,
+    /// When set, `/events` and `/metrics` require this bearer token.
+    pub admin_token: Option<String>,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig {
+            stats_interval: Duration::from_secs(1),
+            max_subscribers: 16,
+            max_authorities: 1000,
+            admin_token: None,
+        }
+    }
+}
+
+/// How many records the telemetry task takes from the channel at once.
+const RECORD_BATCH: usize = 256;
+
+/// The telemetry of one sidecar: subscribers and metrics, shared with the
+/// admin server.
+pub struct Telemetry {
+    pub hub: Arc<Hub>,
+    pub metrics: Arc<Metrics>,
+    pub config: TelemetryConfig,
+}
+
+impl Telemetry {
+    pub fn new(sidecar: &str, config: TelemetryConfig) -> Telemetry {
+        let metrics = Arc::new(Metrics::new());
+        let hub = Arc::new(Hub::new(
+            sidecar.to_owned(),
+            config.max_subscribers,
+            metrics.clone(),
+        ));
+        Telemetry {
+            hub,
+            metrics,
+            config,
+        }
+    }
+
+    /// Consumes records until `shutdown`, publishing events as they come and
+    /// `stats` every interval (and once more on the way out).
+    pub async fn run(
+        hub: Arc<Hub>,
+        metrics: Arc<Metrics>,
+        config: TelemetryConfig,
+        mut records: RecordReceiver,
+        recorder: Recorder,
+        shutdown: CancellationToken,
+    ) {
+        let interval = config.stats_interval.max(Duration::from_millis(10));
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut folder = Folder {
+            hub: &hub,
+            metrics: &metrics,
+            authorities: AuthorityCap::new(config.max_authorities),
+            aggregator: Aggregator::default(),
+            interval_start: Instant::now(),
+            records_dropped: 0,
+        };
+        let mut batch = Vec::with_capacity(RECORD_BATCH);
+        loop {
+            tokio::select! {
+                biased;
+                _ = ticker.tick() => folder.emit_stats(&recorder),
+                n = records.recv_many(&mut batch, RECORD_BATCH) => {
+                    if n == 0 {
+                        break;
+                    }
+                    for record in batch.drain(..) {
+                        folder.fold(record);
+                    }
+                }
+                _ = shutdown.cancelled() => break,
+            }
+        }
+        while let Ok(record) = records.try_recv() {
+            folder.fold(record);
+        }
+        folder.emit_stats(&recorder);
+    }
+}
+
+/// The telemetry task's state.
+struct Folder<'a> {
+    hub: &'a Hub,
+    metrics: &'a Metrics,
+    authorities: AuthorityCap,
+    aggregator: Aggregator,
+    interval_start: Instant,
+    records_dropped: u64,
+}
+
+impl Folder<'_> {
+    fn fold(&mut self, record: Record) {
+        match record {
+            Record::Request(record) => {
+                let authority = self.authorities.label(&record.authority);
+                self.metrics.observe_request(&record, authority);
+                self.aggregator.add(&record, authority);
+                if self.hub.has_subscribers() {
+                    let event = RequestEvent::from(&record);
+                    let facts = EventFacts {
+                        direction: record.direction,
+                        authority: &record.authority,
+                        failed: record.is_failure(),
+                        duration_ms: event.duration_ms,
+                    };
+                    self.hub
+                        .publish(&facts, &hub::encode(&Message::Request(event)));
+                }
+            }
+            Record::Tcp(record) => {
+                self.metrics.observe_tcp(&record);
+                if self.hub.has_subscribers() {
+                    let event = TcpEvent::from(&record);
+                    let server = record.server.map(|s| s.to_string()).unwrap_or_default();
+                    let facts = EventFacts {
+                        direction: record.direction,
+                        authority: record.sni.as_deref().unwrap_or(&server),
+                        failed: record.error.is_some(),
+                        duration_ms: event.duration_ms,
+                    };
+                    self.hub.publish(&facts, &hub::encode(&Message::Tcp(event)));
+                }
+            }
+        }
+    }
+
+    fn emit_stats(&mut self, recorder: &Recorder) {
+        let now = Instant::now();
+        let snapshot = self
+            .aggregator
+            .take(SystemTime::now(), now.duration_since(self.interval_start));
+        self.interval_start = now;
+        self.hub.publish_stats(Arc::new(snapshot));
+        let dropped = recorder.dropped();
+        self.metrics
+            .records_dropped
+            .inc_by(dropped - self.records_dropped);
+        self.records_dropped = dropped;
+    }
+}

@@ -1,22 +1,42 @@
-//! The admin server on the loopback admin address: health and readiness.
+//! The admin server (loopback by default): health and readiness, the sidecar
+//! description, the `/events` WebSocket and Prometheus `/metrics`.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode, header};
+use futures_util::{SinkExt, StreamExt};
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
+use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{self, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use super::event::{Hello, ListenerDesc, Message, SCHEMA_VERSION, SidecarDesc, timestamp};
+use super::filter::{Filter, form_pairs};
+use super::hub::{self, Hub, Subscriber};
+use super::metrics::Metrics;
 use crate::proxy::BoundListener;
+
+/// How long a client may take to send its request head (or WebSocket
+/// handshake) before it is disconnected.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Events sent to a subscriber per write batch.
+const SEND_BATCH: usize = 512;
+
+/// The largest frame a subscriber may send; subscribers only need to send
+/// pings and a close.
+const MAX_CLIENT_FRAME: usize = 64 * 1024;
 
 /// Who this sidecar is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,22 +48,38 @@ pub struct SidecarInfo {
     pub started_at: SystemTime,
 }
 
+/// The parts of the telemetry the admin server serves.
+pub struct TelemetryAccess {
+    pub hub: Arc<Hub>,
+    pub metrics: Arc<Metrics>,
+    pub token: Option<String>,
+}
+
 /// What the admin server knows about the proxy.
-#[derive(Debug)]
 pub struct AdminState {
     info: SidecarInfo,
     listeners: Vec<BoundListener>,
     /// True once every listener is bound and accepting, false again while
     /// draining so that Kubernetes stops sending new traffic.
     ready: AtomicBool,
+    /// The `hello` message, encoded once.
+    hello: Bytes,
+    telemetry: Option<TelemetryAccess>,
 }
 
 impl AdminState {
-    pub fn new(info: SidecarInfo, listeners: Vec<BoundListener>) -> Self {
+    pub fn new(
+        info: SidecarInfo,
+        listeners: Vec<BoundListener>,
+        telemetry: Option<TelemetryAccess>,
+    ) -> Self {
+        let hello = hub::encode(&Message::Hello(hello_message(&info, &listeners)));
         AdminState {
             info,
             listeners,
             ready: AtomicBool::new(false),
+            hello,
+            telemetry,
         }
     }
 
@@ -64,6 +100,26 @@ impl AdminState {
     }
 }
 
+fn hello_message(info: &SidecarInfo, listeners: &[BoundListener]) -> Hello {
+    Hello {
+        schema: SCHEMA_VERSION,
+        sidecar: SidecarDesc {
+            name: info.name.clone(),
+            namespace: info.namespace.clone(),
+            version: info.version.clone(),
+            started_at: timestamp(info.started_at),
+        },
+        listeners: listeners
+            .iter()
+            .map(|l| ListenerDesc {
+                direction: l.direction,
+                addr: l.addr.to_string(),
+                target: l.target.as_ref().map(|t| t.to_string()),
+            })
+            .collect(),
+    }
+}
+
 /// Serves the admin endpoints until `shutdown` is cancelled.
 pub async fn serve(listener: TcpListener, state: Arc<AdminState>, shutdown: CancellationToken) {
     loop {
@@ -72,6 +128,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, shutdown: Canc
                 Ok(accepted) => accepted,
                 Err(err) => {
                     warn!(error = %err, "admin accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             },
@@ -80,12 +137,17 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, shutdown: Canc
         let state = state.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
+            let service_shutdown = shutdown.clone();
             let service = service_fn(move |req| {
                 let state = state.clone();
-                async move { Ok::<_, Infallible>(route(&state, req)) }
+                let shutdown = service_shutdown.clone();
+                async move { Ok::<_, std::convert::Infallible>(route(&state, req, shutdown)) }
             });
-            let builder = auto::Builder::new(TokioExecutor::new());
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HANDSHAKE_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
             tokio::select! {
                 result = conn => if let Err(err) = result {
                     debug!(error = %err, %peer, "admin connection ended with an error");
@@ -96,21 +158,233 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, shutdown: Canc
     }
 }
 
-fn route(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    match (req.method(), req.uri().path()) {
-        (&Method::GET, "/healthz") => text(StatusCode::OK, "ok"),
-        (&Method::GET, "/readyz") if state.is_ready() => text(StatusCode::OK, "ready"),
-        (&Method::GET, "/readyz") => text(StatusCode::SERVICE_UNAVAILABLE, "not ready"),
+type AdminResponse = Response<Full<Bytes>>;
+
+fn route(
+    state: &Arc<AdminState>,
+    req: Request<Incoming>,
+    shutdown: CancellationToken,
+) -> AdminResponse {
+    if req.method() != Method::GET {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "only GET is supported");
+    }
+    match req.uri().path() {
+        "/healthz" => text(StatusCode::OK, "ok"),
+        "/readyz" if state.is_ready() => text(StatusCode::OK, "ready"),
+        "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready"),
+        "/" => json(state.hello.clone()),
+        "/metrics" => match &state.telemetry {
+            Some(telemetry) => match authorize(telemetry, &req) {
+                Ok(()) => {
+                    let mut resp =
+                        Response::new(Full::new(Bytes::from(telemetry.metrics.encode())));
+                    resp.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static(
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        ),
+                    );
+                    resp
+                }
+                Err(resp) => resp,
+            },
+            None => text(StatusCode::NOT_FOUND, "not found"),
+        },
+        "/events" => match &state.telemetry {
+            Some(telemetry) => match authorize(telemetry, &req) {
+                Ok(()) => events(state, telemetry, req, shutdown),
+                Err(resp) => resp,
+            },
+            None => text(StatusCode::NOT_FOUND, "not found"),
+        },
         _ => text(StatusCode::NOT_FOUND, "not found"),
     }
 }
 
-fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
+/// Checks the bearer token (header, or `?token=` for WebSocket clients that
+/// cannot set headers), in constant time.
+fn authorize(telemetry: &TelemetryAccess, req: &Request<Incoming>) -> Result<(), AdminResponse> {
+    let Some(expected) = &telemetry.token else {
+        return Ok(());
+    };
+    let from_header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| t.trim().to_owned());
+    let from_query = || {
+        form_pairs(req.uri().query().unwrap_or(""))
+            .find(|(k, _)| k == "token")
+            .map(|(_, v)| v)
+    };
+    let given = from_header.or_else(from_query).unwrap_or_default();
+    if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+        return Ok(());
+    }
+    let mut resp = text(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
+    resp.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    Err(resp)
+}
+
+/// Answers the WebSocket handshake of `/events` and starts the session.
+fn events(
+    state: &Arc<AdminState>,
+    telemetry: &TelemetryAccess,
+    mut req: Request<Incoming>,
+    shutdown: CancellationToken,
+) -> AdminResponse {
+    let headers = req.headers();
+    let upgrade = headers
+        .get(header::UPGRADE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    let connection_upgrade = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    let key = headers.get(header::SEC_WEBSOCKET_KEY).cloned();
+    let (true, true, Some(key)) = (upgrade, connection_upgrade, key) else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "/events is a WebSocket: connect with a WebSocket client, e.g. websocat ws://127.0.0.1:15090/events",
+        );
+    };
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .map(|v| v.as_bytes())
+        != Some(b"13")
+    {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "unsupported WebSocket version: 13 is required",
+        );
+    }
+    let filter = match Filter::from_query(req.uri().query().unwrap_or("")) {
+        Ok(filter) => filter,
+        Err(reason) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                &format!("invalid filter: {reason}"),
+            );
+        }
+    };
+    let subscriber = match telemetry.hub.subscribe(filter) {
+        Ok(subscriber) => subscriber,
+        Err(err) => return text(StatusCode::SERVICE_UNAVAILABLE, &err.to_string()),
+    };
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let hub = telemetry.hub.clone();
+    let hello = state.hello.clone();
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let config = WebSocketConfig::default()
+                    .max_frame_size(Some(MAX_CLIENT_FRAME))
+                    .max_message_size(Some(MAX_CLIENT_FRAME));
+                let ws = WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    Some(config),
+                )
+                .await;
+                session(ws, &subscriber, &hub, hello, shutdown).await;
+            }
+            Err(err) => debug!(error = %err, "events upgrade failed"),
+        }
+        hub.unsubscribe(&subscriber);
+    });
+    let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let mut resp = Response::new(Full::new(Bytes::new()));
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = resp.headers_mut();
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    if let Ok(accept) = HeaderValue::from_str(&accept) {
+        headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    resp
+}
+
+/// Sends `hello`, then whatever the subscriber's queue holds (stats first),
+/// until the client leaves or the sidecar stops.
+async fn session<S>(
+    ws: WebSocketStream<S>,
+    subscriber: &Subscriber,
+    hub: &Hub,
+    hello: Bytes,
+    shutdown: CancellationToken,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let (mut sink, mut incoming) = ws.split();
+    let frame = |bytes: Bytes| Utf8Bytes::try_from(bytes).map(tungstenite::Message::Text);
+    let Ok(hello) = frame(hello) else {
+        return;
+    };
+    if sink.send(hello).await.is_err() {
+        return;
+    }
+    loop {
+        let batch = subscriber.take(SEND_BATCH, hub.sidecar());
+        if batch.is_empty() {
+            tokio::select! {
+                _ = subscriber.ready() => continue,
+                message = incoming.next() => match message {
+                    Some(Ok(tungstenite::Message::Close(_))) | None => break,
+                    Some(Err(err)) => {
+                        debug!(error = %err, "subscriber sent something invalid");
+                        break;
+                    }
+                    // Pings are answered by tungstenite; anything else is ignored.
+                    Some(Ok(_)) => continue,
+                },
+                _ = shutdown.cancelled() => {
+                    let _ = sink.send(tungstenite::Message::Close(None)).await;
+                    break;
+                }
+            }
+        }
+        let frames = batch
+            .stats
+            .into_iter()
+            .chain(batch.events)
+            .chain(batch.dropped)
+            .filter_map(|bytes| frame(bytes).ok());
+        let send = async {
+            for frame in frames {
+                sink.feed(frame).await?;
+            }
+            sink.flush().await
+        };
+        let sent = tokio::select! {
+            sent = send => sent,
+            _ = shutdown.cancelled() => break,
+        };
+        if let Err(err) = sent {
+            debug!(error = %err, "subscriber went away");
+            break;
+        }
+    }
+}
+
+fn text(status: StatusCode, body: &str) -> AdminResponse {
     let mut resp = Response::new(Full::new(Bytes::from(format!("{body}\n"))));
     *resp.status_mut() = status;
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
-        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+fn json(body: Bytes) -> AdminResponse {
+    let mut resp = Response::new(Full::new(body));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
     );
     resp
 }

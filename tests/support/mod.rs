@@ -52,7 +52,9 @@ pub struct TestProxy {
 impl TestProxy {
     pub async fn start(config: ProxyConfig) -> TestProxy {
         let (recorder, records) = Recorder::channel(100_000);
-        let proxy = Proxy::bind(config, recorder).await.expect("proxy binds");
+        let proxy = Proxy::bind_with_recorder(config, recorder)
+            .await
+            .expect("proxy binds");
         let listeners = proxy.listeners().to_vec();
         let admin = proxy.admin_addr();
         let shutdown = CancellationToken::new();
@@ -596,4 +598,109 @@ pub async fn admin_get(admin: SocketAddr, path: &str) -> (u16, String) {
     let status = resp.status().as_u16();
     let body = body_bytes(resp).await;
     (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// A full sidecar in this process: proxy plus telemetry on the admin address.
+pub struct Sidecar {
+    pub listeners: Vec<BoundListener>,
+    pub admin: SocketAddr,
+    pub shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Sidecar {
+    pub async fn start(config: ProxyConfig) -> Sidecar {
+        let proxy = Proxy::bind(config).await.expect("sidecar binds");
+        let listeners = proxy.listeners().to_vec();
+        let admin = proxy.admin_addr();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(proxy.run(shutdown.clone()));
+        Sidecar {
+            listeners,
+            admin,
+            shutdown,
+            task,
+        }
+    }
+
+    /// A sidecar with one inbound listener in front of `backend`.
+    pub async fn inbound_to(backend: SocketAddr) -> Sidecar {
+        Sidecar::start(config(vec![ListenerConfig {
+            direction: Direction::Inbound,
+            addr: local0(),
+            target: Some(Dest::Addr(backend)),
+        }]))
+        .await
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.listeners[0].addr
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        within("the sidecar to stop", self.task)
+            .await
+            .expect("sidecar task ends cleanly");
+    }
+}
+
+pub type WsStream =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A WebSocket subscriber of `/events`.
+pub struct Events {
+    pub ws: WsStream,
+}
+
+impl Events {
+    /// Subscribes with `query` (e.g. `?direction=inbound`, or empty).
+    pub async fn connect(admin: SocketAddr, query: &str) -> Events {
+        let url = format!("ws://{admin}/events{query}");
+        let (ws, _) = within(
+            "the events handshake",
+            tokio_tungstenite::connect_async(url),
+        )
+        .await
+        .expect("events handshake succeeds");
+        Events { ws }
+    }
+
+    /// The next message of the stream, decoded.
+    pub async fn next(&mut self) -> meshtop::telemetry::event::Message {
+        use futures_util::StreamExt;
+        loop {
+            let frame = within("an event", self.ws.next())
+                .await
+                .expect("the stream stays open")
+                .expect("a valid frame");
+            if let tokio_tungstenite::tungstenite::Message::Text(text) = frame {
+                return serde_json::from_str(&text).expect("a schema message");
+            }
+        }
+    }
+
+    /// The next message as raw JSON, to check fields by name.
+    pub async fn next_json(&mut self) -> serde_json::Value {
+        use futures_util::StreamExt;
+        loop {
+            let frame = within("an event", self.ws.next())
+                .await
+                .expect("the stream stays open")
+                .expect("a valid frame");
+            if let tokio_tungstenite::tungstenite::Message::Text(text) = frame {
+                return serde_json::from_str(&text).expect("json");
+            }
+        }
+    }
+
+    /// The next JSON message whose `type` is `kind`, skipping others.
+    pub async fn next_of(&mut self, kind: &str) -> serde_json::Value {
+        loop {
+            let json = self.next_json().await;
+            if json["type"] == kind {
+                return json;
+            }
+        }
+    }
 }

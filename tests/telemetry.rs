@@ -1,0 +1,739 @@
+//! The telemetry API against a real sidecar carrying real traffic: the
+//! `/events` WebSocket, `stats`, filters, auth, redaction and `/metrics`.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use meshtop::proxy::{Dest, ListenerConfig};
+use meshtop::telemetry::Direction;
+use meshtop::telemetry::event::{Message, RequestEvent};
+use meshtop::telemetry::stats::decode_histogram;
+use serde_json::Value;
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const REQUEST_FIELDS: [&str; 19] = [
+    "type",
+    "ts",
+    "sidecar",
+    "direction",
+    "protocol",
+    "client",
+    "server",
+    "authority",
+    "method",
+    "path",
+    "status",
+    "grpc_status",
+    "grpc_message",
+    "error",
+    "duration_ms",
+    "ttfb_ms",
+    "req_bytes",
+    "resp_bytes",
+    "sidecar",
+];
+
+fn assert_fields(json: &Value, fields: &[&str]) {
+    let object = json.as_object().expect("an object");
+    for field in fields {
+        assert!(object.contains_key(*field), "missing {field} in {json}");
+    }
+}
+
+fn assert_timestamp(value: &Value) {
+    let ts = value.as_str().expect("a string");
+    humantime::parse_rfc3339(ts).unwrap_or_else(|e| panic!("{ts} is not RFC 3339: {e}"));
+    // Microsecond precision: `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
+    assert_eq!(ts.len(), 27, "{ts}");
+    assert!(ts.ends_with('Z'));
+}
+
+fn telemetry_config(listeners: Vec<ListenerConfig>) -> meshtop::proxy::ProxyConfig {
+    let mut config = config(listeners);
+    config.telemetry.stats_interval = Duration::from_millis(200);
+    config
+}
+
+fn inbound(target: std::net::SocketAddr) -> Vec<ListenerConfig> {
+    vec![ListenerConfig {
+        direction: Direction::Inbound,
+        addr: local0(),
+        target: Some(Dest::Addr(target)),
+    }]
+}
+
+#[tokio::test]
+async fn hello_comes_first_and_describes_the_sidecar() {
+    let backend = backend().await;
+    let sidecar = Sidecar::start(telemetry_config(inbound(backend.addr))).await;
+    let mut events = Events::connect(sidecar.admin, "").await;
+    let hello = events.next_json().await;
+    assert_eq!(hello["type"], "hello");
+    assert_eq!(hello["schema"], 1);
+    assert_eq!(hello["sidecar"]["name"], "test-sidecar");
+    assert_eq!(hello["sidecar"]["namespace"], "testns");
+    assert_eq!(hello["sidecar"]["version"], env!("CARGO_PKG_VERSION"));
+    assert_timestamp(&hello["sidecar"]["started_at"]);
+    assert_eq!(hello["listeners"][0]["direction"], "inbound");
+    assert_eq!(hello["listeners"][0]["addr"], sidecar.addr().to_string());
+    assert_eq!(hello["listeners"][0]["target"], backend.addr.to_string());
+
+    // `GET /` describes the sidecar the same way.
+    let (status, body) = admin_get(sidecar.admin, "/").await;
+    assert_eq!(status, 200);
+    let root: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(root, hello);
+    sidecar.stop().await;
+}
+
+#[tokio::test]
+async fn http1_request_events_carry_every_field() {
+    let backend = backend().await;
+    let sidecar = Sidecar::start(telemetry_config(inbound(backend.addr))).await;
+    let mut events = Events::connect(sidecar.admin, "").await;
+    events.next_of("hello").await;
+    let mut client = http1_conn(sidecar.addr()).await;
+    let req = http::Request::post("/echo?q=1")
+        .header("host", "web-svc.emojivoto:80")
+        .body(full("hello"))
+        .expect("request");
+    let resp = client.send_request(req).await.expect("response");
+    body_bytes(resp).await;
+
+    let json = events.next_of("request").await;
+    assert_fields(&json, &REQUEST_FIELDS);
+    assert_timestamp(&json["ts"]);
+    assert_eq!(json["sidecar"], "test-sidecar");
+    assert_eq!(json["direction"], "inbound");
+    assert_eq!(json["protocol"], "http/1.1");
+    assert!(
+        json["client"]
+            .as_str()
+            .expect("client")
+            .starts_with("127.0.0.1:")
+    );
+    assert_eq!(json["server"], backend.addr.to_string());
+    assert_eq!(json["authority"], "web-svc.emojivoto:80");
+    assert_eq!(json["method"], "POST");
+    assert_eq!(json["path"], "/echo?q=1");
+    assert_eq!(json["status"], 200);
+    assert_eq!(json["grpc_status"], Value::Null);
+    assert_eq!(json["grpc_message"], Value::Null);
+    assert_eq!(json["error"], Value::Null);
+    assert!(json["duration_ms"].as_f64().expect("float") > 0.0);
+    assert!(
+        json["ttfb_ms"].as_f64().expect("float") <= json["duration_ms"].as_f64().expect("float")
+    );
+    assert_eq!(json["req_bytes"], 5);
+    assert_eq!(json["resp_bytes"], 5);
+    assert!(json.get("headers").is_none());
+    sidecar.stop().await;
+}
+
+#[tokio::test]
+async fn h2_grpc_and_failing_grpc_requests_are_events() {
+    let backend = backend().await;
+    let grpc = grpc_backend().await;
+    let listeners = vec![
+        ListenerConfig {
+            direction: Direction::Inbound,
+            addr: local0(),
+            target: Some(Dest::Addr(backend.addr)),
+        },
+        ListenerConfig {
+            direction: Direction::Outbound,
+            addr: local0(),
+            target: Some(Dest::Addr(grpc)),
+        },
+    ];
+    let sidecar = Sidecar::start(telemetry_config(listeners)).await;
+    let mut events = Events::connect(sidecar.admin, "").await;
+    events.next_of("hello").await;
+
+    let mut h2 = http2_conn(sidecar.listeners[0].addr).await;
+    let req = http::Request::get(format!("http://{}/status/201", "api.example:8080"))
+        .body(empty())
+        .expect("request");
+    let resp = h2.send_request(req).await.expect("response");
+    assert_eq!(resp.status(), 201);
+    let json = events.next_of("request").await;
+    assert_eq!(json["protocol"], "h2");
+    assert_eq!(json["authority"], "api.example:8080");
+    assert_eq!(json["status"], 201);
+    assert_eq!(json["path"], "/status/201");
+
+    let mut client = grpc_client(sidecar.listeners[1].addr).await;
+    let ok = client
+        .unary(echo::EchoRequest {
+            message: "hi".into(),
+            fail_with: 0,
+            count: 0,
+        })
+        .await
+        .expect("unary succeeds");
+    assert_eq!(ok.into_inner().message, "hi");
+    let json = events.next_of("request").await;
+    assert_eq!(json["protocol"], "grpc");
+    assert_eq!(json["direction"], "outbound");
+    assert_eq!(json["path"], "/meshtop.test.v1.Echo/Unary");
+    assert_eq!(json["status"], 200);
+    assert_eq!(json["grpc_status"], 0);
+    assert_eq!(json["error"], Value::Null);
+
+    let failed = client
+        .unary(echo::EchoRequest {
+            message: "doughnut".into(),
+            fail_with: 2,
+            count: 0,
+        })
+        .await
+        .expect_err("asked to fail");
+    assert_eq!(failed.code(), tonic::Code::Unknown);
+    let json = events.next_of("request").await;
+    assert_eq!(json["grpc_status"], 2);
+    assert_eq!(json["grpc_message"], "failed as asked: doughnut");
+    let event: RequestEvent = serde_json::from_value(json).expect("a request event");
+    assert!(event.is_failure());
+    sidecar.stop().await;
+}
+
+#[tokio::test]
+async fn refused_upstreams_and_opaque_connections_are_events() {
+    let closed = closed_port();
+    let sidecar = Sidecar::start(telemetry_config(inbound(closed))).await;
+    let mut events = Events::connect(sidecar.admin, "").await;
+    events.next_of("hello").await;
+
+    let mut client = http1_conn(sidecar.addr()).await;
+    let resp = client
+        .send_request(get("/", "down.example"))
+        .await
+        .expect("response");
+    assert_eq!(resp.status(), 502);
+    let json = events.next_of("request").await;
+    assert_eq!(json["error"], "connect_refused");
+    assert_eq!(json["status"], Value::Null);
+    assert_eq!(json["server"], closed.to_string());
+
+    let mut raw = TcpStream::connect(sidecar.addr()).await.expect("connect");
+    raw.write_all(b"\x00\x01opaque").await.expect("write");
+    let mut sink = Vec::new();
+    let _ = within("the close", raw.read_to_end(&mut sink)).await;
+    let json = events.next_of("tcp").await;
+    assert_fields(
+        &json,
+        &[
+            "type",
+            "ts",
+            "sidecar",
+            "direction",
+            "protocol",
+            "client",
+            "server",
+            "sni",
+            "bytes_in",
+            "bytes_out",
+            "duration_ms",
+            "error",
+        ],
+    );
+    assert_timestamp(&json["ts"]);
+    assert_eq!(json["protocol"], "tcp");
+    assert_eq!(json["error"], "connect_refused");
+    assert_eq!(json["sni"], Value::Null);
+    assert_eq!(json["bytes_in"], 0);
+    sidecar.stop().await;
+}
+
+#[tokio::test]
+async fn opaque_tcp_events_count_bytes_each_way() {
+    let backend = backend().await;
+    let sidecar = Sidecar::start(telemetry_config(inbound(backend.addr))).await;
+    let mut events = Events::connect(sidecar.admin, "").await;
+    events.next_of("hello").await;
+    // Not HTTP: forwarded opaquely to the backend, which closes on garbage.
+    let mut raw = TcpStream::connect(sidecar.addr()).await.expect("connect");
+    raw.write_all(b"\x00\x01\x02\x03").await.expect("write");
+    raw.shutdown().await.expect("half-close");
+    let mut sink = Vec::new();
+    let _ = within("the close", raw.read_to_end(&mut sink)).await;
+    let json = events.next_of("tcp").await;
+    assert_eq!(json["bytes_in"], 4);
+    assert_eq!(json["bytes_out"], sink.len());
+    assert_eq!(json["server"], backend.addr.to_string());
+    assert!(json["duration_ms"].as_f64().expect("float") >= 0.0);
+    sidecar.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_are_exact_and_their_histograms_decode() {
+    let backend = backend().await;
+    let sidecar = Sidecar::start(telemetry_config(inbound(backend.addr))).await;
+    let mut events = Events::connect(sidecar.admin, "").await;
+    events.next_of("hello").await;
+    const N: u64 = 300;
+    let mut client = http1_conn(sidecar.addr()).await;
+    for i in 0..N {
+        client.ready().await.expect("keep-alive");
+        let path = if i % 10 == 0 { "/status/503" } else { "/echo" };
+        let resp = client
+            .send_request(get(path, "stats.example"))
+            .await
+            .expect("response");
+        body_bytes(resp).await;
+    }
+    let (mut requests, mut failures, mut c5xx, mut c2xx) = (0, 0, 0, 0);
+    let mut merged = meshtop::telemetry::stats::new_latency_histogram();
+    within("stats covering every request", async {
+        while requests < N {
+            let Message::Stats(stats) = events.next().await else {
+                continue;
+            };
+            assert_eq!(stats.sidecar, "test-sidecar");
+            assert!(stats.interval_ms > 0);
+            for upstream in stats.upstreams {
+                assert_eq!(upstream.authority, "stats.example");
+                assert_eq!(upstream.direction, Direction::Inbound);
+                let latency = decode_histogram(&upstream.latency).expect("the histogram decodes");
+                assert_eq!(latency.len(), upstream.requests, "one sample per request");
+                merged.add(&latency).expect("histograms merge");
+                requests += upstream.requests;
+                failures += upstream.failures;
+                c5xx += upstream.status.c5xx;
+                c2xx += upstream.status.c2xx;
+            }
+        }
+    })
+    .await;
+    assert_eq!(requests, N);
+    assert_eq!(failures, N / 10);
+    assert_eq!(c5xx, N / 10);
+    assert_eq!(c2xx, N - N / 10);
+    assert_eq!(merged.len(), N);
+    sidecar.stop().await;
+}
+
+/// A WebSocket subscriber whose socket is connected but never read.
+async fn stalled_subscriber(admin: std::net::SocketAddr) -> WsStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .set_recv_buffer_size(4096)
+        .expect("small receive buffer");
+    let stream = socket.connect(admin).await.expect("connect");
+    let stream = tokio_tungstenite::MaybeTlsStream::Plain(stream);
+    let (ws, _) = tokio_tungstenite::client_async(format!("ws://{admin}/events"), stream)
+        .await
+        .expect("handshake");
+    ws
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_subscriber_does_not_slow_traffic_and_learns_what_it_missed() {
+    const CLIENTS: u64 = 8;
+    const PER_CLIENT: u64 = 2500;
+    const TOTAL: u64 = CLIENTS * PER_CLIENT;
+    let backend = backend().await;
+    let sidecar = Sidecar::start(telemetry_config(inbound(backend.addr))).await;
+    let mut stalled = stalled_subscriber(sidecar.admin).await;
+    let mut live = Events::connect(sidecar.admin, "").await;
+    live.next_of("hello").await;
+
+    // The live subscriber reads concurrently and counts what it gets.
+    let live_reader = tokio::spawn(async move {
+        let (mut received, mut missed) = (0u64, 0u64);
+        while received + missed < TOTAL {
+            match live.next().await {
+                Message::Request(_) => received += 1,
+                Message::Dropped(d) => missed = d.total,
+                _ => {}
+            }
+        }
+        (received, missed)
+    });
+
+    let mut clients = Vec::new();
+    for c in 0..CLIENTS {
+        let addr = sidecar.addr();
+        clients.push(tokio::spawn(async move {
+            let mut client = http1_conn(addr).await;
+            for i in 0..PER_CLIENT {
+                client.ready().await.expect("keep-alive");
+                let resp = client
+                    .send_request(get(&format!("/echo?c={c}&i={i}"), "busy.example"))
+                    .await
+                    .expect("every request gets a response");
+                assert_eq!(resp.status(), 200);
+                body_bytes(resp).await;
+            }
+        }));
+    }
+    for client in clients {
+        within("the clients", client)
+            .await
+            .expect("every request succeeded");
+    }
+
+    let (received, missed) = within("the live subscriber", live_reader)
+        .await
+        .expect("reader");
+    assert!(received > 0);
+    assert_eq!(
+        received + missed,
+        TOTAL,
+        "the live subscriber accounts for every request"
+    );
+
+    // Now the stalled subscriber reads: what it got plus what it was told it
+    // missed is exactly every request.
+    let (mut received, mut missed) = (0u64, 0u64);
+    within("the stalled subscriber to catch up", async {
+        while received + missed < TOTAL {
+            let frame = stalled.next().await.expect("open").expect("frame");
+            let tokio_tungstenite::tungstenite::Message::Text(text) = frame else {
+                continue;
+            };
+            match serde_json::from_str::<Message>(&text).expect("schema") {
+                Message::Request(_) => received += 1,
+                Message::Dropped(d) => missed = d.total,
+                _ => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        missed > 0,
+        "a stalled subscriber must have missed events (received {received})"
+    );
+    assert_eq!(received + missed, TOTAL);
+    sidecar.stop().await;
+}
+
+#[tokio::test]
+async fn filters_select_events_but_never_stats() {
+    let backend = backend().await;
+    let sidecar = Sidecar::start(telemetry_config(inbound(backend.addr))).await;
+    let mut failures = Events::connect(sidecar.admin, "?failures=1&authority=shop").await;
+    let mut slow = Events::connect(sidecar.admin, "?min_ms=60000").await;
+    let mut outbound = Events::connect(sidecar.admin, "?direction=outbound").await;
+    let mut client = http1_conn(sidecar.addr()).await;
+    for (path, host) in [
+        ("/status/200", "shop.example"),
+        ("/status/500", "cart.example"),
+        ("/status/503", "shop.example"),
+    ] {
+        client.ready().await.expect("keep-alive");
+        let resp = client
+            .send_request(get(path, host))
+            .await
+            .expect("response");
+        body_bytes(resp).await;
+    }
+    let json = failures.next_of("request").await;
+    assert_eq!(
+        (json["authority"].as_str(), json["status"].as_u64()),
+        (Some("shop.example"), Some(503))
+    );
+    // The other subscribers see no request, but they still get stats that
+    // count all three.
+    for events in [&mut slow, &mut outbound] {
+        let mut counted = 0;
+        while counted < 3 {
+            match events.next().await {
+                Message::Request(r) => panic!("filtered subscriber got {r:?}"),
+                Message::Stats(s) => counted += s.upstreams.iter().map(|u| u.requests).sum::<u64>(),
+                _ => {}
+            }
+        }
+    }
+    // An invalid filter is explained.
+    let (status, body) = admin_get(sidecar.admin, "/events?direction=up").await;
+    assert_eq!(status, 400, "{body}");
+    sidecar.stop().await;
+}
+
+#[tokio::test]
+async fn non_websocket_requests_and_unknown_paths_are_refused() {
+    let backend = backend().await;
+    let sidecar = Sidecar::start(telemetry_config(inbound(backend.addr))).await;
+    let (status, body) = admin_get(sidecar.admin, "/events").await;
+    assert_eq!(status, 400);
+    assert!(body.contains("WebSocket"), "{body}");
+    assert_eq!(admin_get(sidecar.admin, "/nothing").await.0, 404);
+    sidecar.stop().await;
+}
+
+#[tokio::test]
+async fn subscribers_past_the_limit_get_503() {
+    let backend = backend().await;
+    let mut config = telemetry_config(inbound(backend.addr));
+    config.telemetry.max_subscribers = 1;
+    let sidecar = Sidecar::start(config).await;
+    let mut first = Events::connect(sidecar.admin, "").await;
+    first.next_of("hello").await;
+    let refused = tokio_tungstenite::connect_async(format!("ws://{}/events", sidecar.admin)).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 503),
+        other => panic!("expected 503, got {other:?}"),
+    }
+    // Leaving frees the slot.
+    first.ws.close(None).await.expect("close");
+    drop(first);
+    within("the slot to be freed", async {
+        loop {
+            if tokio_tungstenite::connect_async(format!("ws://{}/events", sidecar.admin))
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    sidecar.stop().await;
+}
+
+#[tokio::test]
+async fn a_token_is_required_when_configured() {
+    let backend = backend().await;
+    let mut config = telemetry_config(inbound(backend.addr));
+    config.telemetry.admin_token = Some("s3cret".into());
+    let sidecar = Sidecar::start(config).await;
+    assert_eq!(admin_get(sidecar.admin, "/metrics").await.0, 401);
+    let refused = tokio_tungstenite::connect_async(format!("ws://{}/events", sidecar.admin)).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 401),
+        other => panic!("expected 401, got {other:?}"),
+    }
+    let wrong =
+        tokio_tungstenite::connect_async(format!("ws://{}/events?token=guess", sidecar.admin))
+            .await;
+    assert!(wrong.is_err());
+    // The query parameter, for clients that cannot set headers.
+    let mut events = Events::connect(sidecar.admin, "?token=s3cret").await;
+    assert_eq!(events.next_json().await["type"], "hello");
+    // The header.
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = format!("ws://{}/events", sidecar.admin)
+        .into_client_request()
+        .expect("request");
+    request.headers_mut().insert(
+        "authorization",
+        http::HeaderValue::from_static("Bearer s3cret"),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("authorized");
+    assert!(ws.next().await.is_some());
+    let mut conn = http1_conn(sidecar.admin).await;
+    let req = http::Request::get("/metrics")
+        .header("host", "admin")
+        .header("authorization", "Bearer s3cret")
+        .body(empty())
+        .expect("request");
+    assert_eq!(
+        conn.send_request(req).await.expect("response").status(),
+        200
+    );
+    // Health stays open for probes.
+    assert_eq!(admin_get(sidecar.admin, "/healthz").await.0, 200);
+    sidecar.stop().await;
+}
+
+#[tokio::test]
+async fn captured_headers_are_redacted_when_secret() {
+    let backend = backend().await;
+    let mut config = telemetry_config(inbound(backend.addr));
+    config.capture_headers = ["x-request-id", "authorization", "cookie"]
+        .into_iter()
+        .map(http::HeaderName::from_static)
+        .collect();
+    let sidecar = Sidecar::start(config).await;
+    let mut events = Events::connect(sidecar.admin, "").await;
+    events.next_of("hello").await;
+    let mut client = http1_conn(sidecar.addr()).await;
+    let req = http::Request::get("/echo")
+        .header("host", "svc")
+        .header("x-request-id", "abc-123")
+        .header("authorization", "Bearer hunter2")
+        .header("cookie", "session=hunter2")
+        .header("x-other", "not captured")
+        .body(empty())
+        .expect("request");
+    let resp = client.send_request(req).await.expect("response");
+    body_bytes(resp).await;
+    let json = events.next_of("request").await;
+    let headers: BTreeMap<String, String> =
+        serde_json::from_value(json["headers"].clone()).expect("headers");
+    assert_eq!(
+        headers.get("x-request-id").map(String::as_str),
+        Some("abc-123")
+    );
+    assert_eq!(
+        headers.get("authorization").map(String::as_str),
+        Some("<redacted>")
+    );
+    assert_eq!(
+        headers.get("cookie").map(String::as_str),
+        Some("<redacted>")
+    );
+    assert!(!headers.contains_key("x-other"));
+    assert!(!json.to_string().contains("hunter2"));
+    sidecar.stop().await;
+}
+
+/// `name{labels} value` lines of an exposition, as (name, labels, value).
+fn parse_exposition(text: &str) -> Vec<(String, BTreeMap<String, String>, f64)> {
+    let mut samples = Vec::new();
+    for line in text.lines() {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("malformed line {line:?}"));
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in {line:?}"));
+        let (name, labels) = match series.split_once('{') {
+            Some((name, rest)) => {
+                let rest = rest
+                    .strip_suffix('}')
+                    .unwrap_or_else(|| panic!("unclosed labels in {line:?}"));
+                let labels = rest
+                    .split("\",")
+                    .filter(|p| !p.is_empty())
+                    .map(|pair| {
+                        let (k, v) = pair
+                            .split_once("=\"")
+                            .unwrap_or_else(|| panic!("bad label in {line:?}"));
+                        (k.to_owned(), v.trim_end_matches('"').to_owned())
+                    })
+                    .collect();
+                (name.to_owned(), labels)
+            }
+            None => (series.to_owned(), BTreeMap::new()),
+        };
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "{line:?}"
+        );
+        samples.push((name, labels, value));
+    }
+    samples
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_parse_and_count_every_request() {
+    let backend = backend().await;
+    let sidecar = Sidecar::start(telemetry_config(inbound(backend.addr))).await;
+    let mut events = Events::connect(sidecar.admin, "").await;
+    let mut client = http1_conn(sidecar.addr()).await;
+    const N: u64 = 50;
+    for i in 0..N {
+        client.ready().await.expect("keep-alive");
+        let path = if i % 5 == 0 { "/status/500" } else { "/echo" };
+        let resp = client
+            .send_request(get(path, "metrics.example"))
+            .await
+            .expect("response");
+        body_bytes(resp).await;
+    }
+    // Stats covering every request mean the telemetry has folded them all.
+    let mut seen = 0;
+    while seen < N {
+        if let Message::Stats(s) = events.next().await {
+            seen += s.upstreams.iter().map(|u| u.requests).sum::<u64>();
+        }
+    }
+    let (status, text) = admin_get(sidecar.admin, "/metrics").await;
+    assert_eq!(status, 200);
+    let samples = parse_exposition(&text);
+    let sum = |name: &str, pred: &dyn Fn(&BTreeMap<String, String>) -> bool| -> f64 {
+        samples
+            .iter()
+            .filter(|(n, l, _)| n == name && pred(l))
+            .map(|(_, _, v)| v)
+            .sum()
+    };
+    let ours = |l: &BTreeMap<String, String>| {
+        l.get("authority").map(String::as_str) == Some("metrics.example")
+    };
+    assert_eq!(sum("meshtop_requests_total", &ours), N as f64);
+    assert_eq!(
+        sum("meshtop_requests_total", &|l| ours(l)
+            && l.get("status_class").map(String::as_str) == Some("5xx")),
+        (N / 5) as f64
+    );
+    assert_eq!(sum("meshtop_request_failures_total", &ours), (N / 5) as f64);
+    assert_eq!(
+        sum("meshtop_request_duration_seconds_count", &ours),
+        N as f64
+    );
+    assert!(sum("meshtop_bytes_total", &ours) >= 0.0);
+    assert_eq!(sum("meshtop_subscribers", &|_| true), 1.0);
+    assert!(
+        samples
+            .iter()
+            .any(|(n, _, _)| n == "meshtop_events_dropped_total")
+    );
+    assert!(
+        samples
+            .iter()
+            .any(|(n, l, _)| n == "meshtop_request_duration_seconds_bucket"
+                && l.get("le").map(String::as_str) == Some("0.0005"))
+    );
+    sidecar.stop().await;
+}
+
+#[tokio::test]
+async fn garbage_and_huge_frames_disconnect_only_that_subscriber() {
+    let backend = backend().await;
+    let sidecar = Sidecar::start(telemetry_config(inbound(backend.addr))).await;
+    let mut good = Events::connect(sidecar.admin, "").await;
+    good.next_of("hello").await;
+
+    // A huge frame from a subscriber closes its connection.
+    let mut huge = Events::connect(sidecar.admin, "").await;
+    huge.next_of("hello").await;
+    let big = "x".repeat(1024 * 1024);
+    let _ = huge
+        .ws
+        .send(tokio_tungstenite::tungstenite::Message::text(big))
+        .await;
+    within("the huge-frame subscriber to be closed", async {
+        while let Some(Ok(_)) = huge.ws.next().await {}
+    })
+    .await;
+
+    // Bytes that are not WebSocket frames at all after the handshake.
+    let mut garbage = TcpStream::connect(sidecar.admin).await.expect("connect");
+    garbage
+        .write_all(b"GET /events HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+        .await
+        .expect("write");
+    garbage.write_all(&[0xff; 64]).await.expect("write garbage");
+    let mut sink = Vec::new();
+    let _ = within(
+        "the garbage subscriber to be closed",
+        garbage.read_to_end(&mut sink),
+    )
+    .await;
+
+    // The well-behaved subscriber still gets events, and traffic flows.
+    let mut client = http1_conn(sidecar.addr()).await;
+    let resp = client
+        .send_request(get("/echo", "still.example"))
+        .await
+        .expect("response");
+    assert_eq!(resp.status(), 200);
+    let json = good.next_of("request").await;
+    assert_eq!(json["authority"], "still.example");
+    sidecar.stop().await;
+}
