@@ -162,6 +162,7 @@ impl Proxy {
             hub: t.hub.clone(),
             metrics: t.metrics.clone(),
             token: t.config.admin_token.clone(),
+            handshake_timeout: t.config.handshake_timeout,
         });
         let admin_state = Arc::new(AdminState::new(info, bound, access));
         Ok(Proxy {

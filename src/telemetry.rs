@@ -39,6 +39,9 @@ pub struct TelemetryConfig {
     pub max_authorities: usize,
     /// When set, `/events` and `/metrics` require this bearer token.
     pub admin_token: Option<String>,
+    /// How long an admin client may take to send its request head (or
+    /// WebSocket handshake) before it is disconnected.
+    pub handshake_timeout: Duration,
 }
 
 impl Default for TelemetryConfig {
@@ -48,6 +51,7 @@ impl Default for TelemetryConfig {
             max_subscribers: 16,
             max_authorities: 1000,
             admin_token: None,
+            handshake_timeout: Duration::from_secs(10),
         }
     }
 }

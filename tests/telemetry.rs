@@ -737,3 +737,82 @@ async fn garbage_and_huge_frames_disconnect_only_that_subscriber() {
     assert_eq!(json["authority"], "still.example");
     sidecar.stop().await;
 }
+
+#[tokio::test]
+async fn a_client_that_never_completes_the_handshake_is_disconnected() {
+    let backend = backend().await;
+    let mut config = telemetry_config(inbound(backend.addr));
+    config.telemetry.handshake_timeout = Duration::from_millis(300);
+    let sidecar = Sidecar::start(config).await;
+    let mut slow = TcpStream::connect(sidecar.admin).await.expect("connect");
+    slow.write_all(b"GET /events HTTP/1.1\r\nHost: x\r\n").await.expect("write");
+    let mut sink = Vec::new();
+    // The server closes the connection (read_to_end ends) instead of waiting forever.
+    within("the half-open handshake to be closed", slow.read_to_end(&mut sink))
+        .await
+        .expect("closed cleanly");
+    // Meanwhile the admin server still answers.
+    assert_eq!(admin_get(sidecar.admin, "/healthz").await.0, 200);
+    sidecar.stop().await;
+}
+
+/// The JSON Schema in `assets/` names exactly the fields the sidecar sends.
+#[tokio::test]
+async fn the_published_json_schema_matches_the_messages() {
+    let schema: Value =
+        serde_json::from_str(include_str!("../assets/events.schema.json")).expect("the schema is valid JSON");
+    let required = |kind: &str| -> Vec<String> {
+        let mut fields: Vec<String> = schema["$defs"][kind]["required"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{kind} is defined"))
+            .iter()
+            .map(|f| f.as_str().expect("field names").to_owned())
+            .collect();
+        fields.sort();
+        fields
+    };
+    let keys = |json: &Value| -> Vec<String> {
+        let mut keys: Vec<String> = json.as_object().expect("object").keys().cloned().collect();
+        keys.sort();
+        keys
+    };
+
+    let closed = closed_port();
+    let backend = backend().await;
+    let listeners = vec![
+        ListenerConfig { direction: Direction::Inbound, addr: local0(), target: Some(Dest::Addr(backend.addr)) },
+        ListenerConfig { direction: Direction::Outbound, addr: local0(), target: Some(Dest::Addr(closed)) },
+    ];
+    let sidecar = Sidecar::start(telemetry_config(listeners)).await;
+    let mut events = Events::connect(sidecar.admin, "").await;
+    let hello = events.next_of("hello").await;
+    assert_eq!(keys(&hello), required("hello"));
+    let mut client = http1_conn(sidecar.listeners[0].addr).await;
+    body_bytes(client.send_request(get("/echo", "svc")).await.expect("response")).await;
+    let request = events.next_of("request").await;
+    assert_eq!(keys(&request), required("request"));
+    let mut raw = TcpStream::connect(sidecar.listeners[1].addr).await.expect("connect");
+    raw.write_all(b"\x00opaque").await.expect("write");
+    let _ = within("the close", raw.read_to_end(&mut Vec::new())).await;
+    let tcp = events.next_of("tcp").await;
+    assert_eq!(keys(&tcp), required("tcp"));
+    let stats = loop {
+        let stats = events.next_of("stats").await;
+        if !stats["upstreams"].as_array().expect("array").is_empty() {
+            break stats;
+        }
+    };
+    assert_eq!(keys(&stats), required("stats"));
+    let mut upstream_required: Vec<String> = schema["$defs"]["stats"]["properties"]["upstreams"]["items"]["required"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|f| f.as_str().expect("names").to_owned())
+        .collect();
+    upstream_required.sort();
+    assert_eq!(keys(&stats["upstreams"][0]), upstream_required);
+    let dropped = serde_json::to_value(Message::Dropped(meshtop::telemetry::event::Dropped { count: 1, total: 2 }))
+        .expect("encodes");
+    assert_eq!(keys(&dropped), required("dropped"));
+    sidecar.stop().await;
+}

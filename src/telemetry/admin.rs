@@ -27,9 +27,9 @@ use super::hub::{self, Hub, Subscriber};
 use super::metrics::Metrics;
 use crate::proxy::BoundListener;
 
-/// How long a client may take to send its request head (or WebSocket
-/// handshake) before it is disconnected.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to send its request head when the telemetry
+/// is not configured.
+const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Events sent to a subscriber per write batch.
 const SEND_BATCH: usize = 512;
@@ -53,6 +53,7 @@ pub struct TelemetryAccess {
     pub hub: Arc<Hub>,
     pub metrics: Arc<Metrics>,
     pub token: Option<String>,
+    pub handshake_timeout: Duration,
 }
 
 /// What the admin server knows about the proxy.
@@ -122,6 +123,10 @@ fn hello_message(info: &SidecarInfo, listeners: &[BoundListener]) -> Hello {
 
 /// Serves the admin endpoints until `shutdown` is cancelled.
 pub async fn serve(listener: TcpListener, state: Arc<AdminState>, shutdown: CancellationToken) {
+    let handshake_timeout = state
+        .telemetry
+        .as_ref()
+        .map_or(DEFAULT_HANDSHAKE_TIMEOUT, |t| t.handshake_timeout);
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -145,7 +150,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, shutdown: Canc
             });
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(HANDSHAKE_TIMEOUT)
+                .header_read_timeout(handshake_timeout)
                 .serve_connection(TokioIo::new(stream), service)
                 .with_upgrades();
             tokio::select! {
