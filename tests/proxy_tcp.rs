@@ -255,9 +255,12 @@ async fn unconsumed_records_are_dropped_and_counted_while_traffic_flows() {
     let mut client = http1_conn(addr).await;
     for i in 0..50 {
         client.ready().await.expect("keep-alive");
-        let resp = within("a response", client.send_request(get(&format!("/echo?i={i}"), "svc")))
-            .await
-            .expect("every request succeeds with the channel full");
+        let resp = within(
+            "a response",
+            client.send_request(get(&format!("/echo?i={i}"), "svc")),
+        )
+        .await
+        .expect("every request succeeds with the channel full");
         assert_eq!(resp.status(), 200);
         body_bytes(resp).await;
     }
