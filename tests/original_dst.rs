@@ -160,3 +160,126 @@ async fn a_connection_that_was_not_redirected_is_never_forwarded_to_itself() {
     );
     proxy.stop().await;
 }
+
+/// An HTTP/1.1 server on `[::1]` that answers every request with its path.
+async fn ipv6_backend() -> Option<SocketAddr> {
+    use hyper::service::service_fn;
+    let listener = tokio::net::TcpListener::bind("[::1]:0").await.ok()?;
+    let addr = listener.local_addr().ok()?;
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service = service_fn(|req: http::Request<hyper::body::Incoming>| async move {
+                    let body = format!("v6 {}", req.uri().path());
+                    Ok::<_, std::convert::Infallible>(http::Response::new(
+                        http_body_util::Full::new(bytes::Bytes::from(body)),
+                    ))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Some(addr)
+}
+
+#[tokio::test]
+async fn redirected_ipv6_connections_go_to_their_original_destination() {
+    if let Some(reason) = skip_reason() {
+        eprintln!("skipping: {reason}");
+        return;
+    }
+    let usable = |program: &str| Command::new(program).arg("--version").output().is_ok();
+    for program in ["ip6tables", "setpriv", "curl"] {
+        if !usable(program) {
+            eprintln!("skipping: {program} is not installed");
+            return;
+        }
+    }
+    let Some(backend) = ipv6_backend().await else {
+        eprintln!("skipping: no IPv6 loopback");
+        return;
+    };
+    let mut proxy = TestProxy::start(config(vec![ListenerConfig {
+        direction: Direction::Outbound,
+        addr: "[::1]:0".parse().expect("literal"),
+        target: None,
+    }]))
+    .await;
+    // Only connections of user `nobody` (the client below) are redirected, so
+    // the proxy's own upstream connection goes straight to the backend.
+    let spec: Vec<String> = [
+        "OUTPUT",
+        "-p",
+        "tcp",
+        "-d",
+        "::1",
+        "--dport",
+        &backend.port().to_string(),
+        "-m",
+        "owner",
+        "--uid-owner",
+        "65534",
+        "-j",
+        "REDIRECT",
+        "--to-ports",
+        &proxy.addr().port().to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let added = Command::new("ip6tables")
+        .args(["-t", "nat", "-A"])
+        .args(&spec)
+        .output()
+        .expect("ip6tables");
+    if !added.status.success() {
+        eprintln!(
+            "skipping: ip6tables nat unusable: {}",
+            String::from_utf8_lossy(&added.stderr).trim()
+        );
+        return;
+    }
+    struct Remove(Vec<String>);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = Command::new("ip6tables")
+                .args(["-t", "nat", "-D"])
+                .args(&self.0)
+                .status();
+        }
+    }
+    let _rule = Remove(spec);
+
+    let url = format!("http://[::1]:{}/v6path", backend.port());
+    let output = tokio::process::Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "curl",
+            "-sS",
+            "--noproxy",
+            "*",
+            &url,
+        ])
+        .output()
+        .await
+        .expect("curl runs");
+    assert!(
+        output.status.success(),
+        "curl: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "v6 /v6path");
+    let record = proxy.next_request().await;
+    assert_eq!(
+        record.server,
+        Some(backend),
+        "forwarded to the original IPv6 destination"
+    );
+    assert_eq!(record.path.as_deref(), Some("/v6path"));
+    assert_eq!(record.status, Some(200));
+    proxy.stop().await;
+}

@@ -275,3 +275,57 @@ async fn unconsumed_records_are_dropped_and_counted_while_traffic_flows() {
     shutdown.cancel();
     within("the proxy to stop", task).await.expect("clean stop");
 }
+
+/// A listener whose accept queue is full: further connects hang (Linux drops
+/// their SYNs), which is what an unresponsive upstream looks like.
+fn unresponsive_upstream() -> (
+    socket2::Socket,
+    Vec<std::net::TcpStream>,
+    std::net::SocketAddr,
+) {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket
+        .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .expect("bind");
+    socket.listen(0).expect("listen");
+    let addr = socket
+        .local_addr()
+        .expect("addr")
+        .as_socket()
+        .expect("inet");
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        if let Ok(stream) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200))
+        {
+            fillers.push(stream);
+        }
+    }
+    (socket, fillers, addr)
+}
+
+#[tokio::test]
+async fn an_unresponsive_upstream_is_a_502_recorded_as_connect_timeout() {
+    let (_listener, _fillers, addr) = unresponsive_upstream();
+    // Confirm the kernel really leaves connects hanging here.
+    if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+        eprintln!("skipping: this kernel accepts connections beyond the backlog");
+        return;
+    }
+    let mut config = config(vec![ListenerConfig {
+        direction: Direction::Outbound,
+        addr: local0(),
+        target: Some(Dest::Addr(addr)),
+    }]);
+    config.connect_timeout = Duration::from_millis(300);
+    let mut proxy = TestProxy::start(config).await;
+    let mut client = http1_conn(proxy.addr()).await;
+    let resp = within("a response", client.send_request(get("/", "slow.example")))
+        .await
+        .expect("a response");
+    assert_eq!(resp.status(), 502);
+    let record = proxy.next_request().await;
+    assert_eq!(record.error, Some(ErrorKind::ConnectTimeout));
+    assert_eq!(record.server, Some(addr));
+    proxy.stop().await;
+}

@@ -12,7 +12,7 @@ use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::detect::{Detection, MAX_SNIFF, Protocol, detect};
+use super::detect::{Detection, H2_FRAME_HEADER, MAX_SNIFF, Protocol, detect, is_h2_settings};
 use super::http::{self, HttpVersion, PendingConnect};
 use super::io::{BoxIo, Prefixed};
 use super::tunnel;
@@ -173,9 +173,13 @@ pub async fn serve(mut io: BoxIo, ctx: Arc<ConnCtx>, route: Route, connected: Op
         Client(std::io::Result<usize>),
         Connected(Connected),
         ServerSpoke,
+        ServerSentH2Settings,
         Timeout,
         Shutdown,
     }
+    // An h2 server sends SETTINGS on accept: after that, only the client's
+    // bytes decide (the eager connect would otherwise race the client).
+    let mut server_sent_h2_settings = false;
     let protocol = loop {
         if let Detection::Done(protocol) = detect(&buf) {
             break protocol;
@@ -190,12 +194,17 @@ pub async fn serve(mut io: BoxIo, ctx: Arc<ConnCtx>, route: Route, connected: Op
             read = io.read_buf(&mut buf), if buf.len() < MAX_SNIFF => Event::Client(read),
             done = async { connecting.as_mut().expect("guarded by the branch condition").await },
                 if connecting.is_some() => Event::Connected(done),
-            _ = async {
-                if let Some(Ok((stream, _))) = &connected {
-                    let mut byte = [0u8; 1];
-                    let _ = stream.peek(&mut byte).await;
+            h2_settings = async {
+                let mut head = [0u8; H2_FRAME_HEADER];
+                match &connected {
+                    Some(Ok((stream, _))) => {
+                        stream.peek(&mut head).await.is_ok_and(|n| is_h2_settings(&head[..n]))
+                    }
+                    _ => false,
                 }
-            }, if matches!(connected, Some(Ok(_))) => Event::ServerSpoke,
+            }, if matches!(connected, Some(Ok(_))) && !server_sent_h2_settings => {
+                if h2_settings { Event::ServerSentH2Settings } else { Event::ServerSpoke }
+            }
             _ = tokio::time::sleep(wait), if !buf.is_empty() || connect_failed => Event::Timeout,
             _ = ctx.shared.shutdown.cancelled() => Event::Shutdown,
         };
@@ -214,6 +223,7 @@ pub async fn serve(mut io: BoxIo, ctx: Arc<ConnCtx>, route: Route, connected: Op
                 connecting = None;
                 connected = Some(done);
             }
+            Event::ServerSentH2Settings => server_sent_h2_settings = true,
             Event::ServerSpoke | Event::Timeout => break Protocol::Opaque,
             Event::Shutdown if buf.is_empty() => return,
             Event::Shutdown => break Protocol::Opaque,

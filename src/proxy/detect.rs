@@ -12,6 +12,21 @@ use tls_parser::{
 /// The HTTP/2 connection preface (RFC 9113 §3.4).
 pub const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
+/// The length of an HTTP/2 frame header (RFC 9113 §4.1).
+pub const H2_FRAME_HEADER: usize = 9;
+
+/// Whether a server's first bytes are the header of an HTTP/2 SETTINGS frame
+/// (not an ACK): the server connection preface, which h2 servers send as
+/// soon as they accept, without waiting for the client. It is not a sign of
+/// a server-first protocol.
+pub fn is_h2_settings(head: &[u8]) -> bool {
+    let [l0, l1, l2, kind, flags, s0, s1, s2, s3, ..] = *head else {
+        return false;
+    };
+    let len = u32::from_be_bytes([0, l0, l1, l2]);
+    kind == 0x4 && flags & 0x1 == 0 && [s0, s1, s2, s3] == [0; 4] && len.is_multiple_of(6)
+}
+
 /// A TLS record header plus the largest plaintext record (RFC 8446 §5.1):
 /// a ClientHello that fits one record fits this.
 pub const MAX_SNIFF: usize = 5 + 16384;
@@ -197,6 +212,26 @@ mod tests {
         for cut in 1..hello.len() {
             assert_eq!(detect(&hello[..cut]), Detection::NeedMore, "cut at {cut}");
         }
+    }
+
+    #[test]
+    fn an_h2_servers_settings_frame_is_recognised_and_banners_are_not() {
+        // What tonic (the h2 crate) sends on accept: SETTINGS with 3 settings.
+        assert!(is_h2_settings(
+            b"\x00\x00\x12\x04\x00\x00\x00\x00\x00\x00\x04\x00"
+        ));
+        assert!(is_h2_settings(b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"));
+        assert!(
+            !is_h2_settings(b"\x00\x00\x00\x04\x01\x00\x00\x00\x00"),
+            "an ACK"
+        );
+        assert!(
+            !is_h2_settings(b"\x00\x00\x12\x04\x00"),
+            "too short to tell"
+        );
+        assert!(!is_h2_settings(b"220 smtp.example ESMTP ready\r\n"));
+        // A MySQL greeting: 3-byte length, sequence 0, protocol version 10.
+        assert!(!is_h2_settings(b"\x4a\x00\x00\x00\x0a8.0.36\x00"));
     }
 
     #[test]
