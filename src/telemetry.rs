@@ -21,7 +21,7 @@ pub use record::{
     TcpProtocol, TcpRecord, is_failure,
 };
 
-use event::{Message, RequestEvent, TcpEvent};
+use event::{Message, RequestMessageRef, TcpEvent};
 use filter::EventFacts;
 use hub::Hub;
 use metrics::Metrics;
@@ -144,15 +144,16 @@ impl Folder<'_> {
                 self.metrics.observe_request(&record, authority);
                 self.aggregator.add(&record, authority);
                 if self.hub.has_subscribers() {
-                    let event = RequestEvent::from(&record);
                     let facts = EventFacts {
                         direction: record.direction,
                         authority: &record.authority,
                         failed: record.is_failure(),
-                        duration_ms: event.duration_ms,
+                        duration_ms: event::millis(record.duration),
                     };
-                    self.hub
-                        .publish(&facts, &hub::encode(&Message::Request(event)));
+                    // Serializing plain fields to JSON cannot fail.
+                    let encoded =
+                        serde_json::to_vec(&RequestMessageRef(&record)).unwrap_or_default();
+                    self.hub.publish(&facts, &encoded.into());
                 }
             }
             Record::Tcp(record) => {

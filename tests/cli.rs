@@ -270,3 +270,49 @@ async fn a_256_mib_body_each_way_keeps_proxy_memory_flat() {
     // grow by hundreds of MiB.
     assert!(growth_mib < 32, "proxy memory grew by {growth_mib} MiB");
 }
+
+#[tokio::test]
+async fn identity_and_token_come_from_the_environment() {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_meshtop"))
+        .args([
+            "proxy",
+            "--inbound",
+            "127.0.0.1:0=127.0.0.1:9",
+            "--admin",
+            "127.0.0.1:0",
+        ])
+        .env("RUST_LOG", "info")
+        .env("POD_NAME", "web-7d4b9c")
+        .env("POD_NAMESPACE", "emojivoto")
+        .env("MESHTOP_ADMIN_TOKEN", "s3cret")
+        .env_remove("MESHTOP_NAME")
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("runs");
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().expect("piped")).lines();
+    let admin: std::net::SocketAddr = within("the admin address", async {
+        loop {
+            let line = lines
+                .next_line()
+                .await
+                .expect("readable")
+                .expect("still running");
+            if line.contains("admin listening") {
+                let addr = line
+                    .split_whitespace()
+                    .find_map(|f| f.strip_prefix("addr="))
+                    .expect("addr field");
+                return addr.parse().expect("an address");
+            }
+        }
+    })
+    .await;
+    let (status, body) = admin_get(admin, "/").await;
+    assert_eq!(status, 200);
+    let hello: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(hello["sidecar"]["name"], "web-7d4b9c");
+    assert_eq!(hello["sidecar"]["namespace"], "emojivoto");
+    assert_eq!(admin_get(admin, "/metrics").await.0, 401);
+}

@@ -389,10 +389,11 @@ async fn stalled_subscriber_does_not_slow_traffic_and_learns_what_it_missed() {
     );
 
     // Now the stalled subscriber reads: what it got plus what it was told it
-    // missed is exactly every request.
-    let (mut received, mut missed) = (0u64, 0u64);
+    // missed is exactly every request, and its stats (coalesced while it was
+    // stalled, never dropped) count every request too.
+    let (mut received, mut missed, mut counted) = (0u64, 0u64, 0u64);
     within("the stalled subscriber to catch up", async {
-        while received + missed < TOTAL {
+        while received + missed < TOTAL || counted < TOTAL {
             let frame = stalled.next().await.expect("open").expect("frame");
             let tokio_tungstenite::tungstenite::Message::Text(text) = frame else {
                 continue;
@@ -400,6 +401,7 @@ async fn stalled_subscriber_does_not_slow_traffic_and_learns_what_it_missed() {
             match serde_json::from_str::<Message>(&text).expect("schema") {
                 Message::Request(_) => received += 1,
                 Message::Dropped(d) => missed = d.total,
+                Message::Stats(s) => counted += s.upstreams.iter().map(|u| u.requests).sum::<u64>(),
                 _ => {}
             }
         }
@@ -410,6 +412,10 @@ async fn stalled_subscriber_does_not_slow_traffic_and_learns_what_it_missed() {
         "a stalled subscriber must have missed events (received {received})"
     );
     assert_eq!(received + missed, TOTAL);
+    assert_eq!(
+        counted, TOTAL,
+        "stats are exact even for a stalled subscriber"
+    );
     sidecar.stop().await;
 }
 
@@ -745,12 +751,17 @@ async fn a_client_that_never_completes_the_handshake_is_disconnected() {
     config.telemetry.handshake_timeout = Duration::from_millis(300);
     let sidecar = Sidecar::start(config).await;
     let mut slow = TcpStream::connect(sidecar.admin).await.expect("connect");
-    slow.write_all(b"GET /events HTTP/1.1\r\nHost: x\r\n").await.expect("write");
+    slow.write_all(b"GET /events HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("write");
     let mut sink = Vec::new();
     // The server closes the connection (read_to_end ends) instead of waiting forever.
-    within("the half-open handshake to be closed", slow.read_to_end(&mut sink))
-        .await
-        .expect("closed cleanly");
+    within(
+        "the half-open handshake to be closed",
+        slow.read_to_end(&mut sink),
+    )
+    .await
+    .expect("closed cleanly");
     // Meanwhile the admin server still answers.
     assert_eq!(admin_get(sidecar.admin, "/healthz").await.0, 200);
     sidecar.stop().await;
@@ -759,8 +770,8 @@ async fn a_client_that_never_completes_the_handshake_is_disconnected() {
 /// The JSON Schema in `assets/` names exactly the fields the sidecar sends.
 #[tokio::test]
 async fn the_published_json_schema_matches_the_messages() {
-    let schema: Value =
-        serde_json::from_str(include_str!("../assets/events.schema.json")).expect("the schema is valid JSON");
+    let schema: Value = serde_json::from_str(include_str!("../assets/events.schema.json"))
+        .expect("the schema is valid JSON");
     let required = |kind: &str| -> Vec<String> {
         let mut fields: Vec<String> = schema["$defs"][kind]["required"]
             .as_array()
@@ -780,18 +791,34 @@ async fn the_published_json_schema_matches_the_messages() {
     let closed = closed_port();
     let backend = backend().await;
     let listeners = vec![
-        ListenerConfig { direction: Direction::Inbound, addr: local0(), target: Some(Dest::Addr(backend.addr)) },
-        ListenerConfig { direction: Direction::Outbound, addr: local0(), target: Some(Dest::Addr(closed)) },
+        ListenerConfig {
+            direction: Direction::Inbound,
+            addr: local0(),
+            target: Some(Dest::Addr(backend.addr)),
+        },
+        ListenerConfig {
+            direction: Direction::Outbound,
+            addr: local0(),
+            target: Some(Dest::Addr(closed)),
+        },
     ];
     let sidecar = Sidecar::start(telemetry_config(listeners)).await;
     let mut events = Events::connect(sidecar.admin, "").await;
     let hello = events.next_of("hello").await;
     assert_eq!(keys(&hello), required("hello"));
     let mut client = http1_conn(sidecar.listeners[0].addr).await;
-    body_bytes(client.send_request(get("/echo", "svc")).await.expect("response")).await;
+    body_bytes(
+        client
+            .send_request(get("/echo", "svc"))
+            .await
+            .expect("response"),
+    )
+    .await;
     let request = events.next_of("request").await;
     assert_eq!(keys(&request), required("request"));
-    let mut raw = TcpStream::connect(sidecar.listeners[1].addr).await.expect("connect");
+    let mut raw = TcpStream::connect(sidecar.listeners[1].addr)
+        .await
+        .expect("connect");
     raw.write_all(b"\x00opaque").await.expect("write");
     let _ = within("the close", raw.read_to_end(&mut Vec::new())).await;
     let tcp = events.next_of("tcp").await;
@@ -803,16 +830,63 @@ async fn the_published_json_schema_matches_the_messages() {
         }
     };
     assert_eq!(keys(&stats), required("stats"));
-    let mut upstream_required: Vec<String> = schema["$defs"]["stats"]["properties"]["upstreams"]["items"]["required"]
-        .as_array()
-        .expect("array")
-        .iter()
-        .map(|f| f.as_str().expect("names").to_owned())
-        .collect();
+    let mut upstream_required: Vec<String> =
+        schema["$defs"]["stats"]["properties"]["upstreams"]["items"]["required"]
+            .as_array()
+            .expect("array")
+            .iter()
+            .map(|f| f.as_str().expect("names").to_owned())
+            .collect();
     upstream_required.sort();
     assert_eq!(keys(&stats["upstreams"][0]), upstream_required);
-    let dropped = serde_json::to_value(Message::Dropped(meshtop::telemetry::event::Dropped { count: 1, total: 2 }))
-        .expect("encodes");
+    let dropped = serde_json::to_value(Message::Dropped(meshtop::telemetry::event::Dropped {
+        count: 1,
+        total: 2,
+    }))
+    .expect("encodes");
     assert_eq!(keys(&dropped), required("dropped"));
+    sidecar.stop().await;
+}
+
+#[tokio::test]
+async fn authorities_past_the_cap_are_counted_as_other() {
+    let backend = backend().await;
+    let mut config = telemetry_config(inbound(backend.addr));
+    config.telemetry.max_authorities = 2;
+    let sidecar = Sidecar::start(config).await;
+    let mut events = Events::connect(sidecar.admin, "").await;
+    let mut client = http1_conn(sidecar.addr()).await;
+    for host in ["a.example", "b.example", "c.example", "d.example"] {
+        client.ready().await.expect("keep-alive");
+        body_bytes(
+            client
+                .send_request(get("/echo", host))
+                .await
+                .expect("response"),
+        )
+        .await;
+    }
+    let mut authorities = BTreeMap::new();
+    let mut named = Vec::new();
+    while authorities.values().sum::<u64>() < 4 {
+        match events.next().await {
+            Message::Stats(s) => {
+                for u in s.upstreams {
+                    *authorities.entry(u.authority).or_insert(0) += u.requests;
+                }
+            }
+            Message::Request(r) => named.push(r.authority),
+            _ => {}
+        }
+    }
+    let expected: BTreeMap<String, u64> = [("a.example", 1), ("b.example", 1), ("other", 2)]
+        .map(|(a, n)| (a.to_owned(), n))
+        .into();
+    assert_eq!(authorities, expected);
+    // Events still name the real authority.
+    assert_eq!(named, ["a.example", "b.example", "c.example", "d.example"]);
+    let (_, text) = admin_get(sidecar.admin, "/metrics").await;
+    assert!(text.contains("authority=\"other\""));
+    assert!(!text.contains("c.example"));
     sidecar.stop().await;
 }
