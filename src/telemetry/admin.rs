@@ -185,39 +185,34 @@ fn route(
         "/readyz" if state.is_ready() => text(StatusCode::OK, "ready"),
         "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready"),
         "/" => json(state.hello.clone()),
-        "/metrics" => match &state.telemetry {
-            Some(telemetry) => match authorize(telemetry, &req) {
-                Ok(()) => {
-                    let mut resp =
-                        Response::new(Full::new(Bytes::from(telemetry.metrics.encode())));
-                    resp.headers_mut().insert(
-                        header::CONTENT_TYPE,
-                        HeaderValue::from_static(
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                        ),
-                    );
-                    resp
-                }
-                Err(resp) => resp,
-            },
-            None => text(StatusCode::NOT_FOUND, "not found"),
-        },
-        "/events" => match &state.telemetry {
-            Some(telemetry) => match authorize(telemetry, &req) {
-                Ok(()) => events(state, telemetry, req, shutdown),
-                Err(resp) => resp,
-            },
-            None => text(StatusCode::NOT_FOUND, "not found"),
-        },
+        "/metrics" | "/events" => {
+            let Some(telemetry) = &state.telemetry else {
+                return text(StatusCode::NOT_FOUND, "not found");
+            };
+            if !authorized(telemetry, &req) {
+                return unauthorized();
+            }
+            if req.uri().path() == "/events" {
+                return events(state, telemetry, req, shutdown);
+            }
+            let mut resp = Response::new(Full::new(Bytes::from(telemetry.metrics.encode())));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
+            );
+            resp
+        }
         _ => text(StatusCode::NOT_FOUND, "not found"),
     }
 }
 
 /// Checks the bearer token (header, or `?token=` for WebSocket clients that
 /// cannot set headers), in constant time.
-fn authorize(telemetry: &TelemetryAccess, req: &Request<Incoming>) -> Result<(), AdminResponse> {
+fn authorized(telemetry: &TelemetryAccess, req: &Request<Incoming>) -> bool {
     let Some(expected) = &telemetry.token else {
-        return Ok(());
+        return true;
     };
     let from_header = req
         .headers()
@@ -231,13 +226,14 @@ fn authorize(telemetry: &TelemetryAccess, req: &Request<Incoming>) -> Result<(),
             .map(|(_, v)| v)
     };
     let given = from_header.or_else(from_query).unwrap_or_default();
-    if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
-        return Ok(());
-    }
+    bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
+}
+
+fn unauthorized() -> AdminResponse {
     let mut resp = text(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
     resp.headers_mut()
         .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    Err(resp)
+    resp
 }
 
 /// Answers the WebSocket handshake of `/events` and starts the session.
