@@ -4,6 +4,7 @@
 //!   original destination, detect the protocol and forward HTTP/1.1, HTTP/2,
 //!   gRPC and opaque TCP/TLS unchanged, recording every request.
 //! - [`telemetry`]: the records the proxy emits and the admin server.
+//! - [`tui`]: `meshtop attach`, the terminal UI over one or many sidecars.
 //! - [`cli`]: the `meshtop` command line.
 
 #![forbid(unsafe_code)]
@@ -11,3 +12,4 @@
 pub mod cli;
 pub mod proxy;
 pub mod telemetry;
+pub mod tui;
