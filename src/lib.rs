@@ -5,11 +5,13 @@
 //!   gRPC and opaque TCP/TLS unchanged, recording every request.
 //! - [`telemetry`]: the records the proxy emits and the admin server.
 //! - [`tui`]: `meshtop attach`, the terminal UI over one or many sidecars.
+//! - [`record`]: recordings of sessions: the file format, writing, reading.
 //! - [`cli`]: the `meshtop` command line.
 
 #![forbid(unsafe_code)]
 
 pub mod cli;
 pub mod proxy;
+pub mod record;
 pub mod telemetry;
 pub mod tui;
