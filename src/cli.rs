@@ -1,6 +1,7 @@
 //! The command line: argument types, their parsing, and running each
 //! subcommand. Errors in arguments are one line and exit code 2.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::str::FromStr;
@@ -13,6 +14,10 @@ use tracing::info;
 
 use crate::proxy::{DEFAULT_INBOUND, DEFAULT_OUTBOUND, Dest, ListenerConfig, Proxy, ProxyConfig};
 use crate::telemetry::Direction;
+use crate::tui::app::{Output, ShowError, ShowOptions, show};
+use crate::tui::filter::FilterExpr;
+use crate::tui::model::Window;
+use crate::tui::source::{Target, spawn_sources};
 
 /// Exit code for bad arguments and for failing to start.
 pub const EXIT_USAGE: u8 = 2;
@@ -32,6 +37,51 @@ pub struct Cli {
 pub enum Command {
     /// Run the sidecar proxy: forward every connection unchanged and record every request
     Proxy(ProxyArgs),
+    /// Attach to one or many sidecars and show their traffic live
+    Attach(AttachArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AttachArgs {
+    /// Sidecars to attach to: ws://host:port/events, host:port or :port [default: 127.0.0.1:15090]
+    #[arg(value_name = "TARGET")]
+    pub targets: Vec<Target>,
+    /// Bearer token sent to every sidecar (their --admin-token)
+    #[arg(
+        long,
+        env = "MESHTOP_ADMIN_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+    /// Show only what matches, e.g. 'authority~voting status>=500' (see `?` in the UI)
+    #[arg(long, value_name = "EXPR")]
+    pub filter: Option<FilterExpr>,
+    /// Frames drawn per second
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=120))]
+    pub fps: u32,
+    /// No UI: print the upstream table as plain text every --interval, and on exit
+    #[arg(long, conflicts_with = "json")]
+    pub headless: bool,
+    /// How often --headless prints the table
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration, requires = "headless")]
+    pub interval: Duration,
+    /// No UI: print every message received as a JSON line, with its "source"
+    #[arg(long)]
+    pub json: bool,
+    /// Exit after this long
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Window of rates and percentiles: 10s, 1m or 5m (`w` cycles in the UI)
+    #[arg(long, value_name = "WINDOW", default_value = "1m", value_parser = parse_window)]
+    pub window: Window,
+}
+
+fn parse_window(s: &str) -> Result<Window, String> {
+    Window::ALL
+        .into_iter()
+        .find(|w| w.label() == s)
+        .ok_or_else(|| format!("invalid window '{s}': expected 10s, 1m or 5m"))
 }
 
 #[derive(Debug, Args)]
@@ -181,6 +231,7 @@ pub fn run(cli: Cli) -> ExitCode {
     };
     match cli.command {
         Command::Proxy(args) => runtime.block_on(run_proxy(args)),
+        Command::Attach(args) => runtime.block_on(run_attach(args)),
     }
 }
 
@@ -261,6 +312,66 @@ async fn run_proxy(args: ProxyArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Feed items that may wait for the model; past that, sources read their
+/// sockets more slowly and the sidecars drop events for us (and say so).
+const FEED_CAPACITY: usize = 8192;
+
+async fn run_attach(args: AttachArgs) -> ExitCode {
+    let output = if args.json {
+        Output::Json
+    } else if args.headless {
+        Output::Headless {
+            interval: args.interval,
+        }
+    } else {
+        Output::Tui { fps: args.fps }
+    };
+    if output == (Output::Tui { fps: args.fps }) && !std::io::stdout().is_terminal() {
+        eprintln!("meshtop: {}", ShowError::NotATerminal);
+        return ExitCode::from(EXIT_USAGE);
+    }
+    let targets = if args.targets.is_empty() {
+        vec![
+            DEFAULT_TARGET
+                .parse::<Target>()
+                .expect("the default target is valid"),
+        ]
+    } else {
+        args.targets
+    };
+    let shutdown = CancellationToken::new();
+    if let Ok(signals) = StopSignals::register() {
+        tokio::spawn(signals.cancel_on_signal(shutdown.clone()));
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel(FEED_CAPACITY);
+    let token = args.token.filter(|t| !t.is_empty());
+    let _sources = spawn_sources(&targets, token, tx, shutdown.clone());
+    let options = ShowOptions {
+        output,
+        filter: args.filter.unwrap_or_default(),
+        window: args.window,
+        duration: args.duration,
+        recording: false,
+    };
+    let names = targets.iter().map(|t| t.to_string()).collect();
+    let result = show(names, rx, options, shutdown.clone()).await;
+    shutdown.cancel();
+    match result {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(err @ ShowError::NotATerminal) => {
+            eprintln!("meshtop: {err}");
+            ExitCode::from(EXIT_USAGE)
+        }
+        Err(err) => {
+            eprintln!("meshtop: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The sidecar `meshtop attach` attaches to when given no target.
+pub const DEFAULT_TARGET: &str = "127.0.0.1:15090";
+
 /// The signals that stop the process, registered before anything is
 /// announced so that a signal sent right after start-up is never missed.
 pub struct StopSignals {
@@ -334,7 +445,9 @@ mod tests {
     #[test]
     fn no_listener_flags_means_the_default_pair() {
         let cli = Cli::try_parse_from(["meshtop", "proxy"]).expect("valid");
-        let Command::Proxy(args) = cli.command;
+        let Command::Proxy(args) = cli.command else {
+            panic!("parsed as proxy");
+        };
         let listeners = args.config().listeners;
         assert_eq!(listeners.len(), 2);
         assert_eq!(listeners[0].addr, DEFAULT_INBOUND.parse().expect("literal"));

@@ -4,7 +4,15 @@
 //! - [`source`]: targets, connections with reconnect and backoff, the feed.
 //! - [`filter`]: filter expressions (`--filter`, `/`).
 //! - [`model`]: merged upstream stats, routes, errors, tap and sidecars.
+//! - [`input`]: the UI state and key handling (no terminal needed).
+//! - [`views`]: widgets that draw the model.
+//! - [`replay`]: feeding a recording at its recorded pace.
+//! - [`app`]: the attach command: the terminal loop, `--headless`, `--json`.
 
+pub mod app;
 pub mod filter;
+pub mod input;
 pub mod model;
+pub mod replay;
 pub mod source;
+pub mod views;

@@ -1,0 +1,817 @@
+//! Filter expressions of the terminal UI (`--filter EXPR` and the `/` key):
+//! space-separated terms that must all hold, such as
+//! `authority~voting status>=500 !method=GET latency>100ms`.
+//!
+//! | term | holds when |
+//! |---|---|
+//! | `authority~TEXT`, `path~TEXT`, `method~TEXT`, `sidecar~TEXT` | the field contains TEXT, ignoring case |
+//! | `authority=TEXT` (also `path`, `method`, `sidecar`; `!=`) | the field equals TEXT, ignoring case |
+//! | `direction=inbound` (`!=`) | the request crossed the pod boundary that way |
+//! | `status>=500` (`=`, `!=`, `<`, `>`, `<=`, `>=`) | the upstream's HTTP status compares so |
+//! | `grpc!=0` (same operators) | the gRPC status compares so |
+//! | `latency>100ms` (same operators; `us`, `ms`, `s`, bare numbers are ms) | the request's duration compares so |
+//! | `failed` | the request is a failure ([`is_failure`]) |
+//!
+//! Any term may start with `!` to negate it. A comparison with a value the
+//! request does not have (no status because meshtop made up the response,
+//! no grpc-status on plain HTTP, no path on CONNECT) is false, so its
+//! negation is true: `!status>=500` keeps requests without a status.
+//! Values cannot contain spaces: the space separates terms.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::telemetry::event::RequestEvent;
+use crate::telemetry::{Direction, is_failure};
+
+/// A parsed filter expression. The default (and the empty text) is the
+/// filter that keeps everything.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FilterExpr {
+    terms: Vec<Term>,
+    /// The expression as typed, trimmed: shown in the header and put back
+    /// into the input line when the user edits the filter again.
+    text: String,
+}
+
+/// Why an expression could not be parsed, naming the offending term.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("bad filter term '{term}': {kind}")]
+pub struct FilterError {
+    pub term: String,
+    pub kind: FilterErrorKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FilterErrorKind {
+    #[error("unknown field '{0}' (known: {KNOWN_FIELDS})")]
+    UnknownField(String),
+    #[error("a term needs a field, e.g. authority~TEXT, status>=500 or failed")]
+    MissingField,
+    #[error("'{field}' needs an operator and a value, e.g. {example}")]
+    MissingOperator {
+        field: &'static str,
+        example: &'static str,
+    },
+    #[error("'{op}' does not apply to {field} (use {allowed})")]
+    BadOperator {
+        field: &'static str,
+        op: String,
+        allowed: &'static str,
+    },
+    #[error("no value after the operator")]
+    EmptyValue,
+    #[error("'{value}' is not {expected}")]
+    BadValue {
+        value: String,
+        expected: &'static str,
+    },
+    #[error("'failed' takes no operator or value (use failed or !failed)")]
+    FailedTakesNoValue,
+}
+
+const KNOWN_FIELDS: &str =
+    "authority, path, method, sidecar, direction, status, grpc, latency, failed";
+const TEXT_OPERATORS: &str = "~, = or !=";
+const EQUALITY_OPERATORS: &str = "= or !=";
+const NUMERIC_OPERATORS: &str = "=, !=, <, >, <= or >=";
+
+/// One term, without its negation.
+#[derive(Clone, Debug, PartialEq)]
+enum Condition {
+    Text {
+        field: TextField,
+        op: TextOp,
+        /// Lowercased once at parse time, so matching lowercases only the
+        /// event's side.
+        value: String,
+    },
+    Direction {
+        equal: bool,
+        direction: Direction,
+    },
+    Status(Compare, u16),
+    Grpc(Compare, u32),
+    LatencyMs(Compare, f64),
+    Failed,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TextField {
+    Authority,
+    Path,
+    Method,
+    Sidecar,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TextOp {
+    Contains,
+    Equal,
+    NotEqual,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Compare {
+    Eq,
+    Ne,
+    Lt,
+    Gt,
+    Le,
+    Ge,
+}
+
+impl Compare {
+    fn holds<T: PartialOrd>(self, actual: T, wanted: T) -> bool {
+        match self {
+            Compare::Eq => actual == wanted,
+            Compare::Ne => actual != wanted,
+            Compare::Lt => actual < wanted,
+            Compare::Gt => actual > wanted,
+            Compare::Le => actual <= wanted,
+            Compare::Ge => actual >= wanted,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+struct Term {
+    negated: bool,
+    condition: Condition,
+}
+
+impl FilterExpr {
+    /// Whether this filter keeps everything.
+    pub fn is_empty(&self) -> bool {
+        self.terms.is_empty()
+    }
+
+    /// The expression as typed (trimmed).
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Whether a request event from the sidecar named `sidecar` passes.
+    pub fn matches_request(&self, sidecar: &str, event: &RequestEvent) -> bool {
+        self.terms.iter().all(|term| {
+            let holds = match &term.condition {
+                Condition::Text { field, op, value } => {
+                    let actual = match field {
+                        TextField::Authority => Some(event.authority.as_str()),
+                        TextField::Path => event.path.as_deref(),
+                        TextField::Method => event.method.as_deref(),
+                        TextField::Sidecar => Some(sidecar),
+                    };
+                    actual.is_some_and(|actual| text_holds(*op, actual, value))
+                }
+                Condition::Direction { equal, direction } => {
+                    (event.direction == *direction) == *equal
+                }
+                Condition::Status(cmp, wanted) => {
+                    event.status.is_some_and(|s| cmp.holds(s, *wanted))
+                }
+                Condition::Grpc(cmp, wanted) => {
+                    event.grpc_status.is_some_and(|g| cmp.holds(g, *wanted))
+                }
+                Condition::LatencyMs(cmp, wanted) => cmp.holds(event.duration_ms, *wanted),
+                Condition::Failed => is_failure(event.status, event.grpc_status, event.error),
+            };
+            holds != term.negated
+        })
+    }
+
+    /// For rows that are whole upstreams (merged over sidecars and
+    /// requests): only `authority` and `direction` terms apply; the others
+    /// describe single requests and are ignored, so `status>=500` still
+    /// shows every upstream rather than none.
+    pub fn matches_upstream(&self, direction: Direction, authority: &str) -> bool {
+        self.terms.iter().all(|term| {
+            let holds = match &term.condition {
+                Condition::Text {
+                    field: TextField::Authority,
+                    op,
+                    value,
+                } => text_holds(*op, authority, value),
+                Condition::Direction {
+                    equal,
+                    direction: wanted,
+                } => (direction == *wanted) == *equal,
+                _ => return true,
+            };
+            holds != term.negated
+        })
+    }
+}
+
+/// `wanted` is already lowercase.
+fn text_holds(op: TextOp, actual: &str, wanted: &str) -> bool {
+    match op {
+        TextOp::Contains => contains_ignoring_case(actual, wanted),
+        TextOp::Equal => equals_ignoring_case(actual, wanted),
+        TextOp::NotEqual => !equals_ignoring_case(actual, wanted),
+    }
+}
+
+fn equals_ignoring_case(actual: &str, wanted_lower: &str) -> bool {
+    if actual.is_ascii() {
+        actual.eq_ignore_ascii_case(wanted_lower)
+    } else {
+        actual.to_lowercase() == wanted_lower
+    }
+}
+
+/// Substring match ignoring case; allocates only when `haystack` is not
+/// ASCII, which authorities, paths and methods almost always are.
+fn contains_ignoring_case(haystack: &str, needle_lower: &str) -> bool {
+    if haystack.is_ascii() && needle_lower.is_ascii() {
+        let (h, n) = (haystack.as_bytes(), needle_lower.as_bytes());
+        n.is_empty() || h.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
+    } else {
+        haystack.to_lowercase().contains(needle_lower)
+    }
+}
+
+impl FromStr for FilterExpr {
+    type Err = FilterError;
+
+    fn from_str(s: &str) -> Result<FilterExpr, FilterError> {
+        let text = s.trim();
+        let terms = text
+            .split_whitespace()
+            .map(|term| {
+                parse_term(term).map_err(|kind| FilterError {
+                    term: term.to_owned(),
+                    kind,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(FilterExpr {
+            terms,
+            text: text.to_owned(),
+        })
+    }
+}
+
+impl fmt::Display for FilterExpr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+fn parse_term(term: &str) -> Result<Term, FilterErrorKind> {
+    let (negated, rest) = match term.strip_prefix('!') {
+        Some(rest) => (true, rest),
+        None => (false, term),
+    };
+    let split = rest.find(['~', '=', '<', '>', '!']).unwrap_or(rest.len());
+    let (name, op_and_value) = rest.split_at(split);
+    if name.is_empty() {
+        return Err(FilterErrorKind::MissingField);
+    }
+    let name = name.to_ascii_lowercase();
+    let field = Field::from_name(&name).ok_or(FilterErrorKind::UnknownField(name))?;
+    if field == Field::Failed {
+        return if op_and_value.is_empty() {
+            Ok(Term {
+                negated,
+                condition: Condition::Failed,
+            })
+        } else {
+            Err(FilterErrorKind::FailedTakesNoValue)
+        };
+    }
+    if op_and_value.is_empty() {
+        return Err(FilterErrorKind::MissingOperator {
+            field: field.name(),
+            example: field.example(),
+        });
+    }
+    let op_len = match op_and_value.as_bytes() {
+        [b'!' | b'<' | b'>', b'=', ..] => 2,
+        _ => 1,
+    };
+    let (op, value) = op_and_value.split_at(op_len);
+    let bad_operator = || FilterErrorKind::BadOperator {
+        field: field.name(),
+        op: op.to_owned(),
+        allowed: field.operators(),
+    };
+    let condition = match field {
+        Field::Text(text_field) => {
+            let op = match op {
+                "~" => TextOp::Contains,
+                "=" => TextOp::Equal,
+                "!=" => TextOp::NotEqual,
+                _ => return Err(bad_operator()),
+            };
+            Condition::Text {
+                field: text_field,
+                op,
+                value: nonempty(value)?.to_lowercase(),
+            }
+        }
+        Field::Direction => {
+            let equal = match op {
+                "=" => true,
+                "!=" => false,
+                _ => return Err(bad_operator()),
+            };
+            let direction = match nonempty(value)?.to_ascii_lowercase().as_str() {
+                "inbound" => Direction::Inbound,
+                "outbound" => Direction::Outbound,
+                _ => {
+                    return Err(FilterErrorKind::BadValue {
+                        value: value.to_owned(),
+                        expected: "a direction (inbound or outbound)",
+                    });
+                }
+            };
+            Condition::Direction { equal, direction }
+        }
+        Field::Status | Field::Grpc | Field::Latency => {
+            let cmp = match op {
+                "=" => Compare::Eq,
+                "!=" => Compare::Ne,
+                "<" => Compare::Lt,
+                ">" => Compare::Gt,
+                "<=" => Compare::Le,
+                ">=" => Compare::Ge,
+                _ => return Err(bad_operator()),
+            };
+            let value = nonempty(value)?;
+            let bad_value = |expected| FilterErrorKind::BadValue {
+                value: value.to_owned(),
+                expected,
+            };
+            match field {
+                Field::Status => Condition::Status(
+                    cmp,
+                    value
+                        .parse()
+                        .map_err(|_| bad_value("an HTTP status code"))?,
+                ),
+                Field::Grpc => Condition::Grpc(
+                    cmp,
+                    value.parse().map_err(|_| bad_value("a gRPC status code"))?,
+                ),
+                _ => Condition::LatencyMs(
+                    cmp,
+                    parse_latency_ms(value)
+                        .ok_or_else(|| bad_value("a latency (a number with us, ms or s)"))?,
+                ),
+            }
+        }
+        Field::Failed => return Err(FilterErrorKind::FailedTakesNoValue),
+    };
+    Ok(Term { negated, condition })
+}
+
+fn nonempty(value: &str) -> Result<&str, FilterErrorKind> {
+    if value.is_empty() {
+        Err(FilterErrorKind::EmptyValue)
+    } else {
+        Ok(value)
+    }
+}
+
+/// `250us`, `1.5ms`, `2s`, or a bare number of milliseconds.
+fn parse_latency_ms(value: &str) -> Option<f64> {
+    let lower = value.to_ascii_lowercase();
+    let (number, scale) = if let Some(n) = lower.strip_suffix("us") {
+        (n, 0.001)
+    } else if let Some(n) = lower.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = lower.strip_suffix('s') {
+        (n, 1000.0)
+    } else {
+        (lower.as_str(), 1.0)
+    };
+    // `parse::<f64>` accepts `inf` and `nan`; a latency is a plain number.
+    if !number.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return None;
+    }
+    let number: f64 = number.parse().ok()?;
+    Some(number * scale)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Field {
+    Text(TextField),
+    Direction,
+    Status,
+    Grpc,
+    Latency,
+    Failed,
+}
+
+impl Field {
+    fn from_name(name: &str) -> Option<Field> {
+        Some(match name {
+            "authority" => Field::Text(TextField::Authority),
+            "path" => Field::Text(TextField::Path),
+            "method" => Field::Text(TextField::Method),
+            "sidecar" => Field::Text(TextField::Sidecar),
+            "direction" => Field::Direction,
+            "status" => Field::Status,
+            "grpc" => Field::Grpc,
+            "latency" => Field::Latency,
+            "failed" => Field::Failed,
+            _ => return None,
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Field::Text(TextField::Authority) => "authority",
+            Field::Text(TextField::Path) => "path",
+            Field::Text(TextField::Method) => "method",
+            Field::Text(TextField::Sidecar) => "sidecar",
+            Field::Direction => "direction",
+            Field::Status => "status",
+            Field::Grpc => "grpc",
+            Field::Latency => "latency",
+            Field::Failed => "failed",
+        }
+    }
+
+    fn operators(self) -> &'static str {
+        match self {
+            Field::Text(_) => TEXT_OPERATORS,
+            Field::Direction => EQUALITY_OPERATORS,
+            Field::Status | Field::Grpc | Field::Latency => NUMERIC_OPERATORS,
+            Field::Failed => "no operator",
+        }
+    }
+
+    fn example(self) -> &'static str {
+        match self {
+            Field::Text(TextField::Authority) => "authority~TEXT",
+            Field::Text(TextField::Path) => "path~TEXT",
+            Field::Text(TextField::Method) => "method=GET",
+            Field::Text(TextField::Sidecar) => "sidecar~TEXT",
+            Field::Direction => "direction=inbound",
+            Field::Status => "status>=500",
+            Field::Grpc => "grpc!=0",
+            Field::Latency => "latency>100ms",
+            Field::Failed => "failed",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::{ErrorKind, HttpProtocol};
+
+    fn event() -> RequestEvent {
+        RequestEvent {
+            ts: "2026-11-30T03:42:31.002117Z".into(),
+            sidecar: "web-7d4b9c".into(),
+            direction: Direction::Outbound,
+            protocol: HttpProtocol::Grpc,
+            client: "10.1.0.7:52144".into(),
+            server: Some("10.1.0.9:8080".into()),
+            authority: "Voting-Svc.emojivoto:8080".into(),
+            method: Some("POST".into()),
+            path: Some("/emojivoto.v1.VotingService/VoteDoughnut".into()),
+            status: Some(200),
+            grpc_status: Some(2),
+            grpc_message: Some("ERROR".into()),
+            error: None,
+            duration_ms: 1.482,
+            ttfb_ms: Some(1.417),
+            req_bytes: 5,
+            resp_bytes: 0,
+            headers: None,
+        }
+    }
+
+    fn parse(expr: &str) -> FilterExpr {
+        expr.parse()
+            .unwrap_or_else(|e| panic!("{expr:?} should parse: {e}"))
+    }
+
+    fn keeps(expr: &str, event: &RequestEvent) -> bool {
+        parse(expr).matches_request("web-7d4b9c", event)
+    }
+
+    fn error(expr: &str) -> FilterErrorKind {
+        match expr.parse::<FilterExpr>() {
+            Ok(filter) => panic!("{expr:?} should not parse, got {filter:?}"),
+            Err(e) => e.kind,
+        }
+    }
+
+    #[test]
+    fn the_empty_expression_keeps_everything() {
+        for text in ["", "   "] {
+            let filter = parse(text);
+            assert!(filter.is_empty());
+            assert_eq!(filter.as_str(), "");
+            assert!(filter.matches_request("any", &event()));
+            assert!(filter.matches_upstream(Direction::Inbound, "x"));
+        }
+        assert_eq!(FilterExpr::default(), parse(""));
+    }
+
+    #[test]
+    fn the_text_is_kept_as_typed_but_trimmed() {
+        let filter = parse("  authority~Voting   status>=500 ");
+        assert!(!filter.is_empty());
+        assert_eq!(filter.as_str(), "authority~Voting   status>=500");
+        assert_eq!(filter.to_string(), filter.as_str());
+    }
+
+    #[test]
+    fn text_fields_match_substrings_ignoring_case() {
+        let e = event();
+        assert!(keeps("authority~voting-svc", &e));
+        assert!(keeps("authority~VOTING", &e));
+        assert!(!keeps("authority~web", &e));
+        assert!(keeps("path~votedoughnut", &e));
+        assert!(!keeps("path~/api", &e));
+        assert!(keeps("method~po", &e));
+        assert!(keeps("sidecar~WEB", &e));
+        assert!(!keeps("sidecar~api", &e));
+        // The sidecar name comes from the argument, the name of the source.
+        assert!(parse("sidecar~other").matches_request("other-pod", &e));
+    }
+
+    #[test]
+    fn case_is_ignored_beyond_ascii_too() {
+        let mut e = event();
+        e.path = Some("/Straße/ÄPFEL".into());
+        assert!(keeps("path~äpfel", &e));
+        assert!(keeps("path~STRAßE", &e));
+        assert!(keeps("path=/straße/äpfel", &e));
+    }
+
+    #[test]
+    fn text_fields_compare_whole_values_with_equals() {
+        let e = event();
+        assert!(keeps("method=POST", &e));
+        assert!(keeps("method=post", &e));
+        assert!(!keeps("method=GET", &e));
+        assert!(keeps("method!=GET", &e));
+        assert!(!keeps("method!=post", &e));
+        assert!(keeps("authority=voting-svc.emojivoto:8080", &e));
+        assert!(!keeps("authority=voting-svc", &e));
+    }
+
+    #[test]
+    fn absent_text_values_never_match_but_their_negation_does() {
+        let mut e = event();
+        e.path = None;
+        e.method = None;
+        assert!(!keeps("path~/", &e));
+        assert!(keeps("!path~/", &e));
+        assert!(!keeps("method=GET", &e));
+        assert!(!keeps("method!=GET", &e));
+        assert!(keeps("!method=GET", &e));
+    }
+
+    #[test]
+    fn direction_selects_inbound_or_outbound() {
+        let mut e = event();
+        assert!(keeps("direction=outbound", &e));
+        assert!(keeps("direction=OUTBOUND", &e));
+        assert!(!keeps("direction=inbound", &e));
+        assert!(keeps("direction!=inbound", &e));
+        e.direction = Direction::Inbound;
+        assert!(keeps("direction=inbound", &e));
+        assert!(keeps("!direction=outbound", &e));
+    }
+
+    #[test]
+    fn status_supports_every_comparison() {
+        let mut e = event();
+        e.status = Some(503);
+        for (expr, expected) in [
+            ("status=503", true),
+            ("status=500", false),
+            ("status!=503", false),
+            ("status!=200", true),
+            ("status<503", false),
+            ("status<600", true),
+            ("status>500", true),
+            ("status>503", false),
+            ("status<=503", true),
+            ("status<=502", false),
+            ("status>=503", true),
+            ("status>=504", false),
+        ] {
+            assert_eq!(keeps(expr, &e), expected, "{expr}");
+        }
+    }
+
+    #[test]
+    fn absent_statuses_never_compare_but_their_negation_does() {
+        let mut e = event();
+        e.status = None;
+        e.grpc_status = None;
+        e.error = Some(ErrorKind::ConnectRefused);
+        for expr in [
+            "status>=500",
+            "status<500",
+            "status!=200",
+            "grpc=0",
+            "grpc!=0",
+        ] {
+            assert!(!keeps(expr, &e), "{expr}");
+            assert!(keeps(&format!("!{expr}"), &e), "!{expr}");
+        }
+    }
+
+    #[test]
+    fn grpc_status_supports_every_comparison() {
+        let e = event();
+        assert!(keeps("grpc!=0", &e));
+        assert!(keeps("grpc=2", &e));
+        assert!(!keeps("grpc=0", &e));
+        assert!(keeps("grpc>1", &e));
+        assert!(keeps("grpc>=2", &e));
+        assert!(keeps("grpc<=2", &e));
+        assert!(!keeps("grpc<2", &e));
+    }
+
+    #[test]
+    fn latency_understands_units_and_bare_milliseconds() {
+        let e = event(); // 1.482 ms
+        for (expr, expected) in [
+            ("latency>1ms", true),
+            ("latency>1", true),
+            ("latency>1.5", false),
+            ("latency>1481us", true),
+            ("latency>1483us", false),
+            ("latency<1s", true),
+            ("latency>0.001s", true),
+            ("latency>0.002s", false),
+            ("latency>=1.482ms", true),
+            ("latency<=1.482", true),
+            ("latency=1.482", true),
+            ("latency!=1.482", false),
+            ("latency>1MS", true),
+        ] {
+            assert_eq!(keeps(expr, &e), expected, "{expr}");
+        }
+    }
+
+    #[test]
+    fn failed_uses_the_shared_failure_rule() {
+        let mut e = event(); // grpc-status 2, UNKNOWN: a failure.
+        assert!(keeps("failed", &e));
+        assert!(!keeps("!failed", &e));
+        e.grpc_status = Some(5); // NOT_FOUND is an answer.
+        assert!(!keeps("failed", &e));
+        assert!(keeps("!failed", &e));
+        e.status = Some(500);
+        assert!(keeps("failed", &e));
+        e.status = None;
+        e.error = Some(ErrorKind::UpstreamReset);
+        assert!(keeps("FAILED", &e));
+    }
+
+    #[test]
+    fn negation_inverts_any_term() {
+        let e = event();
+        assert!(!keeps("!authority~voting", &e));
+        assert!(keeps("!authority~web", &e));
+        assert!(keeps("!status>=500", &e));
+        assert!(!keeps("!latency>1ms", &e));
+        assert!(keeps("!status!=200", &e));
+    }
+
+    #[test]
+    fn every_term_must_hold() {
+        let e = event();
+        assert!(keeps(
+            "authority~voting direction=outbound grpc=2 failed",
+            &e
+        ));
+        assert!(!keeps("authority~voting direction=inbound", &e));
+        assert!(!keeps("authority~voting status>=500", &e));
+    }
+
+    #[test]
+    fn field_names_ignore_case() {
+        assert!(keeps("Authority~voting STATUS=200", &event()));
+    }
+
+    #[test]
+    fn upstream_rows_use_only_authority_and_direction() {
+        let filter = parse("authority~voting direction=outbound status>=500 latency>1s failed");
+        assert!(filter.matches_upstream(Direction::Outbound, "voting-svc:8080"));
+        assert!(!filter.matches_upstream(Direction::Inbound, "voting-svc:8080"));
+        assert!(!filter.matches_upstream(Direction::Outbound, "web-svc:80"));
+        // Request-level terms are ignored, negated or not.
+        let filter = parse("!failed !status>=500 sidecar~nothing path~/x method=GET grpc=0");
+        assert!(filter.matches_upstream(Direction::Inbound, "web-svc:80"));
+        let filter = parse("!authority~VOTING direction!=inbound");
+        assert!(filter.matches_upstream(Direction::Outbound, "web-svc:80"));
+        assert!(!filter.matches_upstream(Direction::Outbound, "voting-svc:80"));
+        assert!(!filter.matches_upstream(Direction::Inbound, "web-svc:80"));
+    }
+
+    #[test]
+    fn unknown_fields_are_errors_naming_the_term() {
+        let err = "authority~x colour=red"
+            .parse::<FilterExpr>()
+            .expect_err("colour is not a field");
+        assert_eq!(err.term, "colour=red");
+        assert_eq!(err.kind, FilterErrorKind::UnknownField("colour".into()));
+        let message = err.to_string();
+        assert!(message.contains("colour=red"), "{message}");
+        assert!(message.contains("unknown field"), "{message}");
+        assert!(!message.contains('\n'), "one line: {message}");
+        assert_eq!(
+            error("nonsense"),
+            FilterErrorKind::UnknownField("nonsense".into())
+        );
+    }
+
+    #[test]
+    fn bad_operators_are_errors() {
+        assert!(matches!(
+            error("status~5"),
+            FilterErrorKind::BadOperator {
+                field: "status",
+                ..
+            }
+        ));
+        assert!(matches!(
+            error("direction~in"),
+            FilterErrorKind::BadOperator {
+                field: "direction",
+                ..
+            }
+        ));
+        assert!(matches!(
+            error("authority>a"),
+            FilterErrorKind::BadOperator {
+                field: "authority",
+                ..
+            }
+        ));
+        assert!(matches!(
+            error("status!500"),
+            FilterErrorKind::BadOperator {
+                field: "status",
+                ..
+            }
+        ));
+        assert!(matches!(
+            error("authority"),
+            FilterErrorKind::MissingOperator {
+                field: "authority",
+                ..
+            }
+        ));
+        assert_eq!(error("failed=1"), FilterErrorKind::FailedTakesNoValue);
+        assert_eq!(error("=500"), FilterErrorKind::MissingField);
+        assert_eq!(error("!"), FilterErrorKind::MissingField);
+        assert_eq!(error("!!failed"), FilterErrorKind::MissingField);
+        let message = error("status~5").to_string();
+        assert!(message.contains(">="), "lists the operators: {message}");
+    }
+
+    #[test]
+    fn non_numeric_values_are_errors() {
+        for expr in [
+            "status>=abc",
+            "status=5xx",
+            "status=-1",
+            "status=70000",
+            "grpc=ok",
+            "grpc=-2",
+            "latency>fast",
+            "latency>10m",
+            "latency>-1ms",
+            "latency>inf",
+            "latency>nan",
+            "latency>ms",
+            "status==500",
+        ] {
+            assert!(
+                matches!(error(expr), FilterErrorKind::BadValue { .. }),
+                "{expr}"
+            );
+        }
+        assert!(matches!(
+            error("direction=up"),
+            FilterErrorKind::BadValue { .. }
+        ));
+    }
+
+    #[test]
+    fn empty_values_are_errors() {
+        for expr in [
+            "authority~",
+            "status>=",
+            "latency<",
+            "direction=",
+            "!method=",
+        ] {
+            assert_eq!(error(expr), FilterErrorKind::EmptyValue, "{expr}");
+        }
+    }
+}

@@ -1,0 +1,525 @@
+//! The UI state of `meshtop attach` and its key handling; no terminal needed.
+//!
+//! [`UiState`] is everything the user chose (view, window, sort, filter,
+//! selections, overlays) and nothing the sidecars sent: that lives in the
+//! [`Model`]. [`UiState::handle_key`] reads the model only to know what is on
+//! screen (how many rows, which upstream is under the cursor), so the same
+//! key on the same model always gives the same state — which is what the
+//! state-machine tests rely on.
+
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+
+use super::filter::FilterExpr;
+use super::model::{Model, SortColumn, TapEntry, UpstreamKey, UpstreamRow, Window, sort_rows};
+
+/// The views, in the order of their number keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Tab {
+    #[default]
+    Upstreams,
+    Detail,
+    Errors,
+    Tap,
+    Sidecars,
+}
+
+impl Tab {
+    pub const ALL: [Tab; 5] = [
+        Tab::Upstreams,
+        Tab::Detail,
+        Tab::Errors,
+        Tab::Tap,
+        Tab::Sidecars,
+    ];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Tab::Upstreams => "Upstreams",
+            Tab::Detail => "Detail",
+            Tab::Errors => "Errors",
+            Tab::Tap => "Tap",
+            Tab::Sidecars => "Sidecars",
+        }
+    }
+
+    /// Position in [`Tab::ALL`], which is also its number key minus one.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    fn from_digit(digit: char) -> Option<Tab> {
+        let n = digit.to_digit(10)? as usize;
+        Tab::ALL.get(n.checked_sub(1)?).copied()
+    }
+
+    fn next(self) -> Tab {
+        Tab::ALL[(self.index() + 1) % Tab::ALL.len()]
+    }
+
+    fn previous(self) -> Tab {
+        Tab::ALL[(self.index() + Tab::ALL.len() - 1) % Tab::ALL.len()]
+    }
+}
+
+/// What the app should do after a key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// The key changed nothing.
+    None,
+    /// The state changed: draw now rather than at the next tick.
+    Redraw,
+    /// Leave the UI (the app restores the terminal).
+    Quit,
+}
+
+/// Cursor positions, one per view that has a list. Positions are indexes
+/// into what the view shows, clamped when the list shrinks.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Selection {
+    /// Row of the upstreams table (sorted as displayed).
+    pub upstream: usize,
+    /// The upstream under the cursor when it last moved: rows reorder as
+    /// rates change, and the cursor should stay on the same upstream rather
+    /// than on the same line.
+    pub upstream_key: Option<UpstreamKey>,
+    /// Row of the detail view's route table.
+    pub route: usize,
+    pub error: usize,
+    pub sidecar: usize,
+}
+
+/// Everything the user chose; see the module documentation.
+#[derive(Clone, Debug)]
+pub struct UiState {
+    pub tab: Tab,
+    pub window: Window,
+    pub sort: SortColumn,
+    pub reverse: bool,
+    /// The screen is frozen; the app keeps ingesting into the live model and
+    /// draws a snapshot taken when this turned on.
+    pub paused: bool,
+    pub failures_only: bool,
+    /// The filter in force (only replaced by a valid expression).
+    pub filter: FilterExpr,
+    /// The filter being typed after `/`; while `Some`, keys edit it.
+    pub filter_input: Option<String>,
+    /// Why the last expression entered was rejected, shown under the input.
+    pub filter_error: Option<String>,
+    pub help: bool,
+    pub selected: Selection,
+    /// The upstream the detail view shows (set by `enter`).
+    pub detail: Option<UpstreamKey>,
+    /// Where `esc` returns to from the detail view.
+    pub detail_from: Tab,
+    /// The tap shows the newest requests as they arrive.
+    pub tap_follow: bool,
+    /// The highlighted tap request when not following, as a tap sequence
+    /// number ([`Model::tap_first_seq`]): an index would drift as requests
+    /// arrive and old ones are evicted, a sequence number stays on the same
+    /// request.
+    pub tap_cursor: u64,
+    /// Rows PgUp/PgDn move; the app may set it from the terminal height.
+    pub page_rows: usize,
+    /// Requests are being recorded to a file (shows `● REC`).
+    pub recording: bool,
+    /// A one-off message for the status line (e.g. why a key did nothing),
+    /// cleared by the next key.
+    pub hint: Option<String>,
+}
+
+/// How far a movement key moves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Move {
+    Up(usize),
+    Down(usize),
+    Top,
+    Bottom,
+}
+
+impl Move {
+    /// The new position in a list of `len` entries.
+    fn apply(self, current: usize, len: usize) -> usize {
+        let last = len.saturating_sub(1);
+        match self {
+            Move::Up(n) => current.min(last).saturating_sub(n),
+            Move::Down(n) => current.saturating_add(n).min(last),
+            Move::Top => 0,
+            Move::Bottom => last,
+        }
+    }
+}
+
+impl UiState {
+    pub fn new(filter: FilterExpr) -> Self {
+        UiState {
+            tab: Tab::Upstreams,
+            window: Window::default(),
+            sort: SortColumn::default(),
+            reverse: false,
+            paused: false,
+            failures_only: false,
+            filter,
+            filter_input: None,
+            filter_error: None,
+            help: false,
+            selected: Selection::default(),
+            detail: None,
+            detail_from: Tab::Upstreams,
+            tap_follow: true,
+            tap_cursor: 0,
+            page_rows: 10,
+            recording: false,
+            hint: None,
+        }
+    }
+
+    /// Applies one key. `model` is what is on screen (the frozen snapshot
+    /// while paused), so that cursors move over the rows the user sees.
+    pub fn handle_key(&mut self, key: KeyEvent, model: &Model) -> Action {
+        if key.kind == KeyEventKind::Release {
+            return Action::None;
+        }
+        let had_hint = self.hint.take().is_some();
+        if key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c') {
+            return Action::Quit;
+        }
+        let action = if self.filter_input.is_some() {
+            self.edit_filter(key)
+        } else if self.help {
+            self.in_help(key)
+        } else {
+            self.command(key, model)
+        };
+        match action {
+            Action::None if had_hint => Action::Redraw,
+            action => action,
+        }
+    }
+
+    /// The rows of the upstreams table, in display order.
+    pub fn upstream_rows(&self, model: &Model) -> Vec<UpstreamRow> {
+        let mut rows = model.upstream_rows(self.window, &self.filter, self.failures_only);
+        sort_rows(&mut rows, self.sort, self.reverse);
+        rows
+    }
+
+    /// The cursor's row in `rows` (as returned by [`UiState::upstream_rows`]):
+    /// the remembered upstream if it is still listed, else the remembered
+    /// line, clamped.
+    pub fn selected_upstream(&self, rows: &[UpstreamRow]) -> Option<usize> {
+        if rows.is_empty() {
+            return None;
+        }
+        let by_key = self
+            .selected
+            .upstream_key
+            .as_ref()
+            .and_then(|key| rows.iter().position(|r| &r.key == key));
+        Some(by_key.unwrap_or(self.selected.upstream.min(rows.len() - 1)))
+    }
+
+    /// Whether a tap request is shown under the filter and failures-only.
+    pub fn tap_shows(&self, entry: &TapEntry) -> bool {
+        (!self.failures_only || entry.event.is_failure())
+            && self
+                .filter
+                .matches_request(&entry.event.sidecar, &entry.event)
+    }
+
+    /// The tap requests shown, oldest first, each with its sequence number.
+    pub fn tap_entries<'m>(&self, model: &'m Model) -> Vec<(u64, &'m TapEntry)> {
+        let first = model.tap_first_seq();
+        model
+            .tap()
+            .iter()
+            .zip(first..)
+            .filter(|(entry, _)| self.tap_shows(entry))
+            .map(|(entry, seq)| (seq, entry))
+            .collect()
+    }
+
+    /// The highlighted position in `entries` (from [`UiState::tap_entries`]):
+    /// the newest when following, else the cursor's request or the newest
+    /// shown request before it.
+    pub fn tap_selected(&self, entries: &[(u64, &TapEntry)]) -> Option<usize> {
+        if entries.is_empty() {
+            return None;
+        }
+        if self.tap_follow {
+            return Some(entries.len() - 1);
+        }
+        let after = entries.partition_point(|(seq, _)| *seq <= self.tap_cursor);
+        Some(after.saturating_sub(1))
+    }
+
+    fn in_help(&mut self, key: KeyEvent) -> Action {
+        match key.code {
+            KeyCode::Esc | KeyCode::Char('?') => {
+                self.help = false;
+                Action::Redraw
+            }
+            KeyCode::Char('q') => Action::Quit,
+            _ => Action::None,
+        }
+    }
+
+    fn edit_filter(&mut self, key: KeyEvent) -> Action {
+        let Some(input) = self.filter_input.as_mut() else {
+            return Action::None;
+        };
+        match key.code {
+            KeyCode::Esc => {
+                self.filter_input = None;
+                self.filter_error = None;
+            }
+            KeyCode::Enter => match input.parse::<FilterExpr>() {
+                Ok(filter) => {
+                    self.filter = filter;
+                    self.filter_input = None;
+                    self.filter_error = None;
+                }
+                // The previous filter stays in force; the input stays open
+                // so the user can fix the term the error names.
+                Err(err) => self.filter_error = Some(err.to_string()),
+            },
+            KeyCode::Backspace => {
+                input.pop();
+                self.filter_error = None;
+            }
+            KeyCode::Char('u') if key.modifiers.contains(KeyModifiers::CONTROL) => {
+                input.clear();
+                self.filter_error = None;
+            }
+            KeyCode::Char(c)
+                if !key
+                    .modifiers
+                    .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT) =>
+            {
+                input.push(c);
+                self.filter_error = None;
+            }
+            _ => return Action::None,
+        }
+        Action::Redraw
+    }
+
+    fn command(&mut self, key: KeyEvent, model: &Model) -> Action {
+        let page = self.page_rows.max(1);
+        match key.code {
+            KeyCode::Char('q') => return Action::Quit,
+            KeyCode::Char('?') => self.help = true,
+            KeyCode::Char('/') => {
+                self.filter_input = Some(self.filter.as_str().to_owned());
+                self.filter_error = None;
+            }
+            KeyCode::Char(' ') => self.paused = !self.paused,
+            KeyCode::Char('e') => self.failures_only = !self.failures_only,
+            KeyCode::Char('w') => self.window = self.window.next(),
+            KeyCode::Char('s') => self.sort = self.sort.next(),
+            KeyCode::Char('S') => self.reverse = !self.reverse,
+            KeyCode::Char('f') if self.tab == Tab::Tap => self.toggle_follow(model),
+            KeyCode::Char(c @ '1'..='5') => {
+                let Some(tab) = Tab::from_digit(c) else {
+                    return Action::None;
+                };
+                self.switch_to(tab, model);
+            }
+            KeyCode::Tab => self.cycle_tab(model, Tab::next),
+            KeyCode::BackTab => self.cycle_tab(model, Tab::previous),
+            KeyCode::Enter => self.drill_in(model),
+            KeyCode::Esc => {
+                if self.tab != Tab::Detail {
+                    return Action::None;
+                }
+                self.tab = self.detail_from;
+            }
+            KeyCode::Up | KeyCode::Char('k') => self.move_cursor(Move::Up(1), model),
+            KeyCode::Down | KeyCode::Char('j') => self.move_cursor(Move::Down(1), model),
+            KeyCode::PageUp => self.move_cursor(Move::Up(page), model),
+            KeyCode::PageDown => self.move_cursor(Move::Down(page), model),
+            KeyCode::Home | KeyCode::Char('g') => self.move_cursor(Move::Top, model),
+            KeyCode::End | KeyCode::Char('G') => self.move_cursor(Move::Bottom, model),
+            _ => return Action::None,
+        }
+        Action::Redraw
+    }
+
+    /// Switches view; the detail view needs an upstream to show, so without
+    /// one it stays where it is and says why.
+    fn switch_to(&mut self, tab: Tab, model: &Model) {
+        if tab != Tab::Detail {
+            self.tab = tab;
+            return;
+        }
+        if self.tab == Tab::Detail {
+            return;
+        }
+        let under_cursor = || {
+            let rows = self.upstream_rows(model);
+            self.selected_upstream(&rows).map(|i| rows[i].key.clone())
+        };
+        // From the upstreams table, `2` means "this one" like `enter`;
+        // elsewhere it returns to the upstream last drilled into.
+        let target = if self.tab == Tab::Upstreams {
+            under_cursor().or_else(|| self.detail.clone())
+        } else {
+            self.detail.clone().or_else(under_cursor)
+        };
+        match target {
+            Some(key) => self.open_detail(key),
+            None => {
+                self.hint =
+                    Some("no upstream selected: choose one in Upstreams (1) and press enter".into())
+            }
+        }
+    }
+
+    fn cycle_tab(&mut self, model: &Model, step: fn(Tab) -> Tab) {
+        let mut tab = step(self.tab);
+        if tab == Tab::Detail && self.detail.is_none() && self.upstream_rows(model).is_empty() {
+            tab = step(tab);
+        }
+        self.switch_to(tab, model);
+    }
+
+    fn open_detail(&mut self, key: UpstreamKey) {
+        if self.tab != Tab::Detail {
+            self.detail_from = self.tab;
+        }
+        if self.detail.as_ref() != Some(&key) {
+            self.selected.route = 0;
+        }
+        self.detail = Some(key);
+        self.tab = Tab::Detail;
+    }
+
+    fn drill_in(&mut self, model: &Model) {
+        let key = match self.tab {
+            Tab::Upstreams => {
+                let rows = self.upstream_rows(model);
+                self.selected_upstream(&rows).map(|i| rows[i].key.clone())
+            }
+            Tab::Errors => {
+                let errors = model.errors(&self.filter, None);
+                let last = errors.len().checked_sub(1);
+                last.map(|last| errors[self.selected.error.min(last)].key.upstream.clone())
+            }
+            Tab::Tap => {
+                let entries = self.tap_entries(model);
+                self.tap_selected(&entries).map(|i| UpstreamKey {
+                    direction: entries[i].1.event.direction,
+                    authority: entries[i].1.event.authority.clone(),
+                })
+            }
+            Tab::Detail | Tab::Sidecars => None,
+        };
+        match key {
+            Some(key) => self.open_detail(key),
+            None if matches!(self.tab, Tab::Upstreams | Tab::Errors | Tab::Tap) => {
+                self.hint = Some("nothing selected".into());
+            }
+            None => {}
+        }
+    }
+
+    fn move_cursor(&mut self, movement: Move, model: &Model) {
+        match self.tab {
+            Tab::Upstreams => {
+                let rows = self.upstream_rows(model);
+                let current = self.selected_upstream(&rows).unwrap_or(0);
+                let next = movement.apply(current, rows.len());
+                self.selected.upstream = next;
+                self.selected.upstream_key = rows.get(next).map(|r| r.key.clone());
+            }
+            Tab::Detail => {
+                let len = self
+                    .detail
+                    .as_ref()
+                    .map_or(0, |key| model.routes(key).len());
+                self.selected.route = movement.apply(self.selected.route, len);
+            }
+            Tab::Errors => {
+                let len = model.errors(&self.filter, None).len();
+                self.selected.error = movement.apply(self.selected.error, len);
+            }
+            Tab::Sidecars => {
+                self.selected.sidecar =
+                    movement.apply(self.selected.sidecar, model.sidecars().len());
+            }
+            Tab::Tap => self.move_tap_cursor(movement, model),
+        }
+    }
+
+    /// Scrolling up leaves follow mode (the view then stays on the same
+    /// requests while new ones arrive); reaching the newest again, by
+    /// scrolling down or `G`, resumes it.
+    fn move_tap_cursor(&mut self, movement: Move, model: &Model) {
+        let entries = self.tap_entries(model);
+        let Some(current) = self.tap_selected(&entries) else {
+            self.tap_follow = true;
+            return;
+        };
+        let next = movement.apply(current, entries.len());
+        if next + 1 == entries.len() && matches!(movement, Move::Down(_) | Move::Bottom) {
+            self.tap_follow = true;
+        } else {
+            self.tap_follow = false;
+            self.tap_cursor = entries[next].0;
+        }
+    }
+
+    fn toggle_follow(&mut self, model: &Model) {
+        if self.tap_follow {
+            // Stay on what is on screen now.
+            let entries = self.tap_entries(model);
+            self.tap_cursor = entries.last().map_or(0, |(seq, _)| *seq);
+            self.tap_follow = false;
+        } else {
+            self.tap_follow = true;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(code: KeyCode) -> KeyEvent {
+        KeyEvent::new(code, KeyModifiers::NONE)
+    }
+
+    #[test]
+    fn movements_stay_inside_the_list() {
+        assert_eq!(Move::Up(1).apply(0, 3), 0);
+        assert_eq!(Move::Down(5).apply(1, 3), 2);
+        assert_eq!(Move::Bottom.apply(0, 0), 0);
+        assert_eq!(Move::Up(1).apply(7, 3), 1);
+    }
+
+    #[test]
+    fn key_releases_are_ignored() {
+        let model = Model::new(Vec::new());
+        let mut ui = UiState::new(FilterExpr::default());
+        let mut release = key(KeyCode::Char('q'));
+        release.kind = KeyEventKind::Release;
+        assert_eq!(ui.handle_key(release, &model), Action::None);
+    }
+
+    #[test]
+    fn detail_without_any_upstream_stays_put_with_a_hint() {
+        let model = Model::new(Vec::new());
+        let mut ui = UiState::new(FilterExpr::default());
+        assert_eq!(
+            ui.handle_key(key(KeyCode::Char('2')), &model),
+            Action::Redraw
+        );
+        assert_eq!(ui.tab, Tab::Upstreams);
+        assert!(ui.hint.is_some());
+        ui.handle_key(key(KeyCode::Tab), &model);
+        assert_eq!(
+            ui.tab,
+            Tab::Errors,
+            "tab skips the detail view without an upstream"
+        );
+    }
+}

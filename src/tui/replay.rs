@@ -1,0 +1,241 @@
+//! Replay: feeds the entries of a recording to the model at the recorded
+//! pace (or as fast as possible), with pause, speed and seeking controlled
+//! from the UI. Replay is just another source: the views never know.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+
+use super::source::{FeedItem, FeedKind};
+use crate::telemetry::event::Message;
+
+/// One recorded message, ready to feed.
+#[derive(Clone, Debug)]
+pub struct ReplayEntry {
+    /// Time since the start of the recording.
+    pub t: Duration,
+    pub src: usize,
+    pub raw: Arc<str>,
+    /// The message, or why it is not a valid one (fed as `Invalid`).
+    pub message: Result<Message, String>,
+}
+
+/// Playback speed: a factor, or as fast as possible.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Speed {
+    Factor(f64),
+    Max,
+}
+
+impl Speed {
+    pub const MIN: f64 = 0.25;
+    pub const MAX: f64 = 64.0;
+
+    /// Twice as fast, up to 64×.
+    pub fn faster(self) -> Speed {
+        match self {
+            Speed::Factor(f) => Speed::Factor((f * 2.0).min(Speed::MAX)),
+            Speed::Max => Speed::Max,
+        }
+    }
+
+    /// Half as fast, down to 0.25×.
+    pub fn slower(self) -> Speed {
+        match self {
+            Speed::Factor(f) => Speed::Factor((f / 2.0).max(Speed::MIN)),
+            Speed::Max => Speed::Factor(Speed::MAX),
+        }
+    }
+
+    pub fn label(self) -> String {
+        match self {
+            Speed::Factor(f) => format!("{f}×"),
+            Speed::Max => "max".into(),
+        }
+    }
+}
+
+impl std::str::FromStr for Speed {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Speed, String> {
+        if s == "max" {
+            return Ok(Speed::Max);
+        }
+        let factor: f64 = s.trim_end_matches(['x', '×']).parse().map_err(|_| {
+            format!("invalid speed '{s}': expected a factor such as 0.5, 2 or 'max'")
+        })?;
+        if !(Speed::MIN..=Speed::MAX).contains(&factor) {
+            return Err(format!(
+                "invalid speed '{s}': between 0.25 and 64, or 'max'"
+            ));
+        }
+        Ok(Speed::Factor(factor))
+    }
+}
+
+/// What the UI asks of the player.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Control {
+    pub paused: bool,
+    pub speed: Speed,
+    /// Bumped on every seek, with the position to go to.
+    pub seek: Option<(u64, Duration)>,
+}
+
+/// Where the player is, for the progress bar.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Progress {
+    pub position: Duration,
+    pub length: Duration,
+    pub speed: Speed,
+    pub paused: bool,
+    pub finished: bool,
+}
+
+/// Plays `entries` (from `from` to `to`) into `tx`. Seeking backwards sends
+/// [`FeedKind::Reset`] first: the model is rebuilt from the start, as fast
+/// as possible, up to the new position. With `exit_when_done` the player
+/// returns (closing the feed) at the end; otherwise it waits for a seek.
+pub async fn play(
+    entries: Arc<Vec<ReplayEntry>>,
+    from: Duration,
+    to: Option<Duration>,
+    exit_when_done: bool,
+    tx: mpsc::Sender<FeedItem>,
+    mut control: watch::Receiver<Control>,
+    progress: watch::Sender<Progress>,
+) {
+    let length = entries.last().map_or(Duration::ZERO, |e| e.t);
+    let end = to.unwrap_or(length).min(length);
+    let mut position = from.min(end);
+    let mut next = entries.partition_point(|e| e.t < position);
+    let mut last_seek = None;
+    // Everything before `from` is fed at once, so the views show the state
+    // at `from` as the live session did.
+    let mut catch_up_to = Some(position);
+    if next > 0 {
+        for entry in &entries[..next] {
+            if send(&tx, entry).await.is_err() {
+                return;
+            }
+        }
+    }
+    loop {
+        let state = *control.borrow_and_update();
+        if let Some((id, target)) = state.seek
+            && last_seek != Some(id)
+        {
+            last_seek = Some(id);
+            let target = target.min(end);
+            if target < position {
+                if tx
+                    .send(FeedItem {
+                        source: 0,
+                        kind: FeedKind::Reset,
+                    })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                next = 0;
+            }
+            position = target;
+            catch_up_to = Some(target);
+        }
+        let _ = progress.send(Progress {
+            position,
+            length: end,
+            speed: state.speed,
+            paused: state.paused,
+            finished: next >= entries.len() || entries[next].t > end,
+        });
+        if let Some(up_to) = catch_up_to.take() {
+            while next < entries.len() && entries[next].t <= up_to {
+                if send(&tx, &entries[next]).await.is_err() {
+                    return;
+                }
+                next += 1;
+            }
+            continue;
+        }
+        let Some(entry) = entries.get(next).filter(|e| e.t <= end) else {
+            // Finished: wait for a seek (or for the UI to go away).
+            if exit_when_done || control.changed().await.is_err() {
+                return;
+            }
+            continue;
+        };
+        if state.paused {
+            if control.changed().await.is_err() {
+                return;
+            }
+            continue;
+        }
+        if let Speed::Factor(factor) = state.speed
+            && entry.t > position
+        {
+            let wait = (entry.t - position).div_f64(factor);
+            // Sleep in slices of at most 100 ms so the progress bar moves
+            // and controls apply promptly.
+            let slice = wait.min(Duration::from_millis(100));
+            tokio::select! {
+                _ = tokio::time::sleep(slice) => {
+                    position += slice.mul_f64(factor);
+                    if position < entry.t {
+                        continue;
+                    }
+                }
+                changed = control.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+            }
+        }
+        position = position.max(entry.t);
+        if send(&tx, entry).await.is_err() {
+            return;
+        }
+        next += 1;
+    }
+}
+
+async fn send(tx: &mpsc::Sender<FeedItem>, entry: &ReplayEntry) -> Result<(), ()> {
+    let kind = match &entry.message {
+        Ok(message) => FeedKind::Message {
+            message: message.clone(),
+            raw: entry.raw.clone(),
+        },
+        Err(reason) => FeedKind::Invalid {
+            reason: reason.clone(),
+        },
+    };
+    tx.send(FeedItem {
+        source: entry.src,
+        kind,
+    })
+    .await
+    .map_err(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn speeds_parse_and_step_within_bounds() {
+        assert_eq!("2".parse::<Speed>(), Ok(Speed::Factor(2.0)));
+        assert_eq!("0.5x".parse::<Speed>(), Ok(Speed::Factor(0.5)));
+        assert_eq!("max".parse::<Speed>(), Ok(Speed::Max));
+        assert!("0".parse::<Speed>().is_err());
+        assert!("100".parse::<Speed>().is_err());
+        assert!("fast".parse::<Speed>().is_err());
+        assert_eq!(Speed::Factor(64.0).faster(), Speed::Factor(64.0));
+        assert_eq!(Speed::Factor(0.25).slower(), Speed::Factor(0.25));
+        assert_eq!(Speed::Factor(1.0).faster(), Speed::Factor(2.0));
+    }
+}

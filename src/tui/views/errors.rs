@@ -1,0 +1,108 @@
+//! View 3, Errors: every failure grouped by upstream and kind (HTTP status,
+//! grpc-status or error), with its count, when it was last seen, and an
+//! example path and grpc-message; the selected group in full below.
+
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Style, Stylize};
+use ratatui::text::Line;
+use ratatui::widgets::{Block, Borders, Paragraph, Widget, Wrap};
+
+use super::clock;
+use super::grid::{ALWAYS, Column, Grid, GridRow};
+use super::{direction_header, direction_label};
+use crate::tui::input::UiState;
+use crate::tui::model::{ErrorRow, Model};
+
+/// Paths and messages are cut sooner than authorities.
+const TEXT_MIN: usize = 16;
+
+pub struct ErrorsView<'a> {
+    pub model: &'a Model,
+    pub ui: &'a UiState,
+}
+
+impl Widget for &ErrorsView<'_> {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        let rows = self.model.errors(&self.ui.filter, None);
+        let selected = rows
+            .len()
+            .checked_sub(1)
+            .map(|last| self.ui.selected.error.min(last));
+        let (table, detail) = if area.height >= 10 {
+            let [table, detail] =
+                Layout::vertical([Constraint::Min(0), Constraint::Length(5)]).areas(area);
+            (table, Some(detail))
+        } else {
+            (area, None)
+        };
+        error_grid(&rows, true, area.width)
+            .selected(selected)
+            .render(table, buf);
+        let (Some(detail), Some(row)) = (detail, selected.map(|i| &rows[i])) else {
+            return;
+        };
+        let upstream = &row.key.upstream;
+        let lines = vec![
+            Line::from(format!("{} {}", upstream.direction, upstream.authority)).bold(),
+            Line::from(format!(
+                "{} × {}, the last at {}",
+                row.key.kind, row.count, row.last_seen
+            )),
+            Line::from(format!(
+                "path: {}",
+                row.example_path.as_deref().unwrap_or("-")
+            )),
+            Line::from(format!(
+                "grpc-message: {}",
+                row.example_message.as_deref().unwrap_or("-")
+            )),
+        ];
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(Block::new().borders(Borders::TOP).title(" selected "))
+            .render(detail, buf);
+    }
+}
+
+/// Failure groups as a table; `with_upstream` adds the upstream's columns
+/// (this view lists every upstream, the detail view one).
+pub fn error_grid(rows: &[ErrorRow], with_upstream: bool, width: u16) -> Grid<'static> {
+    let mut columns = Vec::new();
+    if with_upstream {
+        columns.push(Column::text(direction_header(width), 4));
+        columns.push(Column::text("UPSTREAM", ALWAYS).fill().middle());
+    }
+    columns.extend([
+        Column::text("KIND", ALWAYS),
+        Column::number("COUNT", ALWAYS),
+        Column::text("LAST SEEN", 3),
+        Column::text("PATH", 2).fill(),
+        Column::text("GRPC-MESSAGE", 1).fill(),
+    ]);
+    let grid_rows = rows
+        .iter()
+        .map(|row| {
+            let mut cells = Vec::new();
+            if with_upstream {
+                let upstream = &row.key.upstream;
+                cells.push(direction_label(upstream.direction, width).to_owned());
+                cells.push(upstream.authority.clone());
+            }
+            cells.extend([
+                row.key.kind.to_string(),
+                row.count.to_string(),
+                clock(&row.last_seen, false).to_owned(),
+                row.example_path.clone().unwrap_or_else(|| "-".into()),
+                row.example_message.clone().unwrap_or_else(|| "-".into()),
+            ]);
+            GridRow {
+                cells,
+                style: Style::new().red(),
+            }
+        })
+        .collect();
+    Grid::new(columns, grid_rows)
+        .empty("no failures")
+        .fill_min(TEXT_MIN)
+}

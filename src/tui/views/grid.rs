@@ -1,0 +1,343 @@
+//! The table every view draws with: it fits its columns to the width it
+//! gets, so one view reads well at 80 columns and at 200.
+//!
+//! Each column is as wide as its widest cell; fill columns (authorities,
+//! paths) share what is left. While the columns do not fit, the least
+//! important is dropped, and long text is cut with `…` (in the middle for
+//! authorities, which keeps the port).
+
+use std::borrow::Cow;
+use std::cmp::Reverse;
+
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Constraint, Rect};
+use ratatui::style::{Color, Modifier, Style, Stylize};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Cell, HighlightSpacing, Row, StatefulWidget, Table, TableState, Widget};
+
+/// `keep` of a column that is never dropped.
+pub const ALWAYS: u8 = u8::MAX;
+/// Fill columns are not squeezed below this while another column can be
+/// dropped instead (unless the grid says otherwise).
+const FILL_MIN: usize = 20;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Align {
+    Left,
+    Right,
+}
+
+/// A column of a [`Grid`].
+pub struct Column {
+    header: String,
+    align: Align,
+    /// Shares the width the other columns leave.
+    fill: bool,
+    /// While the table does not fit, columns are dropped lowest `keep`
+    /// first; [`ALWAYS`] columns never are.
+    keep: u8,
+    /// Long text is cut in the middle rather than at the end.
+    middle: bool,
+}
+
+impl Column {
+    pub fn text(header: &str, keep: u8) -> Column {
+        Column {
+            header: header.to_owned(),
+            align: Align::Left,
+            fill: false,
+            keep,
+            middle: false,
+        }
+    }
+
+    /// Right-aligned, so that digits line up.
+    pub fn number(header: &str, keep: u8) -> Column {
+        Column {
+            align: Align::Right,
+            ..Column::text(header, keep)
+        }
+    }
+
+    pub fn fill(self) -> Column {
+        Column { fill: true, ..self }
+    }
+
+    pub fn middle(self) -> Column {
+        Column {
+            middle: true,
+            ..self
+        }
+    }
+}
+
+pub struct GridRow {
+    pub cells: Vec<String>,
+    pub style: Style,
+}
+
+/// A table fitted to its width; see the module documentation.
+pub struct Grid<'a> {
+    pub columns: Vec<Column>,
+    pub rows: Vec<GridRow>,
+    pub selected: Option<usize>,
+    /// Reserves the column of the `>` selection mark.
+    pub selectable: bool,
+    /// Said under the header when there are no rows.
+    pub empty: &'a str,
+    /// Overrides [`FILL_MIN`].
+    pub fill_min: Option<usize>,
+}
+
+impl<'a> Grid<'a> {
+    pub fn new(columns: Vec<Column>, rows: Vec<GridRow>) -> Self {
+        Grid {
+            columns,
+            rows,
+            selected: None,
+            selectable: false,
+            empty: "",
+            fill_min: None,
+        }
+    }
+
+    /// With a cursor (a reserved mark column even when nothing is selected,
+    /// so that columns do not shift as the selection comes and goes).
+    pub fn selected(self, selected: Option<usize>) -> Self {
+        Grid {
+            selected,
+            selectable: true,
+            ..self
+        }
+    }
+
+    pub fn empty(self, empty: &'a str) -> Self {
+        Grid { empty, ..self }
+    }
+
+    pub fn fill_min(self, fill_min: usize) -> Self {
+        Grid {
+            fill_min: Some(fill_min),
+            ..self
+        }
+    }
+
+    /// The shown columns and their widths, for a table `width` wide.
+    fn fit(&self, width: usize) -> Vec<(usize, usize)> {
+        let fill_min = self.fill_min.unwrap_or(FILL_MIN);
+        let mut natural: Vec<usize> = self.columns.iter().map(|c| text_width(&c.header)).collect();
+        for row in &self.rows {
+            for (w, cell) in natural.iter_mut().zip(&row.cells) {
+                *w = (*w).max(text_width(cell));
+            }
+        }
+        let mut shown: Vec<usize> = (0..self.columns.len()).collect();
+        let needed = |shown: &[usize]| -> usize {
+            let widths = shown.iter().map(|&c| {
+                if self.columns[c].fill {
+                    natural[c].min(fill_min)
+                } else {
+                    natural[c]
+                }
+            });
+            widths.sum::<usize>() + shown.len().saturating_sub(1)
+        };
+        while needed(&shown) > width {
+            // The least important; of equals, the rightmost.
+            let droppable = shown
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| self.columns[**c].keep != ALWAYS)
+                .min_by_key(|(_, c)| (self.columns[**c].keep, Reverse(**c)))
+                .map(|(position, _)| position);
+            let Some(position) = droppable else {
+                break;
+            };
+            shown.remove(position);
+        }
+        let fixed: usize = shown
+            .iter()
+            .filter(|&&c| !self.columns[c].fill)
+            .map(|&c| natural[c])
+            .sum();
+        let mut spare = width.saturating_sub(fixed + shown.len().saturating_sub(1));
+        // Narrow fill columns take what they need, the widest the rest.
+        let mut fills: Vec<usize> = shown
+            .iter()
+            .copied()
+            .filter(|&c| self.columns[c].fill)
+            .collect();
+        fills.sort_by_key(|&c| (natural[c], c));
+        let mut widths = natural;
+        let count = fills.len();
+        for (i, &c) in fills.iter().enumerate() {
+            let share = if i + 1 == count {
+                spare
+            } else {
+                widths[c].min(spare / (count - i))
+            };
+            widths[c] = share;
+            spare -= share;
+        }
+        shown.into_iter().map(|c| (c, widths[c])).collect()
+    }
+}
+
+impl Widget for Grid<'_> {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        if area.is_empty() {
+            return;
+        }
+        let mark = usize::from(self.selectable);
+        let layout = self.fit(usize::from(area.width).saturating_sub(mark));
+        let cell = |text: &str, column: usize, width: usize| -> Cell<'static> {
+            let spec = &self.columns[column];
+            let line = Line::from(cut(text, width, spec.middle).into_owned());
+            Cell::from(if spec.align == Align::Right {
+                line.right_aligned()
+            } else {
+                line
+            })
+        };
+        let header = Row::new(
+            layout
+                .iter()
+                .map(|&(c, w)| cell(&self.columns[c].header, c, w)),
+        )
+        .style(
+            Style::new()
+                .add_modifier(Modifier::BOLD)
+                .fg(Color::White)
+                .bg(Color::DarkGray),
+        );
+        let rows = self.rows.iter().map(|row| {
+            let cells = layout
+                .iter()
+                .map(|&(c, w)| cell(row.cells.get(c).map_or("", String::as_str), c, w));
+            Row::new(cells).style(row.style)
+        });
+        let widths = layout
+            .iter()
+            .map(|&(_, w)| Constraint::Length(u16::try_from(w).unwrap_or(u16::MAX)));
+        let mut table = Table::new(rows, widths).header(header).column_spacing(1);
+        if self.selectable {
+            table = table
+                .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED))
+                .highlight_symbol(">")
+                .highlight_spacing(HighlightSpacing::Always);
+        }
+        // A fresh state each frame: the table scrolls just enough to show
+        // the selected row, which is all the views need.
+        let mut state = TableState::default().with_selected(self.selected);
+        StatefulWidget::render(table, area, buf, &mut state);
+        if self.rows.is_empty() && area.height > 1 {
+            let below = Rect {
+                y: area.y + 1,
+                height: 1,
+                ..area
+            };
+            Line::from(format!(" {}", self.empty))
+                .dim()
+                .render(below, buf);
+        }
+    }
+}
+
+/// Columns `text` takes on a terminal.
+pub fn text_width(text: &str) -> usize {
+    Span::raw(text).width()
+}
+
+fn char_width(c: char) -> usize {
+    let mut bytes = [0; 4];
+    text_width(c.encode_utf8(&mut bytes))
+}
+
+/// `text` in at most `width` columns, cut at the end (or in the middle)
+/// with `…`.
+pub fn cut(text: &str, width: usize, middle: bool) -> Cow<'_, str> {
+    if text_width(text) <= width {
+        return Cow::Borrowed(text);
+    }
+    if width == 0 {
+        return Cow::Borrowed("");
+    }
+    let budget = width - 1;
+    let (head_budget, tail_budget) = if middle {
+        (budget - budget / 2, budget / 2)
+    } else {
+        (budget, 0)
+    };
+    let mut head = String::new();
+    let mut used = 0;
+    for c in text.chars() {
+        let w = char_width(c);
+        if used + w > head_budget {
+            break;
+        }
+        used += w;
+        head.push(c);
+    }
+    let mut tail: Vec<char> = Vec::new();
+    let mut used = 0;
+    for c in text.chars().rev() {
+        let w = char_width(c);
+        if used + w > tail_budget {
+            break;
+        }
+        used += w;
+        tail.push(c);
+    }
+    head.push('…');
+    head.extend(tail.into_iter().rev());
+    Cow::Owned(head)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_cut_to_its_width() {
+        assert_eq!(cut("voting-svc:8080", 20, false), "voting-svc:8080");
+        assert_eq!(cut("voting-svc:8080", 8, false), "voting-…");
+        assert_eq!(cut("voting-svc.emojivoto:8080", 11, true), "votin…:8080");
+        assert_eq!(cut("漢字漢字", 5, false), "漢字…");
+        assert_eq!(cut("abc", 0, true), "");
+        assert_eq!(cut("abc", 1, true), "…");
+    }
+
+    #[test]
+    fn columns_are_dropped_least_important_first() {
+        let grid = Grid::new(
+            vec![
+                Column::text("NAME", ALWAYS).fill(),
+                Column::number("A", 1),
+                Column::number("B", 2),
+            ],
+            vec![GridRow {
+                cells: vec!["x".repeat(40), "1".into(), "2".into()],
+                style: Style::new(),
+            }],
+        );
+        assert_eq!(grid.fit(100), vec![(0, 96), (1, 1), (2, 1)]);
+        assert_eq!(grid.fit(22), vec![(0, 20), (2, 1)]);
+        assert_eq!(grid.fit(3), vec![(0, 3)]);
+        assert_eq!(grid.fit(0), vec![(0, 0)]);
+    }
+
+    #[test]
+    fn narrow_fill_columns_take_what_they_need_and_the_widest_the_rest() {
+        let grid = Grid::new(
+            vec![
+                Column::text("LONG", ALWAYS).fill(),
+                Column::text("SHORT", ALWAYS).fill(),
+            ],
+            vec![GridRow {
+                cells: vec!["x".repeat(60), "/health".into()],
+                style: Style::new(),
+            }],
+        );
+        assert_eq!(grid.fit(50), vec![(0, 42), (1, 7)]);
+    }
+}

@@ -1,0 +1,187 @@
+//! View 5, Sidecars: every attached target with its connection state, who
+//! the sidecar says it is, its uptime, event rate, drops, restarts and
+//! invalid messages; the selected one in full below.
+
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Style, Stylize};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Paragraph, Widget, Wrap};
+
+use super::grid::{ALWAYS, Column, Grid, GridRow};
+use crate::tui::input::UiState;
+use crate::tui::model::{Model, SidecarState, SourceState, unix_seconds};
+
+/// States and invalid-message reasons are cut early: the pane below the
+/// table has them in full.
+const TEXT_MIN: usize = 12;
+
+pub struct SidecarsView<'a> {
+    pub model: &'a Model,
+    pub ui: &'a UiState,
+}
+
+impl Widget for &SidecarsView<'_> {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        let (model, ui) = (self.model, self.ui);
+        let sidecars = model.sidecars();
+        let selected = sidecars
+            .len()
+            .checked_sub(1)
+            .map(|last| ui.selected.sidecar.min(last));
+        let rows = sidecars
+            .iter()
+            .map(|s| {
+                let hello = s.hello.as_ref().map(|h| &h.sidecar);
+                let or_dash = |value: Option<String>| value.unwrap_or_else(|| "-".into());
+                GridRow {
+                    cells: vec![
+                        short_target(&s.target).to_owned(),
+                        s.state.label(),
+                        s.name().to_owned(),
+                        or_dash(hello.and_then(|h| h.namespace.clone())),
+                        or_dash(hello.map(|h| h.version.clone())),
+                        uptime(s, model.now_sec()),
+                        s.events_per_sec.to_string(),
+                        s.dropped.to_string(),
+                        s.restarts.to_string(),
+                        s.invalid.to_string(),
+                        or_dash(s.last_invalid.clone()),
+                    ],
+                    style: state_style(&s.state),
+                }
+            })
+            .collect();
+        let (table, detail) = if area.height >= 10 {
+            let [table, detail] =
+                Layout::vertical([Constraint::Min(0), Constraint::Length(5)]).areas(area);
+            (table, Some(detail))
+        } else {
+            (area, None)
+        };
+        let columns = vec![
+            Column::text("TARGET", ALWAYS),
+            Column::text("STATE", ALWAYS).fill(),
+            Column::text("NAME", ALWAYS),
+            Column::text("NAMESPACE", 4),
+            Column::text("VERSION", 3),
+            Column::number("UPTIME", 6),
+            Column::number("EVENTS/S", 7),
+            Column::number("DROPPED", 8),
+            Column::number("RESTARTS", 2),
+            Column::number("INVALID", 5),
+            Column::text("LAST INVALID", 1).fill(),
+        ];
+        Grid::new(columns, rows)
+            .selected(selected)
+            .empty("no targets")
+            .fill_min(TEXT_MIN)
+            .render(table, buf);
+        if let (Some(detail), Some(sidecar)) = (detail, selected.map(|i| &sidecars[i])) {
+            sidecar_detail(sidecar).render(detail, buf);
+        }
+    }
+}
+
+/// `127.0.0.1:15090` for the usual `ws://127.0.0.1:15090/events`; other
+/// targets as they are.
+fn short_target(target: &str) -> &str {
+    target
+        .strip_prefix("ws://")
+        .and_then(|rest| rest.strip_suffix("/events"))
+        .unwrap_or(target)
+}
+
+fn state_style(state: &SourceState) -> Style {
+    match state {
+        SourceState::Live => Style::new().green(),
+        SourceState::Connecting | SourceState::Reconnecting { .. } => Style::new().yellow(),
+        SourceState::Failed { .. } => Style::new().red(),
+    }
+}
+
+fn sidecar_detail(sidecar: &SidecarState) -> Paragraph<'_> {
+    let mut lines = vec![Line::from(vec![
+        Span::raw(format!("{} ", sidecar.target)).bold(),
+        Span::styled(sidecar.state.label(), state_style(&sidecar.state)),
+    ])];
+    if let Some(hello) = &sidecar.hello {
+        let listeners: Vec<String> = hello
+            .listeners
+            .iter()
+            .map(|l| {
+                let target = l.target.as_deref().unwrap_or("original destination");
+                format!("{} {} → {target}", l.direction, l.addr)
+            })
+            .collect();
+        let listeners = if listeners.is_empty() {
+            "-".to_owned()
+        } else {
+            listeners.join(", ")
+        };
+        lines.push(Line::from(format!(
+            "started {}; listeners: {listeners}",
+            hello.sidecar.started_at
+        )));
+    }
+    let last_invalid = sidecar
+        .last_invalid
+        .as_deref()
+        .map(|reason| format!(", the last: {reason}"))
+        .unwrap_or_default();
+    lines.push(Line::from(format!(
+        "{} events received; {} invalid messages{last_invalid}",
+        sidecar.events, sidecar.invalid
+    )));
+    Paragraph::new(lines)
+        .wrap(Wrap { trim: false })
+        .block(Block::new().borders(Borders::TOP).title(" selected "))
+}
+
+/// Time since the sidecar's `started_at`, on the model clock.
+fn uptime(sidecar: &SidecarState, now_sec: Option<i64>) -> String {
+    let hello = sidecar.hello.as_ref();
+    let started = hello.and_then(|h| unix_seconds(&h.sidecar.started_at));
+    match (started, now_sec) {
+        (Some(started), Some(now)) if now >= started => format_duration(now - started),
+        _ => "-".into(),
+    }
+}
+
+/// `45s`, `12m05s`, `3h04m`, `2d03h`.
+fn format_duration(seconds: i64) -> String {
+    let (d, h, m, s) = (
+        seconds / 86_400,
+        seconds / 3_600 % 24,
+        seconds / 60 % 60,
+        seconds % 60,
+    );
+    match seconds {
+        ..60 => format!("{s}s"),
+        60..3_600 => format!("{m}m{s:02}s"),
+        3_600..86_400 => format!("{h}h{m:02}m"),
+        _ => format!("{d}d{h:02}h"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_compact() {
+        assert_eq!(format_duration(59), "59s");
+        assert_eq!(format_duration(725), "12m05s");
+        assert_eq!(format_duration(3_725), "1h02m");
+        assert_eq!(format_duration(2 * 86_400 + 3 * 3_600), "2d03h");
+    }
+
+    #[test]
+    fn usual_targets_are_shortened() {
+        assert_eq!(
+            short_target("ws://127.0.0.1:15090/events"),
+            "127.0.0.1:15090"
+        );
+        assert_eq!(short_target("ws://web:15090/other"), "ws://web:15090/other");
+    }
+}

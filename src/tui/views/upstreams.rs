@@ -1,0 +1,177 @@
+//! View 1, Upstreams: one row per (direction, authority) with rates,
+//! success and latency over the window, and the selected row's requests
+//! per second.
+
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Style, Stylize};
+use ratatui::widgets::{Block, Borders, Sparkline, SparklineBar, Widget};
+
+use super::grid::{ALWAYS, Column, Grid, GridRow};
+use super::{SUCCESS_RED, SUCCESS_YELLOW, direction_header, direction_label};
+use crate::tui::input::UiState;
+use crate::tui::model::{
+    HISTORY_SECONDS, Model, SortColumn, UpstreamRow, format_latency, format_rps, format_success,
+};
+
+/// Above this p99 (microseconds) a row is yellow.
+const SLOW_P99_US: u64 = 1_000_000;
+/// Authorities are what the table is about: columns go before they are
+/// squeezed below this.
+const AUTHORITY_MIN: usize = 26;
+
+pub struct UpstreamsView<'a> {
+    pub model: &'a Model,
+    pub ui: &'a UiState,
+}
+
+impl Widget for &UpstreamsView<'_> {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        let (model, ui) = (self.model, self.ui);
+        let rows = ui.upstream_rows(model);
+        let selected = ui.selected_upstream(&rows);
+        // The sparkline takes a third of the height once the table keeps
+        // a few rows.
+        let (table_area, spark_area) = if area.height >= 10 {
+            let spark = (area.height / 3).clamp(4, 12);
+            let [table, spark] =
+                Layout::vertical([Constraint::Min(0), Constraint::Length(spark)]).areas(area);
+            (table, Some(spark))
+        } else {
+            (area, None)
+        };
+        let empty = if model.now_sec().is_none() {
+            "waiting for the first stats from the sidecars…"
+        } else {
+            "no upstream matches (see the filter, and e for failures only)"
+        };
+        upstream_grid(&rows, ui, area.width)
+            .selected(selected)
+            .empty(empty)
+            .fill_min(AUTHORITY_MIN)
+            .render(table_area, buf);
+        if let Some(spark_area) = spark_area {
+            RateSparkline {
+                model,
+                row: selected.map(|i| &rows[i]),
+            }
+            .render(spark_area, buf);
+        }
+    }
+}
+
+fn upstream_grid(rows: &[UpstreamRow], ui: &UiState, width: u16) -> Grid<'static> {
+    let columns = SortColumn::ALL
+        .iter()
+        .map(|&column| {
+            let keep = match column {
+                SortColumn::Direction => 6,
+                SortColumn::P50 => 4,
+                SortColumn::P90 => 2,
+                SortColumn::Max => 1,
+                SortColumn::Requests => 3,
+                SortColumn::Failures => 5,
+                SortColumn::Authority | SortColumn::Rps | SortColumn::Success | SortColumn::P99 => {
+                    ALWAYS
+                }
+            };
+            // The column the rows are sorted by stays in view, marked.
+            let (keep, mark) = if column == ui.sort {
+                let up = ascending(column) != ui.reverse;
+                (ALWAYS, if up { "▲" } else { "▼" })
+            } else {
+                (keep, "")
+            };
+            let header = match column {
+                SortColumn::Direction => direction_header(width),
+                column => column.header(),
+            };
+            let header = format!("{header}{mark}");
+            match column {
+                SortColumn::Direction => Column::text(&header, keep),
+                SortColumn::Authority => Column::text(&header, keep).fill().middle(),
+                _ => Column::number(&header, keep),
+            }
+        })
+        .collect();
+    let rows = rows
+        .iter()
+        .map(|row| GridRow {
+            cells: vec![
+                direction_label(row.key.direction, width).to_owned(),
+                row.key.authority.clone(),
+                format_rps(row.rps),
+                format_success(row.success),
+                format_latency(row.p50),
+                format_latency(row.p90),
+                format_latency(row.p99),
+                format_latency(row.max),
+                row.requests.to_string(),
+                row.failures.to_string(),
+            ],
+            style: upstream_style(row),
+        })
+        .collect();
+    Grid::new(columns, rows)
+}
+
+/// Whether `sort_rows` puts the smallest first for this column (unreversed).
+fn ascending(column: SortColumn) -> bool {
+    matches!(
+        column,
+        SortColumn::Direction | SortColumn::Authority | SortColumn::Success
+    )
+}
+
+/// Red below 95 % success; yellow below 99 % or with a p99 over a second.
+fn upstream_style(row: &UpstreamRow) -> Style {
+    match row.success {
+        Some(s) if s < SUCCESS_RED => Style::new().red(),
+        Some(s) if s < SUCCESS_YELLOW => Style::new().yellow(),
+        _ if row.p99.is_some_and(|p| p > SLOW_P99_US) => Style::new().yellow(),
+        _ => Style::new(),
+    }
+}
+
+/// Requests per second of one upstream, a bar per second up to the model
+/// clock, seconds with failures in red.
+struct RateSparkline<'a> {
+    model: &'a Model,
+    row: Option<&'a UpstreamRow>,
+}
+
+impl Widget for RateSparkline<'_> {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        let Some(row) = self.row else {
+            Block::new()
+                .borders(Borders::TOP)
+                .title(" requests/s: no upstream selected ")
+                .render(area, buf);
+            return;
+        };
+        let seconds = usize::from(area.width).min(HISTORY_SECONDS);
+        let history = self.model.rate_history(&row.key, seconds);
+        let peak = history
+            .iter()
+            .map(|(requests, _)| *requests)
+            .max()
+            .unwrap_or(0);
+        let title = format!(
+            " requests/s {} {}, last {seconds}s, peak {peak} ",
+            row.key.direction, row.key.authority
+        );
+        let bars = history.iter().map(|&(requests, failures)| {
+            let bar = SparklineBar::from(requests);
+            if failures > 0 {
+                bar.style(Some(Style::new().red()))
+            } else {
+                bar
+            }
+        });
+        Sparkline::default()
+            .block(Block::new().borders(Borders::TOP).title(title))
+            .data(bars)
+            .cyan()
+            .render(area, buf);
+    }
+}

@@ -1,0 +1,421 @@
+//! The model merges what several sidecars send: exact rates, success rates
+//! and percentiles from their `stats`, and routes, errors and the tap from
+//! their request events; it survives restarts and invalid input.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use meshtop::telemetry::event::{
+    Dropped, Hello, Message, RequestEvent, SidecarDesc, Stats, StatusClasses, UpstreamStats,
+    timestamp,
+};
+use meshtop::telemetry::stats::{encode_histogram, new_latency_histogram};
+use meshtop::telemetry::{Direction, ErrorKind, HttpProtocol};
+use meshtop::tui::filter::FilterExpr;
+use meshtop::tui::model::{FailureKind, Model, SourceState, UpstreamKey, Window, headless_table};
+use meshtop::tui::source::{FeedItem, FeedKind};
+
+/// 2026-11-30T00:00:00Z.
+const T0: u64 = 1_795_996_800;
+
+fn ts(sec: u64) -> String {
+    timestamp(UNIX_EPOCH + Duration::from_secs(sec))
+}
+
+fn hello(name: &str, started_at: u64) -> Message {
+    Message::Hello(Hello {
+        schema: 1,
+        sidecar: SidecarDesc {
+            name: name.into(),
+            namespace: Some("emojivoto".into()),
+            version: "0.1.0".into(),
+            started_at: ts(started_at),
+        },
+        listeners: Vec::new(),
+    })
+}
+
+/// Stats for one upstream at second `sec` with these durations (µs) and
+/// this many failures.
+fn stats(sidecar: &str, sec: u64, authority: &str, durations: &[u64], failures: u64) -> Message {
+    let mut latency = new_latency_histogram();
+    for d in durations {
+        latency.record(*d).expect("in range");
+    }
+    let mut status = StatusClasses::default();
+    status.add(200, durations.len() as u64 - failures);
+    status.add(500, failures);
+    Message::Stats(Stats {
+        ts: ts(sec),
+        sidecar: sidecar.into(),
+        interval_ms: 1000,
+        upstreams: vec![UpstreamStats {
+            direction: Direction::Outbound,
+            authority: authority.into(),
+            requests: durations.len() as u64,
+            failures,
+            status,
+            grpc_status: Default::default(),
+            errors: Default::default(),
+            req_bytes: 0,
+            resp_bytes: 0,
+            latency: encode_histogram(&latency),
+        }],
+    })
+}
+
+fn request(
+    sidecar: &str,
+    authority: &str,
+    path: &str,
+    status: u16,
+    grpc: Option<u32>,
+    error: Option<ErrorKind>,
+) -> Message {
+    Message::Request(RequestEvent {
+        ts: ts(T0),
+        sidecar: sidecar.into(),
+        direction: Direction::Outbound,
+        protocol: if grpc.is_some() {
+            HttpProtocol::Grpc
+        } else {
+            HttpProtocol::Http1
+        },
+        client: "10.0.0.1:1000".into(),
+        server: Some("10.0.0.2:8080".into()),
+        authority: authority.into(),
+        method: Some(if grpc.is_some() { "POST" } else { "GET" }.into()),
+        path: Some(path.into()),
+        status: Some(status),
+        grpc_status: grpc,
+        grpc_message: grpc.filter(|g| *g != 0).map(|_| "ERROR".into()),
+        error,
+        duration_ms: 1.5,
+        ttfb_ms: Some(1.0),
+        req_bytes: 0,
+        resp_bytes: 10,
+        headers: None,
+    })
+}
+
+fn voting() -> UpstreamKey {
+    UpstreamKey {
+        direction: Direction::Outbound,
+        authority: "voting-svc.emojivoto:8080".into(),
+    }
+}
+
+#[test]
+fn stats_from_several_sidecars_merge_into_exact_rates_and_percentiles() {
+    let mut model = Model::new(["a".to_string(), "b".to_string()]);
+    model.ingest_message(0, &hello("web-1", T0 - 100));
+    model.ingest_message(1, &hello("web-2", T0 - 100));
+    let mut all = new_latency_histogram();
+    let mut total = 0u64;
+    for s in 0..10u64 {
+        // Sidecar a: fast requests; sidecar b: slow ones and failures.
+        let fast: Vec<u64> = (0..20).map(|i| 500 + i * 37 + s).collect();
+        let slow: Vec<u64> = (0..5).map(|i| 40_000 + i * 1_013 + s * 7).collect();
+        model.ingest_message(
+            0,
+            &stats("web-1", T0 + s, "voting-svc.emojivoto:8080", &fast, 0),
+        );
+        model.ingest_message(
+            1,
+            &stats("web-2", T0 + s, "voting-svc.emojivoto:8080", &slow, 1),
+        );
+        for d in fast.iter().chain(&slow) {
+            all.record(*d).expect("in range");
+        }
+        total += 25;
+    }
+    let row = model
+        .upstream_row(&voting(), Window::TenSeconds)
+        .expect("a row");
+    assert_eq!(row.requests, total);
+    assert_eq!(row.failures, 10);
+    assert_eq!(row.rps, 25.0);
+    assert_eq!(row.success, Some(1.0 - 10.0 / 250.0));
+    assert_eq!(
+        row.p50,
+        Some(all.value_at_quantile(0.5)),
+        "exact p50 across sidecars"
+    );
+    assert_eq!(row.p90, Some(all.value_at_quantile(0.9)));
+    assert_eq!(row.p99, Some(all.value_at_quantile(0.99)));
+    assert_eq!(row.max, Some(all.max()));
+
+    // Five more seconds: the 10 s window drops the first five, exactly.
+    let mut recent = new_latency_histogram();
+    for s in 10..15u64 {
+        let durations: Vec<u64> = (0..10).map(|i| 2_000 + i * 11).collect();
+        model.ingest_message(
+            0,
+            &stats("web-1", T0 + s, "voting-svc.emojivoto:8080", &durations, 0),
+        );
+        for d in &durations {
+            recent.record(*d).expect("in range");
+        }
+    }
+    for s in 5..10u64 {
+        let fast: Vec<u64> = (0..20).map(|i| 500 + i * 37 + s).collect();
+        let slow: Vec<u64> = (0..5).map(|i| 40_000 + i * 1_013 + s * 7).collect();
+        for d in fast.iter().chain(&slow) {
+            recent.record(*d).expect("in range");
+        }
+    }
+    let row = model
+        .upstream_row(&voting(), Window::TenSeconds)
+        .expect("a row");
+    assert_eq!(
+        row.requests,
+        total + 50,
+        "totals count everything since attach"
+    );
+    assert_eq!(row.rps, (5.0 * 25.0 + 50.0) / 10.0);
+    assert_eq!(row.p99, Some(recent.value_at_quantile(0.99)));
+    assert_eq!(row.max, Some(recent.max()));
+    // The 1 m window still holds everything.
+    let row = model
+        .upstream_row(&voting(), Window::OneMinute)
+        .expect("a row");
+    assert_eq!(
+        row.p50,
+        Some({
+            let mut everything = all.clone();
+            everything.add(&recent).expect("merge");
+            everything
+                .subtract(&{
+                    let mut overlap = new_latency_histogram();
+                    for s in 5..10u64 {
+                        for d in (0..20)
+                            .map(|i| 500 + i * 37 + s)
+                            .chain((0..5).map(|i| 40_000 + i * 1_013 + s * 7))
+                        {
+                            overlap.record(d).expect("in range");
+                        }
+                    }
+                    overlap
+                })
+                .expect("subtract");
+            everything.value_at_quantile(0.5)
+        })
+    );
+}
+
+#[test]
+fn request_events_build_routes_errors_and_the_tap() {
+    let mut model = Model::new(["a".to_string()]);
+    model.ingest_message(0, &hello("web", T0));
+    let vote = "/emojivoto.v1.VotingService/VoteDoughnut";
+    for _ in 0..3 {
+        model.ingest_message(
+            0,
+            &request("web", "voting-svc.emojivoto:8080", vote, 200, Some(2), None),
+        );
+    }
+    model.ingest_message(
+        0,
+        &request(
+            "web",
+            "voting-svc.emojivoto:8080",
+            "/emojivoto.v1.VotingService/VoteJoy",
+            200,
+            Some(0),
+            None,
+        ),
+    );
+    model.ingest_message(
+        0,
+        &request(
+            "web",
+            "web-svc.emojivoto:80",
+            "/api/vote?choice=x",
+            500,
+            None,
+            None,
+        ),
+    );
+    model.ingest_message(
+        0,
+        &request(
+            "web",
+            "web-svc.emojivoto:80",
+            "/api/list",
+            200,
+            None,
+            Some(ErrorKind::ConnectRefused),
+        ),
+    );
+
+    let routes = model.routes(&voting());
+    assert_eq!(routes[0].route, "emojivoto.v1.VotingService/VoteDoughnut");
+    assert_eq!((routes[0].count, routes[0].success), (3, Some(0.0)));
+    assert_eq!(routes[1].route, "emojivoto.v1.VotingService/VoteJoy");
+    let web = UpstreamKey {
+        direction: Direction::Outbound,
+        authority: "web-svc.emojivoto:80".into(),
+    };
+    let web_routes: Vec<String> = model.routes(&web).into_iter().map(|r| r.route).collect();
+    assert!(
+        web_routes.contains(&"GET /api/vote".to_string()),
+        "{web_routes:?}"
+    );
+
+    let errors = model.errors(&FilterExpr::default(), None);
+    assert_eq!(errors.len(), 3);
+    assert_eq!(errors[0].key.kind, FailureKind::Grpc(2));
+    assert_eq!(errors[0].count, 3);
+    assert_eq!(errors[0].example_message.as_deref(), Some("ERROR"));
+    assert_eq!(errors[0].example_path.as_deref(), Some(vote));
+    let kinds: Vec<FailureKind> = errors.iter().map(|e| e.key.kind.clone()).collect();
+    assert!(kinds.contains(&FailureKind::Status(500)));
+    assert!(kinds.contains(&FailureKind::Error("connect_refused".into())));
+
+    assert_eq!(model.tap().len(), 6);
+    let filter: FilterExpr = "authority~voting".parse().expect("valid");
+    assert_eq!(model.errors(&filter, None).len(), 1);
+}
+
+#[test]
+fn the_tap_and_routes_are_bounded() {
+    let mut model = Model::new(["a".to_string()]);
+    for i in 0..12_000 {
+        model.ingest_message(
+            0,
+            &request("web", "svc:80", &format!("/item/{i}"), 200, None, None),
+        );
+    }
+    assert_eq!(model.tap().len(), meshtop::tui::model::TAP_CAPACITY);
+    let key = UpstreamKey {
+        direction: Direction::Outbound,
+        authority: "svc:80".into(),
+    };
+    let routes = model.routes(&key);
+    assert_eq!(routes.len(), meshtop::tui::model::ROUTES_PER_UPSTREAM);
+    // The least recently seen were evicted: the newest route is kept.
+    assert!(routes.iter().any(|r| r.route == "GET /item/11999"));
+}
+
+#[test]
+fn a_restarted_sidecar_is_noticed_and_nothing_is_counted_twice() {
+    let mut model = Model::new(["a".to_string()]);
+    model.ingest(&FeedItem {
+        source: 0,
+        kind: FeedKind::Live,
+    });
+    model.ingest_message(0, &hello("web", T0 - 10));
+    model.ingest_message(
+        0,
+        &stats("web", T0, "voting-svc.emojivoto:8080", &[1000; 5], 0),
+    );
+    model.ingest_message(0, &Message::Dropped(Dropped { count: 3, total: 3 }));
+    model.ingest(&FeedItem {
+        source: 0,
+        kind: FeedKind::Reconnecting {
+            reason: "connection refused".into(),
+            retry_in: Duration::from_millis(200),
+        },
+    });
+    assert!(matches!(
+        model.sidecars()[0].state,
+        SourceState::Reconnecting { .. }
+    ));
+    assert_eq!(model.live_sidecars(), 0);
+    // The sidecar came back as a new process: its counters start from zero.
+    model.ingest(&FeedItem {
+        source: 0,
+        kind: FeedKind::Live,
+    });
+    model.ingest_message(0, &hello("web", T0 + 1));
+    model.ingest_message(
+        0,
+        &stats("web", T0 + 1, "voting-svc.emojivoto:8080", &[1000; 7], 0),
+    );
+    model.ingest_message(0, &Message::Dropped(Dropped { count: 2, total: 2 }));
+    let sidecar = &model.sidecars()[0];
+    assert_eq!(sidecar.restarts, 1);
+    assert_eq!(sidecar.dropped, 5, "drops of both processes");
+    assert_eq!(model.live_sidecars(), 1);
+    let row = model
+        .upstream_row(&voting(), Window::OneMinute)
+        .expect("a row");
+    assert_eq!(row.requests, 12);
+}
+
+#[test]
+fn invalid_messages_are_counted_not_fatal() {
+    let mut model = Model::new(["a".to_string(), "b".to_string()]);
+    model.ingest(&FeedItem {
+        source: 1,
+        kind: FeedKind::Invalid {
+            reason: "unknown type 'x'".into(),
+        },
+    });
+    model.ingest(&FeedItem {
+        source: 7,
+        kind: FeedKind::Live,
+    });
+    assert_eq!(model.sidecars()[1].invalid, 1);
+    assert_eq!(
+        model.sidecars()[1].last_invalid.as_deref(),
+        Some("unknown type 'x'")
+    );
+    // Stats with a broken histogram still count requests.
+    let mut broken = stats("web", T0, "svc:80", &[1000; 3], 0);
+    if let Message::Stats(s) = &mut broken {
+        s.upstreams[0].latency = "garbage".into();
+    }
+    model.ingest_message(0, &broken);
+    let key = UpstreamKey {
+        direction: Direction::Outbound,
+        authority: "svc:80".into(),
+    };
+    let row = model.upstream_row(&key, Window::TenSeconds).expect("a row");
+    assert_eq!((row.requests, row.p50), (3, None));
+}
+
+#[test]
+fn the_headless_table_is_aligned_with_units() {
+    let mut model = Model::new(["a".to_string()]);
+    model.ingest_message(
+        0,
+        &stats(
+            "web",
+            T0,
+            "voting-svc.emojivoto:8080",
+            &[800, 1200, 3200, 150_000],
+            1,
+        ),
+    );
+    model.ingest_message(
+        0,
+        &stats("web", T0, "emoji-svc.emojivoto:8080", &[300; 10], 0),
+    );
+    let table = headless_table(&model, Window::OneMinute, &FilterExpr::default());
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 3);
+    assert!(lines[0].starts_with("DIRECTION  AUTHORITY"));
+    for column in [
+        "RPS", "SUCCESS", "P50", "P90", "P99", "MAX", "REQUESTS", "FAILURES",
+    ] {
+        assert!(lines[0].contains(column), "{column}");
+    }
+    assert!(
+        lines[1].starts_with("outbound   emoji-svc.emojivoto:8080"),
+        "{table}"
+    );
+    assert!(lines[2].contains("75.0%"), "{table}");
+    assert!(
+        lines[2].contains("150ms") || lines[2].contains("150.0ms"),
+        "{table}"
+    );
+    assert!(lines[1].contains("300µs"), "{table}");
+    // Columns line up (in characters): numbers end where their header ends.
+    let chars: Vec<Vec<char>> = lines.iter().map(|l| l.chars().collect()).collect();
+    let header: String = chars[0].iter().collect();
+    let end = header.find("REQUESTS").expect("column") + "REQUESTS".len();
+    for row in &chars[1..] {
+        assert!(row[end - 1].is_ascii_digit(), "{table}");
+        assert_eq!(row[end], ' ', "{table}");
+    }
+}

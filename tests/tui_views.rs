@@ -1,0 +1,1065 @@
+//! The terminal UI's views and keys: every view rendered from fixed fixture
+//! messages at 80×24 and 160×48 (insta snapshots), colours where they carry
+//! meaning, any area down to 0×0 without a panic, and key handling as a
+//! state machine without a terminal.
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use meshtop::telemetry::event::{
+    Dropped, Hello, ListenerDesc, Message, RequestEvent, SidecarDesc, Stats, StatusClasses,
+    UpstreamStats,
+};
+use meshtop::telemetry::stats::{encode_histogram, new_latency_histogram};
+use meshtop::telemetry::{Direction, ErrorKind, HttpProtocol};
+use meshtop::tui::filter::FilterExpr;
+use meshtop::tui::input::{Action, Tab, UiState};
+use meshtop::tui::model::{Model, SortColumn, TAP_CAPACITY, UpstreamKey, Window};
+use meshtop::tui::source::{FeedItem, FeedKind};
+use meshtop::tui::views::{Screen, UpstreamsView, draw};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::buffer::Buffer;
+use ratatui::layout::Rect;
+use ratatui::style::Color;
+use ratatui::widgets::Widget;
+
+const VOTING: &str = "voting-svc.emojivoto:8080";
+const EMOJI: &str = "emoji-svc.emojivoto:8080";
+const WEB: &str = "web-svc.emojivoto:80";
+const LEDGER: &str = "ledger.internal:9000";
+const LONG: &str =
+    "payments-gateway-with-a-very-long-service-name.payments-namespace.svc.cluster.local:8443";
+
+/// `2026-11-30T00:MM:SS.micros Z` for `sec` seconds (under an hour) after
+/// 00:00:00: fixture time is written out, never taken from the clock.
+fn ts(sec: u64, micros: u32) -> String {
+    format!("2026-11-30T00:{:02}:{:02}.{micros:06}Z", sec / 60, sec % 60)
+}
+
+fn hello(name: &str, started_at: &str, listeners: Vec<ListenerDesc>) -> Message {
+    Message::Hello(Hello {
+        schema: 1,
+        sidecar: SidecarDesc {
+            name: name.into(),
+            namespace: Some("emojivoto".into()),
+            version: "0.1.0".into(),
+            started_at: started_at.into(),
+        },
+        listeners,
+    })
+}
+
+/// One upstream's second: these durations (µs), the last `failures` of
+/// them failed with `failure_status`.
+struct Upstream<'a> {
+    direction: Direction,
+    authority: &'a str,
+    durations: Vec<u64>,
+    failures: u64,
+    failure_status: u16,
+}
+
+fn stats(sidecar: &str, sec: u64, upstreams: &[Upstream]) -> Message {
+    let upstreams = upstreams
+        .iter()
+        .map(|u| {
+            let mut latency = new_latency_histogram();
+            for d in &u.durations {
+                latency.record(*d).expect("durations are in range");
+            }
+            let requests = u.durations.len() as u64;
+            let mut status = StatusClasses::default();
+            status.add(200, requests - u.failures);
+            status.add(u.failure_status, u.failures);
+            UpstreamStats {
+                direction: u.direction,
+                authority: u.authority.into(),
+                requests,
+                failures: u.failures,
+                status,
+                grpc_status: Default::default(),
+                errors: Default::default(),
+                req_bytes: requests * 120,
+                resp_bytes: requests * 800,
+                latency: encode_histogram(&latency),
+            }
+        })
+        .collect();
+    Message::Stats(Stats {
+        ts: ts(sec, 0),
+        sidecar: sidecar.into(),
+        interval_ms: 1000,
+        upstreams,
+    })
+}
+
+struct Request<'a> {
+    sidecar: &'a str,
+    sec: u64,
+    direction: Direction,
+    authority: &'a str,
+    method: &'a str,
+    path: &'a str,
+    status: Option<u16>,
+    grpc: Option<(u32, &'a str)>,
+    error: Option<ErrorKind>,
+    duration_ms: f64,
+}
+
+fn request(r: Request) -> Message {
+    Message::Request(RequestEvent {
+        ts: ts(r.sec, 250_000),
+        sidecar: r.sidecar.into(),
+        direction: r.direction,
+        protocol: if r.grpc.is_some() {
+            HttpProtocol::Grpc
+        } else {
+            HttpProtocol::Http1
+        },
+        client: "10.1.0.7:41234".into(),
+        server: Some("10.1.0.9:8080".into()),
+        authority: r.authority.into(),
+        method: Some(r.method.into()),
+        path: Some(r.path.into()),
+        status: r.status,
+        grpc_status: r.grpc.map(|(code, _)| code),
+        grpc_message: r.grpc.filter(|(code, _)| *code != 0).map(|(_, m)| m.into()),
+        error: r.error,
+        duration_ms: r.duration_ms,
+        ttfb_ms: Some(r.duration_ms / 2.0),
+        req_bytes: 42,
+        resp_bytes: 1_337,
+        headers: None,
+    })
+}
+
+fn vote_doughnut(sidecar: &str, sec: u64, direction: Direction) -> Message {
+    request(Request {
+        sidecar,
+        sec,
+        direction,
+        authority: VOTING,
+        method: "POST",
+        path: "/emojivoto.v1.VotingService/VoteDoughnut",
+        status: Some(200),
+        grpc: Some((2, "ERROR")),
+        error: None,
+        duration_ms: 2.125,
+    })
+}
+
+/// Two sidecars (web and voting) live for ten seconds of stats and a few
+/// sampled requests, and a third target that never answered.
+fn fixture() -> Model {
+    let mut model = Model::new([
+        "ws://127.0.0.1:15090/events".to_string(),
+        "ws://127.0.0.1:15091/events".to_string(),
+        "ws://127.0.0.1:15092/events".to_string(),
+    ]);
+    model.ingest(&FeedItem {
+        source: 0,
+        kind: FeedKind::Live,
+    });
+    model.ingest_message(
+        0,
+        &hello(
+            "web-7d9f8b",
+            "2026-11-29T22:58:00Z",
+            vec![
+                ListenerDesc {
+                    direction: Direction::Inbound,
+                    addr: "0.0.0.0:15006".into(),
+                    target: Some("127.0.0.1:8080".into()),
+                },
+                ListenerDesc {
+                    direction: Direction::Outbound,
+                    addr: "0.0.0.0:15001".into(),
+                    target: None,
+                },
+            ],
+        ),
+    );
+    model.ingest_message(1, &hello("voting-5c4b", "2026-11-29T23:59:30Z", Vec::new()));
+    model.ingest(&FeedItem {
+        source: 1,
+        kind: FeedKind::Invalid {
+            reason: "unknown message type 'metrics'".into(),
+        },
+    });
+    model.ingest_message(
+        1,
+        &Message::Dropped(Dropped {
+            count: 7,
+            total: 42,
+        }),
+    );
+    model.ingest(&FeedItem {
+        source: 2,
+        kind: FeedKind::Reconnecting {
+            reason: "connection refused".into(),
+            retry_in: std::time::Duration::from_millis(800),
+        },
+    });
+
+    for sec in 1..=10 {
+        let web = [
+            // 85% success: red.
+            Upstream {
+                direction: Direction::Outbound,
+                authority: VOTING,
+                durations: (0..20).map(|i| 800 + i * 150).chain([45_000]).collect(),
+                failures: 3,
+                failure_status: 200,
+            },
+            // 96.7% success: yellow.
+            Upstream {
+                direction: Direction::Outbound,
+                authority: EMOJI,
+                durations: (0..30).map(|i| 400 + i * 40).collect(),
+                failures: 1,
+                failure_status: 503,
+            },
+            // All fine but a p99 over a second: yellow.
+            Upstream {
+                direction: Direction::Inbound,
+                authority: WEB,
+                durations: (0..10).map(|i| 5_000 + i * i * 16_000).collect(),
+                failures: u64::from(sec == 4),
+                failure_status: 500,
+            },
+            Upstream {
+                direction: Direction::Outbound,
+                authority: LONG,
+                durations: vec![12_000, 14_500],
+                failures: 0,
+                failure_status: 500,
+            },
+            // Nothing gets through: red.
+            Upstream {
+                direction: Direction::Outbound,
+                authority: LEDGER,
+                durations: vec![150],
+                failures: 1,
+                failure_status: 502,
+            },
+        ];
+        model.ingest_message(0, &stats("web-7d9f8b", sec, &web));
+        let voting = [Upstream {
+            direction: Direction::Inbound,
+            authority: VOTING,
+            durations: (0..20).map(|i| 600 + i * 90).collect(),
+            failures: 3,
+            failure_status: 200,
+        }];
+        model.ingest_message(1, &stats("voting-5c4b", sec, &voting));
+
+        match sec {
+            3 => {
+                model.ingest_message(0, &vote_doughnut("web-7d9f8b", 3, Direction::Outbound));
+                model.ingest_message(1, &vote_doughnut("voting-5c4b", 3, Direction::Inbound));
+                model.ingest_message(
+                    0,
+                    &request(Request {
+                        sidecar: "web-7d9f8b",
+                        sec: 3,
+                        direction: Direction::Outbound,
+                        authority: VOTING,
+                        method: "POST",
+                        path: "/emojivoto.v1.VotingService/VotePoop",
+                        status: Some(200),
+                        grpc: Some((0, "")),
+                        error: None,
+                        duration_ms: 1.25,
+                    }),
+                );
+            }
+            4 => {
+                model.ingest_message(
+                    0,
+                    &request(Request {
+                        sidecar: "web-7d9f8b",
+                        sec: 4,
+                        direction: Direction::Inbound,
+                        authority: WEB,
+                        method: "GET",
+                        path: "/api/vote?choice=:doughnut:",
+                        status: Some(500),
+                        grpc: None,
+                        error: None,
+                        duration_ms: 1_250.5,
+                    }),
+                );
+                model.ingest_message(
+                    0,
+                    &request(Request {
+                        sidecar: "web-7d9f8b",
+                        sec: 4,
+                        direction: Direction::Inbound,
+                        authority: WEB,
+                        method: "GET",
+                        path: "/api/list?page=2",
+                        status: Some(200),
+                        grpc: None,
+                        error: None,
+                        duration_ms: 8.5,
+                    }),
+                );
+            }
+            6 => {
+                model.ingest_message(
+                    0,
+                    &request(Request {
+                        sidecar: "web-7d9f8b",
+                        sec: 6,
+                        direction: Direction::Outbound,
+                        authority: LEDGER,
+                        method: "POST",
+                        path: "/v1/entries",
+                        status: None,
+                        grpc: None,
+                        error: Some(ErrorKind::ConnectRefused),
+                        duration_ms: 0.15,
+                    }),
+                );
+                model.ingest_message(
+                    0,
+                    &request(Request {
+                        sidecar: "web-7d9f8b",
+                        sec: 6,
+                        direction: Direction::Outbound,
+                        authority: EMOJI,
+                        method: "POST",
+                        path: "/emojivoto.v1.EmojiService/ListAll",
+                        status: Some(200),
+                        grpc: Some((0, "")),
+                        error: None,
+                        duration_ms: 0.9,
+                    }),
+                );
+            }
+            8 => {
+                model.ingest_message(0, &vote_doughnut("web-7d9f8b", 8, Direction::Outbound));
+                model.ingest_message(
+                    0,
+                    &request(Request {
+                        sidecar: "web-7d9f8b",
+                        sec: 8,
+                        direction: Direction::Outbound,
+                        authority: LONG,
+                        method: "GET",
+                        path: "/health",
+                        status: Some(200),
+                        grpc: None,
+                        error: None,
+                        duration_ms: 13.0,
+                    }),
+                );
+            }
+            9 => {
+                model.ingest_message(
+                    0,
+                    &request(Request {
+                        sidecar: "web-7d9f8b",
+                        sec: 9,
+                        direction: Direction::Inbound,
+                        authority: WEB,
+                        method: "GET",
+                        path: "/api/list",
+                        status: Some(200),
+                        grpc: None,
+                        error: None,
+                        duration_ms: 6.75,
+                    }),
+                );
+            }
+            _ => {}
+        }
+    }
+    model
+}
+
+fn voting_outbound() -> UpstreamKey {
+    UpstreamKey {
+        direction: Direction::Outbound,
+        authority: VOTING.into(),
+    }
+}
+
+fn ui() -> UiState {
+    UiState::new(FilterExpr::default())
+}
+
+fn ui_on(tab: Tab) -> UiState {
+    let mut ui = ui();
+    ui.tab = tab;
+    if tab == Tab::Detail {
+        ui.detail = Some(voting_outbound());
+    }
+    ui
+}
+
+/// Draws through the same entry point as the app.
+fn terminal(model: &Model, ui: &UiState, width: u16, height: u16) -> Terminal<TestBackend> {
+    let mut terminal =
+        Terminal::new(TestBackend::new(width, height)).expect("the test backend cannot fail");
+    terminal
+        .draw(|frame| draw(frame, model, ui))
+        .expect("the test backend cannot fail");
+    terminal
+}
+
+/// The screen as text.
+fn screen(model: &Model, ui: &UiState, width: u16, height: u16) -> String {
+    terminal(model, ui, width, height).backend().to_string()
+}
+
+fn press(ui: &mut UiState, model: &Model, code: KeyCode) -> Action {
+    ui.handle_key(KeyEvent::new(code, KeyModifiers::NONE), model)
+}
+
+fn type_text(ui: &mut UiState, model: &Model, text: &str) {
+    for c in text.chars() {
+        press(ui, model, KeyCode::Char(c));
+    }
+}
+
+fn snapshot_both_sizes(name: &str, model: &Model, ui: &UiState) {
+    insta::assert_snapshot!(format!("{name}_80x24"), screen(model, ui, 80, 24));
+    insta::assert_snapshot!(format!("{name}_160x48"), screen(model, ui, 160, 48));
+}
+
+#[test]
+fn upstreams_view() {
+    snapshot_both_sizes("upstreams", &fixture(), &ui_on(Tab::Upstreams));
+}
+
+#[test]
+fn upstream_detail_view() {
+    snapshot_both_sizes("detail", &fixture(), &ui_on(Tab::Detail));
+}
+
+#[test]
+fn errors_view() {
+    snapshot_both_sizes("errors", &fixture(), &ui_on(Tab::Errors));
+}
+
+#[test]
+fn tap_view() {
+    snapshot_both_sizes("tap", &fixture(), &ui_on(Tab::Tap));
+}
+
+#[test]
+fn sidecars_view() {
+    snapshot_both_sizes("sidecars", &fixture(), &ui_on(Tab::Sidecars));
+}
+
+#[test]
+fn help_overlay() {
+    let mut ui = ui();
+    ui.help = true;
+    snapshot_both_sizes("help", &fixture(), &ui);
+}
+
+#[test]
+fn header_markers_filter_and_sort_column() {
+    let model = fixture();
+    let mut ui = ui();
+    ui.paused = true;
+    ui.recording = true;
+    ui.failures_only = true;
+    ui.sort = SortColumn::P99;
+    ui.window = Window::OneMinute;
+    ui.filter = "direction=outbound".parse().expect("a valid filter");
+    insta::assert_snapshot!("header_markers_80x24", screen(&model, &ui, 80, 24));
+}
+
+#[test]
+fn a_rejected_filter_shows_its_error_under_the_input() {
+    let model = fixture();
+    let mut ui = ui();
+    press(&mut ui, &model, KeyCode::Char('/'));
+    type_text(&mut ui, &model, "authority~voting colour=red");
+    press(&mut ui, &model, KeyCode::Enter);
+    let text = screen(&model, &ui, 80, 24);
+    insta::assert_snapshot!("filter_error_80x24", text);
+}
+
+#[test]
+fn empty_model_says_it_is_waiting() {
+    let model = Model::new(["ws://127.0.0.1:15090/events".to_string()]);
+    let ui = ui();
+    let text = screen(&model, &ui, 80, 24);
+    assert!(text.contains("waiting for the first stats"), "{text}");
+    assert!(text.contains("0/1 live"), "{text}");
+}
+
+/// The text of row `y` of a buffer.
+fn line(buf: &Buffer, y: u16) -> String {
+    (0..buf.area.width).map(|x| buf[(x, y)].symbol()).collect()
+}
+
+/// The foreground colour of the row showing `direction` + `authority`.
+fn row_colour(buf: &Buffer, direction: &str, authority: &str) -> Option<Color> {
+    (0..buf.area.height).find_map(|y| {
+        let text = line(buf, y);
+        let x = text.find(authority)?;
+        if !text.contains(direction) {
+            return None;
+        }
+        let column = u16::try_from(text[..x].chars().count()).ok()?;
+        Some(buf[(column, y)].fg)
+    })
+}
+
+#[test]
+fn rows_are_coloured_by_success_rate_and_latency() {
+    let model = fixture();
+    let mut ui = ui();
+    // Keep the cursor off the rows looked at: the highlight reverses them.
+    ui.selected.upstream_key = Some(UpstreamKey {
+        direction: Direction::Outbound,
+        authority: LONG.into(),
+    });
+    let area = Rect::new(0, 0, 200, 20);
+    let mut buf = Buffer::empty(area);
+    UpstreamsView {
+        model: &model,
+        ui: &ui,
+    }
+    .render(area, &mut buf);
+    assert_eq!(
+        row_colour(&buf, "outbound", VOTING),
+        Some(Color::Red),
+        "85% success"
+    );
+    assert_eq!(
+        row_colour(&buf, "outbound", LEDGER),
+        Some(Color::Red),
+        "0% success"
+    );
+    assert_eq!(
+        row_colour(&buf, "outbound", EMOJI),
+        Some(Color::Yellow),
+        "96.7% success"
+    );
+    assert_eq!(
+        row_colour(&buf, "inbound", WEB),
+        Some(Color::Yellow),
+        "p99 over 1s"
+    );
+    assert_eq!(
+        row_colour(&buf, "inbound", VOTING),
+        Some(Color::Red),
+        "85% success"
+    );
+}
+
+/// A model with text far wider than any terminal, and wide characters.
+fn unwieldy() -> Model {
+    let mut model = fixture();
+    let authority = format!("{}.example:443", "x".repeat(1_000));
+    let path = format!("/{}", "漢字ü".repeat(200));
+    let message = request(Request {
+        sidecar: "web-7d9f8b",
+        sec: 10,
+        direction: Direction::Outbound,
+        authority: &authority,
+        method: "PROPFIND",
+        path: &path,
+        status: Some(599),
+        grpc: Some((14, "unavailable")),
+        error: None,
+        duration_ms: 123_456.789,
+    });
+    model.ingest_message(0, &message);
+    model.ingest_message(
+        0,
+        &stats(
+            "web-7d9f8b",
+            10,
+            &[Upstream {
+                direction: Direction::Outbound,
+                authority: &authority,
+                durations: vec![1, 3_600_000_000],
+                failures: 2,
+                failure_status: 599,
+            }],
+        ),
+    );
+    model
+}
+
+#[test]
+fn any_area_renders_without_panicking() {
+    let models = [
+        Model::new(Vec::new()),
+        Model::new(["a".to_string()]),
+        fixture(),
+        unwieldy(),
+    ];
+    let sizes = [
+        (0, 0),
+        (1, 1),
+        (0, 5),
+        (5, 0),
+        (2, 1),
+        (1, 3),
+        (7, 4),
+        (12, 6),
+        (20, 10),
+        (33, 11),
+        (40, 8),
+        (80, 3),
+        (3, 80),
+        (119, 30),
+        (120, 30),
+        (300, 100),
+    ];
+    for model in &models {
+        for tab in Tab::ALL {
+            for (help, editing) in [(false, false), (true, false), (false, true)] {
+                let mut ui = ui_on(tab);
+                ui.help = help;
+                if editing {
+                    ui.filter_input = Some("authority~".repeat(50));
+                    ui.filter_error = Some("bad filter term 'x': unknown field".repeat(10));
+                }
+                ui.tap_follow = false;
+                for (width, height) in sizes {
+                    // Through the terminal, as the app draws (the test
+                    // backend cannot print a zero-width screen, so it is
+                    // not turned into text).
+                    terminal(model, &ui, width, height);
+                    // Into an area that does not start at the origin.
+                    let outer = Rect::new(0, 0, width + 7, height + 3);
+                    let mut buf = Buffer::empty(outer);
+                    Screen { model, ui: &ui }.render(Rect::new(5, 2, width, height), &mut buf);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn long_authorities_are_cut_in_the_middle_keeping_the_port() {
+    let model = fixture();
+    let text = screen(&model, &ui(), 80, 24);
+    assert!(text.contains(" payments-gatew…ter.local:8443 "), "{text}");
+}
+
+#[test]
+fn number_keys_and_tab_switch_views() {
+    let model = fixture();
+    let mut ui = ui();
+    for (key, tab) in [
+        ('3', Tab::Errors),
+        ('4', Tab::Tap),
+        ('5', Tab::Sidecars),
+        ('1', Tab::Upstreams),
+    ] {
+        assert_eq!(press(&mut ui, &model, KeyCode::Char(key)), Action::Redraw);
+        assert_eq!(ui.tab, tab);
+    }
+    // From the table, tab goes on to the detail of the row under the cursor.
+    press(&mut ui, &model, KeyCode::Tab);
+    assert_eq!(ui.tab, Tab::Detail);
+    assert!(ui.detail.is_some());
+    for tab in [Tab::Errors, Tab::Tap, Tab::Sidecars, Tab::Upstreams] {
+        press(&mut ui, &model, KeyCode::Tab);
+        assert_eq!(ui.tab, tab);
+    }
+    press(&mut ui, &model, KeyCode::BackTab);
+    assert_eq!(ui.tab, Tab::Sidecars);
+    assert_eq!(press(&mut ui, &model, KeyCode::Char('9')), Action::None);
+    assert_eq!(ui.tab, Tab::Sidecars);
+}
+
+#[test]
+fn detail_needs_an_upstream_and_says_so() {
+    let empty = Model::new(["a".to_string()]);
+    let mut ui = ui();
+    press(&mut ui, &empty, KeyCode::Char('2'));
+    assert_eq!(ui.tab, Tab::Upstreams);
+    let text = screen(&empty, &ui, 100, 10);
+    assert!(text.contains("no upstream selected"), "{text}");
+    // Any key clears the hint.
+    press(&mut ui, &empty, KeyCode::Char('w'));
+    assert_eq!(ui.hint, None);
+
+    let model = fixture();
+    press(&mut ui, &model, KeyCode::Char('2'));
+    assert_eq!(ui.tab, Tab::Detail);
+}
+
+#[test]
+fn s_cycles_the_sort_column_and_shift_s_reverses_it() {
+    let model = fixture();
+    let mut ui = ui();
+    let authorities = |ui: &UiState| -> Vec<String> {
+        ui.upstream_rows(&model)
+            .into_iter()
+            .map(|r| format!("{} {}", r.key.direction, r.key.authority))
+            .collect()
+    };
+    assert_eq!(ui.sort, SortColumn::Authority);
+    assert_eq!(
+        authorities(&ui)[0],
+        format!("outbound {EMOJI}"),
+        "authorities ascending"
+    );
+    press(&mut ui, &model, KeyCode::Char('s'));
+    assert_eq!(ui.sort, SortColumn::Rps);
+    assert_eq!(
+        authorities(&ui)[0],
+        format!("outbound {EMOJI}"),
+        "the busiest first"
+    );
+    assert!(screen(&model, &ui, 160, 48).contains("RPS▼"));
+    press(&mut ui, &model, KeyCode::Char('S'));
+    assert!(ui.reverse);
+    assert_eq!(
+        authorities(&ui)[0],
+        format!("outbound {LEDGER}"),
+        "the quietest first"
+    );
+    assert!(screen(&model, &ui, 160, 48).contains("RPS▲"));
+    for _ in 0..SortColumn::ALL.len() {
+        press(&mut ui, &model, KeyCode::Char('s'));
+    }
+    assert_eq!(ui.sort, SortColumn::Rps, "s comes round again");
+}
+
+#[test]
+fn the_cursor_stays_on_its_upstream_when_rows_reorder() {
+    let model = fixture();
+    let mut ui = ui();
+    press(&mut ui, &model, KeyCode::Char('j'));
+    press(&mut ui, &model, KeyCode::Char('j'));
+    let rows = ui.upstream_rows(&model);
+    let chosen = rows[ui.selected_upstream(&rows).expect("a selection")]
+        .key
+        .clone();
+    press(&mut ui, &model, KeyCode::Char('s'));
+    let rows = ui.upstream_rows(&model);
+    assert_eq!(
+        rows[ui.selected_upstream(&rows).expect("a selection")].key,
+        chosen
+    );
+    press(&mut ui, &model, KeyCode::Enter);
+    assert_eq!(ui.detail, Some(chosen));
+}
+
+#[test]
+fn movement_keys_stay_within_the_rows() {
+    let model = fixture();
+    let mut ui = ui();
+    let rows = ui.upstream_rows(&model).len();
+    press(&mut ui, &model, KeyCode::Char('G'));
+    assert_eq!(ui.selected.upstream, rows - 1);
+    press(&mut ui, &model, KeyCode::Down);
+    assert_eq!(ui.selected.upstream, rows - 1);
+    press(&mut ui, &model, KeyCode::Char('g'));
+    assert_eq!(ui.selected.upstream, 0);
+    press(&mut ui, &model, KeyCode::Up);
+    assert_eq!(ui.selected.upstream, 0);
+    press(&mut ui, &model, KeyCode::PageDown);
+    assert_eq!(
+        ui.selected.upstream,
+        rows - 1,
+        "a page is longer than the table"
+    );
+    press(&mut ui, &model, KeyCode::PageUp);
+    assert_eq!(ui.selected.upstream, 0);
+
+    press(&mut ui, &model, KeyCode::Char('5'));
+    press(&mut ui, &model, KeyCode::Char('j'));
+    press(&mut ui, &model, KeyCode::Char('j'));
+    press(&mut ui, &model, KeyCode::Char('j'));
+    assert_eq!(ui.selected.sidecar, 2);
+    press(&mut ui, &model, KeyCode::Char('k'));
+    assert_eq!(ui.selected.sidecar, 1);
+}
+
+#[test]
+fn a_valid_filter_applies_on_enter() {
+    let model = fixture();
+    let mut ui = ui();
+    press(&mut ui, &model, KeyCode::Char('/'));
+    assert_eq!(ui.filter_input.as_deref(), Some(""));
+    type_text(&mut ui, &model, "authority~votinx");
+    press(&mut ui, &model, KeyCode::Backspace);
+    type_text(&mut ui, &model, "g");
+    assert_eq!(press(&mut ui, &model, KeyCode::Enter), Action::Redraw);
+    assert_eq!(ui.filter.as_str(), "authority~voting");
+    assert_eq!(ui.filter_input, None);
+    assert_eq!(ui.filter_error, None);
+    let rows = ui.upstream_rows(&model);
+    assert_eq!(rows.len(), 2);
+    assert!(rows.iter().all(|r| r.key.authority == VOTING));
+    assert!(screen(&model, &ui, 80, 24).contains("filter authority~voting"));
+
+    // Editing again starts from the filter in force.
+    press(&mut ui, &model, KeyCode::Char('/'));
+    assert_eq!(ui.filter_input.as_deref(), Some("authority~voting"));
+}
+
+#[test]
+fn an_invalid_filter_keeps_the_previous_one_and_shows_why() {
+    let model = fixture();
+    let mut ui = UiState::new("direction=inbound".parse().expect("a valid filter"));
+    press(&mut ui, &model, KeyCode::Char('/'));
+    type_text(&mut ui, &model, " colour=red");
+    press(&mut ui, &model, KeyCode::Enter);
+    assert_eq!(
+        ui.filter.as_str(),
+        "direction=inbound",
+        "the previous filter stays"
+    );
+    assert_eq!(
+        ui.filter_input.as_deref(),
+        Some("direction=inbound colour=red"),
+        "still editing"
+    );
+    let error = ui.filter_error.clone().expect("an error");
+    assert!(error.contains("colour"), "{error}");
+    assert!(screen(&model, &ui, 120, 24).contains("unknown field 'colour'"));
+
+    // Esc cancels editing; the filter in force is unchanged.
+    assert_eq!(press(&mut ui, &model, KeyCode::Esc), Action::Redraw);
+    assert_eq!(ui.filter_input, None);
+    assert_eq!(ui.filter_error, None);
+    assert_eq!(ui.filter.as_str(), "direction=inbound");
+}
+
+#[test]
+fn keys_while_editing_the_filter_are_text_not_commands() {
+    let model = fixture();
+    let mut ui = ui();
+    press(&mut ui, &model, KeyCode::Char('/'));
+    for key in ['q', 'e', 'w', ' ', '3', '?'] {
+        assert_ne!(press(&mut ui, &model, KeyCode::Char(key)), Action::Quit);
+    }
+    assert_eq!(ui.filter_input.as_deref(), Some("qew 3?"));
+    assert_eq!(ui.tab, Tab::Upstreams);
+    assert!(!ui.failures_only && !ui.paused && !ui.help);
+    assert_eq!(ui.window, Window::TenSeconds);
+    // Ctrl-C still quits.
+    let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
+    assert_eq!(ui.handle_key(ctrl_c, &model), Action::Quit);
+}
+
+#[test]
+fn space_pauses_and_the_header_says_so() {
+    let model = fixture();
+    let mut ui = ui();
+    press(&mut ui, &model, KeyCode::Char(' '));
+    assert!(ui.paused);
+    assert!(screen(&model, &ui, 80, 24).contains("PAUSED"));
+    press(&mut ui, &model, KeyCode::Char(' '));
+    assert!(!ui.paused);
+    assert!(!screen(&model, &ui, 80, 24).contains("PAUSED"));
+}
+
+#[test]
+fn recording_shows_rec() {
+    let model = fixture();
+    let mut ui = ui();
+    assert!(!screen(&model, &ui, 80, 24).contains("● REC"));
+    ui.recording = true;
+    assert!(screen(&model, &ui, 80, 24).contains("● REC"));
+}
+
+#[test]
+fn w_cycles_the_window() {
+    let model = fixture();
+    let mut ui = ui();
+    for window in [Window::OneMinute, Window::FiveMinutes, Window::TenSeconds] {
+        press(&mut ui, &model, KeyCode::Char('w'));
+        assert_eq!(ui.window, window);
+        assert!(screen(&model, &ui, 80, 24).contains(&format!("window {}", window.label())));
+    }
+}
+
+#[test]
+fn e_shows_failures_only() {
+    let model = fixture();
+    let mut ui = ui();
+    let all = ui.upstream_rows(&model).len();
+    press(&mut ui, &model, KeyCode::Char('e'));
+    assert!(ui.failures_only);
+    let failing = ui.upstream_rows(&model);
+    assert!(failing.len() < all);
+    assert!(failing.iter().all(|r| r.failures > 0));
+    // The tap keeps only failed requests.
+    let tap = ui.tap_entries(&model);
+    assert!(!tap.is_empty());
+    assert!(tap.iter().all(|(_, entry)| entry.event.is_failure()));
+}
+
+#[test]
+fn enter_drills_in_and_esc_goes_back() {
+    let model = fixture();
+    let mut ui = ui();
+    press(&mut ui, &model, KeyCode::Char('j'));
+    let rows = ui.upstream_rows(&model);
+    let second = rows[1].key.clone();
+    press(&mut ui, &model, KeyCode::Enter);
+    assert_eq!(ui.tab, Tab::Detail);
+    assert_eq!(ui.detail, Some(second.clone()));
+    assert!(screen(&model, &ui, 160, 48).contains(&second.authority));
+    press(&mut ui, &model, KeyCode::Esc);
+    assert_eq!(ui.tab, Tab::Upstreams);
+
+    // From the errors view, into the failing upstream, and back there.
+    press(&mut ui, &model, KeyCode::Char('3'));
+    let first_error = model.errors(&ui.filter, None)[0].key.upstream.clone();
+    press(&mut ui, &model, KeyCode::Enter);
+    assert_eq!(ui.detail, Some(first_error));
+    press(&mut ui, &model, KeyCode::Esc);
+    assert_eq!(ui.tab, Tab::Errors);
+
+    // `2` returns to the upstream last drilled into.
+    press(&mut ui, &model, KeyCode::Char('2'));
+    assert_eq!(ui.tab, Tab::Detail);
+}
+
+#[test]
+fn help_opens_with_question_mark_and_closes_with_esc() {
+    let model = fixture();
+    let mut ui = ui();
+    press(&mut ui, &model, KeyCode::Char('?'));
+    assert!(ui.help);
+    let text = screen(&model, &ui, 80, 24);
+    for key in ["q, ctrl-c", "PgUp", "space", "enter", "esc", "tap: follow"] {
+        assert!(text.contains(key), "help lists {key}:\n{text}");
+    }
+    // Other keys do nothing under the overlay.
+    press(&mut ui, &model, KeyCode::Char('j'));
+    press(&mut ui, &model, KeyCode::Char('3'));
+    assert_eq!(ui.tab, Tab::Upstreams);
+    assert_eq!(ui.selected.upstream, 0);
+    press(&mut ui, &model, KeyCode::Esc);
+    assert!(!ui.help);
+    press(&mut ui, &model, KeyCode::Char('?'));
+    press(&mut ui, &model, KeyCode::Char('?'));
+    assert!(!ui.help);
+}
+
+#[test]
+fn q_and_ctrl_c_quit() {
+    let model = fixture();
+    let mut ui = ui();
+    assert_eq!(press(&mut ui, &model, KeyCode::Char('q')), Action::Quit);
+    let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
+    assert_eq!(ui.handle_key(ctrl_c, &model), Action::Quit);
+    ui.help = true;
+    assert_eq!(press(&mut ui, &model, KeyCode::Char('q')), Action::Quit);
+}
+
+/// The fixture with `n` more requests in its tap, numbered in their path.
+fn tap_model(n: u64) -> Model {
+    let mut model = fixture();
+    tap_model_more(&mut model, 0, n);
+    model
+}
+
+fn tap_selected_path(ui: &UiState, model: &Model) -> String {
+    let entries = ui.tap_entries(model);
+    let i = ui.tap_selected(&entries).expect("a request");
+    entries[i].1.event.path.clone().unwrap_or_default()
+}
+
+#[test]
+fn the_tap_follows_until_scrolled_up_and_f_toggles_it() {
+    let mut model = tap_model(50);
+    let mut ui = ui_on(Tab::Tap);
+    assert!(ui.tap_follow);
+    assert_eq!(tap_selected_path(&ui, &model), "/item/49");
+    assert!(screen(&model, &ui, 120, 24).contains("/item/49"));
+
+    // Scrolling up stops following and stays on the same request while
+    // newer ones arrive.
+    press(&mut ui, &model, KeyCode::Char('k'));
+    assert!(!ui.tap_follow);
+    assert_eq!(tap_selected_path(&ui, &model), "/item/48");
+    press(&mut ui, &model, KeyCode::PageUp);
+    assert_eq!(tap_selected_path(&ui, &model), "/item/38");
+    tap_model_more(&mut model, 50, 10);
+    assert_eq!(tap_selected_path(&ui, &model), "/item/38");
+    let text = screen(&model, &ui, 120, 24);
+    assert!(
+        text.contains("/item/38") && !text.contains("/item/59"),
+        "{text}"
+    );
+    assert!(text.contains("21 newer"), "{text}");
+
+    // G, or scrolling down to the newest, follows again.
+    press(&mut ui, &model, KeyCode::Char('G'));
+    assert!(ui.tap_follow);
+    assert_eq!(tap_selected_path(&ui, &model), "/item/59");
+    press(&mut ui, &model, KeyCode::Char('k'));
+    press(&mut ui, &model, KeyCode::Char('j'));
+    assert!(ui.tap_follow);
+
+    // f stops following where the view is, and f again resumes.
+    press(&mut ui, &model, KeyCode::Char('f'));
+    assert!(!ui.tap_follow);
+    assert_eq!(tap_selected_path(&ui, &model), "/item/59");
+    press(&mut ui, &model, KeyCode::Char('f'));
+    assert!(ui.tap_follow);
+
+    // f means nothing outside the tap.
+    press(&mut ui, &model, KeyCode::Char('1'));
+    assert_eq!(press(&mut ui, &model, KeyCode::Char('f')), Action::None);
+}
+
+#[test]
+fn the_tap_applies_the_filter() {
+    let model = fixture();
+    let mut ui = ui_on(Tab::Tap);
+    ui.filter = "status>=500".parse().expect("a valid filter");
+    let entries = ui.tap_entries(&model);
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].1.event.status, Some(500));
+    ui.filter = "sidecar~voting".parse().expect("a valid filter");
+    assert_eq!(ui.tap_entries(&model).len(), 1);
+}
+
+#[test]
+fn a_scrolled_tap_stays_on_its_request_while_old_ones_are_evicted() {
+    let full = TAP_CAPACITY as u64;
+    let mut model = tap_model(full);
+    let mut ui = ui_on(Tab::Tap);
+    press(&mut ui, &model, KeyCode::Char('k'));
+    assert_eq!(
+        tap_selected_path(&ui, &model),
+        format!("/item/{}", full - 2)
+    );
+    tap_model_more(&mut model, full, 100);
+    assert_eq!(model.tap().len(), TAP_CAPACITY);
+    assert_eq!(
+        tap_selected_path(&ui, &model),
+        format!("/item/{}", full - 2)
+    );
+}
+
+/// Adds `n` requests numbered from `from`.
+fn tap_model_more(model: &mut Model, from: u64, n: u64) {
+    for i in from..from + n {
+        let path = format!("/item/{i}");
+        model.ingest_message(
+            0,
+            &request(Request {
+                sidecar: "web-7d9f8b",
+                sec: 10,
+                direction: Direction::Outbound,
+                authority: EMOJI,
+                method: "GET",
+                path: &path,
+                status: Some(200),
+                grpc: None,
+                error: None,
+                duration_ms: 1.0,
+            }),
+        );
+    }
+}
