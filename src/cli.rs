@@ -3,6 +3,7 @@
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::str::FromStr;
 use std::time::Duration;
@@ -13,10 +14,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::proxy::{DEFAULT_INBOUND, DEFAULT_OUTBOUND, Dest, ListenerConfig, Proxy, ProxyConfig};
+use crate::record::{RecordingWriter, SourceInfo};
 use crate::telemetry::Direction;
-use crate::tui::app::{Output, ShowError, ShowOptions, show};
+use crate::tui::app::{Output, ReplayHandle, ShowError, ShowOptions, show};
 use crate::tui::filter::FilterExpr;
 use crate::tui::model::Window;
+use crate::tui::replay::{Control, Progress, Speed, play};
 use crate::tui::source::{Target, spawn_sources};
 
 /// Exit code for bad arguments and for failing to start.
@@ -39,6 +42,62 @@ pub enum Command {
     Proxy(ProxyArgs),
     /// Attach to one or many sidecars and show their traffic live
     Attach(AttachArgs),
+    /// Record what one or many sidecars send to a file, without a UI
+    Record(RecordArgs),
+    /// Replay a recording in the same UI as attach
+    Replay(ReplayArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    /// Sidecars to record: ws://host:port/events, host:port or :port [default: 127.0.0.1:15090]
+    #[arg(value_name = "TARGET")]
+    pub targets: Vec<Target>,
+    /// The recording to write (zstd-compressed when it ends in .zst)
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: PathBuf,
+    /// Bearer token sent to every sidecar (their --admin-token)
+    #[arg(
+        long,
+        env = "MESHTOP_ADMIN_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+    /// Stop after this long (else on Ctrl-C or SIGTERM)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// A recording made with `attach --record` or `record`
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Playback speed: a factor from 0.25 to 64, or max
+    #[arg(long, value_name = "X", default_value = "1")]
+    pub speed: Speed,
+    /// Start this far into the recording (what came before is applied at once)
+    #[arg(long, value_name = "OFFSET", value_parser = parse_duration)]
+    pub from: Option<Duration>,
+    /// Stop this far into the recording
+    #[arg(long, value_name = "OFFSET", value_parser = parse_duration)]
+    pub to: Option<Duration>,
+    /// No UI: print the final upstream table (as attach --headless does)
+    #[arg(long, conflicts_with = "json")]
+    pub headless: bool,
+    /// No UI: print the messages as JSON lines, with their "source"
+    #[arg(long)]
+    pub json: bool,
+    /// Show only what matches (see attach --filter)
+    #[arg(long, value_name = "EXPR")]
+    pub filter: Option<FilterExpr>,
+    /// Window of rates and percentiles: 10s, 1m or 5m
+    #[arg(long, value_name = "WINDOW", default_value = "1m", value_parser = parse_window)]
+    pub window: Window,
+    /// Frames drawn per second
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=120))]
+    pub fps: u32,
 }
 
 #[derive(Debug, Args)]
@@ -75,6 +134,9 @@ pub struct AttachArgs {
     /// Window of rates and percentiles: 10s, 1m or 5m (`w` cycles in the UI)
     #[arg(long, value_name = "WINDOW", default_value = "1m", value_parser = parse_window)]
     pub window: Window,
+    /// Also write every message received to FILE (zstd-compressed when it ends in .zst)
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
 }
 
 fn parse_window(s: &str) -> Result<Window, String> {
@@ -232,6 +294,8 @@ pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Proxy(args) => runtime.block_on(run_proxy(args)),
         Command::Attach(args) => runtime.block_on(run_attach(args)),
+        Command::Record(args) => runtime.block_on(run_record(args)),
+        Command::Replay(args) => runtime.block_on(run_replay(args)),
     }
 }
 
@@ -321,7 +385,7 @@ async fn run_attach(args: AttachArgs) -> ExitCode {
         Output::Json
     } else if args.headless {
         Output::Headless {
-            interval: args.interval,
+            interval: Some(args.interval),
         }
     } else {
         Output::Tui { fps: args.fps }
@@ -343,6 +407,16 @@ async fn run_attach(args: AttachArgs) -> ExitCode {
     if let Ok(signals) = StopSignals::register() {
         tokio::spawn(signals.cancel_on_signal(shutdown.clone()));
     }
+    let recorder = match &args.record {
+        Some(path) => match RecordingWriter::create(path, source_infos(&targets)) {
+            Ok(writer) => Some(writer),
+            Err(err) => {
+                eprintln!("meshtop: {err}");
+                return ExitCode::from(EXIT_USAGE);
+            }
+        },
+        None => None,
+    };
     let (tx, rx) = tokio::sync::mpsc::channel(FEED_CAPACITY);
     let token = args.token.filter(|t| !t.is_empty());
     let _sources = spawn_sources(&targets, token, tx, shutdown.clone());
@@ -351,12 +425,167 @@ async fn run_attach(args: AttachArgs) -> ExitCode {
         filter: args.filter.unwrap_or_default(),
         window: args.window,
         duration: args.duration,
-        recording: false,
+        recorder,
+        replay: None,
     };
     let names = targets.iter().map(|t| t.to_string()).collect();
     let result = show(names, rx, options, shutdown.clone()).await;
     shutdown.cancel();
     match result {
+        Ok(shown) => match shown.recorded {
+            Some(Err(err)) => {
+                eprintln!("meshtop: {err}");
+                ExitCode::FAILURE
+            }
+            _ => ExitCode::SUCCESS,
+        },
+        Err(err @ ShowError::NotATerminal) => {
+            eprintln!("meshtop: {err}");
+            ExitCode::from(EXIT_USAGE)
+        }
+        Err(err) => {
+            eprintln!("meshtop: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn source_infos(targets: &[Target]) -> Vec<SourceInfo> {
+    targets
+        .iter()
+        .map(|t| SourceInfo {
+            target: t.to_string(),
+            name: None,
+        })
+        .collect()
+}
+
+async fn run_record(args: RecordArgs) -> ExitCode {
+    let targets = if args.targets.is_empty() {
+        vec![
+            DEFAULT_TARGET
+                .parse::<Target>()
+                .expect("the default target is valid"),
+        ]
+    } else {
+        args.targets
+    };
+    let writer = match RecordingWriter::create(&args.output, source_infos(&targets)) {
+        Ok(writer) => writer,
+        Err(err) => {
+            eprintln!("meshtop: {err}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let shutdown = CancellationToken::new();
+    if let Ok(signals) = StopSignals::register() {
+        tokio::spawn(signals.cancel_on_signal(shutdown.clone()));
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel(FEED_CAPACITY);
+    let _sources = spawn_sources(
+        &targets,
+        args.token.filter(|t| !t.is_empty()),
+        tx,
+        shutdown.clone(),
+    );
+    let options = ShowOptions {
+        output: Output::Silent,
+        filter: FilterExpr::default(),
+        window: Window::default(),
+        duration: args.duration,
+        recorder: Some(writer),
+        replay: None,
+    };
+    let names = targets.iter().map(|t| t.to_string()).collect();
+    let result = show(names, rx, options, shutdown.clone()).await;
+    shutdown.cancel();
+    match result.map(|shown| shown.recorded) {
+        Ok(Some(Ok(messages))) => {
+            println!("wrote {messages} messages to {}", args.output.display());
+            ExitCode::SUCCESS
+        }
+        Ok(Some(Err(err))) => {
+            eprintln!("meshtop: {err}");
+            ExitCode::FAILURE
+        }
+        Ok(None) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("meshtop: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_replay(args: ReplayArgs) -> ExitCode {
+    let output = if args.json {
+        Output::Json
+    } else if args.headless {
+        // The final table only, as attach --headless prints on exit.
+        Output::Headless { interval: None }
+    } else {
+        Output::Tui { fps: args.fps }
+    };
+    if output == (Output::Tui { fps: args.fps }) && !std::io::stdout().is_terminal() {
+        eprintln!("meshtop: {}", ShowError::NotATerminal);
+        return ExitCode::from(EXIT_USAGE);
+    }
+    let (header, entries, stats) = match crate::record::load(&args.file) {
+        Ok(loaded) => loaded,
+        Err(err) => {
+            eprintln!("meshtop: {err}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    if stats.truncated {
+        eprintln!(
+            "meshtop: warning: {} is truncated: replaying the {} complete messages before the cut",
+            args.file.display(),
+            stats.entries
+        );
+    }
+    if stats.skipped > 0 {
+        eprintln!(
+            "meshtop: warning: skipped {} malformed lines",
+            stats.skipped
+        );
+    }
+    let targets: Vec<String> = header.sources.iter().map(|s| s.target.clone()).collect();
+    let shutdown = CancellationToken::new();
+    if let Ok(signals) = StopSignals::register() {
+        tokio::spawn(signals.cancel_on_signal(shutdown.clone()));
+    }
+    let interactive = matches!(output, Output::Tui { .. });
+    let (tx, rx) = tokio::sync::mpsc::channel(FEED_CAPACITY);
+    let (control, control_rx) = tokio::sync::watch::channel(Control {
+        paused: false,
+        speed: args.speed,
+        seek: None,
+    });
+    let (progress_tx, progress) = tokio::sync::watch::channel(Progress {
+        position: Duration::ZERO,
+        length: Duration::ZERO,
+        speed: args.speed,
+        paused: false,
+        finished: false,
+    });
+    tokio::spawn(play(
+        std::sync::Arc::new(entries),
+        args.from.unwrap_or_default(),
+        args.to,
+        !interactive,
+        tx,
+        control_rx,
+        progress_tx,
+    ));
+    let options = ShowOptions {
+        output,
+        filter: args.filter.unwrap_or_default(),
+        window: args.window,
+        duration: None,
+        recorder: None,
+        replay: Some(ReplayHandle { control, progress }),
+    };
+    match show(targets, rx, options, shutdown).await {
         Ok(_) => ExitCode::SUCCESS,
         Err(err @ ShowError::NotATerminal) => {
             eprintln!("meshtop: {err}");

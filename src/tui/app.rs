@@ -6,38 +6,101 @@
 use std::io::{self, IsTerminal, Write};
 use std::time::Duration;
 
-use crossterm::event::{Event, EventStream, KeyEventKind};
+use crossterm::event::{Event, EventStream, KeyCode, KeyEvent, KeyEventKind};
 use futures_util::StreamExt;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::filter::FilterExpr;
 use super::input::{Action, UiState};
 use super::model::{Model, Window, headless_table};
+use super::replay::{Control, Progress};
 use super::source::{FeedItem, FeedKind};
 use super::views;
+use crate::record::{RecordingError, RecordingWriter};
 
 /// How the attach command shows what it receives.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Output {
     /// The interactive terminal UI.
     Tui { fps: u32 },
-    /// The upstream table as plain text every `interval`, and on exit.
-    Headless { interval: Duration },
+    /// The upstream table as plain text every `interval` (if any), and on
+    /// exit.
+    Headless { interval: Option<Duration> },
     /// Every message as a JSON line, tagged with its source.
     Json,
+    /// Nothing shown: only recorded (`meshtop record`).
+    Silent,
 }
 
 /// What the attach command was asked for.
-#[derive(Clone, Debug)]
 pub struct ShowOptions {
     pub output: Output,
     pub filter: FilterExpr,
     pub window: Window,
     /// Stop after this long.
     pub duration: Option<Duration>,
-    /// Shows `● REC` in the header.
-    pub recording: bool,
+    /// Every message received is also written here (`--record`).
+    pub recorder: Option<RecordingWriter>,
+    /// Set when the feed is a replay: the UI controls the player.
+    pub replay: Option<ReplayHandle>,
+}
+
+/// The UI's end of a replay player.
+#[derive(Debug)]
+pub struct ReplayHandle {
+    pub control: watch::Sender<Control>,
+    pub progress: watch::Receiver<Progress>,
+}
+
+/// What a session ended with.
+pub struct Shown {
+    pub model: Model,
+    /// Messages written to the recording, or why recording stopped.
+    pub recorded: Option<Result<u64, RecordingError>>,
+}
+
+/// Writes what a session receives to its recording, until the first error.
+struct Tape {
+    writer: Option<RecordingWriter>,
+    failed: Option<RecordingError>,
+}
+
+impl Tape {
+    fn write(&mut self, item: &FeedItem) -> Option<String> {
+        let (Some(writer), FeedKind::Message { raw, .. }) = (self.writer.as_mut(), &item.kind)
+        else {
+            return None;
+        };
+        let t = writer.elapsed();
+        let result = writer.write(t, item.source, raw);
+        self.check(result)
+    }
+
+    fn tick(&mut self) -> Option<String> {
+        let result = self
+            .writer
+            .as_mut()
+            .map_or(Ok(()), RecordingWriter::flush_if_due);
+        self.check(result)
+    }
+
+    /// Stops recording on the first error; what was written stays readable.
+    fn check(&mut self, result: Result<(), RecordingError>) -> Option<String> {
+        let err = result.err()?;
+        let message = format!("recording stopped: {err}");
+        self.writer = None;
+        self.failed = Some(err);
+        Some(message)
+    }
+
+    fn finish(self) -> Option<Result<u64, RecordingError>> {
+        match (self.writer, self.failed) {
+            (_, Some(err)) => Some(Err(err)),
+            (Some(writer), None) => Some(writer.finish()),
+            (None, None) => None,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,15 +115,24 @@ pub enum ShowError {
 /// looks at keys and the frame clock again.
 const INGEST_BATCH: usize = 4096;
 
+/// How often the recording is given a chance to flush (it flushes what is
+/// older than half a second, so a killed recorder loses at most a second).
+const TAPE_TICK: Duration = Duration::from_millis(250);
+
 /// Shows the feed of `targets` until the feed ends, `duration` passes,
 /// `shutdown` is cancelled or the user quits. Returns the final model.
 pub async fn show(
     targets: Vec<String>,
     mut feed: mpsc::Receiver<FeedItem>,
-    options: ShowOptions,
+    mut options: ShowOptions,
     shutdown: CancellationToken,
-) -> Result<Model, ShowError> {
+) -> Result<Shown, ShowError> {
     let mut model = Model::new(targets.clone());
+    let mut tape = Tape {
+        writer: options.recorder.take(),
+        failed: None,
+    };
+    let mut tape_tick = tokio::time::interval(TAPE_TICK);
     let deadline = async {
         match options.duration {
             Some(duration) => tokio::time::sleep(duration).await,
@@ -75,6 +147,9 @@ pub async fn show(
                 tokio::select! {
                     item = feed.recv() => {
                         let Some(item) = item else { break };
+                        if let Some(error) = tape.write(&item) {
+                            eprintln!("meshtop: {error}");
+                        }
                         if let FeedKind::Message { raw, .. } = &item.kind {
                             let source = targets.get(item.source).map_or("", String::as_str);
                             if write_json_line(&mut out, source, raw).is_err() {
@@ -89,38 +164,70 @@ pub async fn show(
                         }
                         model.ingest(&item);
                     }
+                    _ = tape_tick.tick() => if let Some(error) = tape.tick() {
+                        eprintln!("meshtop: {error}");
+                    },
                     _ = &mut deadline => break,
                     _ = shutdown.cancelled() => break,
                 }
             }
             let _ = out.flush();
-            Ok(model)
+            Ok(Shown {
+                model,
+                recorded: tape.finish(),
+            })
         }
-        Output::Headless { interval } => {
-            let mut ticker =
-                tokio::time::interval_at(tokio::time::Instant::now() + *interval, *interval);
+        Output::Headless { .. } | Output::Silent => {
+            let (periodic, final_table) = match options.output {
+                Output::Headless { interval } => (interval, true),
+                _ => (None, false),
+            };
+            // Without periodic tables the ticker never fires in practice.
+            let every = periodic.unwrap_or(Duration::from_secs(24 * 3600));
+            let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let print = |model: &Model, periodic_tick: bool| {
+                if (periodic_tick && periodic.is_some()) || (!periodic_tick && final_table) {
+                    print_table(model, options.window, &options.filter)
+                } else {
+                    Ok(())
+                }
+            };
             loop {
                 tokio::select! {
                     item = feed.recv() => match item {
-                        Some(item) => model.ingest(&item),
+                        Some(item) => {
+                            if let Some(error) = tape.write(&item) {
+                                eprintln!("meshtop: {error}");
+                            }
+                            model.ingest(&item);
+                        }
                         None => break,
                     },
                     _ = ticker.tick() => {
-                        if print_table(&model, options.window, &options.filter).is_err() {
-                            return Ok(model);
+                        if print(&model, true).is_err() {
+                            return Ok(Shown { model, recorded: tape.finish() });
                         }
                     }
+                    _ = tape_tick.tick() => if let Some(error) = tape.tick() {
+                        eprintln!("meshtop: {error}");
+                    },
                     _ = &mut deadline => break,
                     _ = shutdown.cancelled() => break,
                 }
             }
             // Whatever is already queued belongs to the session too.
             while let Ok(item) = feed.try_recv() {
+                if let Some(error) = tape.write(&item) {
+                    eprintln!("meshtop: {error}");
+                }
                 model.ingest(&item);
             }
-            let _ = print_table(&model, options.window, &options.filter);
-            Ok(model)
+            let _ = print(&model, false);
+            Ok(Shown {
+                model,
+                recorded: tape.finish(),
+            })
         }
         Output::Tui { fps } => {
             if !io::stdout().is_terminal() {
@@ -128,12 +235,17 @@ pub async fn show(
             }
             let mut ui = UiState::new(options.filter.clone());
             ui.window = options.window;
-            ui.recording = options.recording;
+            ui.recording = tape.writer.is_some();
             let mut terminal = ratatui::try_init()?;
+            let mut session = Session {
+                model: &mut model,
+                ui: &mut ui,
+                tape: &mut tape,
+                replay: options.replay.as_ref(),
+            };
             let result = tui_loop(
                 &mut terminal,
-                &mut model,
-                &mut ui,
+                &mut session,
                 &mut feed,
                 *fps,
                 deadline,
@@ -141,15 +253,26 @@ pub async fn show(
             )
             .await;
             ratatui::restore();
-            result.map(|()| model).map_err(ShowError::from)
+            result?;
+            Ok(Shown {
+                model,
+                recorded: tape.finish(),
+            })
         }
     }
 }
 
+/// What the terminal loop works on.
+struct Session<'a> {
+    model: &'a mut Model,
+    ui: &'a mut UiState,
+    tape: &'a mut Tape,
+    replay: Option<&'a ReplayHandle>,
+}
+
 async fn tui_loop(
     terminal: &mut ratatui::DefaultTerminal,
-    model: &mut Model,
-    ui: &mut UiState,
+    session: &mut Session<'_>,
     feed: &mut mpsc::Receiver<FeedItem>,
     fps: u32,
     deadline: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
@@ -160,17 +283,19 @@ async fn tui_loop(
     let frame_every = Duration::from_secs(1) / fps.clamp(1, 120);
     let mut frames = tokio::time::interval(frame_every);
     frames.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut tape_tick = tokio::time::interval(TAPE_TICK);
     // While paused the screen shows this copy; ingestion goes on.
     let mut frozen: Option<Box<Model>> = None;
     let mut feed_open = true;
+    let mut seeks = 0u64;
     loop {
         tokio::select! {
             item = feed.recv(), if feed_open => match item {
                 Some(item) => {
-                    model.ingest(&item);
+                    session.ingest(&item);
                     for _ in 0..INGEST_BATCH {
                         match feed.try_recv() {
-                            Ok(item) => model.ingest(&item),
+                            Ok(item) => session.ingest(&item),
                             Err(_) => break,
                         }
                     }
@@ -179,22 +304,35 @@ async fn tui_loop(
                 None => feed_open = false,
             },
             _ = frames.tick() => {
-                let shown = frozen.as_deref().unwrap_or(model);
-                terminal.draw(|frame| views::draw(frame, shown, ui))?;
+                if let Some(replay) = session.replay {
+                    session.ui.replay = Some(*replay.progress.borrow());
+                }
+                session.ui.page_rows = usize::from(terminal.size()?.height.saturating_sub(6)).max(1);
+                let shown = frozen.as_deref().unwrap_or(session.model);
+                terminal.draw(|frame| views::draw(frame, shown, session.ui))?;
             }
+            _ = tape_tick.tick() => if let Some(error) = session.tape.tick() {
+                session.ui.recording = false;
+                session.ui.hint = Some(error);
+            },
             event = keys.next() => match event {
                 Some(Ok(Event::Key(key))) if key.kind != KeyEventKind::Release => {
-                    let action = ui.handle_key(key, frozen.as_deref().unwrap_or(model));
-                    if action == Action::Quit {
-                        return Ok(());
+                    let replay_key = session
+                        .replay
+                        .is_some_and(|replay| replay_control(replay, key, session.ui, &mut seeks));
+                    if !replay_key {
+                        let action = session.ui.handle_key(key, frozen.as_deref().unwrap_or(session.model));
+                        if action == Action::Quit {
+                            return Ok(());
+                        }
                     }
-                    match (ui.paused, frozen.is_some()) {
-                        (true, false) => frozen = Some(Box::new(model.clone())),
+                    match (session.ui.paused, frozen.is_some()) {
+                        (true, false) => frozen = Some(Box::new(session.model.clone())),
                         (false, true) => frozen = None,
                         _ => {}
                     }
-                    let shown = frozen.as_deref().unwrap_or(model);
-                    terminal.draw(|frame| views::draw(frame, shown, ui))?;
+                    let shown = frozen.as_deref().unwrap_or(session.model);
+                    terminal.draw(|frame| views::draw(frame, shown, session.ui))?;
                 }
                 Some(Ok(_)) => {}
                 Some(Err(err)) => return Err(err),
@@ -204,6 +342,45 @@ async fn tui_loop(
             _ = shutdown.cancelled() => return Ok(()),
         }
     }
+}
+
+impl Session<'_> {
+    fn ingest(&mut self, item: &FeedItem) {
+        if let Some(error) = self.tape.write(item) {
+            self.ui.recording = false;
+            self.ui.hint = Some(error);
+        }
+        self.model.ingest(item);
+    }
+}
+
+/// How far `←`/`→` seek in a replay.
+const SEEK_STEP: Duration = Duration::from_secs(10);
+
+/// Handles the replay keys (`space`, `+`/`-`, `←`/`→`, `g`/`G`) unless the
+/// filter is being edited; returns whether the key was one of them.
+fn replay_control(replay: &ReplayHandle, key: KeyEvent, ui: &UiState, seeks: &mut u64) -> bool {
+    if ui.filter_input.is_some() || ui.help {
+        return false;
+    }
+    let position = replay.progress.borrow().position;
+    let length = replay.progress.borrow().length;
+    let mut seek = |to: Duration| {
+        *seeks += 1;
+        let id = *seeks;
+        replay.control.send_modify(|c| c.seek = Some((id, to)));
+    };
+    match key.code {
+        KeyCode::Char(' ') => replay.control.send_modify(|c| c.paused = !c.paused),
+        KeyCode::Char('+') => replay.control.send_modify(|c| c.speed = c.speed.faster()),
+        KeyCode::Char('-') => replay.control.send_modify(|c| c.speed = c.speed.slower()),
+        KeyCode::Left => seek(position.saturating_sub(SEEK_STEP)),
+        KeyCode::Right => seek((position + SEEK_STEP).min(length)),
+        KeyCode::Char('g') => seek(Duration::ZERO),
+        KeyCode::Char('G') => seek(length),
+        _ => return false,
+    }
+    true
 }
 
 /// Prints the upstream table (and a blank line, separating tables).

@@ -122,6 +122,8 @@ pub struct UiState {
     pub page_rows: usize,
     /// Requests are being recorded to a file (shows `● REC`).
     pub recording: bool,
+    /// Where a replay is (shows the progress bar); `None` when live.
+    pub replay: Option<crate::tui::replay::Progress>,
     /// A one-off message for the status line (e.g. why a key did nothing),
     /// cleared by the next key.
     pub hint: Option<String>,
@@ -168,6 +170,7 @@ impl UiState {
             tap_follow: true,
             tap_cursor: 0,
             page_rows: 10,
+            replay: None,
             recording: false,
             hint: None,
         }

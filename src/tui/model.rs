@@ -304,6 +304,19 @@ pub struct Model {
     now_sec: Option<i64>,
     /// Increases with every request event; orders "least recently seen".
     event_counter: u64,
+    /// Increases with every stats message: what the summary depends on.
+    stats_version: u64,
+    /// The last summary, for as long as the same question is asked of the
+    /// same stats (merging every upstream's histogram on each frame would
+    /// take most of a frame's time).
+    summary_cache: std::cell::RefCell<Option<(SummaryKey, Summary)>>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+struct SummaryKey {
+    window: Window,
+    filter: String,
+    stats_version: u64,
 }
 
 impl Model {
@@ -316,6 +329,8 @@ impl Model {
             tap: VecDeque::new(),
             now_sec: None,
             event_counter: 0,
+            stats_version: 0,
+            summary_cache: std::cell::RefCell::new(None),
         }
     }
 
@@ -471,6 +486,7 @@ impl Model {
     }
 
     fn ingest_stats(&mut self, stats: &Stats) {
+        self.stats_version += 1;
         let Some(sec) = unix_seconds(&stats.ts) else {
             return;
         };
@@ -574,6 +590,22 @@ impl Model {
     /// Totals over the given rows' window aggregates: summed rates, the
     /// merged success rate and the p99 of all their latencies together.
     pub fn summary(&self, window: Window, filter: &FilterExpr) -> Summary {
+        let key = SummaryKey {
+            window,
+            filter: filter.as_str().to_owned(),
+            stats_version: self.stats_version,
+        };
+        if let Some((cached_key, summary)) = &*self.summary_cache.borrow()
+            && *cached_key == key
+        {
+            return summary.clone();
+        }
+        let summary = self.compute_summary(window, filter);
+        *self.summary_cache.borrow_mut() = Some((key, summary.clone()));
+        summary
+    }
+
+    fn compute_summary(&self, window: Window, filter: &FilterExpr) -> Summary {
         let now = self.now_sec.unwrap_or(0);
         let mut merged = new_latency_histogram();
         let (mut requests, mut failures, mut rps) = (0u64, 0u64, 0.0);
@@ -799,14 +831,20 @@ impl UpstreamState {
     fn row(&self, key: &UpstreamKey, window: Window, now: i64) -> UpstreamRow {
         let aggregate = &self.windows[window.index()];
         let latency = &aggregate.latency;
-        let percentile = |q: f64| (!latency.is_empty()).then(|| latency.value_at_quantile(q));
+        // One pass over the counts for all three percentiles.
+        let [p50, p90, p99] = if latency.is_empty() {
+            [None; 3]
+        } else {
+            let mut values = latency.value_at_quantiles([0.5, 0.9, 0.99]).map(Some);
+            [(); 3].map(|()| values.next().flatten())
+        };
         UpstreamRow {
             key: key.clone(),
             rps: aggregate.requests as f64 / self.span(window, now) as f64,
             success: success_rate(aggregate.requests, aggregate.failures),
-            p50: percentile(0.5),
-            p90: percentile(0.9),
-            p99: percentile(0.99),
+            p50,
+            p90,
+            p99,
             max: (!latency.is_empty()).then(|| latency.max()),
             requests: self.total_requests,
             failures: self.total_failures,

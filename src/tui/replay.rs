@@ -8,18 +8,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 use super::source::{FeedItem, FeedKind};
-use crate::telemetry::event::Message;
 
-/// One recorded message, ready to feed.
-#[derive(Clone, Debug)]
-pub struct ReplayEntry {
-    /// Time since the start of the recording.
-    pub t: Duration,
-    pub src: usize,
-    pub raw: Arc<str>,
-    /// The message, or why it is not a valid one (fed as `Invalid`).
-    pub message: Result<Message, String>,
-}
+pub use crate::record::Entry as ReplayEntry;
 
 /// Playback speed: a factor, or as fast as possible.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -80,6 +80,9 @@ impl Widget for &Screen<'_> {
             Tab::Tap => Widget::render(&TapView { model, ui }, body, buf),
             Tab::Sidecars => Widget::render(&SidecarsView { model, ui }, body, buf),
         }
+        if let Some(progress) = &ui.replay {
+            Widget::render(&ReplayBar { progress }, layout.replay, buf);
+        }
         Widget::render(&StatusLine { ui }, layout.status, buf);
         if ui.help {
             Widget::render(&HelpOverlay, area, buf);
@@ -93,6 +96,8 @@ struct ScreenLayout {
     header: Rect,
     tabs: Rect,
     body: Rect,
+    /// The replay progress bar (empty when live).
+    replay: Rect,
     status: Rect,
 }
 
@@ -108,10 +113,12 @@ impl ScreenLayout {
             _ => 0,
         };
         let status_height = u16::try_from(1 + error_lines).unwrap_or(1);
-        let [header, tabs, body, status] = Layout::vertical([
+        let replay_height = u16::from(ui.replay.is_some());
+        let [header, tabs, body, replay, status] = Layout::vertical([
             Constraint::Length(1),
             Constraint::Length(1),
             Constraint::Min(0),
+            Constraint::Length(replay_height),
             Constraint::Length(status_height),
         ])
         .areas(area);
@@ -119,6 +126,7 @@ impl ScreenLayout {
             header,
             tabs,
             body,
+            replay,
             status,
         }
     }
@@ -418,5 +426,44 @@ mod tests {
         assert_eq!(centered(area, 4, 3), Rect::new(6, 5, 4, 3));
         assert_eq!(centered(area, 40, 30), area);
         assert_eq!(centered(Rect::default(), 4, 3), Rect::new(0, 0, 0, 0));
+    }
+}
+
+/// The replay progress bar: position, length and speed.
+struct ReplayBar<'a> {
+    progress: &'a crate::tui::replay::Progress,
+}
+
+impl Widget for &ReplayBar<'_> {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        if area.is_empty() {
+            return;
+        }
+        let p = self.progress;
+        let ratio = if p.length.is_zero() {
+            1.0
+        } else {
+            (p.position.as_secs_f64() / p.length.as_secs_f64()).clamp(0.0, 1.0)
+        };
+        let state = if p.finished {
+            "end"
+        } else if p.paused {
+            "paused"
+        } else {
+            "playing"
+        };
+        let clock =
+            |d: std::time::Duration| format!("{}:{:02}", d.as_secs() / 60, d.as_secs() % 60);
+        let label = format!(
+            " {state} {} / {}  {}  (space pause, +/- speed, ←/→ seek 10s, g/G start/end) ",
+            clock(p.position),
+            clock(p.length),
+            p.speed.label()
+        );
+        ratatui::widgets::LineGauge::default()
+            .ratio(ratio)
+            .label(label)
+            .filled_style(ratatui::style::Style::default().fg(ratatui::style::Color::Cyan))
+            .render(area, buf);
     }
 }

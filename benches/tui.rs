@@ -1,0 +1,141 @@
+//! The terminal UI's hot paths (issue targets in brackets):
+//!
+//! - the model ingesting request events [≥ 300,000 events/s on one core],
+//!   and parsing plus ingesting them as they arrive from a sidecar;
+//! - a full frame of the Upstreams view with 200 upstreams at 200×50
+//!   [≤ 3 ms].
+//!
+//! `cargo bench --bench tui`.
+
+use std::hint::black_box;
+use std::time::{Duration, UNIX_EPOCH};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use meshtop::telemetry::event::{
+    Message, RequestEvent, Stats, StatusClasses, UpstreamStats, timestamp,
+};
+use meshtop::telemetry::stats::{encode_histogram, new_latency_histogram};
+use meshtop::telemetry::{Direction, HttpProtocol};
+use meshtop::tui::filter::FilterExpr;
+use meshtop::tui::input::UiState;
+use meshtop::tui::model::Model;
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+
+const T0: u64 = 1_795_996_800;
+
+fn request(i: u64) -> Message {
+    Message::Request(RequestEvent {
+        ts: timestamp(UNIX_EPOCH + Duration::from_micros(T0 * 1_000_000 + i)),
+        sidecar: "web".into(),
+        direction: Direction::Outbound,
+        protocol: HttpProtocol::Grpc,
+        client: "10.1.0.7:52144".into(),
+        server: Some("10.1.0.9:8080".into()),
+        authority: format!("svc-{}.emojivoto:8080", i % 20),
+        method: Some("POST".into()),
+        path: Some(format!("/emojivoto.v1.VotingService/Vote{}", i % 50)),
+        status: Some(200),
+        grpc_status: Some(if i.is_multiple_of(7) { 2 } else { 0 }),
+        grpc_message: None,
+        error: None,
+        duration_ms: 1.0 + (i % 100) as f64 / 10.0,
+        ttfb_ms: Some(0.9),
+        req_bytes: 5,
+        resp_bytes: 12,
+        headers: None,
+    })
+}
+
+fn ingest(c: &mut Criterion) {
+    const N: u64 = 10_000;
+    let events: Vec<Message> = (0..N).map(request).collect();
+    let raw: Vec<String> = events
+        .iter()
+        .map(|m| serde_json::to_string(m).expect("encodes"))
+        .collect();
+    let mut group = c.benchmark_group("model");
+    group.throughput(Throughput::Elements(N));
+    group.bench_function("ingest request events", |b| {
+        let mut model = Model::new(["a".to_string()]);
+        b.iter(|| {
+            for event in &events {
+                model.ingest_message(0, black_box(event));
+            }
+        })
+    });
+    group.bench_function("parse and ingest request events", |b| {
+        let mut model = Model::new(["a".to_string()]);
+        b.iter(|| {
+            for line in &raw {
+                if let Ok(message) = serde_json::from_str::<Message>(black_box(line)) {
+                    model.ingest_message(0, &message);
+                }
+            }
+        })
+    });
+    group.finish();
+}
+
+fn model_with_upstreams(n: usize) -> Model {
+    let mut model = Model::new(["a".to_string(), "b".to_string()]);
+    for sec in 0..60u64 {
+        let upstreams = (0..n)
+            .map(|u| {
+                let mut latency = new_latency_histogram();
+                for d in 0..20u64 {
+                    latency
+                        .record(500 + d * 97 + u as u64 * 13)
+                        .expect("in range");
+                }
+                let mut status = StatusClasses::default();
+                status.add(200, 19);
+                status.add(503, 1);
+                UpstreamStats {
+                    direction: if u % 2 == 0 {
+                        Direction::Outbound
+                    } else {
+                        Direction::Inbound
+                    },
+                    authority: format!("service-{u:03}.namespace-{}.svc.cluster.local:8080", u % 7),
+                    requests: 20,
+                    failures: 1,
+                    status,
+                    grpc_status: Default::default(),
+                    errors: Default::default(),
+                    req_bytes: 100,
+                    resp_bytes: 1000,
+                    latency: encode_histogram(&latency),
+                }
+            })
+            .collect();
+        let stats = Message::Stats(Stats {
+            ts: timestamp(UNIX_EPOCH + Duration::from_secs(T0 + sec)),
+            sidecar: "web".into(),
+            interval_ms: 1000,
+            upstreams,
+        });
+        model.ingest_message(0, &stats);
+    }
+    model
+}
+
+fn render(c: &mut Criterion) {
+    let model = model_with_upstreams(200);
+    let ui = UiState::new(FilterExpr::default());
+    let mut terminal = Terminal::new(TestBackend::new(200, 50)).expect("test backend");
+    c.bench_function("upstreams view, 200 upstreams, 200x50", |b| {
+        b.iter(|| {
+            terminal
+                .draw(|frame| meshtop::tui::views::draw(frame, black_box(&model), &ui))
+                .expect("draws");
+        })
+    });
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().measurement_time(Duration::from_secs(5)).warm_up_time(Duration::from_secs(1));
+    targets = ingest, render
+}
+criterion_main!(benches);

@@ -1,0 +1,331 @@
+//! Recording sessions and replaying them: the built binary against real
+//! sidecars; replay must show exactly what the live session showed.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use support::*;
+
+fn meshtop(args: &[&str]) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_meshtop"));
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+/// A path in the temp dir, removed on drop.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(name: &str) -> TempFile {
+        let path =
+            std::env::temp_dir().join(format!("meshtop-replay-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        TempFile(path)
+    }
+
+    fn as_str(&self) -> &str {
+        self.0.to_str().expect("utf-8 temp path")
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn sidecar_config(backend: std::net::SocketAddr, name: &str) -> meshtop::proxy::ProxyConfig {
+    let mut config = config(vec![meshtop::proxy::ListenerConfig {
+        direction: meshtop::telemetry::Direction::Inbound,
+        addr: local0(),
+        target: Some(meshtop::proxy::Dest::Addr(backend)),
+    }]);
+    config.name = name.into();
+    config.telemetry.stats_interval = Duration::from_millis(200);
+    config
+}
+
+async fn wait_for_subscribers(admin: std::net::SocketAddr, n: u64) {
+    within("a subscriber", async {
+        loop {
+            let (_, metrics) = admin_get(admin, "/metrics").await;
+            let count = metrics
+                .lines()
+                .find_map(|l| l.strip_prefix("meshtop_subscribers "))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .unwrap_or(0.0);
+            if count as u64 >= n {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+}
+
+async fn traffic(addr: std::net::SocketAddr, host: &str, n: u64) {
+    let mut client = http1_conn(addr).await;
+    for i in 0..n {
+        client.ready().await.expect("keep-alive");
+        let path = if i % 4 == 0 {
+            "/status/503"
+        } else {
+            "/bytes/100"
+        };
+        let resp = client
+            .send_request(get(path, host))
+            .await
+            .expect("response");
+        body_bytes(resp).await;
+    }
+}
+
+/// The last table of a headless run.
+fn final_table(stdout: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stdout);
+    text.trim_end()
+        .rsplit("\n\n")
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+async fn finished(command: tokio::process::Child) -> std::process::Output {
+    within("the command to finish", command.wait_with_output())
+        .await
+        .expect("output")
+}
+
+async fn replay_headless(file: &str) -> (String, String) {
+    let output = finished(
+        meshtop(&["replay", file, "--headless", "--speed", "max"])
+            .spawn()
+            .expect("runs"),
+    )
+    .await;
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (
+        final_table(&output.stdout),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_prints_exactly_the_live_final_table() {
+    for name in ["session.ndjson", "session.ndjson.zst"] {
+        let file = TempFile::new(name);
+        let backend = backend().await;
+        let a = Sidecar::start(sidecar_config(backend.addr, "web")).await;
+        let b = Sidecar::start(sidecar_config(backend.addr, "voting")).await;
+        let live = meshtop(&[
+            "attach",
+            &format!(":{}", a.admin.port()),
+            &format!(":{}", b.admin.port()),
+            "--headless",
+            "--interval",
+            "1s",
+            "--duration",
+            "4s",
+            "--record",
+            file.as_str(),
+        ])
+        .spawn()
+        .expect("attach runs");
+        wait_for_subscribers(a.admin, 1).await;
+        wait_for_subscribers(b.admin, 1).await;
+        traffic(a.addr(), "web-svc.emojivoto:80", 40).await;
+        traffic(b.addr(), "voting-svc.emojivoto:8080", 24).await;
+        let output = finished(live).await;
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let live_table = final_table(&output.stdout);
+        assert!(live_table.contains("web-svc.emojivoto:80"), "{live_table}");
+        assert!(
+            live_table.contains("voting-svc.emojivoto:8080"),
+            "{live_table}"
+        );
+
+        let (replayed, _) = replay_headless(file.as_str()).await;
+        assert_eq!(
+            replayed, live_table,
+            "replay of {name} must match the live table exactly"
+        );
+        a.stop().await;
+        b.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_across_a_sidecar_restart_replays_every_request_once() {
+    let file = TempFile::new("restart.ndjson");
+    let backend = backend().await;
+    let first = Sidecar::start(sidecar_config(backend.addr, "web")).await;
+    let admin = first.admin;
+    let recorder = meshtop(&[
+        "record",
+        &format!(":{}", admin.port()),
+        "-o",
+        file.as_str(),
+        "--duration",
+        "6s",
+    ])
+    .spawn()
+    .expect("record runs");
+    wait_for_subscribers(admin, 1).await;
+    traffic(first.addr(), "web-svc.emojivoto:80", 20).await;
+    // Wait until the stats of these requests were delivered, then restart.
+    let mut events = Events::connect(admin, "").await;
+    let mut counted = 0;
+    while counted < 20 {
+        if let meshtop::telemetry::event::Message::Stats(s) = events.next().await {
+            counted += s.upstreams.iter().map(|u| u.requests).sum::<u64>();
+        }
+    }
+    drop(events);
+    first.stop().await;
+    let mut config = sidecar_config(backend.addr, "web");
+    config.admin = admin;
+    let second = Sidecar::start(config).await;
+    wait_for_subscribers(admin, 1).await;
+    traffic(second.addr(), "web-svc.emojivoto:80", 12).await;
+    let output = finished(recorder).await;
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.starts_with("wrote ") && stdout.contains(" messages to "),
+        "{stdout}"
+    );
+
+    let (table, _) = replay_headless(file.as_str()).await;
+    let row: Vec<&str> = table
+        .lines()
+        .nth(1)
+        .expect("a row")
+        .split_whitespace()
+        .collect();
+    assert_eq!(row[1], "web-svc.emojivoto:80");
+    assert_eq!(
+        row[8], "32",
+        "every request of both processes, once: {table}"
+    );
+    assert_eq!(row[9], "8", "{table}");
+    second.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncated_recordings_replay_up_to_the_cut() {
+    for name in ["cut.ndjson", "cut.ndjson.zst"] {
+        let file = TempFile::new(name);
+        let backend = backend().await;
+        let sidecar = Sidecar::start(sidecar_config(backend.addr, "web")).await;
+        let recorder = meshtop(&[
+            "record",
+            &format!(":{}", sidecar.admin.port()),
+            "-o",
+            file.as_str(),
+            "--duration",
+            "3s",
+        ])
+        .spawn()
+        .expect("record runs");
+        wait_for_subscribers(sidecar.admin, 1).await;
+        traffic(sidecar.addr(), "cut.example", 30).await;
+        let output = finished(recorder).await;
+        assert_eq!(output.status.code(), Some(0));
+        let bytes = std::fs::read(&file.0).expect("recording");
+        // Cut off the last third: replay must still work on what is left.
+        std::fs::write(&file.0, &bytes[..bytes.len() * 2 / 3]).expect("truncate");
+        let (table, stderr) = replay_headless(file.as_str()).await;
+        assert!(stderr.contains("truncated"), "{name}: {stderr}");
+        assert!(table.starts_with("DIRECTION"), "{table}");
+        sidecar.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn files_that_are_not_recordings_are_one_line_errors() {
+    let not_json = TempFile::new("garbage.ndjson");
+    std::fs::write(&not_json.0, b"this is not a recording\n").expect("write");
+    let newer = TempFile::new("newer.ndjson");
+    std::fs::write(
+        &newer.0,
+        br#"{"format":"meshtop-recording","version":99,"created_at":"2026-11-30T00:00:00Z","meshtop_version":"9","sources":[]}
+"#,
+    )
+    .expect("write");
+    for (file, mentions) in [
+        (not_json.as_str(), "not a"),
+        (newer.as_str(), "99"),
+        ("/no/such/file.ndjson", "file"),
+    ] {
+        let output = meshtop(&["replay", file, "--headless"])
+            .output()
+            .await
+            .expect("runs");
+        assert_eq!(output.status.code(), Some(2), "{file}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+        assert!(stderr.to_lowercase().contains(mentions), "{stderr}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_json_prints_the_messages_with_their_source() {
+    let file = TempFile::new("json.ndjson");
+    let backend = backend().await;
+    let sidecar = Sidecar::start(sidecar_config(backend.addr, "web")).await;
+    let recorder = meshtop(&[
+        "record",
+        &format!(":{}", sidecar.admin.port()),
+        "-o",
+        file.as_str(),
+        "--duration",
+        "2s",
+    ])
+    .spawn()
+    .expect("record runs");
+    wait_for_subscribers(sidecar.admin, 1).await;
+    traffic(sidecar.addr(), "json.example", 5).await;
+    assert_eq!(finished(recorder).await.status.code(), Some(0));
+    let output = finished(
+        meshtop(&["replay", file.as_str(), "--json", "--speed", "max"])
+            .spawn()
+            .expect("runs"),
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(0));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(lines[0]["type"], "hello");
+    let source = format!("ws://127.0.0.1:{}/events", sidecar.admin.port());
+    assert!(
+        lines.iter().all(|l| l["source"] == source.as_str()),
+        "{lines:?}"
+    );
+    assert_eq!(lines.iter().filter(|l| l["type"] == "request").count(), 5);
+    sidecar.stop().await;
+}
