@@ -405,30 +405,6 @@ fn compact_count(n: u64) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn figures_are_compact() {
-        assert_eq!(compact_count(999), "999");
-        assert_eq!(compact_count(1_234), "1.2k");
-        assert_eq!(compact_count(56_789), "56k");
-        assert_eq!(clock("2026-01-15T10:05:01.123456Z", true), "10:05:01.123");
-        assert_eq!(clock("2026-01-15T10:05:01.123456Z", false), "10:05:01");
-        assert_eq!(clock("2026-01-15T10:05Z", false), "10:05Z");
-        assert_eq!(clock("garbage", false), "garbage");
-    }
-
-    #[test]
-    fn popups_fit_inside_their_area() {
-        let area = Rect::new(3, 4, 10, 5);
-        assert_eq!(centered(area, 4, 3), Rect::new(6, 5, 4, 3));
-        assert_eq!(centered(area, 40, 30), area);
-        assert_eq!(centered(Rect::default(), 4, 3), Rect::new(0, 0, 0, 0));
-    }
-}
-
 /// The replay progress bar: position, length and speed.
 struct ReplayBar<'a> {
     progress: &'a crate::tui::replay::Progress,
@@ -465,5 +441,29 @@ impl Widget for &ReplayBar<'_> {
             .label(label)
             .filled_style(ratatui::style::Style::default().fg(ratatui::style::Color::Cyan))
             .render(area, buf);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn figures_are_compact() {
+        assert_eq!(compact_count(999), "999");
+        assert_eq!(compact_count(1_234), "1.2k");
+        assert_eq!(compact_count(56_789), "56k");
+        assert_eq!(clock("2026-01-15T10:05:01.123456Z", true), "10:05:01.123");
+        assert_eq!(clock("2026-01-15T10:05:01.123456Z", false), "10:05:01");
+        assert_eq!(clock("2026-01-15T10:05Z", false), "10:05Z");
+        assert_eq!(clock("garbage", false), "garbage");
+    }
+
+    #[test]
+    fn popups_fit_inside_their_area() {
+        let area = Rect::new(3, 4, 10, 5);
+        assert_eq!(centered(area, 4, 3), Rect::new(6, 5, 4, 3));
+        assert_eq!(centered(area, 40, 30), area);
+        assert_eq!(centered(Rect::default(), 4, 3), Rect::new(0, 0, 0, 0));
     }
 }
