@@ -46,6 +46,52 @@ pub enum Command {
     Record(RecordArgs),
     /// Replay a recording in the same UI as attach
     Replay(ReplayArgs),
+    /// Run emojivoto with a sidecar per service, and attach to them
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Requests per second the vote bot sends
+    #[arg(long, value_name = "N", default_value_t = 10.0)]
+    pub rate: f64,
+    /// Share of votes that fail at random (0-1), besides doughnut votes
+    #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = parse_share)]
+    pub failure_rate: f64,
+    /// Artificial latency added to every voting-svc call
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+    pub delay: Duration,
+    /// Admin port of the first sidecar (vote-bot); the others follow; 0 picks free ports
+    #[arg(long, value_name = "PORT", default_value_t = 15090)]
+    pub admin_base: u16,
+    /// No UI: print the upstream table as plain text every --interval, and on exit
+    #[arg(long, conflicts_with = "json")]
+    pub headless: bool,
+    /// How often --headless prints the table
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration, requires = "headless")]
+    pub interval: Duration,
+    /// No UI: print every message as a JSON line
+    #[arg(long)]
+    pub json: bool,
+    /// Exit after this long
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Also record the session to FILE
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+    /// Window of rates and percentiles: 10s, 1m or 5m
+    #[arg(long, value_name = "WINDOW", default_value = "1m", value_parser = parse_window)]
+    pub window: Window,
+    /// Frames drawn per second
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=120))]
+    pub fps: u32,
+}
+
+fn parse_share(s: &str) -> Result<f64, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|p| (0.0..=1.0).contains(p))
+        .ok_or_else(|| format!("invalid share '{s}': a number from 0 to 1"))
 }
 
 #[derive(Debug, Args)]
@@ -296,6 +342,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Attach(args) => runtime.block_on(run_attach(args)),
         Command::Record(args) => runtime.block_on(run_record(args)),
         Command::Replay(args) => runtime.block_on(run_replay(args)),
+        Command::Demo(args) => runtime.block_on(run_demo(args)),
     }
 }
 
@@ -587,6 +634,99 @@ async fn run_replay(args: ReplayArgs) -> ExitCode {
     };
     match show(targets, rx, options, shutdown).await {
         Ok(_) => ExitCode::SUCCESS,
+        Err(err @ ShowError::NotATerminal) => {
+            eprintln!("meshtop: {err}");
+            ExitCode::from(EXIT_USAGE)
+        }
+        Err(err) => {
+            eprintln!("meshtop: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_demo(args: DemoArgs) -> ExitCode {
+    let output = if args.json {
+        Output::Json
+    } else if args.headless {
+        Output::Headless {
+            interval: Some(args.interval),
+        }
+    } else {
+        Output::Tui { fps: args.fps }
+    };
+    if output == (Output::Tui { fps: args.fps }) && !std::io::stdout().is_terminal() {
+        eprintln!("meshtop: {}", ShowError::NotATerminal);
+        return ExitCode::from(EXIT_USAGE);
+    }
+    if !(args.rate > 0.0 && args.rate.is_finite()) {
+        eprintln!("meshtop: --rate must be a positive number");
+        return ExitCode::from(EXIT_USAGE);
+    }
+    let shutdown = CancellationToken::new();
+    if let Ok(signals) = StopSignals::register() {
+        tokio::spawn(signals.cancel_on_signal(shutdown.clone()));
+    }
+    let config = crate::demo::DemoConfig {
+        rate: args.rate,
+        failure_rate: args.failure_rate,
+        delay: args.delay,
+        admin_base: args.admin_base,
+    };
+    let demo = match crate::demo::start(&config, &shutdown).await {
+        Ok(demo) => demo,
+        Err(err) => {
+            eprintln!("meshtop: {err}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let targets: Vec<Target> = demo
+        .admins
+        .iter()
+        .filter_map(|(_, addr)| format!("{addr}").parse().ok())
+        .collect();
+    let ports: Vec<String> = demo
+        .admins
+        .iter()
+        .map(|(_, a)| format!(":{}", a.port()))
+        .collect();
+    eprintln!(
+        "meshtop demo: emojivoto is running (web on http://{}); attach from another terminal with: meshtop attach {}",
+        demo.web_sidecar,
+        ports.join(" ")
+    );
+    let recorder = match &args.record {
+        Some(path) => match RecordingWriter::create(path, source_infos(&targets)) {
+            Ok(writer) => Some(writer),
+            Err(err) => {
+                shutdown.cancel();
+                eprintln!("meshtop: {err}");
+                return ExitCode::from(EXIT_USAGE);
+            }
+        },
+        None => None,
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(FEED_CAPACITY);
+    let _sources = spawn_sources(&targets, None, tx, shutdown.clone());
+    let options = ShowOptions {
+        output,
+        filter: FilterExpr::default(),
+        window: args.window,
+        duration: args.duration,
+        recorder,
+        replay: None,
+    };
+    let names = targets.iter().map(|t| t.to_string()).collect();
+    let result = show(names, rx, options, shutdown.clone()).await;
+    shutdown.cancel();
+    match result {
+        Ok(shown) => match shown.recorded {
+            Some(Err(err)) => {
+                eprintln!("meshtop: {err}");
+                ExitCode::FAILURE
+            }
+            _ => ExitCode::SUCCESS,
+        },
         Err(err @ ShowError::NotATerminal) => {
             eprintln!("meshtop: {err}");
             ExitCode::from(EXIT_USAGE)

@@ -6,11 +6,13 @@
 //! - [`telemetry`]: the records the proxy emits and the admin server.
 //! - [`tui`]: `meshtop attach`, the terminal UI over one or many sidecars.
 //! - [`record`]: recordings of sessions: the file format, writing, reading.
+//! - [`demo`]: `meshtop demo`, emojivoto with a sidecar per service.
 //! - [`cli`]: the `meshtop` command line.
 
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod demo;
 pub mod proxy;
 pub mod record;
 pub mod telemetry;

@@ -1,0 +1,215 @@
+//! `meshtop demo`: the embedded emojivoto behaves like emojivoto, and its
+//! sidecars show what they carry.
+
+mod support;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use meshtop::demo::{DemoConfig, WEB_AUTHORITY};
+use support::*;
+use tokio_util::sync::CancellationToken;
+
+async fn web_get(addr: std::net::SocketAddr, path: &str) -> (u16, serde_json::Value, String) {
+    let mut client = http1_conn(addr).await;
+    let resp = within("web", client.send_request(get(path, WEB_AUTHORITY)))
+        .await
+        .expect("response");
+    let status = resp.status().as_u16();
+    let body = String::from_utf8_lossy(&body_bytes(resp).await).into_owned();
+    let json = serde_json::from_str(&body).unwrap_or(serde_json::Value::Null);
+    (status, json, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_answers_as_emojivoto_documents() {
+    let shutdown = CancellationToken::new();
+    let config = DemoConfig {
+        rate: 0.01,
+        failure_rate: 0.0,
+        delay: Duration::ZERO,
+        admin_base: 0,
+    };
+    let demo = meshtop::demo::start(&config, &shutdown)
+        .await
+        .expect("the demo starts");
+    // Through web's sidecar, as the vote bot's traffic goes.
+    let web = demo.web_sidecar;
+
+    let (status, list, _) = web_get(web, "/api/list").await;
+    assert_eq!(status, 200);
+    let list = list.as_array().expect("a JSON array");
+    assert_eq!(list.len(), meshtop::demo::EMOJIS.len());
+    assert!(
+        list.iter()
+            .all(|e| e["shortcode"].is_string() && e["unicode"].is_string())
+    );
+    assert!(
+        list.iter()
+            .any(|e| e["shortcode"] == ":doughnut:" && e["unicode"] == "🍩")
+    );
+
+    let (status, body, _) = web_get(web, "/api/vote?choice=").await;
+    assert_eq!(status, 400);
+    assert!(body["error"].is_string());
+    let (status, body, _) = web_get(web, "/api/vote?choice=:no_such_emoji:").await;
+    assert_eq!(status, 400);
+    assert!(body["error"].is_string());
+    for _ in 0..3 {
+        assert_eq!(web_get(web, "/api/vote?choice=:joy:").await.0, 200);
+    }
+    assert_eq!(web_get(web, "/api/vote?choice=%3Arocket%3A").await.0, 200);
+    let (status, body, _) = web_get(web, "/api/vote?choice=:doughnut:").await;
+    assert_eq!(status, 500, "doughnut votes fail, as in emojivoto");
+    assert!(body["error"].as_str().expect("error").contains("ERROR"));
+
+    let (status, board, _) = web_get(web, "/api/leaderboard").await;
+    assert_eq!(status, 200);
+    let board = board.as_array().expect("a JSON array");
+    assert_eq!(board[0]["shortcode"], ":joy:", "highest first: {board:?}");
+    assert_eq!(board[0]["votes"], 3);
+    assert_eq!(board[0]["unicode"], "😂");
+    assert!(
+        board
+            .iter()
+            .any(|e| e["shortcode"] == ":rocket:" && e["votes"] == 1)
+    );
+    assert!(!board.iter().any(|e| e["shortcode"] == ":doughnut:"));
+
+    let (status, _, html) = web_get(web, "/").await;
+    assert_eq!(status, 200);
+    assert!(html.contains("<html"));
+    shutdown.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_headless_demo_shows_every_upstream_and_the_doughnut_failures() {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_meshtop"))
+        .args([
+            "demo",
+            "--headless",
+            "--duration",
+            "10s",
+            "--interval",
+            "5s",
+            "--admin-base",
+            "0",
+            "--rate",
+            "40",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .output();
+    let output = within("the demo to finish", output).await.expect("runs");
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("meshtop attach :"),
+        "the demo prints how to attach: {stderr}"
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let table = stdout.trim_end().rsplit("\n\n").next().expect("a table");
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    for direction in ["inbound", "outbound"] {
+        for authority in [
+            "web-svc.emojivoto:80",
+            "emoji-svc.emojivoto:8080",
+            "voting-svc.emojivoto:8080",
+        ] {
+            assert!(
+                rows.iter().any(|r| r[0] == direction && r[1] == authority),
+                "missing {direction} {authority} in\n{table}"
+            );
+        }
+    }
+    let voting = rows
+        .iter()
+        .find(|r| r[0] == "inbound" && r[1] == "voting-svc.emojivoto:8080")
+        .expect("voting row");
+    let votes: f64 = voting[8].parse().expect("requests");
+    let failures: f64 = voting[9].parse().expect("failures");
+    assert!(votes >= 100.0, "{table}");
+    let success = 1.0 - failures / votes;
+    // 15% of votes are for doughnut; with this many votes the rate is
+    // within a few points of 85%.
+    assert!(
+        (0.75..=0.95).contains(&success),
+        "voting success {success} in\n{table}"
+    );
+    let web = rows
+        .iter()
+        .find(|r| r[0] == "inbound" && r[1] == "web-svc.emojivoto:80")
+        .expect("web row");
+    assert_eq!(
+        web[9], voting[9],
+        "every failed vote is a 500 at web: {table}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doughnut_failures_are_500_at_web_and_grpc_2_at_voting() {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_meshtop"))
+        .args([
+            "demo",
+            "--json",
+            "--duration",
+            "5s",
+            "--admin-base",
+            "0",
+            "--rate",
+            "40",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .output();
+    let output = within("the demo to finish", output).await.expect("runs");
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let messages: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let hellos: Vec<&str> = messages
+        .iter()
+        .filter(|m| m["type"] == "hello")
+        .filter_map(|m| m["sidecar"]["name"].as_str())
+        .collect();
+    for name in ["vote-bot", "web", "emoji", "voting"] {
+        assert!(hellos.contains(&name), "{hellos:?}");
+    }
+    let requests: Vec<&serde_json::Value> =
+        messages.iter().filter(|m| m["type"] == "request").collect();
+    let doughnut_at_web = requests.iter().any(|r| {
+        r["sidecar"] == "web"
+            && r["direction"] == "inbound"
+            && r["status"] == 500
+            && r["path"].as_str().is_some_and(|p| p.contains("doughnut"))
+    });
+    assert!(doughnut_at_web, "a failed doughnut vote at web");
+    let doughnut_at_voting = requests.iter().any(|r| {
+        r["sidecar"] == "voting"
+            && r["direction"] == "inbound"
+            && r["protocol"] == "grpc"
+            && r["grpc_status"] == 2
+            && r["grpc_message"] == "ERROR"
+            && r["path"] == "/emojivoto.v1.VotingService/VoteDoughnut"
+    });
+    assert!(doughnut_at_voting, "a failed VoteDoughnut at voting");
+}
