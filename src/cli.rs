@@ -325,6 +325,30 @@ pub fn parse() -> Result<Cli, ExitCode> {
     })
 }
 
+/// The whole program: parses the command line, sets up logging and runs
+/// the command. Shared by `meshtop` and `kubectl-meshtop` (the kubectl
+/// plugin name, so that `kubectl meshtop attach …` works).
+pub fn main() -> ExitCode {
+    let cli = match parse() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
+    // The sidecar logs what it does; the interactive commands stay quiet
+    // unless something is wrong, so logs never draw over the UI.
+    let default_level = match cli.command {
+        Command::Proxy(_) => "info",
+        _ => "warn",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    run(cli)
+}
+
 /// Runs a parsed command to completion.
 pub fn run(cli: Cli) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()

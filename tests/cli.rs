@@ -316,3 +316,13 @@ async fn identity_and_token_come_from_the_environment() {
     assert_eq!(hello["sidecar"]["namespace"], "emojivoto");
     assert_eq!(admin_get(admin, "/metrics").await.0, 401);
 }
+
+#[test]
+fn the_kubectl_plugin_name_runs_the_same_commands() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-meshtop"))
+        .args(["attach", "--help"])
+        .output()
+        .expect("kubectl-meshtop runs");
+    assert_eq!(output.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("--headless"));
+}

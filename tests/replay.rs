@@ -329,3 +329,30 @@ async fn replay_json_prints_the_messages_with_their_source() {
     assert_eq!(lines.iter().filter(|l| l["type"] == "request").count(), 5);
     sidecar.stop().await;
 }
+
+/// The recording shipped in `assets/` replays on a fresh clone.
+#[tokio::test]
+async fn the_shipped_emojivoto_recording_replays() {
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/emojivoto.ndjson.zst");
+    let (table, stderr) = replay_headless(file).await;
+    assert!(!stderr.contains("truncated"), "{stderr}");
+    for authority in [
+        "web-svc.emojivoto:80",
+        "emoji-svc.emojivoto:8080",
+        "voting-svc.emojivoto:8080",
+    ] {
+        assert!(table.contains(authority), "{table}");
+    }
+    let voting: Vec<&str> = table
+        .lines()
+        .find(|l| l.starts_with("inbound") && l.contains("voting-svc"))
+        .expect("voting row")
+        .split_whitespace()
+        .collect();
+    let requests: u64 = voting[8].parse().expect("requests");
+    assert!(requests > 500, "a few minutes of votes: {table}");
+    assert!(
+        std::fs::metadata(file).expect("shipped").len() < 4 * 1024 * 1024,
+        "a few MB at most"
+    );
+}
