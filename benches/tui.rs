@@ -3,7 +3,9 @@
 //! - the model ingesting request events [≥ 300,000 events/s on one core],
 //!   and parsing plus ingesting them as they arrive from a sidecar;
 //! - a full frame of the Upstreams view with 200 upstreams at 200×50
-//!   [≤ 3 ms].
+//!   [≤ 3 ms];
+//! - replaying a recording as fast as possible (`replay --headless --speed
+//!   max`: reading the file, decoding, ingesting) [≥ 200,000 messages/s].
 //!
 //! `cargo bench --bench tui`.
 
@@ -133,9 +135,74 @@ fn render(c: &mut Criterion) {
     });
 }
 
+fn replay(c: &mut Criterion) {
+    const N: u64 = 50_000;
+    let path =
+        std::env::temp_dir().join(format!("meshtop-bench-{}.ndjson.zst", std::process::id()));
+    let sources = vec![meshtop::record::SourceInfo {
+        target: "ws://127.0.0.1:15090/events".into(),
+        name: None,
+    }];
+    let mut writer = meshtop::record::RecordingWriter::create(&path, sources).expect("recording");
+    for i in 0..N {
+        let message = if i % 100 == 99 {
+            // A stats message now and then, as in a real session.
+            model_stats(i / 100)
+        } else {
+            request(i)
+        };
+        let raw = serde_json::to_string(&message).expect("encodes");
+        writer
+            .write(Duration::from_micros(i * 100), 0, &raw)
+            .expect("writes");
+    }
+    writer.finish().expect("finishes");
+    let mut group = c.benchmark_group("replay");
+    group.throughput(Throughput::Elements(N));
+    group.sample_size(10);
+    group.bench_function("load and ingest a recording (speed max)", |b| {
+        b.iter(|| {
+            let (_, entries, _) = meshtop::record::load(&path).expect("loads");
+            let mut model = Model::new(["ws://127.0.0.1:15090/events".to_string()]);
+            for entry in entries {
+                model.ingest(&entry.into_feed_item());
+            }
+            black_box(model);
+        })
+    });
+    group.finish();
+    let _ = std::fs::remove_file(&path);
+}
+
+fn model_stats(sec: u64) -> Message {
+    let mut latency = new_latency_histogram();
+    for d in 0..100u64 {
+        latency.record(800 + d * 31).expect("in range");
+    }
+    let mut status = StatusClasses::default();
+    status.add(200, 100);
+    Message::Stats(Stats {
+        ts: timestamp(UNIX_EPOCH + Duration::from_secs(T0 + sec)),
+        sidecar: "web".into(),
+        interval_ms: 1000,
+        upstreams: vec![UpstreamStats {
+            direction: Direction::Outbound,
+            authority: "svc-1.emojivoto:8080".into(),
+            requests: 100,
+            failures: 0,
+            status,
+            grpc_status: Default::default(),
+            errors: Default::default(),
+            req_bytes: 500,
+            resp_bytes: 1200,
+            latency: encode_histogram(&latency),
+        }],
+    })
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().measurement_time(Duration::from_secs(5)).warm_up_time(Duration::from_secs(1));
-    targets = ingest, render
+    targets = ingest, render, replay
 }
 criterion_main!(benches);

@@ -406,6 +406,99 @@ pub fn write_json_line(out: &mut impl Write, source: &str, raw: &str) -> io::Res
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tui::replay::Speed;
+    use crossterm::event::KeyModifiers;
+
+    fn key(code: KeyCode) -> KeyEvent {
+        KeyEvent::new(code, KeyModifiers::NONE)
+    }
+
+    #[test]
+    fn replay_keys_drive_the_player() {
+        let (control, control_rx) = watch::channel(Control {
+            paused: false,
+            speed: Speed::Factor(1.0),
+            seek: None,
+        });
+        let (progress_tx, progress) = watch::channel(Progress {
+            position: Duration::from_secs(30),
+            length: Duration::from_secs(100),
+            speed: Speed::Factor(1.0),
+            paused: false,
+            finished: false,
+        });
+        let replay = ReplayHandle { control, progress };
+        let mut ui = UiState::new(FilterExpr::default());
+        let mut seeks = 0;
+        assert!(replay_control(
+            &replay,
+            key(KeyCode::Char(' ')),
+            &ui,
+            &mut seeks
+        ));
+        assert!(control_rx.borrow().paused);
+        assert!(replay_control(
+            &replay,
+            key(KeyCode::Char('+')),
+            &ui,
+            &mut seeks
+        ));
+        assert_eq!(control_rx.borrow().speed, Speed::Factor(2.0));
+        assert!(replay_control(
+            &replay,
+            key(KeyCode::Char('-')),
+            &ui,
+            &mut seeks
+        ));
+        assert!(replay_control(
+            &replay,
+            key(KeyCode::Char('-')),
+            &ui,
+            &mut seeks
+        ));
+        assert_eq!(control_rx.borrow().speed, Speed::Factor(0.5));
+        assert!(replay_control(&replay, key(KeyCode::Left), &ui, &mut seeks));
+        assert_eq!(control_rx.borrow().seek, Some((1, Duration::from_secs(20))));
+        assert!(replay_control(
+            &replay,
+            key(KeyCode::Right),
+            &ui,
+            &mut seeks
+        ));
+        assert_eq!(control_rx.borrow().seek, Some((2, Duration::from_secs(40))));
+        assert!(replay_control(
+            &replay,
+            key(KeyCode::Char('g')),
+            &ui,
+            &mut seeks
+        ));
+        assert_eq!(control_rx.borrow().seek, Some((3, Duration::ZERO)));
+        assert!(replay_control(
+            &replay,
+            key(KeyCode::Char('G')),
+            &ui,
+            &mut seeks
+        ));
+        assert_eq!(
+            control_rx.borrow().seek,
+            Some((4, Duration::from_secs(100)))
+        );
+        // Other keys are the UI's, and so is everything while typing a filter.
+        assert!(!replay_control(
+            &replay,
+            key(KeyCode::Char('q')),
+            &ui,
+            &mut seeks
+        ));
+        ui.filter_input = Some(String::new());
+        assert!(!replay_control(
+            &replay,
+            key(KeyCode::Char(' ')),
+            &ui,
+            &mut seeks
+        ));
+        drop(progress_tx);
+    }
 
     #[test]
     fn json_lines_get_their_source_first() {

@@ -215,6 +215,121 @@ async fn send(tx: &mpsc::Sender<FeedItem>, entry: &ReplayEntry) -> Result<(), ()
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::telemetry::event::{Dropped, Message};
+
+    fn entries(seconds: u64) -> Arc<Vec<ReplayEntry>> {
+        let entries = (0..=seconds)
+            .map(|s| ReplayEntry {
+                t: Duration::from_secs(s),
+                src: 0,
+                raw: Arc::from(format!(
+                    "{{\"type\":\"dropped\",\"count\":{s},\"total\":{s}}}"
+                )),
+                message: Ok(Message::Dropped(Dropped { count: s, total: s })),
+            })
+            .collect();
+        Arc::new(entries)
+    }
+
+    fn control(speed: Speed) -> (watch::Sender<Control>, watch::Receiver<Control>) {
+        watch::channel(Control {
+            paused: false,
+            speed,
+            seek: None,
+        })
+    }
+
+    fn count_of(item: &FeedItem) -> Option<u64> {
+        match &item.kind {
+            FeedKind::Message {
+                message: Message::Dropped(d),
+                ..
+            } => Some(d.count),
+            _ => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn max_speed_plays_the_range_and_ends() {
+        let (tx, mut rx) = mpsc::channel(100);
+        let (_control, control_rx) = control(Speed::Max);
+        let (progress, _) = watch::channel(Progress {
+            position: Duration::ZERO,
+            length: Duration::ZERO,
+            speed: Speed::Max,
+            paused: false,
+            finished: false,
+        });
+        play(
+            entries(10),
+            Duration::from_secs(3),
+            Some(Duration::from_secs(6)),
+            true,
+            tx,
+            control_rx,
+            progress,
+        )
+        .await;
+        let mut counts = Vec::new();
+        while let Some(item) = rx.recv().await {
+            counts.extend(count_of(&item));
+        }
+        // What came before --from is applied at once; nothing after --to.
+        assert_eq!(counts, [0, 1, 2, 3, 4, 5, 6]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn seeking_back_resets_and_replays_from_the_start() {
+        let (tx, mut rx) = mpsc::channel(100);
+        let (control_tx, control_rx) = control(Speed::Factor(1.0));
+        let (progress_tx, progress_rx) = watch::channel(Progress {
+            position: Duration::ZERO,
+            length: Duration::ZERO,
+            speed: Speed::Factor(1.0),
+            paused: false,
+            finished: false,
+        });
+        let player = tokio::spawn(play(
+            entries(10),
+            Duration::ZERO,
+            None,
+            false,
+            tx,
+            control_rx,
+            progress_tx,
+        ));
+        // Played at the recorded pace (the clock is paused and auto-advances).
+        let mut seen = Vec::new();
+        while seen.len() < 6 {
+            let item = rx.recv().await.expect("playing");
+            seen.extend(count_of(&item));
+        }
+        assert_eq!(seen, [0, 1, 2, 3, 4, 5]);
+        assert!(progress_rx.borrow().position >= Duration::from_secs(4));
+        control_tx.send_modify(|c| c.seek = Some((1, Duration::from_secs(2))));
+        // A reset, then everything up to the new position at once.
+        loop {
+            let item = rx.recv().await.expect("playing");
+            if matches!(item.kind, FeedKind::Reset) {
+                break;
+            }
+        }
+        let mut after = Vec::new();
+        while after.len() < 3 {
+            let item = rx.recv().await.expect("playing");
+            after.extend(count_of(&item));
+        }
+        assert_eq!(after, [0, 1, 2]);
+        // Pausing stops the feed until resumed.
+        control_tx.send_modify(|c| c.paused = true);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        while rx.try_recv().is_ok() {}
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert!(rx.try_recv().is_err(), "nothing is fed while paused");
+        control_tx.send_modify(|c| c.paused = false);
+        assert!(rx.recv().await.is_some());
+        player.abort();
+    }
 
     #[test]
     fn speeds_parse_and_step_within_bounds() {
