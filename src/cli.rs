@@ -48,6 +48,30 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Run emojivoto with a sidecar per service, and attach to them
     Demo(DemoArgs),
+    /// Add meshtop's init container and sidecar to the pods of Kubernetes manifests
+    Inject(InjectArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InjectArgs {
+    /// Manifests to read; - or nothing reads standard input
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// The meshtop image for the init container and the sidecar
+    #[arg(long, value_name = "IMAGE")]
+    pub image: Option<String>,
+    /// The user the sidecar runs as (its own traffic is not redirected)
+    #[arg(long, value_name = "UID", default_value_t = 1337)]
+    pub proxy_uid: u32,
+    /// Inbound ports that bypass the sidecar
+    #[arg(long, value_name = "PORTS", default_value = "")]
+    pub skip_inbound_ports: PortList,
+    /// Outbound ports that bypass the sidecar
+    #[arg(long, value_name = "PORTS", default_value = "")]
+    pub skip_outbound_ports: PortList,
+    /// The sidecar's admin port
+    #[arg(long, value_name = "PORT", default_value_t = 15090)]
+    pub admin_port: u16,
 }
 
 #[derive(Debug, Args)]
@@ -367,6 +391,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Record(args) => runtime.block_on(run_record(args)),
         Command::Replay(args) => runtime.block_on(run_replay(args)),
         Command::Demo(args) => runtime.block_on(run_demo(args)),
+        Command::Inject(args) => run_inject(args),
     }
 }
 
@@ -758,6 +783,50 @@ async fn run_demo(args: DemoArgs) -> ExitCode {
         Err(err) => {
             eprintln!("meshtop: {err}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_inject(args: InjectArgs) -> ExitCode {
+    use std::io::{Read, Write};
+    let (name, input) = match args.file.as_deref().filter(|p| p.as_os_str() != "-") {
+        Some(path) => (path.display().to_string(), std::fs::read_to_string(path)),
+        None => {
+            let mut input = String::new();
+            let read = std::io::stdin().read_to_string(&mut input).map(|_| input);
+            ("standard input".to_owned(), read)
+        }
+    };
+    let input = match input {
+        Ok(input) => input,
+        Err(err) => {
+            eprintln!("meshtop: cannot read {name}: {err}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let mut options = crate::inject::InjectOptions::default();
+    if let Some(image) = args.image {
+        options.image = image;
+    }
+    options.proxy_uid = args.proxy_uid;
+    options.skip_inbound_ports = args.skip_inbound_ports.0;
+    options.skip_outbound_ports = args.skip_outbound_ports.0;
+    options.admin_port = args.admin_port;
+    match crate::inject::inject(&input, &options) {
+        Ok(output) => {
+            let mut stdout = std::io::stdout().lock();
+            if stdout
+                .write_all(output.as_bytes())
+                .and_then(|()| stdout.flush())
+                .is_err()
+            {
+                return ExitCode::FAILURE;
+            }
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("meshtop: {name}: {err}");
+            ExitCode::from(EXIT_USAGE)
         }
     }
 }

@@ -7,12 +7,14 @@
 //! - [`tui`]: `meshtop attach`, the terminal UI over one or many sidecars.
 //! - [`record`]: recordings of sessions: the file format, writing, reading.
 //! - [`demo`]: `meshtop demo`, emojivoto with a sidecar per service.
+//! - [`inject`]: `meshtop inject`, meshtop's init container and sidecar in manifests.
 //! - [`cli`]: the `meshtop` command line.
 
 #![forbid(unsafe_code)]
 
 pub mod cli;
 pub mod demo;
+pub mod inject;
 pub mod proxy;
 pub mod record;
 pub mod telemetry;

@@ -326,3 +326,35 @@ fn the_kubectl_plugin_name_runs_the_same_commands() {
     assert_eq!(output.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&output.stdout).contains("--headless"));
 }
+
+#[test]
+fn inject_reads_a_file_or_stdin_and_rejects_invalid_yaml_in_one_line() {
+    let manifests = concat!(env!("CARGO_MANIFEST_DIR"), "/demo/k8s/emojivoto.yml");
+    let output = meshtop_bin()
+        .args(["inject", manifests])
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(0));
+    let injected = String::from_utf8_lossy(&output.stdout);
+    assert!(injected.contains("meshtop-proxy") && injected.contains("meshtop-init"));
+
+    let mut child = meshtop_bin()
+        .args(["inject", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("runs");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("piped");
+        stdin
+            .write_all(b"kind: ConfigMap\n---\nkind: [\n")
+            .expect("write");
+    }
+    let output = child.wait_with_output().expect("waits");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("document 2"), "{stderr}");
+}
