@@ -477,19 +477,14 @@ async fn run_proxy(args: ProxyArgs) -> ExitCode {
 const FEED_CAPACITY: usize = 8192;
 
 async fn run_attach(args: AttachArgs) -> ExitCode {
-    let output = if args.json {
-        Output::Json
-    } else if args.headless {
-        Output::Headless {
-            interval: Some(args.interval),
-        }
-    } else {
-        Output::Tui { fps: args.fps }
+    let output = match choose_output(
+        args.json,
+        args.headless.then_some(Some(args.interval)),
+        args.fps,
+    ) {
+        Ok(output) => output,
+        Err(code) => return code,
     };
-    if output == (Output::Tui { fps: args.fps }) && !std::io::stdout().is_terminal() {
-        eprintln!("meshtop: {}", ShowError::NotATerminal);
-        return ExitCode::from(EXIT_USAGE);
-    }
     let targets = if args.targets.is_empty() {
         vec![
             DEFAULT_TARGET
@@ -503,15 +498,9 @@ async fn run_attach(args: AttachArgs) -> ExitCode {
     if let Ok(signals) = StopSignals::register() {
         tokio::spawn(signals.cancel_on_signal(shutdown.clone()));
     }
-    let recorder = match &args.record {
-        Some(path) => match RecordingWriter::create(path, source_infos(&targets)) {
-            Ok(writer) => Some(writer),
-            Err(err) => {
-                eprintln!("meshtop: {err}");
-                return ExitCode::from(EXIT_USAGE);
-            }
-        },
-        None => None,
+    let recorder = match open_recording(args.record.as_deref(), &targets) {
+        Ok(recorder) => recorder,
+        Err(code) => return code,
     };
     let (tx, rx) = tokio::sync::mpsc::channel(FEED_CAPACITY);
     let token = args.token.filter(|t| !t.is_empty());
@@ -527,6 +516,31 @@ async fn run_attach(args: AttachArgs) -> ExitCode {
     let names = targets.iter().map(|t| t.to_string()).collect();
     let result = show(names, rx, options, shutdown.clone()).await;
     shutdown.cancel();
+    session_exit_code(result)
+}
+
+/// The output of a showing command: `--json`, `--headless` (with its
+/// interval, if periodic) or the UI, which needs a terminal.
+fn choose_output(
+    json: bool,
+    headless: Option<Option<Duration>>,
+    fps: u32,
+) -> Result<Output, ExitCode> {
+    let output = match (json, headless) {
+        (true, _) => Output::Json,
+        (false, Some(interval)) => Output::Headless { interval },
+        (false, None) => Output::Tui { fps },
+    };
+    if matches!(output, Output::Tui { .. }) && !std::io::stdout().is_terminal() {
+        eprintln!("meshtop: {}", ShowError::NotATerminal);
+        return Err(ExitCode::from(EXIT_USAGE));
+    }
+    Ok(output)
+}
+
+/// How a showing command exits: 0, 2 without a terminal, 1 when the
+/// terminal or the recording failed.
+fn session_exit_code(result: Result<crate::tui::app::Shown, ShowError>) -> ExitCode {
     match result {
         Ok(shown) => match shown.recorded {
             Some(Err(err)) => {
@@ -544,6 +558,22 @@ async fn run_attach(args: AttachArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The recording asked for with `--record`, created with its header.
+fn open_recording(
+    path: Option<&std::path::Path>,
+    targets: &[Target],
+) -> Result<Option<RecordingWriter>, ExitCode> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    RecordingWriter::create(path, source_infos(targets))
+        .map(Some)
+        .map_err(|err| {
+            eprintln!("meshtop: {err}");
+            ExitCode::from(EXIT_USAGE)
+        })
 }
 
 fn source_infos(targets: &[Target]) -> Vec<SourceInfo> {
@@ -613,18 +643,11 @@ async fn run_record(args: RecordArgs) -> ExitCode {
 }
 
 async fn run_replay(args: ReplayArgs) -> ExitCode {
-    let output = if args.json {
-        Output::Json
-    } else if args.headless {
-        // The final table only, as attach --headless prints on exit.
-        Output::Headless { interval: None }
-    } else {
-        Output::Tui { fps: args.fps }
+    // With --headless, only the final table, as attach --headless prints on exit.
+    let output = match choose_output(args.json, args.headless.then_some(None), args.fps) {
+        Ok(output) => output,
+        Err(code) => return code,
     };
-    if output == (Output::Tui { fps: args.fps }) && !std::io::stdout().is_terminal() {
-        eprintln!("meshtop: {}", ShowError::NotATerminal);
-        return ExitCode::from(EXIT_USAGE);
-    }
     let (header, entries, stats) = match crate::record::load(&args.file) {
         Ok(loaded) => loaded,
         Err(err) => {
@@ -681,33 +704,18 @@ async fn run_replay(args: ReplayArgs) -> ExitCode {
         recorder: None,
         replay: Some(ReplayHandle { control, progress }),
     };
-    match show(targets, rx, options, shutdown).await {
-        Ok(_) => ExitCode::SUCCESS,
-        Err(err @ ShowError::NotATerminal) => {
-            eprintln!("meshtop: {err}");
-            ExitCode::from(EXIT_USAGE)
-        }
-        Err(err) => {
-            eprintln!("meshtop: {err}");
-            ExitCode::FAILURE
-        }
-    }
+    session_exit_code(show(targets, rx, options, shutdown).await)
 }
 
 async fn run_demo(args: DemoArgs) -> ExitCode {
-    let output = if args.json {
-        Output::Json
-    } else if args.headless {
-        Output::Headless {
-            interval: Some(args.interval),
-        }
-    } else {
-        Output::Tui { fps: args.fps }
+    let output = match choose_output(
+        args.json,
+        args.headless.then_some(Some(args.interval)),
+        args.fps,
+    ) {
+        Ok(output) => output,
+        Err(code) => return code,
     };
-    if output == (Output::Tui { fps: args.fps }) && !std::io::stdout().is_terminal() {
-        eprintln!("meshtop: {}", ShowError::NotATerminal);
-        return ExitCode::from(EXIT_USAGE);
-    }
     if !(args.rate > 0.0 && args.rate.is_finite()) {
         eprintln!("meshtop: --rate must be a positive number");
         return ExitCode::from(EXIT_USAGE);
@@ -744,16 +752,12 @@ async fn run_demo(args: DemoArgs) -> ExitCode {
         demo.web_sidecar,
         ports.join(" ")
     );
-    let recorder = match &args.record {
-        Some(path) => match RecordingWriter::create(path, source_infos(&targets)) {
-            Ok(writer) => Some(writer),
-            Err(err) => {
-                shutdown.cancel();
-                eprintln!("meshtop: {err}");
-                return ExitCode::from(EXIT_USAGE);
-            }
-        },
-        None => None,
+    let recorder = match open_recording(args.record.as_deref(), &targets) {
+        Ok(recorder) => recorder,
+        Err(code) => {
+            shutdown.cancel();
+            return code;
+        }
     };
     let (tx, rx) = tokio::sync::mpsc::channel(FEED_CAPACITY);
     let _sources = spawn_sources(&targets, None, tx, shutdown.clone());
@@ -768,23 +772,7 @@ async fn run_demo(args: DemoArgs) -> ExitCode {
     let names = targets.iter().map(|t| t.to_string()).collect();
     let result = show(names, rx, options, shutdown.clone()).await;
     shutdown.cancel();
-    match result {
-        Ok(shown) => match shown.recorded {
-            Some(Err(err)) => {
-                eprintln!("meshtop: {err}");
-                ExitCode::FAILURE
-            }
-            _ => ExitCode::SUCCESS,
-        },
-        Err(err @ ShowError::NotATerminal) => {
-            eprintln!("meshtop: {err}");
-            ExitCode::from(EXIT_USAGE)
-        }
-        Err(err) => {
-            eprintln!("meshtop: {err}");
-            ExitCode::FAILURE
-        }
-    }
+    session_exit_code(result)
 }
 
 fn run_inject(args: InjectArgs) -> ExitCode {

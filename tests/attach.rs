@@ -3,29 +3,7 @@
 
 mod support;
 
-use std::process::Stdio;
-use std::time::Duration;
-
 use support::*;
-
-/// Waits until the sidecar at `admin` has `n` subscribers.
-async fn wait_for_subscribers(admin: std::net::SocketAddr, n: u64) {
-    within("the attach command to subscribe", async {
-        loop {
-            let (_, metrics) = admin_get(admin, "/metrics").await;
-            let count = metrics
-                .lines()
-                .find_map(|l| l.strip_prefix("meshtop_subscribers "))
-                .and_then(|v| v.trim().parse::<f64>().ok())
-                .unwrap_or(0.0);
-            if count as u64 >= n {
-                return;
-            }
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
-}
 
 async fn traffic(addr: std::net::SocketAddr, host: &str, n: u64) {
     let mut client = http1_conn(addr).await;
@@ -40,35 +18,13 @@ async fn traffic(addr: std::net::SocketAddr, host: &str, n: u64) {
     }
 }
 
-fn attach(args: &[&str]) -> tokio::process::Command {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_meshtop"));
-    command
-        .arg("attach")
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    command
-}
-
-fn sidecar_config(backend: std::net::SocketAddr, name: &str) -> meshtop::proxy::ProxyConfig {
-    let mut config = config(vec![meshtop::proxy::ListenerConfig {
-        direction: meshtop::telemetry::Direction::Inbound,
-        addr: local0(),
-        target: Some(meshtop::proxy::Dest::Addr(backend)),
-    }]);
-    config.name = name.into();
-    config.telemetry.stats_interval = Duration::from_millis(200);
-    config
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn headless_prints_exact_merged_tables_from_two_sidecars() {
     let backend = backend().await;
     let a = Sidecar::start(sidecar_config(backend.addr, "web-a")).await;
     let b = Sidecar::start(sidecar_config(backend.addr, "web-b")).await;
-    let child = attach(&[
+    let child = meshtop(&[
+        "attach",
         &format!(":{}", a.admin.port()),
         &format!("127.0.0.1:{}", b.admin.port()),
         "--headless",
@@ -136,7 +92,7 @@ async fn json_prints_every_message_with_its_source() {
     let backend = backend().await;
     let sidecar = Sidecar::start(sidecar_config(backend.addr, "web")).await;
     let target = format!("ws://{}/events", sidecar.admin);
-    let child = attach(&[&target, "--json", "--duration", "3s"])
+    let child = meshtop(&["attach", &target, "--json", "--duration", "3s"])
         .spawn()
         .expect("attach runs");
     wait_for_subscribers(sidecar.admin, 1).await;
@@ -173,7 +129,7 @@ async fn json_prints_every_message_with_its_source() {
 
 #[tokio::test]
 async fn without_a_terminal_the_ui_suggests_headless() {
-    let output = attach(&[":1"]).output().await.expect("runs");
+    let output = meshtop(&["attach", ":1"]).output().await.expect("runs");
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
@@ -187,7 +143,10 @@ async fn bad_targets_and_filters_are_one_line_errors() {
         &[":1", "--filter", "status>>5"],
         &[":1", "--window", "2h"],
     ] {
-        let output = attach(args).output().await.expect("runs");
+        let output = meshtop(&[&["attach"][..], args].concat())
+            .output()
+            .await
+            .expect("runs");
         assert_eq!(output.status.code(), Some(2), "{args:?}");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
@@ -199,7 +158,8 @@ async fn an_unreachable_sidecar_does_not_block_the_others() {
     let backend = backend().await;
     let sidecar = Sidecar::start(sidecar_config(backend.addr, "web")).await;
     let closed = closed_port();
-    let child = attach(&[
+    let child = meshtop(&[
+        "attach",
         &format!(":{}", closed.port()),
         &format!(":{}", sidecar.admin.port()),
         "--headless",

@@ -151,10 +151,12 @@ async fn the_headless_demo_shows_every_upstream_and_the_doughnut_failures() {
         .iter()
         .find(|r| r[0] == "inbound" && r[1] == "web-svc.emojivoto:80")
         .expect("web row");
-    assert_eq!(
-        web[9], voting[9],
-        "every failed vote is a 500 at web: {table}"
-    );
+    // Every failed vote is a 500 at web. The sidecars' last stats intervals
+    // end at different moments, so the totals at exit may differ by the
+    // last second's votes.
+    let web_failures: f64 = web[9].parse().expect("failures");
+    assert!(web_failures > 0.0, "{table}");
+    assert!((web_failures - failures).abs() <= 8.0, "{table}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,21 +4,8 @@
 mod support;
 
 use std::path::PathBuf;
-use std::process::Stdio;
-use std::time::Duration;
 
 use support::*;
-
-fn meshtop(args: &[&str]) -> tokio::process::Command {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_meshtop"));
-    command
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    command
-}
 
 /// A path in the temp dir, removed on drop.
 struct TempFile(PathBuf);
@@ -40,35 +27,6 @@ impl Drop for TempFile {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
     }
-}
-
-fn sidecar_config(backend: std::net::SocketAddr, name: &str) -> meshtop::proxy::ProxyConfig {
-    let mut config = config(vec![meshtop::proxy::ListenerConfig {
-        direction: meshtop::telemetry::Direction::Inbound,
-        addr: local0(),
-        target: Some(meshtop::proxy::Dest::Addr(backend)),
-    }]);
-    config.name = name.into();
-    config.telemetry.stats_interval = Duration::from_millis(200);
-    config
-}
-
-async fn wait_for_subscribers(admin: std::net::SocketAddr, n: u64) {
-    within("a subscriber", async {
-        loop {
-            let (_, metrics) = admin_get(admin, "/metrics").await;
-            let count = metrics
-                .lines()
-                .find_map(|l| l.strip_prefix("meshtop_subscribers "))
-                .and_then(|v| v.trim().parse::<f64>().ok())
-                .unwrap_or(0.0);
-            if count as u64 >= n {
-                return;
-            }
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
 }
 
 async fn traffic(addr: std::net::SocketAddr, host: &str, n: u64) {

@@ -704,3 +704,48 @@ impl Events {
         }
     }
 }
+
+/// `meshtop ARGS` as a child process with piped output, killed on drop.
+pub fn meshtop(args: &[&str]) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_meshtop"));
+    command
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+/// A sidecar configuration named `name` with one inbound listener in front
+/// of `backend`, sending stats five times a second.
+pub fn sidecar_config(backend: SocketAddr, name: &str) -> ProxyConfig {
+    let mut config = config(vec![ListenerConfig {
+        direction: Direction::Inbound,
+        addr: local0(),
+        target: Some(Dest::Addr(backend)),
+    }]);
+    config.name = name.into();
+    config.telemetry.stats_interval = Duration::from_millis(200);
+    config
+}
+
+/// Waits until the sidecar at `admin` has at least `n` event subscribers
+/// (read from its metrics).
+pub async fn wait_for_subscribers(admin: SocketAddr, n: u64) {
+    within("the subscribers", async {
+        loop {
+            let (_, metrics) = admin_get(admin, "/metrics").await;
+            let count = metrics
+                .lines()
+                .find_map(|l| l.strip_prefix("meshtop_subscribers "))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .unwrap_or(0.0);
+            if count as u64 >= n {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+}
