@@ -50,6 +50,36 @@ pub enum Command {
     Demo(DemoArgs),
     /// Add meshtop's init container and sidecar to the pods of Kubernetes manifests
     Inject(InjectArgs),
+    /// Program the pod's iptables to redirect its TCP traffic to the sidecar (an init container)
+    Init(InitArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The sidecar's user: its own connections are not redirected
+    #[arg(long, value_name = "UID", default_value_t = 1337)]
+    pub proxy_uid: u32,
+    /// The sidecar's inbound listener port
+    #[arg(long, value_name = "PORT", default_value_t = 15006)]
+    pub inbound_port: u16,
+    /// The sidecar's outbound listener port
+    #[arg(long, value_name = "PORT", default_value_t = 15001)]
+    pub outbound_port: u16,
+    /// Inbound ports not redirected (the admin port 15090 never is)
+    #[arg(long, value_name = "PORTS", default_value = "")]
+    pub skip_inbound_ports: PortList,
+    /// Outbound ports not redirected
+    #[arg(long, value_name = "PORTS", default_value = "")]
+    pub skip_outbound_ports: PortList,
+    /// Destination subnets not redirected, e.g. 10.96.0.0/12,fd00::/8
+    #[arg(long, value_name = "CIDRS", value_delimiter = ',')]
+    pub skip_subnets: Vec<crate::init::Subnet>,
+    /// Print the rules and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Remove exactly the rules meshtop init added
+    #[arg(long)]
+    pub uninstall: bool,
 }
 
 #[derive(Debug, Args)]
@@ -392,6 +422,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Replay(args) => runtime.block_on(run_replay(args)),
         Command::Demo(args) => runtime.block_on(run_demo(args)),
         Command::Inject(args) => run_inject(args),
+        Command::Init(args) => run_init(args),
     }
 }
 
@@ -773,6 +804,31 @@ async fn run_demo(args: DemoArgs) -> ExitCode {
     let result = show(names, rx, options, shutdown.clone()).await;
     shutdown.cancel();
     session_exit_code(result)
+}
+
+fn run_init(args: InitArgs) -> ExitCode {
+    let options = crate::init::InitOptions {
+        proxy_uid: args.proxy_uid,
+        inbound_port: args.inbound_port,
+        outbound_port: args.outbound_port,
+        skip_inbound_ports: args.skip_inbound_ports.0,
+        skip_outbound_ports: args.skip_outbound_ports.0,
+        skip_subnets: args.skip_subnets,
+    };
+    if args.dry_run {
+        print!("{}", crate::init::dry_run(&options));
+        return ExitCode::SUCCESS;
+    }
+    match crate::init::apply(&options, args.uninstall) {
+        Ok(applied) => {
+            print!("{applied}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("meshtop: {err}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
 }
 
 fn run_inject(args: InjectArgs) -> ExitCode {

@@ -7,6 +7,7 @@
 //! - [`tui`]: `meshtop attach`, the terminal UI over one or many sidecars.
 //! - [`record`]: recordings of sessions: the file format, writing, reading.
 //! - [`demo`]: `meshtop demo`, emojivoto with a sidecar per service.
+//! - [`init`]: `meshtop init`, the pod's iptables rules that redirect to the sidecar.
 //! - [`inject`]: `meshtop inject`, meshtop's init container and sidecar in manifests.
 //! - [`cli`]: the `meshtop` command line.
 
@@ -14,6 +15,7 @@
 
 pub mod cli;
 pub mod demo;
+pub mod init;
 pub mod inject;
 pub mod proxy;
 pub mod record;
