@@ -246,7 +246,7 @@ async fn a_restarted_sidecar_is_reconnected_with_its_new_hello() {
     let backend = backend().await;
     // Attach before anything listens, as after `kubectl port-forward` to a
     // pod that is still starting.
-    let admin = closed_port();
+    let admin = free_port();
     let mut feed = Feed::attach(&[target(admin)], None);
     feed.reconnecting_from(0).await;
     feed.reconnecting_from(0).await;

@@ -145,10 +145,32 @@ pub fn config(listeners: Vec<ListenerConfig>) -> ProxyConfig {
     config
 }
 
-/// An address where nothing listens (bound, then closed).
-pub fn closed_port() -> SocketAddr {
+/// A port that was free a moment ago, for a server the test starts later
+/// (another test could take it meanwhile: use [`closed_port`] when only
+/// refusal matters).
+pub fn free_port() -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.local_addr().expect("local addr")
+}
+
+/// An address where nothing listens: connections are refused. The port
+/// stays bound (without listening) for the rest of the test process, so no
+/// other test's server can take it meanwhile.
+pub fn closed_port() -> SocketAddr {
+    static RESERVED: std::sync::Mutex<Vec<socket2::Socket>> = std::sync::Mutex::new(Vec::new());
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket.bind(&local0().into()).expect("bind");
+    let addr = socket
+        .local_addr()
+        .expect("local addr")
+        .as_socket()
+        .expect("an inet address");
+    RESERVED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(socket);
+    addr
 }
 
 /// A real HTTP/1.1 + h2c server (hyper's auto builder) with test routes:
