@@ -118,27 +118,14 @@ pub struct DemoArgs {
     /// Admin port of the first sidecar (vote-bot); the others follow; 0 picks free ports
     #[arg(long, value_name = "PORT", default_value_t = 15090)]
     pub admin_base: u16,
-    /// No UI: print the upstream table as plain text every --interval, and on exit
-    #[arg(long, conflicts_with = "json")]
-    pub headless: bool,
-    /// How often --headless prints the table
-    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration, requires = "headless")]
-    pub interval: Duration,
-    /// No UI: print every message as a JSON line
-    #[arg(long)]
-    pub json: bool,
     /// Exit after this long
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub duration: Option<Duration>,
     /// Also record the session to FILE
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
-    /// Window of rates and percentiles: 10s, 1m or 5m
-    #[arg(long, value_name = "WINDOW", default_value = "1m", value_parser = parse_window)]
-    pub window: Window,
-    /// Frames drawn per second
-    #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=120))]
-    pub fps: u32,
+    #[command(flatten)]
+    pub display: DisplayArgs,
 }
 
 fn parse_share(s: &str) -> Result<f64, String> {
@@ -183,21 +170,8 @@ pub struct ReplayArgs {
     /// Stop this far into the recording
     #[arg(long, value_name = "OFFSET", value_parser = parse_duration)]
     pub to: Option<Duration>,
-    /// No UI: print the final upstream table (as attach --headless does)
-    #[arg(long, conflicts_with = "json")]
-    pub headless: bool,
-    /// No UI: print the messages as JSON lines, with their "source"
-    #[arg(long)]
-    pub json: bool,
-    /// Show only what matches (see attach --filter)
-    #[arg(long, value_name = "EXPR")]
-    pub filter: Option<FilterExpr>,
-    /// Window of rates and percentiles: 10s, 1m or 5m
-    #[arg(long, value_name = "WINDOW", default_value = "1m", value_parser = parse_window)]
-    pub window: Window,
-    /// Frames drawn per second
-    #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=120))]
-    pub fps: u32,
+    #[command(flatten)]
+    pub display: DisplayArgs,
 }
 
 #[derive(Debug, Args)]
@@ -213,12 +187,19 @@ pub struct AttachArgs {
         hide_env_values = true
     )]
     pub token: Option<String>,
-    /// Show only what matches, e.g. 'authority~voting status>=500' (see `?` in the UI)
-    #[arg(long, value_name = "EXPR")]
-    pub filter: Option<FilterExpr>,
-    /// Frames drawn per second
-    #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=120))]
-    pub fps: u32,
+    /// Exit after this long
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Also write every message received to FILE (zstd-compressed when it ends in .zst)
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+    #[command(flatten)]
+    pub display: DisplayArgs,
+}
+
+/// How the showing commands (attach, replay, demo) show what they receive.
+#[derive(Debug, Args)]
+pub struct DisplayArgs {
     /// No UI: print the upstream table as plain text every --interval, and on exit
     #[arg(long, conflicts_with = "json")]
     pub headless: bool,
@@ -228,15 +209,36 @@ pub struct AttachArgs {
     /// No UI: print every message received as a JSON line, with its "source"
     #[arg(long)]
     pub json: bool,
-    /// Exit after this long
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    pub duration: Option<Duration>,
+    /// Show only what matches, e.g. 'authority~voting status>=500' (see `?` in the UI)
+    #[arg(long, value_name = "EXPR")]
+    pub filter: Option<FilterExpr>,
     /// Window of rates and percentiles: 10s, 1m or 5m (`w` cycles in the UI)
     #[arg(long, value_name = "WINDOW", default_value = "1m", value_parser = parse_window)]
     pub window: Window,
-    /// Also write every message received to FILE (zstd-compressed when it ends in .zst)
-    #[arg(long, value_name = "FILE")]
-    pub record: Option<PathBuf>,
+    /// Frames drawn per second
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=120))]
+    pub fps: u32,
+}
+
+impl DisplayArgs {
+    /// The output asked for; the UI needs a terminal, else one line and
+    /// exit code 2.
+    fn output(&self) -> Result<Output, ExitCode> {
+        let output = if self.json {
+            Output::Json
+        } else if self.headless {
+            Output::Headless {
+                interval: Some(self.interval),
+            }
+        } else {
+            Output::Tui { fps: self.fps }
+        };
+        if matches!(output, Output::Tui { .. }) && !std::io::stdout().is_terminal() {
+            eprintln!("meshtop: {}", ShowError::NotATerminal);
+            return Err(ExitCode::from(EXIT_USAGE));
+        }
+        Ok(output)
+    }
 }
 
 fn parse_window(s: &str) -> Result<Window, String> {
@@ -508,11 +510,7 @@ async fn run_proxy(args: ProxyArgs) -> ExitCode {
 const FEED_CAPACITY: usize = 8192;
 
 async fn run_attach(args: AttachArgs) -> ExitCode {
-    let output = match choose_output(
-        args.json,
-        args.headless.then_some(Some(args.interval)),
-        args.fps,
-    ) {
+    let output = match args.display.output() {
         Ok(output) => output,
         Err(code) => return code,
     };
@@ -538,8 +536,8 @@ async fn run_attach(args: AttachArgs) -> ExitCode {
     let _sources = spawn_sources(&targets, token, tx, shutdown.clone());
     let options = ShowOptions {
         output,
-        filter: args.filter.unwrap_or_default(),
-        window: args.window,
+        filter: args.display.filter.clone().unwrap_or_default(),
+        window: args.display.window,
         duration: args.duration,
         recorder,
         replay: None,
@@ -548,25 +546,6 @@ async fn run_attach(args: AttachArgs) -> ExitCode {
     let result = show(names, rx, options, shutdown.clone()).await;
     shutdown.cancel();
     session_exit_code(result)
-}
-
-/// The output of a showing command: `--json`, `--headless` (with its
-/// interval, if periodic) or the UI, which needs a terminal.
-fn choose_output(
-    json: bool,
-    headless: Option<Option<Duration>>,
-    fps: u32,
-) -> Result<Output, ExitCode> {
-    let output = match (json, headless) {
-        (true, _) => Output::Json,
-        (false, Some(interval)) => Output::Headless { interval },
-        (false, None) => Output::Tui { fps },
-    };
-    if matches!(output, Output::Tui { .. }) && !std::io::stdout().is_terminal() {
-        eprintln!("meshtop: {}", ShowError::NotATerminal);
-        return Err(ExitCode::from(EXIT_USAGE));
-    }
-    Ok(output)
 }
 
 /// How a showing command exits: 0, 2 without a terminal, 1 when the
@@ -674,8 +653,7 @@ async fn run_record(args: RecordArgs) -> ExitCode {
 }
 
 async fn run_replay(args: ReplayArgs) -> ExitCode {
-    // With --headless, only the final table, as attach --headless prints on exit.
-    let output = match choose_output(args.json, args.headless.then_some(None), args.fps) {
+    let output = match args.display.output() {
         Ok(output) => output,
         Err(code) => return code,
     };
@@ -729,8 +707,8 @@ async fn run_replay(args: ReplayArgs) -> ExitCode {
     ));
     let options = ShowOptions {
         output,
-        filter: args.filter.unwrap_or_default(),
-        window: args.window,
+        filter: args.display.filter.clone().unwrap_or_default(),
+        window: args.display.window,
         duration: None,
         recorder: None,
         replay: Some(ReplayHandle { control, progress }),
@@ -739,11 +717,7 @@ async fn run_replay(args: ReplayArgs) -> ExitCode {
 }
 
 async fn run_demo(args: DemoArgs) -> ExitCode {
-    let output = match choose_output(
-        args.json,
-        args.headless.then_some(Some(args.interval)),
-        args.fps,
-    ) {
+    let output = match args.display.output() {
         Ok(output) => output,
         Err(code) => return code,
     };
@@ -795,7 +769,7 @@ async fn run_demo(args: DemoArgs) -> ExitCode {
     let options = ShowOptions {
         output,
         filter: FilterExpr::default(),
-        window: args.window,
+        window: args.display.window,
         duration: args.duration,
         recorder,
         replay: None,
