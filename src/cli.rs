@@ -137,12 +137,22 @@ fn parse_share(s: &str) -> Result<f64, String> {
 
 #[derive(Debug, Args)]
 pub struct RecordArgs {
-    /// Sidecars to record: ws://host:port/events, host:port or :port [default: 127.0.0.1:15090]
-    #[arg(value_name = "TARGET")]
-    pub targets: Vec<Target>,
+    #[command(flatten)]
+    pub sources: SourceArgs,
     /// The recording to write (zstd-compressed when it ends in .zst)
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: PathBuf,
+    /// Stop after this long (else on Ctrl-C or SIGTERM)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+}
+
+/// The sidecars a live command (attach, record) connects to.
+#[derive(Debug, Args)]
+pub struct SourceArgs {
+    /// Sidecars: ws://host:port/events, host:port or :port [default: 127.0.0.1:15090]
+    #[arg(value_name = "TARGET")]
+    pub targets: Vec<Target>,
     /// Bearer token sent to every sidecar (their --admin-token)
     #[arg(
         long,
@@ -151,9 +161,22 @@ pub struct RecordArgs {
         hide_env_values = true
     )]
     pub token: Option<String>,
-    /// Stop after this long (else on Ctrl-C or SIGTERM)
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    pub duration: Option<Duration>,
+}
+
+impl SourceArgs {
+    /// The targets given, or the default sidecar.
+    fn targets(&self) -> Vec<Target> {
+        if self.targets.is_empty() {
+            vec![DEFAULT_TARGET.parse().expect("the default target is valid")]
+        } else {
+            self.targets.clone()
+        }
+    }
+
+    /// The token, unless empty.
+    fn token(&self) -> Option<String> {
+        self.token.clone().filter(|t| !t.is_empty())
+    }
 }
 
 #[derive(Debug, Args)]
@@ -176,17 +199,8 @@ pub struct ReplayArgs {
 
 #[derive(Debug, Args)]
 pub struct AttachArgs {
-    /// Sidecars to attach to: ws://host:port/events, host:port or :port [default: 127.0.0.1:15090]
-    #[arg(value_name = "TARGET")]
-    pub targets: Vec<Target>,
-    /// Bearer token sent to every sidecar (their --admin-token)
-    #[arg(
-        long,
-        env = "MESHTOP_ADMIN_TOKEN",
-        value_name = "TOKEN",
-        hide_env_values = true
-    )]
-    pub token: Option<String>,
+    #[command(flatten)]
+    pub sources: SourceArgs,
     /// Exit after this long
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub duration: Option<Duration>,
@@ -514,15 +528,7 @@ async fn run_attach(args: AttachArgs) -> ExitCode {
         Ok(output) => output,
         Err(code) => return code,
     };
-    let targets = if args.targets.is_empty() {
-        vec![
-            DEFAULT_TARGET
-                .parse::<Target>()
-                .expect("the default target is valid"),
-        ]
-    } else {
-        args.targets
-    };
+    let targets = args.sources.targets();
     let shutdown = CancellationToken::new();
     if let Ok(signals) = StopSignals::register() {
         tokio::spawn(signals.cancel_on_signal(shutdown.clone()));
@@ -532,8 +538,7 @@ async fn run_attach(args: AttachArgs) -> ExitCode {
         Err(code) => return code,
     };
     let (tx, rx) = tokio::sync::mpsc::channel(FEED_CAPACITY);
-    let token = args.token.filter(|t| !t.is_empty());
-    let _sources = spawn_sources(&targets, token, tx, shutdown.clone());
+    let _sources = spawn_sources(&targets, args.sources.token(), tx, shutdown.clone());
     let options = ShowOptions {
         output,
         filter: args.display.filter.clone().unwrap_or_default(),
@@ -597,15 +602,7 @@ fn source_infos(targets: &[Target]) -> Vec<SourceInfo> {
 }
 
 async fn run_record(args: RecordArgs) -> ExitCode {
-    let targets = if args.targets.is_empty() {
-        vec![
-            DEFAULT_TARGET
-                .parse::<Target>()
-                .expect("the default target is valid"),
-        ]
-    } else {
-        args.targets
-    };
+    let targets = args.sources.targets();
     let writer = match RecordingWriter::create(&args.output, source_infos(&targets)) {
         Ok(writer) => writer,
         Err(err) => {
@@ -618,12 +615,7 @@ async fn run_record(args: RecordArgs) -> ExitCode {
         tokio::spawn(signals.cancel_on_signal(shutdown.clone()));
     }
     let (tx, rx) = tokio::sync::mpsc::channel(FEED_CAPACITY);
-    let _sources = spawn_sources(
-        &targets,
-        args.token.filter(|t| !t.is_empty()),
-        tx,
-        shutdown.clone(),
-    );
+    let _sources = spawn_sources(&targets, args.sources.token(), tx, shutdown.clone());
     let options = ShowOptions {
         output: Output::Silent,
         filter: FilterExpr::default(),
