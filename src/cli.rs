@@ -124,6 +124,9 @@ pub struct DemoArgs {
     /// Also record the session to FILE
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
+    /// Run every service in a network-namespace pod of its own, with `meshtop init` and a transparent sidecar (root)
+    #[arg(long, conflicts_with = "admin_base")]
+    pub netns: bool,
     #[command(flatten)]
     pub display: DisplayArgs,
 }
@@ -421,6 +424,20 @@ pub fn main() -> ExitCode {
 
 /// Runs a parsed command to completion.
 pub fn run(cli: Cli) -> ExitCode {
+    // `demo --netns` builds its pods before the runtime, whose threads must
+    // start in the node's network namespace (see `demo::pods::prepare`).
+    // Declared before the runtime, the pods outlive it: the sidecars stop
+    // and the namespaces go once the services have stopped.
+    let pods = match &cli.command {
+        Command::Demo(args) if args.netns => match demo_pods() {
+            Ok(pods) => Some(pods),
+            Err(err) => {
+                eprintln!("meshtop: demo --netns: {err}");
+                return ExitCode::from(EXIT_USAGE);
+            }
+        },
+        _ => None,
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -436,7 +453,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Attach(args) => runtime.block_on(run_attach(args)),
         Command::Record(args) => runtime.block_on(run_record(args)),
         Command::Replay(args) => runtime.block_on(run_replay(args)),
-        Command::Demo(args) => runtime.block_on(run_demo(args)),
+        Command::Demo(args) => runtime.block_on(run_demo(args, pods.as_ref())),
         Command::Inject(args) => run_inject(args),
         Command::Init(args) => run_init(args),
     }
@@ -708,7 +725,13 @@ async fn run_replay(args: ReplayArgs) -> ExitCode {
     session_exit_code(show(targets, rx, options, shutdown).await)
 }
 
-async fn run_demo(args: DemoArgs) -> ExitCode {
+fn demo_pods() -> Result<crate::demo::pods::DemoPods, crate::netns::NetnsError> {
+    crate::netns::preflight()?;
+    let exe = std::env::current_exe()?;
+    crate::demo::pods::prepare(&exe)
+}
+
+async fn run_demo(args: DemoArgs, pods: Option<&crate::demo::pods::DemoPods>) -> ExitCode {
     let output = match args.display.output() {
         Ok(output) => output,
         Err(code) => return code,
@@ -727,7 +750,11 @@ async fn run_demo(args: DemoArgs) -> ExitCode {
         delay: args.delay,
         admin_base: args.admin_base,
     };
-    let demo = match crate::demo::start(&config, &shutdown).await {
+    let started = match pods {
+        Some(pods) => crate::demo::pods::start(pods, &config, &shutdown).await,
+        None => crate::demo::start(&config, &shutdown).await,
+    };
+    let demo = match started {
         Ok(demo) => demo,
         Err(err) => {
             eprintln!("meshtop: {err}");
@@ -739,16 +766,29 @@ async fn run_demo(args: DemoArgs) -> ExitCode {
         .iter()
         .filter_map(|(_, addr)| format!("{addr}").parse().ok())
         .collect();
-    let ports: Vec<String> = demo
-        .admins
-        .iter()
-        .map(|(_, a)| format!(":{}", a.port()))
-        .collect();
-    eprintln!(
-        "meshtop demo: emojivoto is running (web on http://{}); attach from another terminal with: meshtop attach {}",
-        demo.web_sidecar,
-        ports.join(" ")
-    );
+    match pods {
+        Some(pods) => {
+            let addrs: Vec<String> = demo.admins.iter().map(|(_, a)| a.to_string()).collect();
+            let node = pods.node_netns();
+            eprintln!(
+                "meshtop demo: emojivoto is running in network-namespace pods (web on http://{} in namespace {node}); attach from another terminal with: ip netns exec {node} meshtop attach {}",
+                demo.web,
+                addrs.join(" ")
+            );
+        }
+        None => {
+            let ports: Vec<String> = demo
+                .admins
+                .iter()
+                .map(|(_, a)| format!(":{}", a.port()))
+                .collect();
+            eprintln!(
+                "meshtop demo: emojivoto is running (web on http://{}); attach from another terminal with: meshtop attach {}",
+                demo.web_sidecar,
+                ports.join(" ")
+            );
+        }
+    }
     let recorder = match open_recording(args.record.as_deref(), &targets) {
         Ok(recorder) => recorder,
         Err(code) => {

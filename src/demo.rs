@@ -4,6 +4,8 @@
 //! - [`services`]: emoji-svc and voting-svc (gRPC, tonic).
 //! - [`web`]: the web service (HTTP/1.1 REST) and its gRPC clients.
 //! - [`bot`]: the vote bot.
+//! - [`pods`]: `--netns`, every service in a network-namespace pod of its
+//!   own with `meshtop init` and a transparent sidecar.
 //!
 //! Topology, as the pods of the real application: vote-bot → its sidecar
 //! (outbound) → web's sidecar (inbound) → web → web's sidecar (outbound) →
@@ -12,15 +14,18 @@
 //! UI looks as it would against a cluster.
 
 pub mod bot;
+pub mod pods;
 pub mod services;
 pub mod web;
 
+use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
+use crate::netns::Namespace;
 use crate::proxy::{BindError, Dest, ListenerConfig, Proxy, ProxyConfig};
 use crate::telemetry::Direction;
 
@@ -161,6 +166,28 @@ pub fn emoji_by_shortcode(shortcode: &str) -> Option<&'static EmojiInfo> {
     EMOJIS.iter().find(|e| e.shortcode == shortcode)
 }
 
+/// Where a demo service's connections start: in this process's network
+/// namespace, or inside the service's pod (`--netns`), where the pod's
+/// iptables rules send them through the pod's sidecar.
+#[derive(Clone, Debug)]
+pub enum Dialer {
+    Local,
+    Pod(Namespace),
+}
+
+impl Dialer {
+    pub async fn connect(&self, addr: SocketAddr) -> io::Result<TcpStream> {
+        let stream = match self {
+            Dialer::Local => TcpStream::connect(addr).await?,
+            Dialer::Pod(netns) => netns.connect(addr).await?,
+        };
+        // An RPC's frames go out in several small writes; Nagle's algorithm
+        // would hold the later ones for the peer's delayed ACK (~40 ms).
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    }
+}
+
 /// How the demo application behaves.
 #[derive(Clone, Debug)]
 pub struct DemoConfig {
@@ -182,7 +209,8 @@ pub struct Demo {
     pub admins: Vec<(String, SocketAddr)>,
     /// The web service's own address (behind its sidecar).
     pub web: SocketAddr,
-    /// web's sidecar inbound listener: where `web-svc.emojivoto:80` goes.
+    /// Where `web-svc.emojivoto:80` goes: web's sidecar inbound listener,
+    /// or with `--netns` web's pod (whose rules send it to the sidecar).
     pub web_sidecar: SocketAddr,
 }
 
@@ -192,6 +220,8 @@ pub enum DemoError {
     Bind(#[from] BindError),
     #[error("cannot listen for the demo services: {0}")]
     Listen(#[from] std::io::Error),
+    #[error("{0}")]
+    Pods(String),
 }
 
 fn sidecar_config(name: &str, admin: SocketAddr, listeners: Vec<ListenerConfig>) -> ProxyConfig {
@@ -286,9 +316,14 @@ pub async fn start(config: &DemoConfig, shutdown: &CancellationToken) -> Result<
         },
         shutdown.clone(),
     ));
-    let clients = web::Clients::new(web_to_emoji, web_to_voting);
+    let clients = web::Clients::new(web_to_emoji, web_to_voting, Dialer::Local);
     tokio::spawn(web::serve(web_listener, clients, shutdown.clone()));
-    tokio::spawn(bot::run(bot_out, config.rate, shutdown.clone()));
+    tokio::spawn(bot::run(
+        bot_out,
+        Dialer::Local,
+        config.rate,
+        shutdown.clone(),
+    ));
     Ok(Demo {
         admins,
         web: web_app,

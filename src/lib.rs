@@ -8,6 +8,7 @@
 //! - [`record`]: recordings of sessions: the file format, writing, reading.
 //! - [`demo`]: `meshtop demo`, emojivoto with a sidecar per service.
 //! - [`init`]: `meshtop init`, the pod's iptables rules that redirect to the sidecar.
+//! - [`netns`]: pods made of network namespaces, for `demo --netns` and tests.
 //! - [`inject`]: `meshtop inject`, meshtop's init container and sidecar in manifests.
 //! - [`cli`]: the `meshtop` command line.
 
@@ -17,6 +18,7 @@ pub mod cli;
 pub mod demo;
 pub mod init;
 pub mod inject;
+pub mod netns;
 pub mod proxy;
 pub mod record;
 pub mod telemetry;

@@ -9,14 +9,15 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use tokio_util::sync::CancellationToken;
 
-use super::{EMOJIS, WEB_AUTHORITY};
+use super::{Dialer, EMOJIS, WEB_AUTHORITY};
 
 /// Share of votes for `:doughnut:` (which always fail).
 const DOUGHNUT_SHARE: f64 = 0.15;
 
 /// Sends `GET /api/list` then `GET /api/vote?choice=X`, over and over, at
-/// `rate` requests per second, to `sidecar` (vote-bot's outbound listener).
-pub async fn run(sidecar: SocketAddr, rate: f64, shutdown: CancellationToken) {
+/// `rate` requests per second, to `web` (vote-bot's outbound listener, or
+/// with `--netns` web's pod).
+pub async fn run(web: SocketAddr, dialer: Dialer, rate: f64, shutdown: CancellationToken) {
     let period = Duration::from_secs_f64(1.0 / rate.clamp(0.01, 10_000.0));
     let mut ticker = tokio::time::interval(period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -42,7 +43,7 @@ pub async fn run(sidecar: SocketAddr, rate: f64, shutdown: CancellationToken) {
         };
         list_next = !list_next;
         if sender.as_ref().is_none_or(|s| s.is_closed()) {
-            sender = connect(sidecar).await;
+            sender = connect(&dialer, web).await;
         }
         let Some(client) = sender.as_mut() else {
             continue;
@@ -67,9 +68,10 @@ pub async fn run(sidecar: SocketAddr, rate: f64, shutdown: CancellationToken) {
 }
 
 async fn connect(
+    dialer: &Dialer,
     addr: SocketAddr,
 ) -> Option<hyper::client::conn::http1::SendRequest<Empty<Bytes>>> {
-    let stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let stream = dialer.connect(addr).await.ok()?;
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .ok()?;

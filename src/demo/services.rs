@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
@@ -51,10 +52,22 @@ impl EmojiService for EmojiSvc {
     }
 }
 
+/// Accepted connections, without Nagle's delay (tonic sets it only on
+/// listeners of its own).
+fn incoming(
+    listener: TcpListener,
+) -> impl futures_util::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    TcpListenerStream::new(listener).map(|accepted| {
+        let stream = accepted?;
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    })
+}
+
 pub async fn serve_emoji(listener: TcpListener, shutdown: CancellationToken) {
     let result = tonic::transport::Server::builder()
         .add_service(EmojiServiceServer::new(EmojiSvc))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
+        .serve_with_incoming_shutdown(incoming(listener), shutdown.cancelled_owned())
         .await;
     if let Err(err) = result {
         tracing::warn!(error = %err, "emoji-svc stopped");
@@ -158,7 +171,7 @@ pub async fn serve_voting(
 ) {
     let result = tonic::transport::Server::builder()
         .add_service(VotingServiceServer::new(VotingSvc::new(behaviour)))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
+        .serve_with_incoming_shutdown(incoming(listener), shutdown.cancelled_owned())
         .await;
     if let Err(err) = result {
         tracing::warn!(error = %err, "voting-svc stopped");

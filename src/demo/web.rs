@@ -20,32 +20,38 @@ use super::proto::voting_service_client::VotingServiceClient;
 use super::proto::{
     FindByShortcodeRequest, ListAllEmojiRequest, ResultsRequest, VoteRequest, VoteResponse,
 };
-use super::{EMOJI_AUTHORITY, VOTING_AUTHORITY};
+use super::{Dialer, EMOJI_AUTHORITY, VOTING_AUTHORITY};
 use crate::telemetry::filter::form_pairs;
 
-/// web's gRPC clients. They dial web's sidecar (outbound) and name the
-/// in-cluster services as `:authority`, as the real web does.
+/// web's gRPC clients. They dial web's sidecar (outbound), or with
+/// `--netns` the other pods (through the sidecar by the pod's rules), and
+/// name the in-cluster services as `:authority`, as the real web does.
 #[derive(Clone)]
 pub struct Clients {
     emoji: EmojiServiceClient<Channel>,
     voting: Channel,
 }
 
-fn channel(sidecar: SocketAddr, authority: &str) -> Channel {
+fn channel(addr: SocketAddr, authority: &str, dialer: Dialer) -> Channel {
     let origin: http::Uri = format!("http://{authority}")
         .parse()
         .expect("the demo's authorities are valid URIs");
-    Endpoint::from_shared(format!("http://{sidecar}"))
+    let connector = tower::service_fn(move |_: http::Uri| {
+        let dialer = dialer.clone();
+        async move { dialer.connect(addr).await.map(TokioIo::new) }
+    });
+    Endpoint::from_shared(format!("http://{addr}"))
         .expect("a socket address is a valid endpoint")
         .origin(origin)
-        .connect_lazy()
+        .connect_with_connector_lazy(connector)
 }
 
 impl Clients {
-    pub fn new(emoji_sidecar: SocketAddr, voting_sidecar: SocketAddr) -> Self {
+    /// Clients that reach emoji-svc at `emoji` and voting-svc at `voting`.
+    pub fn new(emoji: SocketAddr, voting: SocketAddr, dialer: Dialer) -> Self {
         Clients {
-            emoji: EmojiServiceClient::new(channel(emoji_sidecar, EMOJI_AUTHORITY)),
-            voting: channel(voting_sidecar, VOTING_AUTHORITY),
+            emoji: EmojiServiceClient::new(channel(emoji, EMOJI_AUTHORITY, dialer.clone())),
+            voting: channel(voting, VOTING_AUTHORITY, dialer),
         }
     }
 
@@ -74,6 +80,7 @@ pub async fn serve(listener: TcpListener, clients: Clients, shutdown: Cancellati
             },
             _ = shutdown.cancelled() => return,
         };
+        let _ = stream.set_nodelay(true);
         let clients = clients.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
