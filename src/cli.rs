@@ -726,7 +726,6 @@ async fn run_replay(args: ReplayArgs) -> ExitCode {
 }
 
 fn demo_pods() -> Result<crate::demo::pods::DemoPods, crate::netns::NetnsError> {
-    crate::netns::preflight()?;
     let exe = std::env::current_exe()?;
     crate::demo::pods::prepare(&exe)
 }
