@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod record;
 pub mod stats;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -24,7 +25,7 @@ pub use record::{
 use event::{Message, RequestMessageRef, TcpEvent};
 use filter::EventFacts;
 use hub::Hub;
-use metrics::Metrics;
+use metrics::{Metrics, UpstreamMetrics};
 use stats::{Aggregator, AuthorityCap};
 
 /// How the telemetry behaves.
@@ -102,6 +103,7 @@ impl Telemetry {
             aggregator: Aggregator::default(),
             interval_start: Instant::now(),
             records_dropped: 0,
+            upstream_metrics: HashMap::new(),
         };
         let mut batch = Vec::with_capacity(RECORD_BATCH);
         loop {
@@ -134,6 +136,9 @@ struct Folder<'a> {
     aggregator: Aggregator,
     interval_start: Instant,
     records_dropped: u64,
+    /// Metrics by authority label, inbound and outbound: at most
+    /// `max_authorities` + 1 (`other`) labels, as [`AuthorityCap`] gives.
+    upstream_metrics: HashMap<String, [Option<UpstreamMetrics>; 2]>,
 }
 
 impl Folder<'_> {
@@ -141,7 +146,16 @@ impl Folder<'_> {
         match record {
             Record::Request(record) => {
                 let authority = self.authorities.label(&record.authority);
-                self.metrics.observe_request(&record, authority);
+                if !self.upstream_metrics.contains_key(authority) {
+                    self.upstream_metrics
+                        .insert(authority.to_owned(), [None, None]);
+                }
+                if let Some(slots) = self.upstream_metrics.get_mut(authority) {
+                    let slot = &mut slots[record.direction as usize];
+                    let upstream = slot
+                        .get_or_insert_with(|| self.metrics.upstream(record.direction, authority));
+                    self.metrics.observe_request(upstream, &record);
+                }
                 self.aggregator.add(&record, authority);
                 if self.hub.has_subscribers() {
                     let facts = EventFacts {
@@ -150,9 +164,13 @@ impl Folder<'_> {
                         failed: record.is_failure(),
                         duration_ms: event::millis(record.duration),
                     };
-                    // Serializing plain fields to JSON cannot fail.
-                    let encoded =
-                        serde_json::to_vec(&RequestMessageRef(&record)).unwrap_or_default();
+                    // Room for a typical event, so encoding does not grow
+                    // the buffer step by step. Serializing plain fields to
+                    // JSON cannot fail.
+                    let mut encoded = Vec::with_capacity(512);
+                    if serde_json::to_writer(&mut encoded, &RequestMessageRef(&record)).is_err() {
+                        encoded.clear();
+                    }
                     self.hub.publish(&facts, &encoded.into());
                 }
             }

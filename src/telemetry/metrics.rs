@@ -9,7 +9,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use super::record::{RequestRecord, TcpRecord};
+use super::record::{Direction, HttpProtocol, RequestRecord, TcpRecord};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -43,6 +43,24 @@ fn duration_histogram() -> Histogram {
     // 0.5 ms doubling to 65 s: 18 buckets spanning 0.5 ms to 60 s.
     Histogram::new(exponential_buckets(0.0005, 2.0, 18))
 }
+
+/// The metrics of one (direction, authority), looked up once and kept by
+/// the telemetry task: counting a request then builds no label set and
+/// hashes nothing. The request counters of an upstream are few (one per
+/// protocol, status class and gRPC status seen), so a list will do.
+pub struct UpstreamMetrics {
+    direction: Direction,
+    authority: String,
+    durations: Histogram,
+    failures: Counter,
+    sent: Counter,
+    received: Counter,
+    requests: Vec<(RequestKey, Counter)>,
+}
+
+/// What tells an upstream's request counters apart: protocol, status class
+/// and gRPC status.
+type RequestKey = (HttpProtocol, &'static str, Option<u32>);
 
 /// The sidecar's metrics and their registry.
 pub struct Metrics {
@@ -126,8 +144,35 @@ impl Metrics {
         }
     }
 
-    /// Counts a request under `authority` (already capped).
-    pub fn observe_request(&self, record: &RequestRecord, authority: &str) {
+    /// The metrics of one upstream, for the telemetry task to keep and
+    /// count its requests with.
+    pub fn upstream(&self, direction: Direction, authority: &str) -> UpstreamMetrics {
+        let upstream = UpstreamLabels {
+            direction: direction.as_str(),
+            authority: authority.to_owned(),
+        };
+        let bytes = |flow| {
+            self.bytes
+                .get_or_create(&BytesLabels {
+                    direction: direction.as_str(),
+                    authority: authority.to_owned(),
+                    flow,
+                })
+                .clone()
+        };
+        UpstreamMetrics {
+            direction,
+            authority: authority.to_owned(),
+            durations: self.durations.get_or_create(&upstream).clone(),
+            failures: self.failures.get_or_create(&upstream).clone(),
+            sent: bytes("sent"),
+            received: bytes("received"),
+            requests: Vec::new(),
+        }
+    }
+
+    /// Counts a request of `upstream`.
+    pub fn observe_request(&self, upstream: &mut UpstreamMetrics, record: &RequestRecord) {
         let status_class = match record.status.map(|s| s / 100) {
             Some(1) => "1xx",
             Some(2) => "2xx",
@@ -136,37 +181,34 @@ impl Metrics {
             Some(5) => "5xx",
             _ => "none",
         };
-        let grpc_status = record
-            .grpc_status
-            .map_or_else(String::new, |g| g.to_string());
-        self.requests
-            .get_or_create(&RequestLabels {
-                direction: record.direction.as_str(),
-                authority: authority.to_owned(),
-                protocol: record.protocol.as_str(),
-                status_class,
-                grpc_status,
-            })
-            .inc();
-        let upstream = UpstreamLabels {
-            direction: record.direction.as_str(),
-            authority: authority.to_owned(),
-        };
-        self.durations
-            .get_or_create(&upstream)
-            .observe(record.duration.as_secs_f64());
+        let key = (record.protocol, status_class, record.grpc_status);
+        match upstream.requests.iter().find(|(k, _)| *k == key) {
+            Some((_, counter)) => {
+                counter.inc();
+            }
+            None => {
+                let counter = self
+                    .requests
+                    .get_or_create(&RequestLabels {
+                        direction: upstream.direction.as_str(),
+                        authority: upstream.authority.clone(),
+                        protocol: record.protocol.as_str(),
+                        status_class,
+                        grpc_status: record
+                            .grpc_status
+                            .map_or_else(String::new, |g| g.to_string()),
+                    })
+                    .clone();
+                counter.inc();
+                upstream.requests.push((key, counter));
+            }
+        }
+        upstream.durations.observe(record.duration.as_secs_f64());
         if record.is_failure() {
-            self.failures.get_or_create(&upstream).inc();
+            upstream.failures.inc();
         }
-        for (flow, n) in [("sent", record.req_bytes), ("received", record.resp_bytes)] {
-            self.bytes
-                .get_or_create(&BytesLabels {
-                    direction: record.direction.as_str(),
-                    authority: authority.to_owned(),
-                    flow,
-                })
-                .inc_by(n);
-        }
+        upstream.sent.inc_by(record.req_bytes);
+        upstream.received.inc_by(record.resp_bytes);
     }
 
     pub fn observe_tcp(&self, record: &TcpRecord) {

@@ -219,23 +219,32 @@ impl StatsSnapshot {
 /// is taken.
 #[derive(Debug, Default)]
 pub struct Aggregator {
-    upstreams: HashMap<(Direction, String), UpstreamAggregate>,
+    /// Inbound and outbound, by authority: looked up by `&str`, so adding
+    /// a record to a known upstream allocates nothing.
+    upstreams: [HashMap<String, UpstreamAggregate>; 2],
 }
 
 impl Aggregator {
     /// Adds a record under `authority` (already capped by [`AuthorityCap`]).
     pub fn add(&mut self, record: &RequestRecord, authority: &str) {
-        let key = (record.direction, authority.to_owned());
-        self.upstreams
-            .entry(key)
-            .or_insert_with(|| UpstreamAggregate::new(record.direction, authority.to_owned()))
-            .add(record);
+        let upstreams = &mut self.upstreams[record.direction as usize];
+        match upstreams.get_mut(authority) {
+            Some(upstream) => upstream.add(record),
+            None => {
+                let mut upstream = UpstreamAggregate::new(record.direction, authority.to_owned());
+                upstream.add(record);
+                upstreams.insert(authority.to_owned(), upstream);
+            }
+        }
     }
 
     /// The interval's aggregates; the aggregator starts afresh.
     pub fn take(&mut self, end: SystemTime, interval: Duration) -> StatsSnapshot {
-        let mut upstreams: Vec<UpstreamAggregate> =
-            self.upstreams.drain().map(|(_, u)| u).collect();
+        let mut upstreams: Vec<UpstreamAggregate> = self
+            .upstreams
+            .iter_mut()
+            .flat_map(|by_authority| by_authority.drain().map(|(_, u)| u))
+            .collect();
         upstreams.sort_by(|a, b| (a.direction, &a.authority).cmp(&(b.direction, &b.authority)));
         StatsSnapshot {
             end,
