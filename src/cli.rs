@@ -315,6 +315,9 @@ pub struct ProxyArgs {
     /// Add this request header to request events (repeatable); credentials are always redacted
     #[arg(long, value_name = "NAME", value_parser = parse_header_name)]
     pub capture_header: Vec<HeaderName>,
+    /// Threads that serve connections [default: the cores this process may use, after its CPU affinity and cgroup quota]; 1 runs everything on one thread
+    #[arg(long, env = "MESHTOP_THREADS", value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub threads: Option<u16>,
 }
 
 fn parse_header_name(s: &str) -> Result<HeaderName, String> {
@@ -422,6 +425,34 @@ pub fn main() -> ExitCode {
     run(cli)
 }
 
+/// The runtime a command runs on. The proxy sizes it to the cores it may
+/// use: with one (a sidecar limited to one CPU, or pinned to one core) a
+/// current-thread runtime serves every connection, the telemetry and the
+/// admin without waking other threads, which took 10–14% less CPU per
+/// request than a one-worker multi-thread runtime (docs/benchmarks.md).
+fn runtime_for(command: &Command) -> std::io::Result<tokio::runtime::Runtime> {
+    let threads = match command {
+        Command::Proxy(args) => args.threads.map(usize::from).or_else(|| {
+            std::thread::available_parallelism()
+                .ok()
+                .map(std::num::NonZeroUsize::get)
+        }),
+        _ => None,
+    };
+    match threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        Some(n) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build(),
+        None => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
+    }
+}
+
 /// Runs a parsed command to completion.
 pub fn run(cli: Cli) -> ExitCode {
     // `demo --netns` builds its pods before the runtime, whose threads must
@@ -438,10 +469,7 @@ pub fn run(cli: Cli) -> ExitCode {
         },
         _ => None,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime_for(&cli.command) {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("meshtop: cannot start the runtime: {err}");

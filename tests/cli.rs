@@ -49,6 +49,7 @@ fn bad_flags_are_one_line_errors_with_exit_code_2() {
     assert_one_line_usage_error(&["proxy", "--admin", "localhost"], "localhost");
     assert_one_line_usage_error(&["proxy", "--opaque-ports", "25,smtp"], "smtp");
     assert_one_line_usage_error(&["proxy", "--drain-timeout", "soon"], "soon");
+    assert_one_line_usage_error(&["proxy", "--threads", "0"], "0");
     assert_one_line_usage_error(&["frobnicate"], "frobnicate");
 }
 
@@ -201,6 +202,68 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
     assert_eq!(status, 200);
     assert_eq!(body, Bytes::from_static(b"done"));
     let exit = within("the proxy to exit", proxy.child.wait())
+        .await
+        .expect("wait");
+    assert_eq!(exit.code(), Some(0));
+}
+
+/// `--threads 1` (what a proxy limited to one core gets by default) runs
+/// on a current-thread runtime: it forwards, records and drains the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_on_one_thread_forwards_records_and_drains() {
+    let backend = backend().await;
+    let target = format!("127.0.0.1:0={}", backend.addr);
+    let proxy = BinProxy::start(&[
+        "--inbound",
+        &target,
+        "--admin",
+        "127.0.0.1:0",
+        "--threads",
+        "1",
+    ])
+    .await;
+    let threads = std::fs::read_to_string(format!("/proc/{}/status", proxy.pid()))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Threads:"))
+                .and_then(|n| n.trim().parse::<u32>().ok())
+        });
+    if let Some(threads) = threads {
+        assert_eq!(threads, 1, "one thread serves everything");
+    }
+    let mut events = Events::connect(proxy.admin, "").await;
+    let mut h1 = http1_conn(proxy.listeners[0]).await;
+    let mut h2 = http2_conn(proxy.listeners[0]).await;
+    for path in ["/status/200", "/bytes/10"] {
+        within("the connection to be ready", h1.ready())
+            .await
+            .expect("open");
+        let resp = within("an http/1 response", h1.send_request(get(path, "svc")))
+            .await
+            .expect("a response");
+        assert_eq!(resp.status(), 200);
+        body_bytes(resp).await;
+    }
+    let resp = within(
+        "an h2 response",
+        h2.send_request(get("http://svc/status/201", "svc")),
+    )
+    .await
+    .expect("a response");
+    assert_eq!(resp.status(), 201);
+    body_bytes(resp).await;
+    let mut paths = Vec::new();
+    while paths.len() < 3 {
+        let event = events.next_of("request").await;
+        paths.push(event["path"].as_str().unwrap_or_default().to_owned());
+    }
+    paths.sort();
+    assert_eq!(paths, ["/bytes/10", "/status/200", "/status/201"]);
+
+    proxy.signal("TERM");
+    let mut child = proxy.child;
+    let exit = within("the proxy to exit", child.wait())
         .await
         .expect("wait");
     assert_eq!(exit.code(), Some(0));
