@@ -35,6 +35,36 @@ const BANNER: &[u8] = b"220 banner.test ESMTP ready\r\n";
 const PROXY_UID: u32 = 1337;
 const ADMIN: &str = "127.0.0.1:15090";
 
+/// The meshtop binary at a path the proxy's UID can execute: the one built
+/// for these tests, or, when a directory above it is closed to other users
+/// (a checkout under /root), a link to it (else a copy) in the temporary
+/// directory.
+fn meshtop_for_proxy_uid() -> std::path::PathBuf {
+    static PATH: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        let built = std::path::PathBuf::from(env!("CARGO_BIN_EXE_meshtop"));
+        let runs = std::process::Command::new("setpriv")
+            .args(["--reuid=1337", "--regid=1337", "--clear-groups"])
+            .arg(&built)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if runs {
+            return built;
+        }
+        let dir = std::env::temp_dir().join(format!("meshtop-tests-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        let _ = std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755));
+        let exe = dir.join("meshtop");
+        let _ = std::fs::remove_file(&exe);
+        if std::fs::hard_link(&built, &exe).is_err() {
+            std::fs::copy(&built, &exe).expect("a copy of the binary");
+        }
+        exe
+    })
+    .clone()
+}
+
 fn skip_reason() -> Option<String> {
     meshtop::netns::preflight().err().map(|err| err.to_string())
 }
@@ -330,16 +360,16 @@ fn log_path(pod: &Pod) -> std::path::PathBuf {
 /// `meshtop init` (with `init_args`), then `meshtop proxy` as the proxy's
 /// UID, in `pod`.
 fn install(cluster: &mut Cluster, pod: &Pod, init_args: &[&str]) {
-    let bin = env!("CARGO_BIN_EXE_meshtop");
+    let bin = meshtop_for_proxy_uid();
     let rules = cluster
         .run(
             "meshtop init",
-            pod.netns.command(bin).arg("init").args(init_args),
+            pod.netns.command(&bin).arg("init").args(init_args),
         )
         .expect("meshtop init succeeds");
     assert!(rules.contains("MESHTOP_OUTPUT"), "{rules}");
     let log = std::fs::File::create(log_path(pod)).expect("a log file");
-    let mut proxy = pod.netns.command_as(PROXY_UID, bin);
+    let mut proxy = pod.netns.command_as(PROXY_UID, &bin);
     proxy
         .args(["proxy", "--name", &pod.name, "--drain-timeout", "1s"])
         .args(["--stats-interval", "200ms"])
@@ -672,19 +702,25 @@ async fn the_demo_runs_each_service_in_a_pod_of_its_own() {
         eprintln!("skipping: {reason}");
         return;
     }
-    let child = meshtop(&[
-        "demo",
-        "--netns",
-        "--headless",
-        "--duration",
-        "8s",
-        "--interval",
-        "8s",
-        "--rate",
-        "40",
-    ])
-    .spawn()
-    .expect("meshtop runs");
+    let mut demo = tokio::process::Command::new(meshtop_for_proxy_uid());
+    demo.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let child = demo
+        .args([
+            "demo",
+            "--netns",
+            "--headless",
+            "--duration",
+            "8s",
+            "--interval",
+            "8s",
+            "--rate",
+            "40",
+        ])
+        .spawn()
+        .expect("meshtop runs");
     let pid = child.id().expect("a pid");
     let output = within("the demo to finish", child.wait_with_output())
         .await
@@ -739,17 +775,17 @@ async fn the_demo_runs_each_service_in_a_pod_of_its_own() {
 /// the test drops to an unprivileged UID to see it.
 #[test]
 fn the_demo_in_pods_needs_root() {
-    let bin = env!("CARGO_BIN_EXE_meshtop");
     let mut command = if is_root() {
         if !have("setpriv") {
             eprintln!("skipping: setpriv is not installed (util-linux)");
             return;
         }
         let mut command = std::process::Command::new("setpriv");
-        command.args(["--reuid=1337", "--regid=1337", "--clear-groups", bin]);
+        command.args(["--reuid=1337", "--regid=1337", "--clear-groups"]);
+        command.arg(meshtop_for_proxy_uid());
         command
     } else {
-        std::process::Command::new(bin)
+        std::process::Command::new(env!("CARGO_BIN_EXE_meshtop"))
     };
     let output = command
         .args(["demo", "--netns", "--headless", "--duration", "1s"])
