@@ -147,13 +147,16 @@ impl Namespace {
 
     /// Like [`command`](Self::command), with the program running as `uid`
     /// (and group `uid`, no supplementary groups), as a sidecar container
-    /// runs under its `runAsUser`.
+    /// runs under its `runAsUser`. The program gets SIGTERM if the thread
+    /// that started it ends, so that it cannot outlive a process that was
+    /// killed before it could stop it.
     pub fn command_as(&self, uid: u32, program: impl AsRef<OsStr>) -> Command {
         let mut command = self.command("setpriv");
         command
             .arg(format!("--reuid={uid}"))
             .arg(format!("--regid={uid}"))
             .arg("--clear-groups")
+            .arg("--pdeathsig=TERM")
             .arg(program);
         command
     }
@@ -335,10 +338,21 @@ fn sweep(family: &str) {
         let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
             continue;
         };
-        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        if !running(pid) {
             let _ = ip(&["netns", "del", &name]);
         }
     }
+}
+
+/// Whether process `pid` exists and has not exited (a zombie has).
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        // The state follows the command name, which is in parentheses.
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next());
+        state != Some("Z") && state != Some("X")
+    })
 }
 
 fn ip(args: &[&str]) -> Result<(), NetnsError> {
@@ -367,4 +381,23 @@ fn one_line(bytes: &[u8]) -> String {
     let text = String::from_utf8_lossy(bytes);
     let line = text.lines().map(str::trim).filter(|l| !l.is_empty());
     line.collect::<Vec<_>>().join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_zombie_or_missing_process_is_not_running() {
+        assert!(running(std::process::id()));
+        assert!(!running(u32::MAX));
+        let mut child = Command::new("true").spawn().expect("true runs");
+        // Not reaped yet: once it exits it is a zombie.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while running(child.id()) {
+            assert!(Instant::now() < deadline, "true did not exit");
+            std::thread::yield_now();
+        }
+        child.wait().expect("reaped");
+    }
 }
