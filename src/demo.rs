@@ -250,6 +250,38 @@ fn admin_addr(base: u16, offset: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
+/// The application, ready to run: the services' listeners, web's clients,
+/// and where and how the vote bot connects.
+struct App {
+    emoji: TcpListener,
+    voting: TcpListener,
+    web: TcpListener,
+    web_clients: web::Clients,
+    bot_target: SocketAddr,
+    bot_dialer: Dialer,
+}
+
+/// Runs emoji-svc, voting-svc, web and the vote bot until `shutdown`.
+fn spawn_app(app: App, config: &DemoConfig, shutdown: &CancellationToken) {
+    tokio::spawn(services::serve_emoji(app.emoji, shutdown.clone()));
+    let behaviour = services::VotingBehaviour {
+        failure_rate: config.failure_rate,
+        delay: config.delay,
+    };
+    tokio::spawn(services::serve_voting(
+        app.voting,
+        behaviour,
+        shutdown.clone(),
+    ));
+    tokio::spawn(web::serve(app.web, app.web_clients, shutdown.clone()));
+    tokio::spawn(bot::run(
+        app.bot_target,
+        app.bot_dialer,
+        config.rate,
+        shutdown.clone(),
+    ));
+}
+
 /// Starts the services, their sidecars and the vote bot; everything stops
 /// when `shutdown` is cancelled.
 pub async fn start(config: &DemoConfig, shutdown: &CancellationToken) -> Result<Demo, DemoError> {
@@ -307,23 +339,15 @@ pub async fn start(config: &DemoConfig, shutdown: &CancellationToken) -> Result<
         tokio::spawn(proxy.run(shutdown.clone()));
     }
 
-    tokio::spawn(services::serve_emoji(emoji_listener, shutdown.clone()));
-    tokio::spawn(services::serve_voting(
-        voting_listener,
-        services::VotingBehaviour {
-            failure_rate: config.failure_rate,
-            delay: config.delay,
-        },
-        shutdown.clone(),
-    ));
-    let clients = web::Clients::new(web_to_emoji, web_to_voting, Dialer::Local);
-    tokio::spawn(web::serve(web_listener, clients, shutdown.clone()));
-    tokio::spawn(bot::run(
-        bot_out,
-        Dialer::Local,
-        config.rate,
-        shutdown.clone(),
-    ));
+    let app = App {
+        emoji: emoji_listener,
+        voting: voting_listener,
+        web: web_listener,
+        web_clients: web::Clients::new(web_to_emoji, web_to_voting, Dialer::Local),
+        bot_target: bot_out,
+        bot_dialer: Dialer::Local,
+    };
+    spawn_app(app, config, shutdown);
     Ok(Demo {
         admins,
         web: web_app,

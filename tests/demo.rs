@@ -115,12 +115,7 @@ async fn the_headless_demo_shows_every_upstream_and_the_doughnut_failures() {
         "the demo prints how to attach: {stderr}"
     );
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let table = stdout.trim_end().rsplit("\n\n").next().expect("a table");
-    let rows: Vec<Vec<&str>> = table
-        .lines()
-        .skip(1)
-        .map(|l| l.split_whitespace().collect())
-        .collect();
+    let (table, rows) = last_table(&stdout);
     for direction in ["inbound", "outbound"] {
         for authority in [
             "web-svc.emojivoto:80",

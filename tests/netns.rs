@@ -736,12 +736,7 @@ async fn the_demo_runs_each_service_in_a_pod_of_its_own() {
     );
 
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let table = stdout.trim_end().rsplit("\n\n").next().expect("a table");
-    let rows: Vec<Vec<&str>> = table
-        .lines()
-        .skip(1)
-        .map(|l| l.split_whitespace().collect())
-        .collect();
+    let (table, rows) = last_table(&stdout);
     let row = |direction: &str, authority: &str| {
         rows.iter()
             .find(|r| r[0] == direction && r[1] == authority)

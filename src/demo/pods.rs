@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::{Demo, DemoConfig, DemoError, Dialer, NAMESPACE, bot, services, web};
+use super::{App, Demo, DemoConfig, DemoError, Dialer, NAMESPACE, spawn_app, web};
 use crate::netns::{Cluster, NetnsError, Pod};
 
 /// The pods, in the order of the sidecars everywhere else in the demo.
@@ -152,30 +152,19 @@ pub async fn start(
     let (bot_pod, web_pod, emoji_pod, voting_pod) = (bot_pod?, web_pod?, emoji_pod?, voting_pod?);
     let at = |pod: &Pod| SocketAddr::from((pod.ip, APP_PORT));
 
-    let emoji_listener = emoji_pod.netns.listen(listen)?;
-    let voting_listener = voting_pod.netns.listen(listen)?;
-    let web_listener = web_pod.netns.listen(listen)?;
-    tokio::spawn(services::serve_emoji(emoji_listener, shutdown.clone()));
-    tokio::spawn(services::serve_voting(
-        voting_listener,
-        services::VotingBehaviour {
-            failure_rate: config.failure_rate,
-            delay: config.delay,
-        },
-        shutdown.clone(),
-    ));
-    let clients = web::Clients::new(
-        at(emoji_pod),
-        at(voting_pod),
-        Dialer::Pod(web_pod.netns.clone()),
-    );
-    tokio::spawn(web::serve(web_listener, clients, shutdown.clone()));
-    tokio::spawn(bot::run(
-        at(web_pod),
-        Dialer::Pod(bot_pod.netns.clone()),
-        config.rate,
-        shutdown.clone(),
-    ));
+    let app = App {
+        emoji: emoji_pod.netns.listen(listen)?,
+        voting: voting_pod.netns.listen(listen)?,
+        web: web_pod.netns.listen(listen)?,
+        web_clients: web::Clients::new(
+            at(emoji_pod),
+            at(voting_pod),
+            Dialer::Pod(web_pod.netns.clone()),
+        ),
+        bot_target: at(web_pod),
+        bot_dialer: Dialer::Pod(bot_pod.netns.clone()),
+    };
+    spawn_app(app, config, shutdown);
 
     let admins = [bot_pod, web_pod, emoji_pod, voting_pod]
         .map(|pod| (pod.name.clone(), SocketAddr::from((pod.ip, ADMIN_PORT))))

@@ -771,3 +771,15 @@ pub async fn wait_for_subscribers(admin: SocketAddr, n: u64) {
     })
     .await;
 }
+
+/// The last table a `--headless` run printed, and its rows (after the
+/// header) split into columns.
+pub fn last_table(stdout: &str) -> (&str, Vec<Vec<&str>>) {
+    let table = stdout.trim_end().rsplit("\n\n").next().expect("a table");
+    let rows = table
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    (table, rows)
+}
