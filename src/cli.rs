@@ -827,7 +827,7 @@ async fn run_demo(args: DemoArgs, pods: Option<&crate::demo::pods::DemoPods>) ->
     let _sources = spawn_sources(&targets, None, tx, shutdown.clone());
     let options = ShowOptions {
         output,
-        filter: FilterExpr::default(),
+        filter: args.display.filter.clone().unwrap_or_default(),
         window: args.display.window,
         duration: args.duration,
         recorder,

@@ -210,3 +210,30 @@ async fn doughnut_failures_are_500_at_web_and_grpc_2_at_voting() {
     });
     assert!(doughnut_at_voting, "a failed VoteDoughnut at voting");
 }
+
+#[tokio::test]
+async fn the_demo_shows_only_what_the_filter_matches() {
+    let output = meshtop(&[
+        "demo",
+        "--headless",
+        "--duration",
+        "3s",
+        "--admin-base",
+        "0",
+        "--rate",
+        "40",
+        "--filter",
+        "authority~voting",
+    ])
+    .output();
+    let output = within("the demo to finish", output).await.expect("runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let (table, rows) = last_table(&stdout);
+    assert!(!rows.is_empty(), "{table}");
+    assert!(
+        rows.iter().all(|r| r[1] == "voting-svc.emojivoto:8080"),
+        "{table}"
+    );
+}
