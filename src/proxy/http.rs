@@ -594,6 +594,15 @@ fn connection_has(headers: &HeaderMap, token: &str) -> bool {
 /// frames its own body), `TE` (kept as `trailers` on HTTP/2, which gRPC
 /// requires) and `Upgrade` unless the request is switching protocols.
 fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool, version: HttpVersion) {
+    // Most messages carry none of these fields. One pass over the names
+    // finds that out; each `remove` below hashes its name, and removing all
+    // of them cost 7 % of the proxy's instructions per HTTP/1.1 request.
+    if !headers.keys().any(is_hop_by_hop) {
+        if upgrade {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        }
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -606,8 +615,8 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool, version: HttpVersion
         headers.remove(name);
     }
     headers.remove(header::CONNECTION);
-    headers.remove("keep-alive");
-    headers.remove("proxy-connection");
+    headers.remove(&KEEP_ALIVE);
+    headers.remove(&PROXY_CONNECTION);
     headers.remove(header::TRANSFER_ENCODING);
     let te_trailers = headers
         .get(header::TE)
@@ -620,6 +629,19 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool, version: HttpVersion
     } else {
         headers.remove(header::UPGRADE);
     }
+}
+
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// A field that [`strip_hop_by_hop`] may remove or rewrite.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == header::CONNECTION
+        || name == header::TRANSFER_ENCODING
+        || name == header::TE
+        || name == header::UPGRADE
+        || name == KEEP_ALIVE
+        || name == PROXY_CONNECTION
 }
 
 /// Where an explicit proxy request goes: the authority of an absolute-form
@@ -696,6 +718,27 @@ mod tests {
         let mut names: Vec<_> = h.keys().map(|k| k.as_str()).collect();
         names.sort();
         assert_eq!(names, ["host", "x-end"]);
+    }
+
+    #[test]
+    fn each_hop_by_hop_field_alone_is_removed_and_others_are_kept() {
+        for name in [
+            "connection",
+            "keep-alive",
+            "proxy-connection",
+            "transfer-encoding",
+            "te",
+            "upgrade",
+        ] {
+            let mut h = headers(&[(name, "x"), ("x-end", "2"), ("host", "svc")]);
+            strip_hop_by_hop(&mut h, false, HttpVersion::Http1);
+            let mut names: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+            names.sort();
+            assert_eq!(names, ["host", "x-end"], "{name}");
+        }
+        let mut h = headers(&[("x-end", "2"), ("host", "svc")]);
+        strip_hop_by_hop(&mut h, false, HttpVersion::Http1);
+        assert_eq!(h.len(), 2);
     }
 
     #[test]
