@@ -11,10 +11,10 @@ pub mod metrics;
 pub mod record;
 pub mod stats;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use foldhash::HashMap;
 use tokio_util::sync::CancellationToken;
 
 pub use record::{
@@ -103,7 +103,7 @@ impl Telemetry {
             aggregator: Aggregator::default(),
             interval_start: Instant::now(),
             records_dropped: 0,
-            upstream_metrics: HashMap::new(),
+            upstream_metrics: HashMap::default(),
         };
         let mut batch = Vec::with_capacity(RECORD_BATCH);
         loop {

@@ -130,7 +130,7 @@ async fn redirected_connections_go_to_their_original_destination() {
         Some(backend.addr),
         "forwarded to the original destination"
     );
-    assert_eq!(record.authority, authority);
+    assert_eq!(&*record.authority, authority);
     assert_eq!(record.path.as_deref(), Some("/echo?via=iptables"));
     assert_eq!(record.client.ip(), CLIENT_SOURCE);
     assert_eq!(record.status, Some(200));

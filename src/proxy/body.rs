@@ -32,7 +32,9 @@ pub struct RequestProgress {
 pub struct InFlight {
     record: Option<RequestRecord>,
     started: Instant,
-    progress: Arc<RequestProgress>,
+    /// Shared with the request body; `None` while no body streams (most
+    /// requests have none, and this saves an allocation for them).
+    progress: Option<Arc<RequestProgress>>,
     recorder: Recorder,
 }
 
@@ -41,13 +43,20 @@ impl InFlight {
         InFlight {
             record: Some(record),
             started,
-            progress: Arc::default(),
+            progress: None,
             recorder,
         }
     }
 
-    pub fn progress(&self) -> Arc<RequestProgress> {
-        self.progress.clone()
+    /// The request body to send upstream, counting its bytes and noticing
+    /// when the client aborts it.
+    pub fn request_body(&mut self, body: Incoming) -> RequestBody {
+        let progress = (!body.is_end_stream())
+            .then(|| self.progress.get_or_insert_with(Arc::default).clone());
+        RequestBody {
+            inner: body,
+            progress,
+        }
     }
 
     pub fn started(&self) -> Instant {
@@ -66,8 +75,13 @@ impl InFlight {
             return;
         };
         record.duration = self.started.elapsed();
-        record.req_bytes = self.progress.bytes.load(Ordering::Relaxed);
-        let client_aborted = self.progress.aborted.load(Ordering::Relaxed);
+        let (req_bytes, client_aborted) = self.progress.as_ref().map_or((0, false), |p| {
+            (
+                p.bytes.load(Ordering::Relaxed),
+                p.aborted.load(Ordering::Relaxed),
+            )
+        });
+        record.req_bytes = req_bytes;
         record.error = record
             .error
             .or(error)
@@ -91,13 +105,8 @@ impl Drop for InFlight {
 /// The client's request body on its way upstream.
 pub struct RequestBody {
     inner: Incoming,
-    progress: Arc<RequestProgress>,
-}
-
-impl RequestBody {
-    pub fn new(inner: Incoming, progress: Arc<RequestProgress>) -> Self {
-        RequestBody { inner, progress }
-    }
+    /// `None` for a body that was empty from the start.
+    progress: Option<Arc<RequestProgress>>,
 }
 
 impl Body for RequestBody {
@@ -109,16 +118,18 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let frame = ready!(Pin::new(&mut self.inner).poll_frame(cx));
-        match &frame {
-            Some(Ok(frame)) => {
-                if let Some(data) = frame.data_ref() {
-                    self.progress
-                        .bytes
-                        .fetch_add(data.len() as u64, Ordering::Relaxed);
+        if let Some(progress) = &self.progress {
+            match &frame {
+                Some(Ok(frame)) => {
+                    if let Some(data) = frame.data_ref() {
+                        progress
+                            .bytes
+                            .fetch_add(data.len() as u64, Ordering::Relaxed);
+                    }
                 }
+                Some(Err(_)) => progress.aborted.store(true, Ordering::Relaxed),
+                None => {}
             }
-            Some(Err(_)) => self.progress.aborted.store(true, Ordering::Relaxed),
-            None => {}
         }
         Poll::Ready(frame)
     }

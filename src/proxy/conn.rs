@@ -94,7 +94,7 @@ pub struct ConnCtx {
 
 impl ConnCtx {
     /// A request record with this connection's identity and nothing else yet.
-    pub fn request_record(&self, protocol: HttpProtocol, authority: String) -> RequestRecord {
+    pub fn request_record(&self, protocol: HttpProtocol, authority: Arc<str>) -> RequestRecord {
         RequestRecord {
             start: SystemTime::now(),
             sidecar: self.shared.sidecar.clone(),

@@ -69,6 +69,7 @@ async fn serve_http(
             pending,
             ..Upstream::default()
         }),
+        last_authority: std::sync::Mutex::new(None),
     });
     let service = service_fn(move |req| forwarder.clone().forward(req));
     let io = TokioIo::new(io);
@@ -119,7 +120,7 @@ fn record_malformed(ctx: &ConnCtx, version: HttpVersion, status: u16) {
     let record = RequestRecord {
         status: Some(status),
         error: Some(ErrorKind::Protocol),
-        ..ctx.request_record(protocol_of(version, false), ctx.local.to_string())
+        ..ctx.request_record(protocol_of(version, false), ctx.local.to_string().into())
     };
     ctx.shared
         .recorder
@@ -142,6 +143,9 @@ struct Forwarder {
     /// Held across a connect so concurrent HTTP/2 streams share one upstream
     /// connection instead of racing to open several.
     upstream: Mutex<Upstream>,
+    /// The authority of the last request, handed to the next one that names
+    /// the same (nearly all of them) instead of a copy per request.
+    last_authority: std::sync::Mutex<Option<Arc<str>>>,
 }
 
 #[derive(Default)]
@@ -203,7 +207,7 @@ impl Forwarder {
             .ctx
             .request_record(protocol_of(self.version, grpc), authority);
         record.start = SystemTime::now();
-        record.method = Some(req.method().as_str().to_owned());
+        record.method = Some(req.method().clone());
         record.path = (req.method() != Method::CONNECT).then(|| {
             req.uri()
                 .path_and_query()
@@ -211,7 +215,7 @@ impl Forwarder {
                 .to_owned()
         });
         record.headers = self.ctx.shared.captured_headers(req.headers());
-        let inflight = InFlight::new(record, started, self.ctx.shared.recorder.clone());
+        let mut inflight = InFlight::new(record, started, self.ctx.shared.recorder.clone());
 
         let dest = match &self.route {
             Route::Fixed(dest) => dest.clone(),
@@ -245,14 +249,13 @@ impl Forwarder {
             to_origin_form(&mut parts.uri, &mut parts.headers);
         }
         strip_hop_by_hop(&mut parts.headers, client_upgrade.is_some(), self.version);
-        let body = RequestBody::new(body, inflight.progress());
+        let body = inflight.request_body(body);
         let upstream_req = Request::from_parts(parts, body);
 
         let (mut resp, server) = match self.send(&dest, upstream_req).await {
             Ok(sent) => sent,
             Err(failure) => return self.fail(inflight, grpc, failure),
         };
-        let mut inflight = inflight;
         if let Some(record) = inflight.record() {
             record.server = Some(server);
             record.status = Some(resp.status().as_u16());
@@ -292,7 +295,7 @@ impl Forwarder {
     }
 
     /// The authority a request was meant for, as the client named it.
-    fn authority_of(&self, req: &Request<Incoming>) -> String {
+    fn authority_of(&self, req: &Request<Incoming>) -> Arc<str> {
         let host = req
             .headers()
             .get(header::HOST)
@@ -301,10 +304,18 @@ impl Forwarder {
         // The target's authority wins over Host: HTTP/2's `:authority`, and an
         // HTTP/1 absolute-form target or CONNECT (RFC 9112 §3.2.2).
         let named = uri_authority.or(host);
-        match (named, &self.route) {
-            (Some(name), _) => name.to_owned(),
-            (None, Route::Fixed(dest)) => dest.to_string(),
-            (None, _) => self.ctx.local.to_string(),
+        let name = match (named, &self.route) {
+            (Some(name), _) => name,
+            (None, Route::Fixed(dest)) => return dest.to_string().into(),
+            (None, _) => return self.ctx.local.to_string().into(),
+        };
+        let mut last = self
+            .last_authority
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match &*last {
+            Some(authority) if **authority == *name => authority.clone(),
+            _ => last.insert(Arc::from(name)).clone(),
         }
     }
 

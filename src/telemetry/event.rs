@@ -304,8 +304,8 @@ impl From<&RequestRecord> for RequestEvent {
             protocol: r.protocol,
             client: addr(r.client),
             server: r.server.map(addr),
-            authority: r.authority.clone(),
-            method: r.method.clone(),
+            authority: r.authority.to_string(),
+            method: r.method.as_ref().map(|m| m.as_str().to_owned()),
             path: r.path.clone(),
             status: r.status,
             grpc_status: r.grpc_status,
@@ -388,8 +388,8 @@ impl Serialize for RequestMessageRef<'_> {
         event.serialize_field("protocol", &r.protocol)?;
         event.serialize_field("client", &Addr(r.client))?;
         event.serialize_field("server", &r.server.map(Addr))?;
-        event.serialize_field("authority", &r.authority)?;
-        event.serialize_field("method", &r.method)?;
+        event.serialize_field("authority", &*r.authority)?;
+        event.serialize_field("method", &r.method.as_ref().map(http::Method::as_str))?;
         event.serialize_field("path", &r.path)?;
         event.serialize_field("status", &r.status)?;
         event.serialize_field("grpc_status", &r.grpc_status)?;
@@ -420,7 +420,7 @@ mod tests {
             client: "10.0.0.1:5000".parse().expect("literal"),
             server: None,
             authority: "voting-svc.emojivoto:8080".into(),
-            method: Some("POST".into()),
+            method: Some(http::Method::POST),
             path: Some("/emojivoto.v1.VotingService/VoteDoughnut".into()),
             status: Some(200),
             grpc_status: Some(2),

@@ -159,9 +159,12 @@ pub struct RequestRecord {
     /// `None` when no address was reached, e.g. a DNS failure.
     pub server: Option<SocketAddr>,
     /// `Host` (HTTP/1) or `:authority` (HTTP/2), else the server address.
-    pub authority: String,
-    /// `None` only for a request too malformed to parse.
-    pub method: Option<String>,
+    /// Shared: a connection's requests nearly always name one authority,
+    /// and the proxy keeps the last one instead of copying it per request.
+    pub authority: Arc<str>,
+    /// `None` only for a request too malformed to parse. (`http::Method`
+    /// holds the standard methods without allocating.)
+    pub method: Option<http::Method>,
     /// Path and query as sent; `None` for CONNECT and unparsable requests.
     pub path: Option<String>,
     /// The status the upstream answered. A response made up by meshtop (for

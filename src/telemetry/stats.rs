@@ -2,10 +2,13 @@
 //! classes, gRPC statuses, error kinds, bytes, and an HdrHistogram of
 //! durations that any HdrHistogram implementation can decode and merge.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use base64::Engine;
+// A fast hasher for the per-record lookups by authority; the maps stay
+// small (`AuthorityCap`), which bounds the worst case of colliding keys.
+use foldhash::{HashMap, HashSet};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
@@ -64,7 +67,7 @@ pub const OTHER_AUTHORITY: &str = "other";
 impl AuthorityCap {
     pub fn new(max: usize) -> Self {
         AuthorityCap {
-            seen: HashSet::new(),
+            seen: HashSet::default(),
             max,
         }
     }
@@ -269,7 +272,7 @@ mod tests {
             client: "127.0.0.1:1".parse().expect("literal"),
             server: None,
             authority: authority.into(),
-            method: Some("GET".into()),
+            method: Some(http::Method::GET),
             path: Some("/".into()),
             status: Some(status),
             grpc_status: grpc,
