@@ -51,8 +51,8 @@ impl InFlight {
     /// The request body to send upstream, counting its bytes and noticing
     /// when the client aborts it.
     pub fn request_body(&mut self, body: Incoming) -> RequestBody {
-        let progress = (!body.is_end_stream())
-            .then(|| self.progress.get_or_insert_with(Arc::default).clone());
+        let progress =
+            (!body.is_end_stream()).then(|| self.progress.get_or_insert_with(Arc::default).clone());
         RequestBody {
             inner: body,
             progress,

@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime};
 use base64::Engine;
 // A fast hasher for the per-record lookups by authority; the maps stay
 // small (`AuthorityCap`), which bounds the worst case of colliding keys.
-use foldhash::{HashMap, HashSet};
 use base64::engine::general_purpose::STANDARD as BASE64;
+use foldhash::{HashMap, HashSet};
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
 
