@@ -165,12 +165,9 @@ impl Folder<'_> {
                         duration_ms: event::millis(record.duration),
                     };
                     // Room for a typical event, so encoding does not grow
-                    // the buffer step by step. Serializing plain fields to
-                    // JSON cannot fail.
+                    // the buffer step by step.
                     let mut encoded = Vec::with_capacity(512);
-                    if serde_json::to_writer(&mut encoded, &RequestMessageRef(&record)).is_err() {
-                        encoded.clear();
-                    }
+                    RequestMessageRef(&record).encode(&mut encoded);
                     self.hub.publish(&facts, &encoded.into());
                 }
             }
