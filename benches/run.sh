@@ -21,6 +21,9 @@
 #               event; record: `meshtop record -o FILE` [count]
 #   OUT         where logs, raw results and the report go [target/bench-proxies]
 #   SKIP_BUILD  set to 1 to use the binaries already built
+#   BASELINE    another meshtop binary (say, a build of main), run as the
+#               candidate meshtop-base, to compare a change in one run:
+#               BASELINE=/tmp/main/meshtop CANDIDATES="meshtop meshtop-base"
 set -euo pipefail
 
 DURATION=${DURATION:-5}
@@ -74,6 +77,9 @@ for bin in "$MESHTOP" "$BACKEND" "$LOAD" "$SUBSCRIBE"; do
     [[ -x $bin ]] || die "$bin is missing: run without SKIP_BUILD"
 done
 [[ $SUBSCRIBER == count || $SUBSCRIBER == record ]] || die "SUBSCRIBER is count or record"
+if [[ " $CANDIDATES " == *" meshtop-base "* ]]; then
+    [[ -x ${BASELINE:-} ]] || die "the candidate meshtop-base needs BASELINE=/path/to/meshtop"
+fi
 
 rm -rf "$OUT"
 mkdir -p "$OUT"
@@ -201,7 +207,7 @@ start_meshtop() {
     local port admin
     port=$(free_port)
     admin=$(free_port)
-    taskset -c "$PROXY_CPU" "$MESHTOP" proxy \
+    taskset -c "$PROXY_CPU" "${MESHTOP_BIN:-$MESHTOP}" proxy \
         --inbound "127.0.0.1:$port=127.0.0.1:$BACKEND_PORT" \
         --admin "127.0.0.1:$admin" --name bench \
         >"$OUT/$1.out" 2>"$OUT/$1.err" &
@@ -432,6 +438,7 @@ run_candidate() {
     case $CANDIDATE in
     direct) start_direct ;;
     meshtop) start_meshtop "$CANDIDATE" ;;
+    meshtop-base) MESHTOP_BIN=$BASELINE start_meshtop "$CANDIDATE" ;;
     meshtop-sub) start_meshtop_sub "$CANDIDATE" ;;
     nginx) start_nginx "$CANDIDATE" ;;
     haproxy) start_haproxy "$CANDIDATE" ;;
@@ -509,11 +516,12 @@ def num(v, fmt="{:,.0f}"):
     return fmt.format(v) if v is not None else "–"
 
 
-candidates = [c for c in ["direct", "meshtop", "meshtop-sub", "nginx", "haproxy"]
+candidates = [c for c in ["direct", "meshtop", "meshtop-base", "meshtop-sub", "nginx", "haproxy"]
               if any(k[0] == c for k in values)]
 names = {
     "direct": "direct (no proxy)",
     "meshtop": "meshtop",
+    "meshtop-base": "meshtop (baseline build)",
     "meshtop-sub": "meshtop + 1 subscriber",
     "nginx": "nginx 1.22",
     "haproxy": "haproxy 2.6",
@@ -557,6 +565,37 @@ if values.get(("meshtop-sub", "all", "events_recorded")):
     print(f"- subscriber: events recorded per round {', '.join(num(v) for v in values[('meshtop-sub', 'all', 'events_recorded')])}; "
           f"events dropped {', '.join(num(v) for v in values.get(('meshtop-sub', 'all', 'events_dropped'), []))}; "
           f"records dropped {', '.join(num(v) for v in values.get(('meshtop-sub', 'all', 'records_dropped'), []))}")
+
+
+def by_round(candidate, proto, metric):
+    out = {}
+    for row in csv.DictReader(open(path), delimiter="\t"):
+        if (row["candidate"], row["proto"], row["metric"]) == (candidate, proto, metric) and row["value"]:
+            out[row["round"]] = float(row["value"])
+    return out
+
+
+def paired(a, b, proto, metric):
+    """The median over rounds of a ÷ b measured in the same round."""
+    x, y = by_round(a, proto, metric), by_round(b, proto, metric)
+    ratios = [x[r] / y[r] for r in x if r in y and y[r]]
+    return f"{statistics.median(ratios):.2f}× (rounds: {', '.join(f'{v:.2f}' for v in ratios)})" if ratios else "–"
+
+
+if "meshtop-base" in candidates:
+    print()
+    print("This build against the baseline build (each round's ratio, then their median):")
+    print()
+    for proto in protos:
+        print(f"- {protos[proto]}: max req/s {paired('meshtop', 'meshtop-base', proto, 'rps')}; "
+              f"CPU per request at the maximum {paired('meshtop', 'meshtop-base', proto, 'cpu_per_10k_max')}; "
+              f"at the fixed rate {paired('meshtop', 'meshtop-base', proto, 'cpu_per_10k_rate')}")
+if "meshtop-sub" in candidates and "meshtop" in candidates:
+    print()
+    print("With a subscriber against without, round by round (the same pairing):")
+    print()
+    for proto in protos:
+        print(f"- {protos[proto]}: max req/s {paired('meshtop-sub', 'meshtop', proto, 'rps')}")
 print()
 print("Targets:")
 print()
