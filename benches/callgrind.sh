@@ -10,6 +10,9 @@
 # REQUESTS more with h2load (50 HTTP/1.1 connections, or 10 h2 connections
 # × 10 streams), and prints instructions per request and the costliest
 # functions (inclusive). SUBSCRIBER=1 attaches examples/bench_subscriber.
+# MESHTOP=/path/to/meshtop measures another build (say, of main) instead.
+# Counts repeat within about 0.3 % between runs, where wall-clock figures on
+# this shared machine move by ±20 % (docs/benchmarks.md).
 set -euo pipefail
 
 PROTO=${PROTO:-h1}
@@ -19,7 +22,7 @@ SUBSCRIBER=${SUBSCRIBER:-0}
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 OUT=${OUT:-$ROOT/target/bench-callgrind}
-MESHTOP=$ROOT/target/release/meshtop
+MESHTOP=${MESHTOP:-$ROOT/target/release/meshtop}
 BACKEND=$ROOT/target/release/examples/bench_backend
 SUBSCRIBE=$ROOT/target/release/examples/bench_subscriber
 
@@ -93,7 +96,7 @@ callgrind_control -d "$PROXY_PID" >/dev/null
 # a sequence number.
 DUMP=$(ls -t "$OUT"/callgrind.out.* | head -1)
 TOTAL=$(sed -n 's/^summary: *//p;s/^totals: *//p' "$DUMP" | head -1)
-say "proto $PROTO, $REQUESTS requests, subscriber $SUBSCRIBER"
+say "$MESHTOP: proto $PROTO, $REQUESTS requests, subscriber $SUBSCRIBER"
 printf 'instructions per request: %d\n' $((TOTAL / REQUESTS))
 callgrind_annotate --inclusive=yes "$DUMP" >"$OUT/inclusive.txt" 2>/dev/null
 callgrind_annotate "$DUMP" >"$OUT/self.txt" 2>/dev/null
