@@ -6,7 +6,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri};
@@ -210,7 +210,6 @@ impl Forwarder {
         let mut record = self
             .ctx
             .request_record(protocol_of(self.version, grpc), authority);
-        record.start = SystemTime::now();
         record.method = Some(req.method().clone());
         record.path = (req.method() != Method::CONNECT).then(|| {
             req.uri()
