@@ -257,6 +257,77 @@ async fn each_request_on_a_connection_is_recorded_under_its_own_host() {
     proxy.stop().await;
 }
 
+/// The body's data, and its trailers if it ended with some.
+async fn data_and_trailers(resp: Response<Incoming>) -> (Vec<u8>, Option<http::HeaderMap>) {
+    let collected = within("the whole body", resp.into_body().collect())
+        .await
+        .expect("the body arrives");
+    let trailers = collected.trailers().cloned();
+    (collected.to_bytes().to_vec(), trailers)
+}
+
+#[tokio::test]
+async fn declared_trailers_pass_through_both_ways() {
+    let backend = backend().await;
+    let mut proxy = TestProxy::inbound_to(backend.addr).await;
+    let (mut client, _) = client_conn(proxy.addr()).await;
+
+    // Response trailers, to a client that takes them.
+    let mut req = request("GET", "/trailers", "web-svc:80", empty());
+    req.headers_mut()
+        .insert("te", http::HeaderValue::from_static("trailers"));
+    let resp = send(&mut client, req).await;
+    assert_eq!(resp.status(), 200);
+    let (data, trailers) = data_and_trailers(resp).await;
+    assert_eq!(data, b"data");
+    let trailers = trailers.expect("the upstream's trailers reach the client");
+    assert_eq!(
+        trailers.get("x-trailer").map(|v| v.as_bytes()),
+        Some(&b"done"[..])
+    );
+    let record = proxy.next_request().await;
+    assert_eq!(record.resp_bytes, 4);
+    assert_eq!(record.error, None);
+
+    // Request trailers go upstream; /echo sends them back.
+    let mut sent_trailers = http::HeaderMap::new();
+    sent_trailers.insert("x-sum", http::HeaderValue::from_static("42"));
+    let frames: Vec<Result<Frame<Bytes>, BoxError>> = vec![
+        Ok(Frame::data(Bytes::from_static(b"payload"))),
+        Ok(Frame::trailers(sent_trailers)),
+    ];
+    let body = BodyExt::boxed(StreamBody::new(futures_util::stream::iter(frames)));
+    let mut req = request("POST", "/echo", "web-svc:80", body);
+    req.headers_mut()
+        .insert("te", http::HeaderValue::from_static("trailers"));
+    req.headers_mut()
+        .insert("trailer", http::HeaderValue::from_static("x-sum"));
+    let resp = send(&mut client, req).await;
+    assert_eq!(resp.status(), 200);
+    let (data, trailers) = data_and_trailers(resp).await;
+    assert_eq!(data, b"payload");
+    let trailers = trailers.expect("the client's trailers made the round trip");
+    assert_eq!(
+        trailers.get("x-sum").map(|v| v.as_bytes()),
+        Some(&b"42"[..])
+    );
+    let record = proxy.next_request().await;
+    assert_eq!((record.req_bytes, record.resp_bytes), (7, 7));
+    assert_eq!(record.error, None);
+
+    // A client that did not offer to take trailers gets none (and the body).
+    let resp = send(
+        &mut client,
+        request("GET", "/trailers", "web-svc:80", empty()),
+    )
+    .await;
+    let (data, trailers) = data_and_trailers(resp).await;
+    assert_eq!(data, b"data");
+    assert_eq!(trailers, None);
+    proxy.next_request().await;
+    proxy.stop().await;
+}
+
 #[tokio::test]
 async fn content_length_request_body_is_echoed_intact() {
     let backend = backend().await;

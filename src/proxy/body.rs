@@ -196,7 +196,9 @@ impl Body for ResponseBody {
                                 read_grpc_status(trailers, record);
                             }
                         }
-                        if inner.is_end_stream() {
+                        // Trailers end a body, though an HTTP/1 body does
+                        // not say so: hyper writes them and stops polling.
+                        if frame.is_trailers() || inner.is_end_stream() {
                             inflight.finish(None);
                         }
                     }

@@ -252,7 +252,11 @@ impl Forwarder {
         if self.route == Route::Explicit {
             to_origin_form(&mut parts.uri, &mut parts.headers);
         }
-        strip_hop_by_hop(&mut parts.headers, client_upgrade.is_some(), self.version);
+        let takes_trailers = list_has(&parts.headers, &header::TE, "trailers");
+        strip_hop_by_hop(&mut parts.headers, client_upgrade.is_some());
+        if takes_trailers {
+            offer_trailers(&mut parts.headers, self.version);
+        }
         let body = inflight.request_body(body);
         let upstream_req = Request::from_parts(parts, body);
 
@@ -290,7 +294,7 @@ impl Forwarder {
             return Ok(Response::from_parts(parts, ResponseBody::empty()));
         }
 
-        strip_hop_by_hop(resp.headers_mut(), false, self.version);
+        strip_hop_by_hop(resp.headers_mut(), false);
         let (parts, body) = resp.into_parts();
         Ok(Response::from_parts(
             parts,
@@ -627,12 +631,14 @@ fn is_grpc(headers: &HeaderMap) -> bool {
 /// An HTTP/1 request asking to switch protocols (`Connection: upgrade` with
 /// an `Upgrade` header), e.g. a WebSocket handshake.
 fn is_upgrade(req: &Request<Incoming>) -> bool {
-    req.headers().contains_key(header::UPGRADE) && connection_has(req.headers(), "upgrade")
+    req.headers().contains_key(header::UPGRADE)
+        && list_has(req.headers(), &header::CONNECTION, "upgrade")
 }
 
-fn connection_has(headers: &HeaderMap, token: &str) -> bool {
+/// Whether the comma-separated values of `name` include `token`.
+fn list_has(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
     headers
-        .get_all(header::CONNECTION)
+        .get_all(name)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
@@ -641,9 +647,9 @@ fn connection_has(headers: &HeaderMap, token: &str) -> bool {
 
 /// Removes hop-by-hop fields (RFC 9110 §7.6.1): `Connection` and the fields
 /// it names, `Keep-Alive`, `Proxy-Connection`, `Transfer-Encoding` (each hop
-/// frames its own body), `TE` (kept as `trailers` on HTTP/2, which gRPC
-/// requires) and `Upgrade` unless the request is switching protocols.
-fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool, version: HttpVersion) {
+/// frames its own body), `TE` (see [`offer_trailers`]) and `Upgrade` unless
+/// the request is switching protocols.
+fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     // Most messages carry none of these fields. One pass over the names
     // finds that out; each `remove` below hashes its name, and removing all
     // of them cost 7 % of the proxy's instructions per HTTP/1.1 request.
@@ -668,16 +674,22 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool, version: HttpVersion
     headers.remove(&KEEP_ALIVE);
     headers.remove(&PROXY_CONNECTION);
     headers.remove(header::TRANSFER_ENCODING);
-    let te_trailers = headers
-        .get(header::TE)
-        .is_some_and(|te| te.as_bytes().eq_ignore_ascii_case(b"trailers"));
-    if !(version == HttpVersion::Http2 && te_trailers) {
-        headers.remove(header::TE);
-    }
+    headers.remove(header::TE);
     if upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     } else {
         headers.remove(header::UPGRADE);
+    }
+}
+
+/// Tells the upstream that trailers are welcome, for a client that said so
+/// (`TE: trailers`; gRPC requires it on HTTP/2). `TE` is hop-by-hop, so each
+/// hop states its own; on HTTP/1 it is named in `Connection` (RFC 9110
+/// §10.1.4). Without it, a server may not send trailers (hyper does not).
+fn offer_trailers(headers: &mut HeaderMap, version: HttpVersion) {
+    headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    if version == HttpVersion::Http1 {
+        headers.append(header::CONNECTION, HeaderValue::from_static("te"));
     }
 }
 
@@ -778,7 +790,7 @@ mod tests {
             ("transfer-encoding", "chunked"),
             ("host", "svc"),
         ]);
-        strip_hop_by_hop(&mut h, false, HttpVersion::Http1);
+        strip_hop_by_hop(&mut h, false);
         let mut names: Vec<_> = h.keys().map(|k| k.as_str()).collect();
         names.sort();
         assert_eq!(names, ["host", "x-end"]);
@@ -795,21 +807,36 @@ mod tests {
             "upgrade",
         ] {
             let mut h = headers(&[(name, "x"), ("x-end", "2"), ("host", "svc")]);
-            strip_hop_by_hop(&mut h, false, HttpVersion::Http1);
+            strip_hop_by_hop(&mut h, false);
             let mut names: Vec<_> = h.keys().map(|k| k.as_str()).collect();
             names.sort();
             assert_eq!(names, ["host", "x-end"], "{name}");
         }
         let mut h = headers(&[("x-end", "2"), ("host", "svc")]);
-        strip_hop_by_hop(&mut h, false, HttpVersion::Http1);
+        strip_hop_by_hop(&mut h, false);
         assert_eq!(h.len(), 2);
     }
 
     #[test]
-    fn te_trailers_survives_on_http2_for_grpc() {
-        let mut h = headers(&[("te", "trailers")]);
-        strip_hop_by_hop(&mut h, false, HttpVersion::Http2);
-        assert_eq!(h.get("te").map(|v| v.as_bytes()), Some(&b"trailers"[..]));
+    fn trailers_are_offered_upstream_as_the_client_offered_them() {
+        let h = headers(&[("te", "gzip, Trailers")]);
+        assert!(list_has(&h, &header::TE, "trailers"));
+        assert!(!list_has(
+            &headers(&[("te", "gzip")]),
+            &header::TE,
+            "trailers"
+        ));
+
+        let mut h2 = HeaderMap::new();
+        offer_trailers(&mut h2, HttpVersion::Http2);
+        assert_eq!(h2.get("te").map(|v| v.as_bytes()), Some(&b"trailers"[..]));
+        assert!(!h2.contains_key("connection"), "no Connection on HTTP/2");
+
+        let mut h1 = headers(&[("connection", "upgrade")]);
+        offer_trailers(&mut h1, HttpVersion::Http1);
+        assert_eq!(h1.get("te").map(|v| v.as_bytes()), Some(&b"trailers"[..]));
+        assert!(list_has(&h1, &header::CONNECTION, "te"));
+        assert!(list_has(&h1, &header::CONNECTION, "upgrade"));
     }
 
     #[test]
@@ -818,7 +845,7 @@ mod tests {
             ("connection", "keep-alive, Upgrade"),
             ("upgrade", "websocket"),
         ]);
-        strip_hop_by_hop(&mut h, true, HttpVersion::Http1);
+        strip_hop_by_hop(&mut h, true);
         assert_eq!(
             h.get("connection").map(|v| v.as_bytes()),
             Some(&b"upgrade"[..])

@@ -175,11 +175,13 @@ pub fn closed_port() -> SocketAddr {
 
 /// A real HTTP/1.1 + h2c server (hyper's auto builder) with test routes:
 ///
-/// - `/echo`: streams the request body back; `x-seen-host` and
-///   `x-seen-headers` tell what arrived.
+/// - `/echo`: streams the request body (and its trailers) back; `x-seen-host`
+///   and `x-seen-headers` tell what arrived, and the request's `Trailer`
+///   declaration is repeated (HTTP/1 sends only declared trailers).
 /// - `/status/N`: answers status N with an empty body.
 /// - `/bytes/N`: streams N bytes in 64 KiB chunks.
-/// - `/trailers`: a body followed by trailers `x-trailer: done`.
+/// - `/trailers`: a body followed by trailers `x-trailer: done` (declared in
+///   `Trailer`).
 /// - `/reset`: sends part of a body and then fails it (an h2 reset, or a
 ///   truncated HTTP/1 body).
 /// - `/hang`: a body that never ends; reports `dropped /hang` on `events`
@@ -237,6 +239,7 @@ async fn route(
     let path = req.uri().path().to_owned();
     let mut resp = if path == "/echo" {
         let host = req.headers().get("host").cloned();
+        let declared = req.headers().get("trailer").cloned();
         let mut names: Vec<String> = req
             .headers()
             .keys()
@@ -246,6 +249,9 @@ async fn route(
         let mut resp = Response::new(boxed(req.into_body()));
         if let Some(host) = host {
             resp.headers_mut().insert("x-seen-host", host);
+        }
+        if let Some(declared) = declared {
+            resp.headers_mut().insert("trailer", declared);
         }
         let names = HeaderValue::from_str(&names.join(",")).expect("header names are valid values");
         resp.headers_mut().insert("x-seen-headers", names);
@@ -268,7 +274,10 @@ async fn route(
             Ok(Frame::data(Bytes::from_static(b"data"))),
             Ok(Frame::trailers(trailers)),
         ];
-        Response::new(boxed(StreamBody::new(futures_util::stream::iter(frames))))
+        let mut resp = Response::new(boxed(StreamBody::new(futures_util::stream::iter(frames))));
+        resp.headers_mut()
+            .insert("trailer", HeaderValue::from_static("x-trailer"));
+        resp
     } else if path == "/reset" {
         let frames: Vec<Result<Frame<Bytes>, std::io::Error>> = vec![
             Ok(Frame::data(Bytes::from_static(b"partial"))),
