@@ -65,6 +65,12 @@ pub struct ProxyConfig {
     pub telemetry: TelemetryConfig,
     /// Records that may wait for the telemetry before new ones are dropped.
     pub record_capacity: usize,
+    /// An HTTP/1 upstream connection idle at least this long may have been
+    /// closed by its server meanwhile: a bodiless request with an
+    /// idempotent method sent on it is kept, and sent again on a new
+    /// connection if the old one closes before answering. Connections in
+    /// steady use skip the copy.
+    pub replay_after_idle: Duration,
 }
 
 impl ProxyConfig {
@@ -81,6 +87,7 @@ impl ProxyConfig {
             capture_headers: Vec::new(),
             telemetry: TelemetryConfig::default(),
             record_capacity: 16 * 1024,
+            replay_after_idle: Duration::from_secs(1),
         }
     }
 }
@@ -210,6 +217,7 @@ impl Proxy {
             recorder: self.recorder,
             opaque_ports: self.config.opaque_ports.clone(),
             connect_timeout: self.config.connect_timeout,
+            replay_after_idle: self.config.replay_after_idle,
             shutdown: shutdown.clone(),
             tracker: tracker.clone(),
             capture_headers: self.config.capture_headers.clone(),

@@ -16,7 +16,7 @@ use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
-use meshtop::proxy::Dest;
+use meshtop::proxy::{Dest, ListenerConfig};
 use meshtop::telemetry::{Direction, ErrorKind, HttpProtocol, RequestRecord, TcpProtocol};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -564,6 +564,130 @@ async fn hop_by_hop_response_headers_are_removed_and_end_to_end_ones_kept() {
     }
     assert_eq!(body_bytes(resp).await, "ok");
     assert_eq!(proxy.next_request().await.status, Some(200));
+    proxy.stop().await;
+}
+
+/// Reads one request head (and nothing more) from `stream`; false at EOF.
+async fn read_head(stream: &mut TcpStream) -> bool {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte).await {
+            Ok(0) | Err(_) => return false,
+            Ok(_) => head.push(byte[0]),
+        }
+    }
+    true
+}
+
+/// A server whose first connection answers one request, then takes the
+/// next one and closes without answering (as a server closing an idle
+/// connection does when a request crosses its close); later connections
+/// answer `retried`.
+async fn closes_on_second_request() -> SocketAddr {
+    let listener = TcpListener::bind(local0()).await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        let mut first = true;
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let is_first = std::mem::take(&mut first);
+            tokio::spawn(async move {
+                if is_first {
+                    if read_head(&mut stream).await {
+                        let _ = stream
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfirst")
+                            .await;
+                    }
+                    read_head(&mut stream).await;
+                    return;
+                }
+                while read_head(&mut stream).await {
+                    let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 7\r\n\r\nretried";
+                    if stream.write_all(answer).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn an_idempotent_request_is_sent_again_when_an_idle_upstream_closes_on_it() {
+    let server = closes_on_second_request().await;
+    let mut config = config(vec![ListenerConfig {
+        direction: Direction::Inbound,
+        addr: local0(),
+        target: Some(Dest::Addr(server)),
+    }]);
+    // Every reused connection counts as idle long enough.
+    config.replay_after_idle = std::time::Duration::ZERO;
+    let mut proxy = TestProxy::start(config).await;
+    let (mut client, _) = client_conn(proxy.addr()).await;
+
+    let resp = send(&mut client, request("GET", "/a", "web-svc", empty())).await;
+    assert_eq!(body_bytes(resp).await, "first");
+    proxy.next_request().await;
+
+    let resp = send(&mut client, request("GET", "/b", "web-svc", empty())).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(body_bytes(resp).await, "retried");
+    let record = proxy.next_request().await;
+    assert_eq!(record.status, Some(200));
+    assert_eq!(record.error, None);
+    assert_eq!(record.path.as_deref(), Some("/b"));
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_connection_in_steady_use_is_not_replayed() {
+    let server = closes_on_second_request().await;
+    let mut config = config(vec![ListenerConfig {
+        direction: Direction::Inbound,
+        addr: local0(),
+        target: Some(Dest::Addr(server)),
+    }]);
+    // Idle for less than this: the request is not copied, and its failure
+    // is the client's answer.
+    config.replay_after_idle = std::time::Duration::from_secs(3600);
+    let mut proxy = TestProxy::start(config).await;
+    let (mut client, _) = client_conn(proxy.addr()).await;
+
+    let resp = send(&mut client, request("GET", "/a", "web-svc", empty())).await;
+    assert_eq!(body_bytes(resp).await, "first");
+    proxy.next_request().await;
+    let resp = send(&mut client, request("GET", "/b", "web-svc", empty())).await;
+    assert_eq!(resp.status(), 502);
+    assert_eq!(
+        proxy.next_request().await.error,
+        Some(ErrorKind::UpstreamReset)
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_with_a_body_is_not_sent_twice() {
+    let server = closes_on_second_request().await;
+    let mut config = config(vec![ListenerConfig {
+        direction: Direction::Inbound,
+        addr: local0(),
+        target: Some(Dest::Addr(server)),
+    }]);
+    config.replay_after_idle = std::time::Duration::ZERO;
+    let mut proxy = TestProxy::start(config).await;
+    let (mut client, _) = client_conn(proxy.addr()).await;
+
+    let resp = send(&mut client, request("GET", "/a", "web-svc", empty())).await;
+    assert_eq!(body_bytes(resp).await, "first");
+    proxy.next_request().await;
+
+    // POST is not idempotent: the server may have acted on it.
+    let resp = send(&mut client, request("POST", "/b", "web-svc", full("x"))).await;
+    assert_eq!(resp.status(), 502);
+    let record = proxy.next_request().await;
+    assert_eq!(record.status, None);
+    assert_eq!(record.error, Some(ErrorKind::UpstreamReset));
     proxy.stop().await;
 }
 

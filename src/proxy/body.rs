@@ -54,7 +54,7 @@ impl InFlight {
         let progress =
             (!body.is_end_stream()).then(|| self.progress.get_or_insert_with(Arc::default).clone());
         RequestBody {
-            inner: body,
+            inner: Some(body),
             progress,
         }
     }
@@ -104,9 +104,20 @@ impl Drop for InFlight {
 
 /// The client's request body on its way upstream.
 pub struct RequestBody {
-    inner: Incoming,
+    /// `None` for a request sent again without its (empty) body.
+    inner: Option<Incoming>,
     /// `None` for a body that was empty from the start.
     progress: Option<Arc<RequestProgress>>,
+}
+
+impl RequestBody {
+    /// No body, for a bodiless request sent a second time.
+    pub fn empty() -> Self {
+        RequestBody {
+            inner: None,
+            progress: None,
+        }
+    }
 }
 
 impl Body for RequestBody {
@@ -117,7 +128,10 @@ impl Body for RequestBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let frame = ready!(Pin::new(&mut self.inner).poll_frame(cx));
+        let Some(inner) = self.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let frame = ready!(Pin::new(inner).poll_frame(cx));
         if let Some(progress) = &self.progress {
             match &frame {
                 Some(Ok(frame)) => {
@@ -135,11 +149,13 @@ impl Body for RequestBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
     }
 }
 

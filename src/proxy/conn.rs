@@ -51,6 +51,8 @@ pub struct Shared {
     /// Destination ports whose connections skip protocol detection.
     pub opaque_ports: Vec<u16>,
     pub connect_timeout: Duration,
+    /// See [`crate::proxy::ProxyConfig::replay_after_idle`].
+    pub replay_after_idle: Duration,
     pub shutdown: CancellationToken,
     /// Every connection task, so shutdown can wait for them to drain.
     pub tracker: TaskTracker,
