@@ -11,6 +11,8 @@
 //! have one worker but pay for cross-thread wake-ups; and every candidate
 //! proxy talks to this same backend, so its cost is the same for all.
 
+mod common;
+
 use std::convert::Infallible;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -42,15 +44,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match common::runtime("bench_backend") {
         Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("bench_backend: cannot start the runtime: {err}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(serve(addr)) {
         Ok(()) => ExitCode::SUCCESS,

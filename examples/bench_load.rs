@@ -20,6 +20,8 @@
 //! Prints one line: `requests=N errors=N p50_us=N p90_us=N p99_us=N
 //! p999_us=N max_us=N`.
 
+mod common;
+
 use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -74,15 +76,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match common::runtime("bench_load") {
         Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("bench_load: cannot start the runtime: {err}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let local = tokio::task::LocalSet::new();
     match local.block_on(&runtime, run(config)) {

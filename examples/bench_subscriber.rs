@@ -10,6 +10,8 @@
 //! `requests=N dropped=N messages=N`, where `dropped` adds up the `count`
 //! of the sidecar's `dropped` notices.
 
+mod common;
+
 use std::process::ExitCode;
 
 use futures_util::StreamExt;
@@ -22,15 +24,9 @@ fn main() -> ExitCode {
         eprintln!("usage: bench_subscriber ADMIN_ADDR");
         return ExitCode::from(2);
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match common::runtime("bench_subscriber") {
         Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("bench_subscriber: cannot start the runtime: {err}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(run(&admin)) {
         Ok(counts) => {

@@ -8,6 +8,7 @@ use support::*;
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
@@ -613,22 +614,31 @@ async fn closes_on_second_request() -> SocketAddr {
     addr
 }
 
-#[tokio::test]
-async fn an_idempotent_request_is_sent_again_when_an_idle_upstream_closes_on_it() {
+/// A proxy (sending a request again after `replay_after_idle`) in front of
+/// [`closes_on_second_request`], and a client connection whose first
+/// request has been answered and recorded.
+async fn answered_once_by_a_closing_server(
+    replay_after_idle: Duration,
+) -> (TestProxy, SendRequest<TestBody>) {
     let server = closes_on_second_request().await;
     let mut config = config(vec![ListenerConfig {
         direction: Direction::Inbound,
         addr: local0(),
         target: Some(Dest::Addr(server)),
     }]);
-    // Every reused connection counts as idle long enough.
-    config.replay_after_idle = std::time::Duration::ZERO;
+    config.replay_after_idle = replay_after_idle;
     let mut proxy = TestProxy::start(config).await;
     let (mut client, _) = client_conn(proxy.addr()).await;
-
     let resp = send(&mut client, request("GET", "/a", "web-svc", empty())).await;
     assert_eq!(body_bytes(resp).await, "first");
     proxy.next_request().await;
+    (proxy, client)
+}
+
+#[tokio::test]
+async fn an_idempotent_request_is_sent_again_when_an_idle_upstream_closes_on_it() {
+    // Every reused connection counts as idle long enough.
+    let (mut proxy, mut client) = answered_once_by_a_closing_server(Duration::ZERO).await;
 
     let resp = send(&mut client, request("GET", "/b", "web-svc", empty())).await;
     assert_eq!(resp.status(), 200);
@@ -642,21 +652,10 @@ async fn an_idempotent_request_is_sent_again_when_an_idle_upstream_closes_on_it(
 
 #[tokio::test]
 async fn a_connection_in_steady_use_is_not_replayed() {
-    let server = closes_on_second_request().await;
-    let mut config = config(vec![ListenerConfig {
-        direction: Direction::Inbound,
-        addr: local0(),
-        target: Some(Dest::Addr(server)),
-    }]);
     // Idle for less than this: the request is not copied, and its failure
     // is the client's answer.
-    config.replay_after_idle = std::time::Duration::from_secs(3600);
-    let mut proxy = TestProxy::start(config).await;
-    let (mut client, _) = client_conn(proxy.addr()).await;
-
-    let resp = send(&mut client, request("GET", "/a", "web-svc", empty())).await;
-    assert_eq!(body_bytes(resp).await, "first");
-    proxy.next_request().await;
+    let (mut proxy, mut client) =
+        answered_once_by_a_closing_server(Duration::from_secs(3600)).await;
     let resp = send(&mut client, request("GET", "/b", "web-svc", empty())).await;
     assert_eq!(resp.status(), 502);
     assert_eq!(
@@ -668,19 +667,7 @@ async fn a_connection_in_steady_use_is_not_replayed() {
 
 #[tokio::test]
 async fn a_request_with_a_body_is_not_sent_twice() {
-    let server = closes_on_second_request().await;
-    let mut config = config(vec![ListenerConfig {
-        direction: Direction::Inbound,
-        addr: local0(),
-        target: Some(Dest::Addr(server)),
-    }]);
-    config.replay_after_idle = std::time::Duration::ZERO;
-    let mut proxy = TestProxy::start(config).await;
-    let (mut client, _) = client_conn(proxy.addr()).await;
-
-    let resp = send(&mut client, request("GET", "/a", "web-svc", empty())).await;
-    assert_eq!(body_bytes(resp).await, "first");
-    proxy.next_request().await;
+    let (mut proxy, mut client) = answered_once_by_a_closing_server(Duration::ZERO).await;
 
     // POST is not idempotent: the server may have acted on it.
     let resp = send(&mut client, request("POST", "/b", "web-svc", full("x"))).await;
