@@ -4,7 +4,8 @@
 //!
 //! Stages of a connection, one module each: [`orig_dst`] (where it was
 //! going) → [`detect`] (what it speaks) → [`http`] (forwarding requests,
-//! with [`body`] recording them) or [`tunnel`] (opaque bytes); [`upstream`]
+//! with [`body`] recording them; HTTP/1.1 mostly through [`relay`]) or
+//! [`tunnel`] (opaque bytes); [`upstream`]
 //! connects, [`conn`] ties the stages together.
 
 pub mod body;
@@ -13,6 +14,7 @@ pub mod detect;
 pub mod http;
 pub mod io;
 pub mod orig_dst;
+pub mod relay;
 pub mod tunnel;
 pub mod upstream;
 

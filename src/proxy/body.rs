@@ -75,12 +75,17 @@ impl InFlight {
             return;
         };
         record.duration = self.started.elapsed();
-        let (req_bytes, client_aborted) = self.progress.as_ref().map_or((0, false), |p| {
-            (
-                p.bytes.load(Ordering::Relaxed),
-                p.aborted.load(Ordering::Relaxed),
-            )
-        });
+        // Without a shared counter, the record's own count stands (the
+        // HTTP/1 relay counts as it forwards).
+        let (req_bytes, client_aborted) =
+            self.progress
+                .as_ref()
+                .map_or((record.req_bytes, false), |p| {
+                    (
+                        p.bytes.load(Ordering::Relaxed),
+                        p.aborted.load(Ordering::Relaxed),
+                    )
+                });
         record.req_bytes = req_bytes;
         record.error = record
             .error

@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 use super::detect::{Detection, H2_FRAME_HEADER, MAX_SNIFF, Protocol, detect, is_h2_settings};
 use super::http::{self, HttpVersion, PendingConnect};
 use super::io::{BoxIo, Prefixed};
+use super::relay;
 use super::tunnel;
 use super::upstream::{self, Connected, Dest};
 use crate::telemetry::{
@@ -68,12 +69,17 @@ const REDACTED: [&str; 4] = [
     "set-cookie",
 ];
 
+/// Whether a captured header's values are replaced by `<redacted>`.
+pub fn is_redacted(name: &HeaderName) -> bool {
+    REDACTED.contains(&name.as_str())
+}
+
 impl Shared {
     pub fn captured_headers(&self, headers: &HeaderMap) -> Vec<(String, String)> {
         let mut captured = Vec::new();
         for name in &self.capture_headers {
             for value in headers.get_all(name) {
-                let value = if REDACTED.contains(&name.as_str()) {
+                let value = if is_redacted(name) {
                     "<redacted>".to_owned()
                 } else {
                     String::from_utf8_lossy(value.as_bytes()).into_owned()
@@ -243,6 +249,10 @@ pub async fn serve(mut io: BoxIo, ctx: Arc<ConnCtx>, route: Route, connected: Op
             (None, Some(done)) => Some(Box::pin(std::future::ready(done))),
             (None, None) => None,
         };
+        if let (HttpVersion::Http1, Route::Fixed(dest)) = (version, &route) {
+            let dest = dest.clone();
+            return relay::serve(io, buf, ctx, dest, pending).await;
+        }
         let io: BoxIo = Box::new(Prefixed::new(buf.freeze(), io));
         return http::serve(io, version, ctx, route, pending).await;
     }

@@ -25,8 +25,9 @@ use super::tunnel;
 use super::upstream::{self, ConnectError, Connected, Dest};
 use crate::telemetry::{ErrorKind, HttpProtocol, RequestRecord, TcpProtocol};
 
-/// How long a client may take to send a request head.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a client may take to send a request head (and so how long a
+/// connection may stay idle between requests).
+pub(super) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The HTTP version of a client connection, and so of its upstream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -606,11 +607,7 @@ impl Forwarder {
 /// A copy of the head of a request that may be sent twice: an idempotent
 /// method (RFC 9110 §9.2.2) and no body.
 fn replayable_head(req: &Request<RequestBody>) -> Option<http::request::Parts> {
-    let idempotent = matches!(
-        *req.method(),
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
-    );
-    if !idempotent || !http_body::Body::is_end_stream(req.body()) {
+    if !is_idempotent(req.method()) || !http_body::Body::is_end_stream(req.body()) {
         return None;
     }
     let mut copy = Request::new(());
@@ -620,6 +617,14 @@ fn replayable_head(req: &Request<RequestBody>) -> Option<http::request::Parts> {
     *copy.headers_mut() = req.headers().clone();
     *copy.extensions_mut() = req.extensions().clone();
     Some(copy.into_parts().0)
+}
+
+/// A method whose request may be sent twice (RFC 9110 §9.2.2).
+pub(super) fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
 }
 
 /// The upstream connection ended before any answer: end of stream, or a
