@@ -21,7 +21,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use meshtop::proxy::{BoundListener, Dest, ListenerConfig, Proxy, ProxyConfig};
 use meshtop::telemetry::{Direction, Record, RecordReceiver, Recorder, RequestRecord, TcpRecord};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -120,6 +121,19 @@ impl TestProxy {
                 return record;
             }
         }
+    }
+
+    /// Stops the proxy and returns every record not taken yet.
+    pub async fn stop_with_records(mut self) -> Vec<Record> {
+        self.shutdown.cancel();
+        within("the proxy to stop", &mut self.task)
+            .await
+            .expect("proxy task ends cleanly");
+        let mut records = Vec::new();
+        while let Ok(record) = self.records.try_recv() {
+            records.push(record);
+        }
+        records
     }
 
     /// Asks the proxy to stop and waits until it has drained.
@@ -791,4 +805,111 @@ pub fn last_table(stdout: &str) -> (&str, Vec<Vec<&str>>) {
         .map(|l| l.split_whitespace().collect())
         .collect();
     (table, rows)
+}
+
+/// A client that speaks HTTP/1.1 by hand, for what a library client would
+/// hide or refuse to send: interim responses, malformed requests, CONNECT.
+pub struct RawConn {
+    pub stream: TcpStream,
+    /// Bytes read past what has been handed out.
+    pub buf: Vec<u8>,
+}
+
+impl RawConn {
+    pub async fn connect(addr: SocketAddr) -> RawConn {
+        let stream = within("connecting to the proxy", TcpStream::connect(addr))
+            .await
+            .expect("connect");
+        RawConn {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    pub async fn send(&mut self, bytes: &[u8]) {
+        within("a raw write", self.stream.write_all(bytes))
+            .await
+            .expect("the proxy accepts the bytes");
+    }
+
+    /// Reads more bytes into `buf`; false at the end of the stream.
+    pub async fn fill(&mut self) -> bool {
+        let mut chunk = [0u8; 4096];
+        let n = within("bytes from the proxy", self.stream.read(&mut chunk))
+            .await
+            .expect("the connection reads cleanly");
+        self.buf.extend_from_slice(&chunk[..n]);
+        n > 0
+    }
+
+    /// One response head (status line and fields, without the blank line).
+    pub async fn read_head(&mut self) -> String {
+        loop {
+            if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head: Vec<u8> = self.buf.drain(..end + 4).collect();
+                return String::from_utf8(head[..end].to_vec()).expect("the head is text");
+            }
+            assert!(
+                self.fill().await,
+                "the connection closed inside a response head"
+            );
+        }
+    }
+
+    pub async fn read_line(&mut self) -> String {
+        loop {
+            if let Some(end) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                let line: Vec<u8> = self.buf.drain(..end + 2).collect();
+                return String::from_utf8(line[..end].to_vec()).expect("the line is text");
+            }
+            assert!(self.fill().await, "the connection closed inside a line");
+        }
+    }
+
+    pub async fn read_exact(&mut self, n: usize) -> Vec<u8> {
+        while self.buf.len() < n {
+            assert!(self.fill().await, "the connection closed inside a body");
+        }
+        self.buf.drain(..n).collect()
+    }
+
+    /// A whole response: its head, and its body framed by Content-Length or
+    /// chunked coding.
+    pub async fn read_response(&mut self) -> (String, Vec<u8>) {
+        let head = self.read_head().await;
+        let field = |name: &str| {
+            head.lines().skip(1).find_map(|line| {
+                let (n, v) = line.split_once(':')?;
+                n.trim()
+                    .eq_ignore_ascii_case(name)
+                    .then(|| v.trim().to_owned())
+            })
+        };
+        let body = if field("transfer-encoding")
+            .is_some_and(|te| te.eq_ignore_ascii_case("chunked"))
+        {
+            let mut body = Vec::new();
+            loop {
+                let line = self.read_line().await;
+                let size = line.split(';').next().unwrap_or_default().trim();
+                let size = usize::from_str_radix(size, 16).expect("a chunk size");
+                if size == 0 {
+                    while !self.read_line().await.is_empty() {}
+                    break body;
+                }
+                body.extend(self.read_exact(size).await);
+                assert_eq!(self.read_exact(2).await, b"\r\n", "a chunk ends with CRLF");
+            }
+        } else {
+            let len = field("content-length").map_or(0, |l| l.parse().expect("a content length"));
+            self.read_exact(len).await
+        };
+        (head, body)
+    }
+
+    /// Everything until the proxy closes the connection.
+    pub async fn read_to_end(&mut self) -> Vec<u8> {
+        while self.fill().await {}
+        std::mem::take(&mut self.buf)
+    }
 }

@@ -78,7 +78,13 @@ pub fn request(buf: &[u8], capture: &[HeaderName]) -> Request {
     let Ok(method) = Method::from_bytes(method.as_bytes()) else {
         return Request::Unusual;
     };
-    if method == Method::CONNECT || !is_plain_origin_form(path.as_bytes()) {
+    // httparse takes a bare LF for a line end, as hyper does; an upstream
+    // that does not could read other fields (and another body end) in the
+    // same bytes. hyper writes such heads anew, with CRLF.
+    if method == Method::CONNECT
+        || !is_plain_origin_form(path.as_bytes())
+        || has_bare_lf(&buf[..len])
+    {
         return Request::Unusual;
     }
 
@@ -164,6 +170,13 @@ fn is_plain_origin_form(path: &[u8]) -> bool {
         in_query |= b == b'?';
         matches!(b, b'!'..=b'~') && !matches!(b, b'#' | b'<' | b'>') && (in_query || b != b'`')
     })
+}
+
+/// Whether a line of `head` ends in LF alone.
+fn has_bare_lf(head: &[u8]) -> bool {
+    head.iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'\n' && (i == 0 || head[i - 1] != b'\r'))
 }
 
 /// A `Content-Length` value: decimal digits only, no sign, no list.
@@ -284,8 +297,12 @@ pub fn response(buf: &[u8], head_request: bool) -> Result<Option<ResponseHead>, 
     };
     let drop_length = transfer_encoding.is_some() && length.is_some();
     let reusable = !close && body != Framing::ToClose;
-    let rewritten = (hop_by_hop || version == 0 || drop_length || body == Framing::ToClose)
-        .then(|| rewrite(&resp, status, drop_length, body == Framing::ToClose));
+    let rewritten = (hop_by_hop
+        || version == 0
+        || drop_length
+        || body == Framing::ToClose
+        || has_bare_lf(&buf[..len]))
+    .then(|| rewrite(&resp, status, drop_length, body == Framing::ToClose));
     Ok(Some(ResponseHead {
         len,
         status,
@@ -604,6 +621,8 @@ mod tests {
             "POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\ntransfer-encoding: chunked\r\n\r\n",
             // Malformed: hyper answers 400.
             "GET / HTTP/1.1\r\nBad Header\r\n\r\n",
+            "GET / HTTP/1.1\nHost: a\n\n",
+            "GET / HTTP/1.1\r\nHost: a\nX: b\r\n\r\n",
             "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
             "GET  / HTTP/1.1\r\n\r\n",
             "G(T / HTTP/1.1\r\n\r\n",
@@ -707,6 +726,11 @@ mod tests {
             old.rewritten.as_deref(),
             Some(&b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n"[..])
         );
+        let bare = parsed(b"HTTP/1.1 200 OK\nx: y\ncontent-length: 0\n\n");
+        assert_eq!(
+            bare.rewritten.as_deref(),
+            Some(&b"HTTP/1.1 200 OK\r\nx: y\r\ncontent-length: 0\r\n\r\n"[..])
+        );
         let same = parsed(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 2\r\n\r\n");
         assert_eq!(same.body, Framing::Length(2));
     }
@@ -766,6 +790,7 @@ mod tests {
             b"\r\n",
             b"5\nhello\r\n0\r\n\r\n",
             b"5\r\nhelloX\r\n0\r\n\r\n",
+            b"5\r\nhello\n0\r\n\r\n",
             b"5\r\nhello\r\n0\r\n\n",
             b"5;ext\nhello",
             b"0\r\nbad\ntrailer\r\n\r\n",
