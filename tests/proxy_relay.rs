@@ -349,6 +349,33 @@ async fn informational_responses_reach_the_client_before_the_answer() {
 }
 
 #[tokio::test]
+async fn an_answer_before_the_body_is_passed_on_and_ends_the_connection() {
+    // The server refuses the upload from its head; the client stops sending.
+    let (server, _seen) = capturing_server(
+        b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 8\r\n\r\ntoo big\n",
+        false,
+    )
+    .await;
+    let mut proxy = TestProxy::inbound_to(server).await;
+    let mut raw = RawConn::connect(proxy.addr()).await;
+
+    raw.send(b"PUT /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 1000000\r\n\r\n0123456789")
+        .await;
+    let (head, body) = raw.read_response().await;
+    assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+    assert_eq!(body, b"too big\n");
+    assert!(
+        drain(&mut raw).await.is_empty(),
+        "the rest of the body has no message boundary to wait for"
+    );
+
+    let record = proxy.next_request().await;
+    assert_eq!((record.status, record.error), (Some(413), None));
+    assert_eq!((record.req_bytes, record.resp_bytes), (10, 8));
+    proxy.stop().await;
+}
+
+#[tokio::test]
 async fn a_body_that_breaks_its_chunked_coding_midway_is_a_protocol_error() {
     let mut backend = logging_backend().await;
     let mut proxy = TestProxy::inbound_to(backend.addr).await;

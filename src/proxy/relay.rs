@@ -384,9 +384,12 @@ impl Relay {
             inflight,
         );
         tokio::pin!(sending, answering);
+        // Until the answer is complete: a server that has answered needs no
+        // more of the body (a client may never send the rest of a body
+        // refused early), so an unfinished body then ends the connection.
         let mut sent = None;
         let mut answer = None;
-        while sent.is_none() || answer.is_none() {
+        while answer.is_none() {
             tokio::select! {
                 result = &mut sending, if sent.is_none() => {
                     let client_failed = matches!(result, Err(BodyError::Source | BodyError::Malformed));
@@ -395,13 +398,7 @@ impl Relay {
                         break;
                     }
                 }
-                result = &mut answering, if answer.is_none() => {
-                    let failed = result.is_err();
-                    answer = Some(result);
-                    if failed {
-                        break;
-                    }
-                }
+                result = &mut answering => answer = Some(result),
             }
         }
         match (sent, answer) {
@@ -412,7 +409,7 @@ impl Relay {
                 (Err(Failure::MidBody(ErrorKind::Protocol)), false)
             }
             (sent, Some(answer)) => (answer, matches!(sent, Some(Ok(())))),
-            // The loop ends with both, or with a failure handled above.
+            // The loop ends with an answer, or with a failure handled above.
             (sent, None) => (Err(no_answer()), matches!(sent, Some(Ok(())))),
         }
     }
