@@ -10,6 +10,7 @@ use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::Response;
@@ -543,4 +544,35 @@ async fn the_proxy_and_the_upstream_agree_where_every_request_ends() {
             assert!(given.len() <= 1, "{shown:?}: {given:?}");
         }
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_that_sends_no_whole_head_within_30_s_is_disconnected() {
+    // The clock is paused: it jumps to the next timer whenever every task
+    // waits, so the proxy's 30 s header timeout passes at once. (No
+    // `within` here: its deadline would jump first.)
+    let backend = backend().await;
+    let proxy = TestProxy::inbound_to(backend.addr).await;
+    let mut raw = RawConn::connect(proxy.addr()).await;
+
+    raw.send(b"GET /echo HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    let started = tokio::time::Instant::now();
+    let (head, _) = raw.read_response().await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+
+    // Idle for 20 s, then half a head: the connection ends 30 s after the
+    // wait for this head began, not 30 s after its last byte.
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    raw.send(b"GET /echo HTTP/1.1\r\n").await;
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(60), raw.stream.read(&mut byte))
+        .await
+        .expect("the proxy closes the connection");
+    assert!(matches!(read, Ok(0) | Err(_)), "got {read:?}");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(30) && waited < Duration::from_secs(31),
+        "closed after {waited:?}"
+    );
+    proxy.stop().await;
 }
