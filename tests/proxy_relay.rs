@@ -576,3 +576,51 @@ async fn a_client_that_sends_no_whole_head_within_30_s_is_disconnected() {
     );
     proxy.stop().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_upstream_connection_closed_while_idle_is_replaced_before_a_request() {
+    // The server closes each connection after one answer, without saying
+    // so. After 200 ms of (paused-clock) idling the proxy notices, and a
+    // POST, which is never sent twice, goes out on a new connection.
+    let listener = TcpListener::bind(local0()).await.expect("bind");
+    let server = listener.local_addr().expect("address");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut chunk = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\ndone")
+                    .await;
+            });
+        }
+    });
+    let mut proxy = TestProxy::inbound_to(server).await;
+    let mut raw = RawConn::connect(proxy.addr()).await;
+
+    raw.send(b"GET /first HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    assert_eq!(raw.read_response().await.1, b"done");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    raw.send(b"POST /second HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi")
+        .await;
+    let (head, body) = raw.read_response().await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(body, b"done");
+
+    for path in ["/first", "/second"] {
+        let record = proxy.next_request().await;
+        assert_eq!(record.path.as_deref(), Some(path));
+        assert_eq!((record.status, record.error), (Some(200), None));
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    proxy.stop().await;
+}

@@ -114,7 +114,8 @@ struct Conn {
     /// Whether it answered a request already (so its server may have closed
     /// it since).
     served: bool,
-    last_used: Instant,
+    /// tokio's clock, so that tests can let it idle on a paused clock.
+    last_used: tokio::time::Instant,
 }
 
 impl Conn {
@@ -336,7 +337,7 @@ impl Relay {
                 inflight.finish(None);
                 if answered.reusable && body_sent && self.ubuf.is_empty() {
                     conn.served = true;
-                    conn.last_used = Instant::now();
+                    conn.last_used = tokio::time::Instant::now();
                     self.upstream = Upstream::Open(conn);
                 } else {
                     self.ubuf.clear();
@@ -506,7 +507,9 @@ impl Relay {
             Upstream::None => None,
             Upstream::Pending(pending) => Some(pending),
             Upstream::Failed(err) => Some(Box::pin(std::future::ready(Err(err)))),
-            Upstream::Open(conn) if self.ubuf.is_empty() => {
+            // hyper takes it as new, and would not notice that its server
+            // closed it while it idled.
+            Upstream::Open(conn) if self.ubuf.is_empty() && conn.still_open() => {
                 let connected: Connected = Ok((conn.stream, conn.server));
                 Some(Box::pin(std::future::ready(connected)))
             }
@@ -534,7 +537,7 @@ fn connected(connected: Connected) -> Upstream {
             stream,
             server,
             served: false,
-            last_used: Instant::now(),
+            last_used: tokio::time::Instant::now(),
         }),
         Err(err) => Upstream::Failed(err),
     }
