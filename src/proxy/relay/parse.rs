@@ -814,6 +814,45 @@ mod tests {
     }
 
     #[test]
+    fn no_input_makes_the_readers_panic() {
+        // Mutations of real messages (bytes changed, inserted, cut), fed
+        // to every reader whole and split: none may panic, whatever comes.
+        let seeds: [&[u8]; 4] = [
+            b"POST /a?b HTTP/1.1\r\nHost: web:80\r\nContent-Length: 5\r\nX-Request-Id: 1\r\n\r\nhello",
+            b"PUT / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n0\r\nT: 1\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-A\r\nX-A: 1\r\nContent-Length: 2\r\n\r\nok",
+            b"HTTP/1.0 103 Early\r\nTransfer-Encoding: gzip, chunked\r\nContent-Length: 3\r\n\r\n",
+        ];
+        let capture = [HeaderName::from_static("x-request-id")];
+        let special = b"\r\n :;,0123456789abcdefABCDEF\t\x00\xff";
+        let mut rng = fastrand::Rng::with_seed(8);
+        for _ in 0..20_000 {
+            let mut input = seeds[rng.usize(..seeds.len())].to_vec();
+            for _ in 0..rng.usize(1..6) {
+                let at = rng.usize(..=input.len());
+                let byte = special[rng.usize(..special.len())];
+                match rng.u8(..3) {
+                    0 if at < input.len() => input[at] = byte,
+                    1 => input.insert(at, byte),
+                    _ => input.truncate(at),
+                }
+            }
+            let _ = request(&input, &capture);
+            let _ = response(&input, rng.bool());
+            let split = rng.usize(..=input.len());
+            for framing in [Framing::Chunked, Framing::Length(7), Framing::ToClose] {
+                let mut body = BodyProgress::new(framing);
+                if let Ok(first) = body.advance(&input[..split]) {
+                    assert!(first.consumed <= split);
+                    if !first.done {
+                        let _ = body.advance(&input[split..]);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn lengths_and_the_end_of_the_connection_delimit_bodies_too() {
         let mut length = BodyProgress::new(Framing::Length(5));
         let first = length.advance(b"abc");
