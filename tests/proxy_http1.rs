@@ -19,7 +19,7 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use meshtop::proxy::{Dest, ListenerConfig};
 use meshtop::telemetry::{Direction, ErrorKind, HttpProtocol, RequestRecord, TcpProtocol};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
@@ -461,19 +461,6 @@ async fn hop_by_hop_response_headers_are_removed_and_end_to_end_ones_kept() {
     proxy.stop().await;
 }
 
-/// Reads one request head (and nothing more) from `stream`; false at EOF.
-async fn read_head(stream: &mut TcpStream) -> bool {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match stream.read(&mut byte).await {
-            Ok(0) | Err(_) => return false,
-            Ok(_) => head.push(byte[0]),
-        }
-    }
-    true
-}
-
 /// A server whose first connection answers one request, then takes the
 /// next one and closes without answering (as a server closing an idle
 /// connection does when a request crosses its close); later connections
@@ -487,15 +474,15 @@ async fn closes_on_second_request() -> SocketAddr {
             let is_first = std::mem::take(&mut first);
             tokio::spawn(async move {
                 if is_first {
-                    if read_head(&mut stream).await {
+                    if read_request_head(&mut stream).await.is_some() {
                         let _ = stream
                             .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfirst")
                             .await;
                     }
-                    read_head(&mut stream).await;
+                    let _ = read_request_head(&mut stream).await;
                     return;
                 }
-                while read_head(&mut stream).await {
+                while read_request_head(&mut stream).await.is_some() {
                     let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 7\r\n\r\nretried";
                     if stream.write_all(answer).await.is_err() {
                         return;
@@ -781,16 +768,10 @@ async fn abrupt_server(response: &'static [u8]) -> SocketAddr {
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut chunk = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&chunk[..n]),
-                    }
+                if read_request_head(&mut stream).await.is_some() {
+                    let _ = stream.write_all(response).await;
+                    let _ = stream.shutdown().await;
                 }
-                let _ = stream.write_all(response).await;
-                let _ = stream.shutdown().await;
             });
         }
     });

@@ -913,3 +913,17 @@ impl RawConn {
         std::mem::take(&mut self.buf)
     }
 }
+
+/// Reads one request head from `stream`, a byte at a time so that nothing
+/// after it is taken; `None` when the stream ends first.
+pub async fn read_request_head(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte).await {
+            Ok(0) | Err(_) => return None,
+            Ok(_) => head.push(byte[0]),
+        }
+    }
+    Some(head)
+}
