@@ -1,6 +1,8 @@
-//! HTTP forwarding: requests are served with hyper in the protocol they
+//! HTTP forwarding with hyper: requests are served in the protocol they
 //! arrived in and sent upstream in the same protocol, on one upstream
-//! connection per client connection, streaming bodies both ways.
+//! connection per client connection, streaming bodies both ways. It serves
+//! HTTP/2 and explicit-proxy connections, and the HTTP/1 connections that
+//! [`super::relay`] hands over.
 
 use std::future::Future;
 use std::net::SocketAddr;
