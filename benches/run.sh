@@ -612,10 +612,27 @@ def target(label, a, b, need):
     print(f"- {label}: {a / b:.2f}× (needs ≥ {need}) — {verdict(a / b >= need)}")
 
 
+def limits(proto, other):
+    """Where a maximum was not the proxy's own: its core was not saturated,
+    so the figure is a floor; and the CPU per request, which holds either way."""
+    notes = []
+    for c in ("meshtop", other):
+        busy = med(c, proto, "core_busy_proxy")
+        if busy is not None and busy < 90:
+            notes.append(f"{c}'s core {busy:.0f} % busy: its maximum is a floor")
+    cpu = ratio(med("meshtop", proto, "cpu_per_10k_max"), med(other, proto, "cpu_per_10k_max"))
+    if cpu != "–":
+        notes.append(f"CPU per request {cpu} {other}'s")
+    if notes:
+        print(f"  ({'; '.join(notes)})")
+
+
 for proto in protos:
     m = med("meshtop", proto, "rps")
-    target(f"{protos[proto]} meshtop req/s vs haproxy", m, med("haproxy", proto, "rps"), 1.0)
-    target(f"{protos[proto]} meshtop req/s vs nginx", m, med("nginx", proto, "rps"), 1.0)
+    for other in ("haproxy", "nginx"):
+        target(f"{protos[proto]} meshtop req/s vs {other}", m, med(other, proto, "rps"), 1.0)
+        if m is not None and med(other, proto, "rps") is not None:
+            limits(proto, other)
 for proto in protos:
     d, m, h = (med(c, proto, "p99_us") for c in ("direct", "meshtop", "haproxy"))
     if None in (d, m, h):
