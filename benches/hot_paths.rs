@@ -2,6 +2,8 @@
 //! brackets where they set one):
 //!
 //! - protocol detection of a connection's first bytes;
+//! - reading an HTTP/1.1 request head and response head as the relay does
+//!   (per request, on the proxy's core);
 //! - building and encoding one `request` event [one encode per request,
 //!   shared by every subscriber; 100,000 events/s to one subscriber
 //!   end to end, see `benches/telemetry.rs`];
@@ -17,6 +19,7 @@ use std::time::{Duration, SystemTime};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use meshtop::proxy::detect::{H2_PREFACE, detect};
+use meshtop::proxy::relay::parse;
 use meshtop::telemetry::event::RequestMessageRef;
 use meshtop::telemetry::stats::{
     Aggregator, decode_histogram, encode_histogram, new_latency_histogram,
@@ -55,6 +58,21 @@ fn detection(c: &mut Criterion) {
     group.bench_function("h2 preface", |b| b.iter(|| detect(black_box(H2_PREFACE))));
     group.bench_function("opaque bytes", |b| {
         b.iter(|| detect(black_box(b"\x00\x01\x02binary")))
+    });
+    group.finish();
+}
+
+fn relay_heads(c: &mut Criterion) {
+    let request = b"GET /api/vote?choice=%3Adoughnut%3A HTTP/1.1\r\nHost: web-svc.emojivoto:80\r\n\
+        User-Agent: Go-http-client/1.1\r\nAccept: application/json\r\nAccept-Encoding: gzip\r\n\r\n";
+    let response = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+        Date: Mon, 30 Nov 2026 11:00:00 GMT\r\nContent-Length: 2\r\n\r\nok";
+    let mut group = c.benchmark_group("relay");
+    group.bench_function("read a request head", |b| {
+        b.iter(|| parse::request(black_box(request), &[]))
+    });
+    group.bench_function("read a response head", |b| {
+        b.iter(|| parse::response(black_box(response), false))
     });
     group.finish();
 }
@@ -117,6 +135,6 @@ fn aggregation(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
-    targets = detection, encoding, aggregation
+    targets = detection, relay_heads, encoding, aggregation
 }
 criterion_main!(benches);

@@ -19,7 +19,7 @@
 //! Forwarding the bytes keeps header case and order for free and does a
 //! quarter of the work (see docs/benchmarks.md).
 
-mod parse;
+pub mod parse;
 
 use std::io;
 use std::net::SocketAddr;
