@@ -295,6 +295,11 @@ pub struct ProxyArgs {
     /// How long resolving and connecting to an upstream may take
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub connect_timeout: Duration,
+    /// An HTTP/1 upstream connection idle at least this long may have been
+    /// closed by its server: a bodiless idempotent request sent on it is sent
+    /// again on a new connection if it closes before answering
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub replay_after_idle: Duration,
     /// How often exact per-upstream aggregates (`stats`) are sent
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
     pub stats_interval: Duration,
@@ -524,6 +529,7 @@ impl ProxyArgs {
         config.opaque_ports = self.opaque_ports.0.clone();
         config.drain_timeout = self.drain_timeout;
         config.connect_timeout = self.connect_timeout;
+        config.replay_after_idle = self.replay_after_idle;
         config.capture_headers = self.capture_header.clone();
         config.telemetry.stats_interval = self.stats_interval;
         config.telemetry.max_subscribers = self.max_subscribers;
@@ -993,6 +999,21 @@ mod tests {
         assert_eq!(
             listeners[1].addr,
             DEFAULT_OUTBOUND.parse().expect("literal")
+        );
+        assert_eq!(args.config().replay_after_idle, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn replay_after_idle_reaches_the_configuration() {
+        let cli = Cli::try_parse_from(["meshtop", "proxy", "--replay-after-idle", "250ms"])
+            .expect("valid");
+        let Command::Proxy(args) = cli.command else {
+            panic!("parsed as proxy");
+        };
+        assert_eq!(args.config().replay_after_idle, Duration::from_millis(250));
+        assert!(
+            Cli::try_parse_from(["meshtop", "proxy", "--replay-after-idle", "soon"]).is_err(),
+            "not a duration"
         );
     }
 }
