@@ -71,6 +71,14 @@ fn relay_heads(c: &mut Criterion) {
     group.bench_function("read a request head", |b| {
         b.iter(|| parse::request(black_box(request), &[]))
     });
+    // What Python's requests sends: the relay writes the head anew
+    // without `Connection`.
+    let keep_alive = b"GET /api/list HTTP/1.1\r\nHost: web-svc.emojivoto:80\r\n\
+        User-Agent: python-requests/2.32.3\r\nAccept-Encoding: gzip, deflate\r\nAccept: */*\r\n\
+        Connection: keep-alive\r\n\r\n";
+    group.bench_function("read a request head with Connection: keep-alive", |b| {
+        b.iter(|| parse::request(black_box(keep_alive), &[]))
+    });
     group.bench_function("read a response head", |b| {
         b.iter(|| parse::response(black_box(response), false))
     });

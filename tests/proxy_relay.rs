@@ -124,8 +124,9 @@ impl LoggingBackend {
     }
 }
 
-/// An upstream that reads one request head, hands over the bytes it read,
-/// sends `response`, and then closes (`close`) or waits for the proxy to.
+/// An upstream that reads each request head (bodies are not expected),
+/// hands over its bytes and sends `response`; with `close`, it closes
+/// after the first.
 async fn capturing_server(
     response: &'static [u8],
     close: bool,
@@ -137,14 +138,11 @@ async fn capturing_server(
         while let Ok((mut stream, _)) = listener.accept().await {
             let tx = tx.clone();
             tokio::spawn(async move {
-                let Some(head) = read_request_head(&mut stream).await else {
-                    return;
-                };
-                let _ = tx.send(head);
-                let mut chunk = [0u8; 4096];
-                let _ = stream.write_all(response).await;
-                if !close {
-                    while matches!(stream.read(&mut chunk).await, Ok(n) if n > 0) {}
+                while let Some(head) = read_request_head(&mut stream).await {
+                    let _ = tx.send(head);
+                    if stream.write_all(response).await.is_err() || close {
+                        return;
+                    }
                 }
             });
         }
@@ -280,11 +278,12 @@ async fn a_connection_moves_to_hyper_at_a_request_the_relay_leaves_to_it() {
     let (head, _) = raw.read_response().await;
     assert_eq!(seen(&head).as_deref(), Some("host,x-end"));
 
-    // A hop-by-hop field: hyper's forwarder takes over and removes it.
-    raw.send(b"GET /echo HTTP/1.1\r\nHost: a\r\nConnection: x-hop\r\nX-Hop: 1\r\nX-End: 1\r\n\r\n")
+    // Trailers offered: hyper's forwarder takes over and offers them on
+    // its own hop (`TE` is hop-by-hop, so it names it in `Connection`).
+    raw.send(b"GET /echo HTTP/1.1\r\nHost: a\r\nTE: trailers\r\nX-End: 1\r\n\r\n")
         .await;
     let (head, _) = raw.read_response().await;
-    assert_eq!(seen(&head).as_deref(), Some("host,x-end"));
+    assert_eq!(seen(&head).as_deref(), Some("connection,host,te,x-end"));
 
     raw.send(b"GET /echo HTTP/1.1\r\nHost: a\r\n\r\n").await;
     let (head, _) = raw.read_response().await;
@@ -300,6 +299,41 @@ async fn a_connection_moves_to_hyper_at_a_request_the_relay_leaves_to_it() {
         1,
         "the upstream connection was handed over too"
     );
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_clients_hop_by_hop_fields_stay_on_its_hop() {
+    let response: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+    let (server, mut seen) = capturing_server(response, false).await;
+    let mut proxy = TestProxy::inbound_to(server).await;
+    let mut raw = RawConn::connect(proxy.addr()).await;
+
+    // What Python, Node and Java clients send on every request: the relay
+    // takes the fields out and keeps forwarding the rest as it came.
+    raw.send(
+        b"GET /a HTTP/1.1\r\nHost: web\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\n\
+        Keep-Alive: timeout=5\r\nX-End: 2\r\n\r\n",
+    )
+    .await;
+    let upstream_saw = within("the request upstream", seen.recv()).await;
+    assert_eq!(
+        upstream_saw.as_deref(),
+        Some(&b"GET /a HTTP/1.1\r\nHost: web\r\nX-End: 2\r\n\r\n"[..])
+    );
+    assert_eq!(raw.read_response().await.1, b"ok");
+
+    // `Connection: close` ends the client's connection after the answer.
+    raw.send(b"GET /b HTTP/1.1\r\nHost: web\r\nConnection: close\r\n\r\n")
+        .await;
+    assert_eq!(raw.read_response().await.1, b"ok");
+    assert!(drain(&mut raw).await.is_empty(), "then the proxy closes");
+
+    for path in ["/a", "/b"] {
+        let record = proxy.next_request().await;
+        assert_eq!(record.path.as_deref(), Some(path));
+        assert_eq!((record.status, record.error), (Some(200), None));
+    }
     proxy.stop().await;
 }
 

@@ -4,14 +4,16 @@
 //! client connection, in one task; [`parse`] reads each head for its record
 //! and for where its body ends, and each body streams by that framing.
 //!
-//! hyper's forwarder ([`super::http`]) still serves whatever the relay does
-//! not forward as it is. From the first head that is malformed, or that a
-//! proxy has to act on (hop-by-hop fields, an upgrade, `Expect`, HTTP/1.0,
-//! unusual framing), or whose upstream could not be reached, the connection
-//! is handed to hyper at that message boundary, with the bytes read so far.
-//! So those requests get what they got before (400, 431, 502 from hyper),
-//! and the relay only forwards heads that mean the same to hyper, to the
-//! relay and to the upstream.
+//! A head's hop-by-hop fields (`Connection` and what it names,
+//! `Keep-Alive`, `Proxy-Connection`) are taken out by writing the head anew,
+//! the rest of it as it came. hyper's forwarder ([`super::http`]) serves
+//! whatever else the relay does not forward as it is. From the first head
+//! that is malformed, or that a proxy has to act on (`TE`, an upgrade,
+//! `Expect`, HTTP/1.0, unusual framing), or whose upstream could not be
+//! reached, the connection is handed to hyper at that message boundary,
+//! with the bytes read so far. So those requests get what they got before
+//! (400, 431, 502 from hyper), and the relay only forwards heads that mean
+//! the same to hyper, to the relay and to the upstream.
 //!
 //! Why not hyper for everything: a request through hyper costs a parse into
 //! a header map and a copy of its case, a channel hop to a second task for
@@ -233,6 +235,8 @@ impl Relay {
             host,
             body: framing,
             captured,
+            rewritten,
+            close,
         } = head;
         // The body bytes read with the head: a malformed start goes to hyper
         // before anything was sent.
@@ -263,11 +267,21 @@ impl Relay {
             && conn.served
             && forwarder::is_idempotent(&method)
             && conn.last_used.elapsed() >= self.ctx.shared.replay_after_idle)
-            .then(|| self.cbuf[..len].to_vec());
+            .then(|| {
+                rewritten
+                    .clone()
+                    .unwrap_or_else(|| self.cbuf[..len].to_vec())
+            });
 
         let sent = len + first.consumed;
         let mut req_bytes = first.data;
-        let wrote = write(&mut conn.stream, &self.cbuf[..sent]).await;
+        let wrote = match rewritten {
+            Some(mut head) => {
+                head.extend_from_slice(&self.cbuf[len..sent]);
+                write(&mut conn.stream, &head).await
+            }
+            None => write(&mut conn.stream, &self.cbuf[..sent]).await,
+        };
         self.cbuf.advance(sent);
 
         let (answer, body_sent) = if body.is_done() {
@@ -342,7 +356,7 @@ impl Relay {
                 } else {
                     self.ubuf.clear();
                 }
-                if answered.keep_client && body_sent {
+                if answered.keep_client && body_sent && !close {
                     Outcome::KeepAlive
                 } else {
                     Outcome::Close
@@ -350,7 +364,10 @@ impl Relay {
             }
             Err(failure) => {
                 self.ubuf.clear();
-                self.fail(inflight, failure, body_sent, head_request).await
+                match self.fail(inflight, failure, body_sent, head_request).await {
+                    Outcome::KeepAlive if close => Outcome::Close,
+                    outcome => outcome,
+                }
             }
         }
     }
