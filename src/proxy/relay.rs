@@ -290,42 +290,21 @@ impl Relay {
                 Err(_) => Err(no_answer()),
             };
             // Sent again once, on a new connection, when the old one closed
-            // without answering.
-            while let (
+            // without answering. Boxed: rare, and its room would be in
+            // every exchange's future.
+            if let (
                 Err(Failure::BeforeHead {
                     no_answer: true, ..
                 }),
                 Some(head),
             ) = (&answer, replay.take())
             {
-                debug!("an idle upstream connection closed on a request; sending it again");
-                self.upstream = Upstream::None;
-                self.ubuf.clear();
-                conn = match self.connect().await {
-                    Some(conn) => conn,
-                    None => {
-                        let failure = match std::mem::replace(&mut self.upstream, Upstream::None) {
-                            Upstream::Failed(err) => {
-                                if let Some(record) = inflight.record() {
-                                    record.server = err.addr;
-                                }
-                                Failure::BeforeHead {
-                                    kind: err.kind,
-                                    message: format!("upstream connect error: {err}"),
-                                    no_answer: false,
-                                }
-                            }
-                            _ => no_answer(),
-                        };
-                        return self.fail(inflight, failure, true, head_request).await;
+                answer = match Box::pin(self.send_again(&head, head_request, &mut inflight)).await {
+                    Ok((new, again)) => {
+                        conn = new;
+                        again
                     }
-                };
-                if let Some(record) = inflight.record() {
-                    record.server = Some(conn.server);
-                }
-                answer = match write(&mut conn.stream, &head).await {
-                    Ok(()) => self.answer(&mut conn, head_request, &mut inflight).await,
-                    Err(_) => Err(no_answer()),
+                    Err(failure) => Err(failure),
                 };
             }
             (answer, true)
@@ -370,6 +349,44 @@ impl Relay {
                 }
             }
         }
+    }
+
+    /// Sends a bodiless request head again on a new connection and reads
+    /// the answer; `Err` when no new connection could be made.
+    async fn send_again(
+        &mut self,
+        head: &[u8],
+        head_request: bool,
+        inflight: &mut InFlight,
+    ) -> Result<(Conn, Result<Answered, Failure>), Failure> {
+        debug!("an idle upstream connection closed on a request; sending it again");
+        self.upstream = Upstream::None;
+        self.ubuf.clear();
+        let Some(mut conn) = self.connect().await else {
+            return Err(
+                match std::mem::replace(&mut self.upstream, Upstream::None) {
+                    Upstream::Failed(err) => {
+                        if let Some(record) = inflight.record() {
+                            record.server = err.addr;
+                        }
+                        Failure::BeforeHead {
+                            kind: err.kind,
+                            message: format!("upstream connect error: {err}"),
+                            no_answer: false,
+                        }
+                    }
+                    _ => no_answer(),
+                },
+            );
+        };
+        if let Some(record) = inflight.record() {
+            record.server = Some(conn.server);
+        }
+        let answer = match write(&mut conn.stream, head).await {
+            Ok(()) => self.answer(&mut conn, head_request, inflight).await,
+            Err(_) => Err(no_answer()),
+        };
+        Ok((conn, answer))
     }
 
     /// Forwards the rest of a request body while the response comes back
