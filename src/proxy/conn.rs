@@ -69,25 +69,36 @@ const REDACTED: [&str; 4] = [
     "set-cookie",
 ];
 
-/// Whether a captured header's values are replaced by `<redacted>`.
-pub fn is_redacted(name: &HeaderName) -> bool {
-    REDACTED.contains(&name.as_str())
+/// The values of the headers named in `capture`, in its order, as a
+/// record keeps them: `values_of` gives a name's values as they came;
+/// secrets are replaced by `<redacted>`. Shared by hyper's forwarder and
+/// the HTTP/1.1 relay, so both capture and redact alike.
+pub fn capture_headers<'c, 'a, I>(
+    capture: &'c [HeaderName],
+    values_of: impl Fn(&'c HeaderName) -> I,
+) -> Vec<(String, String)>
+where
+    I: Iterator<Item = &'a [u8]>,
+{
+    let mut captured = Vec::new();
+    for name in capture {
+        for value in values_of(name) {
+            let value = if REDACTED.contains(&name.as_str()) {
+                "<redacted>".to_owned()
+            } else {
+                String::from_utf8_lossy(value).into_owned()
+            };
+            captured.push((name.as_str().to_owned(), value));
+        }
+    }
+    captured
 }
 
 impl Shared {
     pub fn captured_headers(&self, headers: &HeaderMap) -> Vec<(String, String)> {
-        let mut captured = Vec::new();
-        for name in &self.capture_headers {
-            for value in headers.get_all(name) {
-                let value = if is_redacted(name) {
-                    "<redacted>".to_owned()
-                } else {
-                    String::from_utf8_lossy(value.as_bytes()).into_owned()
-                };
-                captured.push((name.as_str().to_owned(), value));
-            }
-        }
-        captured
+        capture_headers(&self.capture_headers, |name| {
+            headers.get_all(name).iter().map(|v| v.as_bytes())
+        })
     }
 }
 

@@ -238,21 +238,12 @@ fn range_of(buf: &[u8], part: &[u8]) -> Range<usize> {
 }
 
 fn captured(headers: &[httparse::Header<'_>], capture: &[HeaderName]) -> Vec<(String, String)> {
-    let mut captured = Vec::new();
-    for name in capture {
-        for field in headers
+    super::super::conn::capture_headers(capture, |name| {
+        headers
             .iter()
             .filter(|f| f.name.eq_ignore_ascii_case(name.as_str()))
-        {
-            let value = if super::super::conn::is_redacted(name) {
-                "<redacted>".to_owned()
-            } else {
-                String::from_utf8_lossy(field.value).into_owned()
-            };
-            captured.push((name.as_str().to_owned(), value));
-        }
-    }
-    captured
+            .map(|f| f.value)
+    })
 }
 
 /// A response head, as the relay passes it on.
