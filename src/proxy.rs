@@ -4,13 +4,15 @@
 //!
 //! Stages of a connection, one module each: [`orig_dst`] (where it was
 //! going) → [`detect`] (what it speaks) → [`http`] (forwarding requests,
-//! with [`body`] recording them; HTTP/1.1 mostly through [`relay`]) or
+//! with [`body`] recording them; HTTP/1.1 mostly through [`relay`], HTTP/2
+//! through [`h2_relay`]) or
 //! [`tunnel`] (opaque bytes); [`upstream`]
 //! connects, [`conn`] ties the stages together.
 
 pub mod body;
 pub mod conn;
 pub mod detect;
+pub mod h2_relay;
 pub mod http;
 pub mod io;
 pub mod orig_dst;

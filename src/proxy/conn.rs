@@ -15,9 +15,9 @@ use tokio_util::task::TaskTracker;
 use super::detect::{Detection, H2_FRAME_HEADER, MAX_SNIFF, Protocol, detect, is_h2_settings};
 use super::http::{self, HttpVersion, PendingConnect};
 use super::io::{BoxIo, Prefixed};
-use super::relay;
 use super::tunnel;
 use super::upstream::{self, Connected, Dest};
+use super::{h2_relay, relay};
 use crate::telemetry::{
     Direction, ErrorKind, HttpProtocol, Recorder, RequestRecord, TcpProtocol, TcpRecord,
 };
@@ -260,9 +260,15 @@ pub async fn serve(mut io: BoxIo, ctx: Arc<ConnCtx>, route: Route, connected: Op
             (None, Some(done)) => Some(Box::pin(std::future::ready(done))),
             (None, None) => None,
         };
-        if let (HttpVersion::Http1, Route::Fixed(dest)) = (version, &route) {
+        if let Route::Fixed(dest) = &route {
             let dest = dest.clone();
-            return relay::serve(io, buf, ctx, dest, pending).await;
+            return match version {
+                HttpVersion::Http1 => relay::serve(io, buf, ctx, dest, pending).await,
+                HttpVersion::Http2 => {
+                    let io: BoxIo = Box::new(Prefixed::new(buf.freeze(), io));
+                    h2_relay::serve(io, ctx, dest, pending).await
+                }
+            };
         }
         let io: BoxIo = Box::new(Prefixed::new(buf.freeze(), io));
         return http::serve(io, version, ctx, route, pending).await;

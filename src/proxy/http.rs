@@ -10,6 +10,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
@@ -319,15 +320,7 @@ impl Forwarder {
 
     /// The authority a request was meant for, as the client named it.
     fn authority_of(&self, req: &Request<Incoming>) -> Arc<str> {
-        let host = req
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok());
-        let uri_authority = req.uri().authority().map(|a| a.as_str());
-        // The target's authority wins over Host: HTTP/2's `:authority`, and an
-        // HTTP/1 absolute-form target or CONNECT (RFC 9112 §3.2.2).
-        let named = uri_authority.or(host);
-        let name = match (named, &self.route) {
+        let name = match (named_authority(req.uri(), req.headers()), &self.route) {
             (Some(name), _) => name,
             (None, Route::Fixed(dest)) => return dest.to_string().into(),
             (None, _) => return self.ctx.local.to_string().into(),
@@ -336,10 +329,7 @@ impl Forwarder {
             .last_authority
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match &*last {
-            Some(authority) if **authority == *name => authority.clone(),
-            _ => last.insert(Arc::from(name)).clone(),
-        }
+        shared_authority(&mut last, name)
     }
 
     /// Sends a request upstream, retrying once on a fresh connection when a
@@ -606,6 +596,24 @@ impl Forwarder {
     }
 }
 
+/// The authority a request names: its target's (HTTP/2's `:authority`, an
+/// HTTP/1 absolute-form target or CONNECT, RFC 9112 §3.2.2), else `Host`.
+pub(super) fn named_authority<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> Option<&'a str> {
+    uri.authority()
+        .map(|a| a.as_str())
+        .or_else(|| headers.get(header::HOST).and_then(|h| h.to_str().ok()))
+}
+
+/// `name` as the last request's authority, `last`, when it is the same
+/// (nearly always), else as a new one kept in `last`: a connection's
+/// records share one string instead of a copy per request.
+pub(super) fn shared_authority(last: &mut Option<Arc<str>>, name: &str) -> Arc<str> {
+    match last {
+        Some(authority) if **authority == *name => authority.clone(),
+        _ => last.insert(Arc::from(name)).clone(),
+    }
+}
+
 /// A copy of the head of a request that may be sent twice: an idempotent
 /// method (RFC 9110 §9.2.2) and no body.
 fn replayable_head(req: &Request<RequestBody>) -> Option<http::request::Parts> {
@@ -659,10 +667,23 @@ fn refuse(mut inflight: InFlight, grpc: bool, message: &str) -> Response<Respons
 /// A response made up by the proxy: a short text body for HTTP, a valid
 /// trailers-only response with `grpc-status: 14` for gRPC.
 fn local_error(grpc: bool, status: StatusCode, message: &str) -> Response<ResponseBody> {
+    let (head, body) = local_response(grpc, status, message);
+    let (parts, ()) = head.into_parts();
+    let body = body.map_or_else(ResponseBody::empty, ResponseBody::local);
+    Response::from_parts(parts, body)
+}
+
+/// The head and body (`None` for none: trailers-only gRPC) of a response
+/// made up by the proxy; see [`local_error`]. Shared with the HTTP/2 relay.
+pub(super) fn local_response(
+    grpc: bool,
+    status: StatusCode,
+    message: &str,
+) -> (Response<()>, Option<Bytes>) {
     if grpc {
         let encoded =
             percent_encoding::utf8_percent_encode(message, GRPC_MESSAGE_ENCODE).to_string();
-        let mut resp = Response::new(ResponseBody::empty());
+        let mut resp = Response::new(());
         let headers = resp.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,
@@ -672,15 +693,15 @@ fn local_error(grpc: bool, status: StatusCode, message: &str) -> Response<Respon
         if let Ok(value) = HeaderValue::from_str(&encoded) {
             headers.insert("grpc-message", value);
         }
-        return resp;
+        return (resp, None);
     }
-    let mut resp = Response::new(ResponseBody::local(format!("{message}\n")));
+    let mut resp = Response::new(());
     *resp.status_mut() = status;
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
-    resp
+    (resp, Some(Bytes::from(format!("{message}\n"))))
 }
 
 /// gRPC's percent-encoding of `grpc-message`: everything outside printable
@@ -716,7 +737,7 @@ fn h2_error(err: &hyper::Error) -> Option<&h2::Error> {
     None
 }
 
-fn is_grpc(headers: &HeaderMap) -> bool {
+pub(super) fn is_grpc(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .is_some_and(|ct| ct.as_bytes().starts_with(b"application/grpc"))

@@ -1,0 +1,693 @@
+//! The HTTP/2 relay: how every HTTP/2 connection with a fixed destination
+//! (every redirected one, gRPC included) is forwarded. It speaks HTTP/2 on
+//! both sides with the h2 crate, hyper's own HTTP/2, and forwards each
+//! stream to one upstream connection that the client connection's streams
+//! share, as hyper's forwarder did: heads, DATA, trailers and resets pass on
+//! as they came, and flow control passes back, so a slow reader holds back
+//! its writer instead of filling the proxy's memory.
+//!
+//! Everything a client connection needs is polled in one task: the client
+//! connection, its upstream connections and every stream. hyper spawns two
+//! tasks per stream and wraps both connections in its service and body
+//! layers; with them gone a request costs about half the instructions (see
+//! docs/benchmarks.md). Explicit-proxy connections (rare over HTTP/2) still
+//! go to hyper's forwarder in [`super::http`].
+//!
+//! What a stream does, in order:
+//! - It waits for the upstream connection, opened at the first stream (or
+//!   at accept, eagerly) and again after it closes; streams that arrive
+//!   meanwhile wait with it. When the connection cannot be made, each gets
+//!   `502` (`UNAVAILABLE` for gRPC), as from hyper's forwarder.
+//! - An upstream connection that ends (its server closed it) is replaced
+//!   for the streams that come after.
+//! - The request's head goes upstream with its body streaming after it,
+//!   while the response is awaited; then the response streams back.
+//! - A reset on either side is passed to the other with its reason; a
+//!   client that leaves cancels the upstream stream.
+
+use std::future::{Future, poll_fn};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use h2::server::SendResponse;
+use h2::{Reason, RecvStream, SendStream};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
+use tracing::debug;
+
+use super::body::{InFlight, read_grpc_status};
+use super::conn::ConnCtx;
+use super::http::{PendingConnect, is_grpc, local_response, named_authority, shared_authority};
+use super::io::BoxIo;
+use super::upstream::{self, ConnectError, Dest};
+use crate::telemetry::{ErrorKind, HttpProtocol};
+
+// The settings hyper's forwarder used, so that moving to the relay changes
+// nothing a peer can see: hyper's defaults for a server and for a client.
+const SERVER_STREAM_WINDOW: u32 = 1024 * 1024;
+const SERVER_CONN_WINDOW: u32 = 1024 * 1024;
+const SERVER_SEND_BUFFER: usize = 400 * 1024;
+const SERVER_MAX_STREAMS: u32 = 200;
+const CLIENT_STREAM_WINDOW: u32 = 2 * 1024 * 1024;
+const CLIENT_CONN_WINDOW: u32 = 5 * 1024 * 1024;
+const CLIENT_SEND_BUFFER: usize = 1024 * 1024;
+const CLIENT_INITIAL_MAX_STREAMS: usize = 100;
+const MAX_HEADER_LIST: u32 = 16 * 1024;
+const MAX_LOCAL_ERROR_RESETS: usize = 1024;
+
+/// Serves an HTTP/2 connection (its preface already in `io`) to the end,
+/// forwarding its streams to `dest`. `pending` is the upstream connection
+/// started at accept, if any.
+pub async fn serve(io: BoxIo, ctx: Arc<ConnCtx>, dest: Dest, pending: Option<PendingConnect>) {
+    let shutdown = ctx.shared.shutdown.clone();
+    let handshake = h2::server::Builder::new()
+        .initial_window_size(SERVER_STREAM_WINDOW)
+        .initial_connection_window_size(SERVER_CONN_WINDOW)
+        .max_header_list_size(MAX_HEADER_LIST)
+        .max_local_error_reset_streams(Some(MAX_LOCAL_ERROR_RESETS))
+        .max_send_buffer_size(SERVER_SEND_BUFFER)
+        .max_concurrent_streams(SERVER_MAX_STREAMS)
+        .handshake::<_, Bytes>(io);
+    let mut server = tokio::select! {
+        done = handshake => match done {
+            Ok(server) => server,
+            Err(err) => {
+                debug!(error = %err, "h2 handshake with the client failed");
+                return;
+            }
+        },
+        _ = shutdown.cancelled() => return,
+    };
+    let mut relay = Relay {
+        ctx,
+        dest,
+        pending,
+        current: None,
+        connecting: None,
+        generations: 0,
+        waiting: Vec::new(),
+        drivers: FuturesUnordered::new(),
+        streams: FuturesUnordered::new(),
+        last_authority: None,
+    };
+    let cancelled = shutdown.cancelled();
+    tokio::pin!(cancelled);
+    let mut shutting_down = false;
+    poll_fn(|cx| {
+        if !shutting_down && cancelled.as_mut().poll(cx).is_ready() {
+            // In-flight streams finish; new ones are refused with GOAWAY.
+            shutting_down = true;
+            server.graceful_shutdown();
+        }
+        relay.poll(cx, &mut server)
+    })
+    .await;
+    // Streams still here belong to a connection that failed: they are
+    // dropped, and their records say the client went away.
+}
+
+type ServerConn = h2::server::Connection<BoxIo, Bytes>;
+type Sender = h2::client::SendRequest<Bytes>;
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// One client connection's streams and their upstream connections.
+struct Relay {
+    ctx: Arc<ConnCtx>,
+    dest: Dest,
+    /// The upstream connection started at accept, until a stream needs it.
+    pending: Option<PendingConnect>,
+    /// The upstream connection new streams go to.
+    current: Option<Upstream>,
+    /// An upstream connection being made, for the streams in `waiting`.
+    connecting: Option<BoxFuture<Result<Opened, Failure>>>,
+    /// How many upstream connections were opened: each one's number.
+    generations: u64,
+    waiting: Vec<Accepted>,
+    /// Upstream connections, each driven until it closes (one that is no
+    /// longer `current` still serves its streams). Each ends with its number.
+    drivers: FuturesUnordered<BoxFuture<u64>>,
+    streams: FuturesUnordered<BoxFuture<()>>,
+    last_authority: Option<Arc<str>>,
+}
+
+/// An upstream connection streams are sent on, and its number.
+#[derive(Clone)]
+struct Upstream {
+    sender: Sender,
+    server: SocketAddr,
+    generation: u64,
+}
+
+/// A new upstream connection and what drives it.
+struct Opened {
+    sender: Sender,
+    server: SocketAddr,
+    driver: h2::client::Connection<tokio::net::TcpStream, Bytes>,
+}
+
+/// Why an upstream connection could not be made.
+struct Failure {
+    kind: ErrorKind,
+    server: Option<SocketAddr>,
+    message: String,
+}
+
+impl From<ConnectError> for Failure {
+    fn from(err: ConnectError) -> Self {
+        Failure {
+            kind: err.kind,
+            server: err.addr,
+            message: format!("upstream connect error: {err}"),
+        }
+    }
+}
+
+/// A client stream, from its arrival until it is forwarded.
+struct Accepted {
+    req: Request<RecvStream>,
+    respond: SendResponse<Bytes>,
+    authority: Arc<str>,
+    started: Instant,
+}
+
+impl Relay {
+    /// Drives everything until the client connection ends.
+    fn poll(&mut self, cx: &mut Context<'_>, server: &mut ServerConn) -> Poll<()> {
+        loop {
+            let mut again = false;
+            while let Poll::Ready(Some(())) = self.streams.poll_next_unpin(cx) {}
+            if let Some(connecting) = self.connecting.as_mut()
+                && let Poll::Ready(opened) = connecting.as_mut().poll(cx)
+            {
+                self.connecting = None;
+                self.connected(opened);
+                again = true;
+            }
+            while let Poll::Ready(Some(generation)) = self.drivers.poll_next_unpin(cx) {
+                if self
+                    .current
+                    .as_ref()
+                    .is_some_and(|c| c.generation == generation)
+                {
+                    self.current = None;
+                }
+            }
+            match server.poll_accept(cx) {
+                Poll::Ready(Some(Ok((req, respond)))) => {
+                    let authority = self.authority_of(&req);
+                    self.dispatch(Accepted {
+                        req,
+                        respond,
+                        authority,
+                        started: Instant::now(),
+                    });
+                    again = true;
+                }
+                Poll::Ready(Some(Err(err))) => {
+                    debug!(error = %err, "h2 client connection failed");
+                    return Poll::Ready(());
+                }
+                Poll::Ready(None) => return Poll::Ready(()),
+                Poll::Pending => {}
+            }
+            if !again {
+                return Poll::Pending;
+            }
+        }
+    }
+
+    fn authority_of(&mut self, req: &Request<RecvStream>) -> Arc<str> {
+        match named_authority(req.uri(), req.headers()) {
+            Some(name) => shared_authority(&mut self.last_authority, name),
+            None => self.dest.to_string().into(),
+        }
+    }
+
+    /// Forwards a stream on the current upstream connection, or has it wait
+    /// for one.
+    fn dispatch(&mut self, accepted: Accepted) {
+        match &self.current {
+            Some(upstream) => {
+                let forward = forward(
+                    self.ctx.clone(),
+                    self.dest.clone(),
+                    upstream.clone(),
+                    accepted,
+                );
+                self.streams.push(Box::pin(forward));
+            }
+            None => {
+                self.waiting.push(accepted);
+                if self.connecting.is_none() {
+                    let pending = self.pending.take();
+                    let connect = open(pending, self.dest.clone(), self.ctx.clone());
+                    self.connecting = Some(Box::pin(connect));
+                }
+            }
+        }
+    }
+
+    /// The end of a connection attempt: the waiting streams are forwarded,
+    /// or answered with why not.
+    fn connected(&mut self, opened: Result<Opened, Failure>) {
+        match opened {
+            Ok(opened) => {
+                self.generations += 1;
+                let generation = self.generations;
+                let driver = opened.driver;
+                self.drivers.push(Box::pin(async move {
+                    if let Err(err) = driver.await {
+                        debug!(error = %err, "upstream h2 connection ended");
+                    }
+                    generation
+                }));
+                self.current = Some(Upstream {
+                    sender: opened.sender,
+                    server: opened.server,
+                    generation,
+                });
+                for accepted in std::mem::take(&mut self.waiting) {
+                    self.dispatch(accepted);
+                }
+            }
+            Err(failure) => {
+                debug!(error = %failure.message, "upstream h2 connection failed");
+                for accepted in std::mem::take(&mut self.waiting) {
+                    let Accepted {
+                        req,
+                        mut respond,
+                        authority,
+                        started,
+                    } = accepted;
+                    let (mut inflight, grpc) = begin(&self.ctx, &req, authority, started);
+                    if let Some(record) = inflight.record() {
+                        record.server = failure.server;
+                    }
+                    answer_locally(&mut respond, grpc, &failure.message);
+                    inflight.finish(Some(failure.kind));
+                }
+            }
+        }
+    }
+}
+
+/// Connects and shakes hands with the upstream.
+async fn open(
+    pending: Option<PendingConnect>,
+    dest: Dest,
+    ctx: Arc<ConnCtx>,
+) -> Result<Opened, Failure> {
+    let connected = match pending {
+        Some(pending) => pending.await,
+        None => upstream::connect(dest, ctx.shared.connect_timeout).await,
+    };
+    let (stream, server) = connected?;
+    let (sender, driver) = h2::client::Builder::new()
+        .initial_max_send_streams(CLIENT_INITIAL_MAX_STREAMS)
+        .initial_window_size(CLIENT_STREAM_WINDOW)
+        .initial_connection_window_size(CLIENT_CONN_WINDOW)
+        .max_header_list_size(MAX_HEADER_LIST)
+        .max_send_buffer_size(CLIENT_SEND_BUFFER)
+        .max_local_error_reset_streams(Some(MAX_LOCAL_ERROR_RESETS))
+        .enable_push(false)
+        .handshake::<_, Bytes>(stream)
+        .await
+        .map_err(|err| Failure {
+            kind: ErrorKind::Protocol,
+            server: Some(server),
+            message: format!("upstream handshake failed: {err}"),
+        })?;
+    Ok(Opened {
+        sender,
+        server,
+        driver,
+    })
+}
+
+/// A stream's record, begun: its identity and request head.
+fn begin(
+    ctx: &ConnCtx,
+    req: &Request<RecvStream>,
+    authority: Arc<str>,
+    started: Instant,
+) -> (InFlight, bool) {
+    let grpc = is_grpc(req.headers());
+    let protocol = if grpc {
+        HttpProtocol::Grpc
+    } else {
+        HttpProtocol::H2
+    };
+    let mut record = ctx.request_record(protocol, authority);
+    record.method = Some(req.method().clone());
+    record.path = (req.method() != Method::CONNECT).then(|| {
+        req.uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_owned()
+    });
+    record.headers = ctx.shared.captured_headers(req.headers());
+    let inflight = InFlight::new(record, started, ctx.shared.recorder.clone());
+    (inflight, grpc)
+}
+
+/// Answers a stream that could not be forwarded: `502` with the reason as
+/// text, or a trailers-only `UNAVAILABLE` for gRPC.
+fn answer_locally(respond: &mut SendResponse<Bytes>, grpc: bool, message: &str) {
+    let (head, body) = local_response(grpc, StatusCode::BAD_GATEWAY, message);
+    match respond.send_response(head, body.is_none()) {
+        Ok(mut stream) => {
+            if let Some(body) = body {
+                // A few bytes: h2 holds them until the window allows.
+                let _ = stream.send_data(body, true);
+            }
+        }
+        Err(err) => debug!(error = %err, "the client stream is gone"),
+    }
+}
+
+/// What the first part of an exchange came to.
+enum Head {
+    Response(Result<Response<RecvStream>, h2::Error>),
+    /// The client reset its stream or its request body failed.
+    ClientGone,
+}
+
+/// Forwards one stream: the request upstream, its body after it, the
+/// response back, and its record when the response is over.
+async fn forward(ctx: Arc<ConnCtx>, dest: Dest, upstream: Upstream, accepted: Accepted) {
+    let Upstream {
+        mut sender, server, ..
+    } = upstream;
+    let Accepted {
+        req,
+        mut respond,
+        authority,
+        started,
+    } = accepted;
+    let (mut inflight, grpc) = begin(&ctx, &req, authority, started);
+    if let Some(record) = inflight.record() {
+        record.server = Some(server);
+    }
+    // Waits while the upstream has as many streams open as it allows.
+    if let Err(err) = poll_fn(|cx| sender.poll_ready(cx)).await {
+        answer_locally(
+            &mut respond,
+            grpc,
+            &format!("upstream connection failed: {err}"),
+        );
+        inflight.finish(Some(ErrorKind::UpstreamReset));
+        return;
+    }
+    let (parts, body) = req.into_parts();
+    let end_of_stream = body.is_end_stream();
+    let mut head = Request::from_parts(parts, ());
+    if head.uri().authority().is_none() {
+        give_authority(&mut head, &dest);
+    }
+    let (response, request_body) = match sender.send_request(head, end_of_stream) {
+        Ok(sent) => sent,
+        Err(err) => {
+            answer_locally(
+                &mut respond,
+                grpc,
+                &format!("upstream request failed: {err}"),
+            );
+            inflight.finish(Some(ErrorKind::UpstreamReset));
+            return;
+        }
+    };
+    drop(sender);
+
+    let mut request =
+        Upload::new((!end_of_stream).then(|| Pipe::new(body, request_body, Reason::CANCEL)));
+    let mut response = std::pin::pin!(response);
+    let head = poll_fn(|cx| {
+        if request.poll(cx, &mut |_| {}).is_ready() && request.client_failed {
+            return Poll::Ready(Head::ClientGone);
+        }
+        if let Poll::Ready(response) = response.as_mut().poll(cx) {
+            return Poll::Ready(Head::Response(response));
+        }
+        if respond.poll_reset(cx).is_ready() {
+            return Poll::Ready(Head::ClientGone);
+        }
+        Poll::Pending
+    })
+    .await;
+
+    let response = match head {
+        Head::Response(Ok(response)) => response,
+        Head::Response(Err(err)) => {
+            if err.is_reset() && err.is_remote() {
+                // The upstream reset the stream: so is the client's.
+                respond.send_reset(err.reason().unwrap_or(Reason::INTERNAL_ERROR));
+            } else {
+                answer_locally(
+                    &mut respond,
+                    grpc,
+                    &format!("upstream request failed: {err}"),
+                );
+            }
+            request.close(&mut inflight, Some(ErrorKind::UpstreamReset));
+            return;
+        }
+        Head::ClientGone => {
+            request.close(&mut inflight, Some(ErrorKind::DownstreamReset));
+            return;
+        }
+    };
+
+    let (parts, body) = response.into_parts();
+    if let Some(record) = inflight.record() {
+        record.status = Some(parts.status.as_u16());
+        record.ttfb = Some(started.elapsed());
+        if grpc {
+            read_grpc_status(&parts.headers, record);
+        }
+    }
+    let end_of_stream = body.is_end_stream();
+    let to_client = match respond.send_response(Response::from_parts(parts, ()), end_of_stream) {
+        Ok(to_client) => to_client,
+        Err(err) => {
+            debug!(error = %err, "the client stream is gone");
+            request.close(&mut inflight, Some(ErrorKind::DownstreamReset));
+            return;
+        }
+    };
+    if end_of_stream {
+        request.close(&mut inflight, None);
+    } else {
+        let mut pipe = Pipe::new(body, to_client, Reason::INTERNAL_ERROR);
+        let ended = poll_fn(|cx| {
+            if request.poll(cx, &mut |_| {}).is_ready() && request.client_failed {
+                return Poll::Ready(PipeEnd::ToFailed);
+            }
+            pipe.poll(cx, &mut |trailers| {
+                if let Some(record) = inflight.record() {
+                    read_grpc_status(trailers, record);
+                }
+            })
+        })
+        .await;
+        if let Some(record) = inflight.record() {
+            record.resp_bytes = pipe.bytes;
+        }
+        let error = match ended {
+            PipeEnd::Done => None,
+            PipeEnd::FromFailed => Some(ErrorKind::UpstreamReset),
+            PipeEnd::ToFailed => Some(ErrorKind::DownstreamReset),
+        };
+        request.close(&mut inflight, error);
+        if error.is_some() {
+            return;
+        }
+    }
+    // The response is over; the rest of the request body, if any, still
+    // goes upstream until it ends or the upstream stops it.
+    poll_fn(|cx| request.poll(cx, &mut |_| {})).await;
+}
+
+/// Gives a request without `:authority` the one HTTP/2 requires upstream:
+/// its `Host`, else the destination.
+fn give_authority(head: &mut Request<()>, dest: &Dest) {
+    let authority =
+        named_authority(head.uri(), head.headers()).map_or_else(|| dest.to_string(), str::to_owned);
+    let path = head.uri().path_and_query().map_or("/", |p| p.as_str());
+    let scheme = head.uri().scheme_str().unwrap_or("http");
+    if let Ok(uri) = Uri::builder()
+        .scheme(scheme)
+        .authority(authority)
+        .path_and_query(path)
+        .build()
+    {
+        *head.uri_mut() = uri;
+    }
+}
+
+/// A request body on its way upstream, and what it came to.
+struct Upload {
+    pipe: Option<Pipe>,
+    /// Bytes passed on by a pipe that has ended.
+    bytes: u64,
+    /// The client reset its stream or its connection failed.
+    client_failed: bool,
+}
+
+impl Upload {
+    fn new(pipe: Option<Pipe>) -> Self {
+        Upload {
+            pipe,
+            bytes: 0,
+            client_failed: false,
+        }
+    }
+
+    /// Streams the body; ready once it has ended, however. A body that ends
+    /// lets go of both streams: the client's data then no longer holds its
+    /// connection's flow-control window.
+    fn poll(&mut self, cx: &mut Context<'_>, on_trailers: &mut dyn FnMut(&HeaderMap)) -> Poll<()> {
+        let Some(pipe) = self.pipe.as_mut() else {
+            return Poll::Ready(());
+        };
+        let ended = ready!(pipe.poll(cx, on_trailers));
+        self.bytes = pipe.bytes;
+        self.pipe = None;
+        // An upstream that stops the body (it answered already, or it
+        // failed) says why in its response.
+        self.client_failed = matches!(ended, PipeEnd::FromFailed);
+        Poll::Ready(())
+    }
+
+    /// Emits the record with the body's bytes so far.
+    fn close(&self, inflight: &mut InFlight, error: Option<ErrorKind>) {
+        if let Some(record) = inflight.record() {
+            record.req_bytes = self.pipe.as_ref().map_or(self.bytes, |p| p.bytes);
+        }
+        inflight.finish(error);
+    }
+}
+
+/// One direction of a stream: DATA and trailers from `from` to `to`. Data
+/// is read from `from` only while `to` has room for it; each chunk read is
+/// released to `from`'s window at once, as hyper does, so what one stream
+/// holds is bounded by `to`'s send buffer.
+struct Pipe {
+    from: RecvStream,
+    to: SendStream<Bytes>,
+    /// A chunk read and waiting for room in `to`, and whether it ends the body.
+    held: Option<(Bytes, bool)>,
+    /// Data bytes read from `from`.
+    bytes: u64,
+    /// The reason `to` is reset with when `from` fails without one (a
+    /// connection that dropped).
+    default_reason: Reason,
+}
+
+enum PipeEnd {
+    /// The body, and its trailers if any, were passed on.
+    Done,
+    /// `from` failed: `to` was reset with its reason.
+    FromFailed,
+    /// `to` was reset by its peer, or its connection failed.
+    ToFailed,
+}
+
+impl Pipe {
+    fn new(from: RecvStream, to: SendStream<Bytes>, default_reason: Reason) -> Self {
+        Pipe {
+            from,
+            to,
+            held: None,
+            bytes: 0,
+            default_reason,
+        }
+    }
+
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+        on_trailers: &mut dyn FnMut(&HeaderMap),
+    ) -> Poll<PipeEnd> {
+        loop {
+            // Registers for the peer's RST_STREAM while the body waits.
+            if let Poll::Ready(reset) = self.to.poll_reset(cx) {
+                debug!(?reset, "the stream was reset by the receiving side");
+                return Poll::Ready(PipeEnd::ToFailed);
+            }
+            if let Some((chunk, end_of_stream)) = self.held.take() {
+                while self.to.capacity() == 0 {
+                    match self.to.poll_capacity(cx) {
+                        Poll::Pending => {
+                            self.held = Some((chunk, end_of_stream));
+                            return Poll::Pending;
+                        }
+                        Poll::Ready(Some(Ok(0))) => {}
+                        Poll::Ready(Some(Ok(_))) => break,
+                        Poll::Ready(Some(Err(_)) | None) => return Poll::Ready(PipeEnd::ToFailed),
+                    }
+                }
+                if self.to.send_data(chunk, end_of_stream).is_err() {
+                    return Poll::Ready(PipeEnd::ToFailed);
+                }
+                if end_of_stream {
+                    return Poll::Ready(PipeEnd::Done);
+                }
+                continue;
+            }
+            match ready!(self.from.poll_data(cx)) {
+                Some(Ok(chunk)) => {
+                    let len = chunk.len();
+                    let _ = self.from.flow_control().release_capacity(len);
+                    self.bytes += len as u64;
+                    let end_of_stream = self.from.is_end_stream();
+                    if len == 0 {
+                        // Needs no room: an empty DATA frame, often the end.
+                        if self.to.send_data(chunk, end_of_stream).is_err() {
+                            return Poll::Ready(PipeEnd::ToFailed);
+                        }
+                        if end_of_stream {
+                            return Poll::Ready(PipeEnd::Done);
+                        }
+                        continue;
+                    }
+                    // A claim of one byte: h2 raises it to the chunk's length
+                    // when the chunk is sent, and a larger claim made while
+                    // waiting could hold the connection's window from other
+                    // streams (hyper#4003).
+                    self.to.reserve_capacity(1);
+                    self.held = Some((chunk, end_of_stream));
+                }
+                Some(Err(err)) => return Poll::Ready(self.pass_on_failure(&err)),
+                None => {
+                    return Poll::Ready(match ready!(self.from.poll_trailers(cx)) {
+                        Ok(Some(trailers)) => {
+                            on_trailers(&trailers);
+                            self.to.reserve_capacity(0);
+                            match self.to.send_trailers(trailers) {
+                                Ok(()) => PipeEnd::Done,
+                                Err(_) => PipeEnd::ToFailed,
+                            }
+                        }
+                        Ok(None) => match self.to.send_data(Bytes::new(), true) {
+                            Ok(()) => PipeEnd::Done,
+                            Err(_) => PipeEnd::ToFailed,
+                        },
+                        Err(err) => self.pass_on_failure(&err),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Passes a failure of `from` on to `to`, with its reason.
+    fn pass_on_failure(&mut self, err: &h2::Error) -> PipeEnd {
+        debug!(error = %err, "the stream failed on the sending side");
+        self.to
+            .send_reset(err.reason().unwrap_or(self.default_reason));
+        PipeEnd::FromFailed
+    }
+}
