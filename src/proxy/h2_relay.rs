@@ -176,10 +176,34 @@ struct Accepted {
 
 impl Relay {
     /// Drives everything until the client connection ends.
+    ///
+    /// Each pass takes everything the client sent first, then lets every
+    /// stream act, then drives the upstream connections: the frames of all
+    /// the streams ready at once leave in one write to each side (taking
+    /// one stream at a time and driving the connections after each cost a
+    /// write per request).
     fn poll(&mut self, cx: &mut Context<'_>, server: &mut ServerConn) -> Poll<()> {
         loop {
+            loop {
+                match server.poll_accept(cx) {
+                    Poll::Ready(Some(Ok((req, respond)))) => {
+                        let authority = self.authority_of(&req);
+                        self.dispatch(Accepted {
+                            req,
+                            respond,
+                            authority,
+                            started: Instant::now(),
+                        });
+                    }
+                    Poll::Ready(Some(Err(err))) => {
+                        debug!(error = %err, "h2 client connection failed");
+                        return Poll::Ready(());
+                    }
+                    Poll::Ready(None) => return Poll::Ready(()),
+                    Poll::Pending => break,
+                }
+            }
             let mut again = false;
-            while let Poll::Ready(Some(())) = self.streams.poll_next_unpin(cx) {}
             if let Some(connecting) = self.connecting.as_mut()
                 && let Poll::Ready(opened) = connecting.as_mut().poll(cx)
             {
@@ -187,6 +211,7 @@ impl Relay {
                 self.connected(opened);
                 again = true;
             }
+            while let Poll::Ready(Some(())) = self.streams.poll_next_unpin(cx) {}
             while let Poll::Ready(Some(generation)) = self.drivers.poll_next_unpin(cx) {
                 if self
                     .current
@@ -196,24 +221,8 @@ impl Relay {
                     self.current = None;
                 }
             }
-            match server.poll_accept(cx) {
-                Poll::Ready(Some(Ok((req, respond)))) => {
-                    let authority = self.authority_of(&req);
-                    self.dispatch(Accepted {
-                        req,
-                        respond,
-                        authority,
-                        started: Instant::now(),
-                    });
-                    again = true;
-                }
-                Poll::Ready(Some(Err(err))) => {
-                    debug!(error = %err, "h2 client connection failed");
-                    return Poll::Ready(());
-                }
-                Poll::Ready(None) => return Poll::Ready(()),
-                Poll::Pending => {}
-            }
+            // Streams woken by what the connections read, and the frames
+            // they send, are taken on the next pass: the task was woken.
             if !again {
                 return Poll::Pending;
             }
