@@ -22,7 +22,7 @@ pub use record::{
     TcpProtocol, TcpRecord, is_failure,
 };
 
-use event::{Message, RequestMessageRef, TcpEvent};
+use event::{Message, RequestEncoder, TcpEvent};
 use filter::EventFacts;
 use hub::Hub;
 use metrics::{Metrics, UpstreamMetrics};
@@ -104,6 +104,7 @@ impl Telemetry {
             interval_start: Instant::now(),
             records_dropped: 0,
             upstream_metrics: HashMap::default(),
+            encoder: RequestEncoder::default(),
         };
         let mut batch = Vec::with_capacity(RECORD_BATCH);
         loop {
@@ -139,6 +140,7 @@ struct Folder<'a> {
     /// Metrics by authority label, inbound and outbound: at most
     /// `max_authorities` + 1 (`other`) labels, as [`AuthorityCap`] gives.
     upstream_metrics: HashMap<String, [Option<UpstreamMetrics>; 2]>,
+    encoder: RequestEncoder,
 }
 
 impl Folder<'_> {
@@ -166,8 +168,8 @@ impl Folder<'_> {
                     };
                     // Room for a typical event, so encoding does not grow
                     // the buffer step by step.
-                    let mut encoded = Vec::with_capacity(512);
-                    RequestMessageRef(&record).encode(&mut encoded);
+                    let mut encoded = String::with_capacity(512);
+                    self.encoder.encode(&record, &mut encoded);
                     self.hub.publish(&facts, &encoded.into());
                 }
             }

@@ -71,7 +71,7 @@ pub struct AdminState {
     /// draining so that Kubernetes stops sending new traffic.
     ready: AtomicBool,
     /// The `hello` message, encoded once.
-    hello: Bytes,
+    hello: Utf8Bytes,
     telemetry: Option<TelemetryAccess>,
 }
 
@@ -184,7 +184,7 @@ fn route(
         "/healthz" => text(StatusCode::OK, "ok"),
         "/readyz" if state.is_ready() => text(StatusCode::OK, "ready"),
         "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready"),
-        "/" => json(state.hello.clone()),
+        "/" => json(state.hello.clone().into()),
         "/metrics" | "/events" => {
             let Some(telemetry) = &state.telemetry else {
                 return text(StatusCode::NOT_FOUND, "not found");
@@ -322,17 +322,13 @@ async fn session<S>(
     ws: WebSocketStream<S>,
     subscriber: &Subscriber,
     hub: &Hub,
-    hello: Bytes,
+    hello: Utf8Bytes,
     shutdown: CancellationToken,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let (mut sink, mut incoming) = ws.split();
-    let frame = |bytes: Bytes| Utf8Bytes::try_from(bytes).map(tungstenite::Message::Text);
-    let Ok(hello) = frame(hello) else {
-        return;
-    };
-    if sink.send(hello).await.is_err() {
+    if sink.send(tungstenite::Message::Text(hello)).await.is_err() {
         return;
     }
     loop {
@@ -361,7 +357,7 @@ async fn session<S>(
             .into_iter()
             .chain(batch.events)
             .chain(batch.dropped)
-            .filter_map(|bytes| frame(bytes).ok());
+            .map(tungstenite::Message::Text);
         let send = async {
             for frame in frames {
                 sink.feed(frame).await?;

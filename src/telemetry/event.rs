@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -236,25 +237,25 @@ impl Rfc3339Micros {
 /// Writes an address as a JSON string, as its `Display` writes it; IPv4
 /// ones digit by digit with itoa, without the formatting machinery (which
 /// was a fifth of the cost of encoding an event, which carries two).
-fn write_addr(out: &mut Vec<u8>, addr: SocketAddr) {
+fn write_addr(out: &mut String, addr: SocketAddr) {
     let SocketAddr::V4(v4) = addr else {
         // `[v6]:port` needs no escaping.
-        out.push(b'"');
-        out.extend_from_slice(addr.to_string().as_bytes());
-        out.push(b'"');
+        out.push('"');
+        out.push_str(&addr.to_string());
+        out.push('"');
         return;
     };
     let mut digits = itoa::Buffer::new();
-    out.push(b'"');
+    out.push('"');
     for (i, octet) in v4.ip().octets().into_iter().enumerate() {
         if i > 0 {
-            out.push(b'.');
+            out.push('.');
         }
-        out.extend_from_slice(digits.format(octet).as_bytes());
+        out.push_str(digits.format(octet));
     }
-    out.push(b':');
-    out.extend_from_slice(digits.format(v4.port()).as_bytes());
-    out.push(b'"');
+    out.push(':');
+    out.push_str(digits.format(v4.port()));
+    out.push('"');
 }
 
 /// Milliseconds as a float with microsecond precision.
@@ -317,68 +318,67 @@ impl From<&TcpRecord> for TcpEvent {
 pub struct RequestMessageRef<'a>(pub &'a RequestRecord);
 
 impl RequestMessageRef<'_> {
+    /// Appends the message's JSON to `out`. The sidecar keeps a
+    /// [`RequestEncoder`] instead, whose caches make it cheaper.
+    pub fn encode(&self, out: &mut String) {
+        RequestEncoder::default().encode(self.0, out);
+    }
+}
+
+/// Encodes `request` messages one after another, remembering what repeats
+/// from one to the next: the timestamp's second, and the text of the
+/// fields that stay the same for all the requests of a connection.
+///
+/// Written by hand: through serde, every field name went through
+/// serde_json's escaping loop byte by byte, and a field cost a call chain;
+/// here names are constants and strings that need no escaping (nearly all)
+/// are copied whole. An event took 7,200 instructions through serde, 2,500
+/// by hand without the caches (see docs/benchmarks.md for with them).
+/// It writes into a `String`, so that the text goes to subscribers
+/// without being checked for UTF-8 again.
+#[derive(Default)]
+pub struct RequestEncoder {
+    /// The last second written, and its text up to the fraction
+    /// (`2026-11-30T03:42:30.`).
+    second: Option<(u64, String)>,
+    connections: ConnectionCache,
+}
+
+impl RequestEncoder {
     /// Appends the message's JSON to `out`.
-    ///
-    /// Written by hand: through serde, every field name went through
-    /// serde_json's escaping loop byte by byte, and a field cost a call
-    /// chain; here names are constants and strings that need no escaping
-    /// (nearly all) are copied whole. An event took 7,200 instructions that
-    /// way, a quarter of the proxy's work per request with a subscriber.
-    pub fn encode(&self, out: &mut Vec<u8>) {
-        let r = self.0;
-        out.extend_from_slice(br#"{"type":"request","ts":"#);
-        match Rfc3339Micros::new(r.start) {
-            Some(ts) => {
-                out.push(b'"');
-                out.extend_from_slice(&ts.0);
-                out.push(b'"');
-            }
-            None => write_str(out, &humantime::format_rfc3339_micros(r.start).to_string()),
-        }
-        out.extend_from_slice(br#","sidecar":"#);
-        write_str(out, &r.sidecar);
-        out.extend_from_slice(br#","direction":""#);
-        out.extend_from_slice(r.direction.as_str().as_bytes());
-        out.extend_from_slice(br#"","protocol":""#);
-        out.extend_from_slice(r.protocol.as_str().as_bytes());
-        out.extend_from_slice(br#"","client":"#);
-        write_addr(out, r.client);
-        out.extend_from_slice(br#","server":"#);
-        match r.server {
-            Some(server) => write_addr(out, server),
-            None => out.extend_from_slice(b"null"),
-        }
-        out.extend_from_slice(br#","authority":"#);
-        write_str(out, &r.authority);
-        out.extend_from_slice(br#","method":"#);
+    pub fn encode(&mut self, r: &RequestRecord, out: &mut String) {
+        out.push_str(r#"{"type":"request","ts":"#);
+        self.write_timestamp(out, r.start);
+        self.connections.write(out, r);
+        out.push_str(r#","method":"#);
         write_opt_str(out, r.method.as_ref().map(http::Method::as_str));
-        out.extend_from_slice(br#","path":"#);
+        out.push_str(r#","path":"#);
         write_opt_str(out, r.path.as_deref());
-        out.extend_from_slice(br#","status":"#);
+        out.push_str(r#","status":"#);
         write_opt_uint(out, r.status.map(u64::from));
-        out.extend_from_slice(br#","grpc_status":"#);
+        out.push_str(r#","grpc_status":"#);
         write_opt_uint(out, r.grpc_status.map(u64::from));
-        out.extend_from_slice(br#","grpc_message":"#);
+        out.push_str(r#","grpc_message":"#);
         write_opt_str(out, r.grpc_message.as_deref());
-        out.extend_from_slice(br#","error":"#);
+        out.push_str(r#","error":"#);
         match r.error {
             Some(error) => {
-                out.push(b'"');
-                out.extend_from_slice(error.as_str().as_bytes());
-                out.push(b'"');
+                out.push('"');
+                out.push_str(error.as_str());
+                out.push('"');
             }
-            None => out.extend_from_slice(b"null"),
+            None => out.push_str("null"),
         }
-        out.extend_from_slice(br#","duration_ms":"#);
-        write_float(out, millis(r.duration));
-        out.extend_from_slice(br#","ttfb_ms":"#);
+        out.push_str(r#","duration_ms":"#);
+        write_millis(out, r.duration);
+        out.push_str(r#","ttfb_ms":"#);
         match r.ttfb {
-            Some(ttfb) => write_float(out, millis(ttfb)),
-            None => out.extend_from_slice(b"null"),
+            Some(ttfb) => write_millis(out, ttfb),
+            None => out.push_str("null"),
         }
-        out.extend_from_slice(br#","req_bytes":"#);
+        out.push_str(r#","req_bytes":"#);
         write_uint(out, r.req_bytes);
-        out.extend_from_slice(br#","resp_bytes":"#);
+        out.push_str(r#","resp_bytes":"#);
         write_uint(out, r.resp_bytes);
         if !r.headers.is_empty() {
             // Sorted, and the last of a repeated name kept, like the
@@ -388,55 +388,188 @@ impl RequestMessageRef<'_> {
                 .iter()
                 .map(|(k, v)| (k.as_str(), v.as_str()))
                 .collect();
-            out.extend_from_slice(br#","headers":{"#);
+            out.push_str(r#","headers":{"#);
             for (i, (name, value)) in sorted.into_iter().enumerate() {
                 if i > 0 {
-                    out.push(b',');
+                    out.push(',');
                 }
                 write_str(out, name);
-                out.push(b':');
+                out.push(':');
                 write_str(out, value);
             }
-            out.push(b'}');
+            out.push('}');
         }
-        out.push(b'}');
+        out.push('}');
+    }
+
+    /// Writes a timestamp as [`timestamp`] does, working out the date only
+    /// when the second changes.
+    fn write_timestamp(&mut self, out: &mut String, time: SystemTime) {
+        let Ok(since_epoch) = time.duration_since(SystemTime::UNIX_EPOCH) else {
+            return write_str(out, &timestamp(time));
+        };
+        let secs = since_epoch.as_secs();
+        let prefix = match &self.second {
+            Some((second, prefix)) if *second == secs => prefix,
+            _ => match Rfc3339Micros::new(time) {
+                Some(ts) => {
+                    let prefix = ts.as_str()[..20].to_owned();
+                    &self.second.insert((secs, prefix)).1
+                }
+                None => return write_str(out, &timestamp(time)),
+            },
+        };
+        out.push('"');
+        out.push_str(prefix);
+        let mut micros = [b'0'; 6];
+        let mut value = since_epoch.subsec_micros();
+        for digit in micros.iter_mut().rev() {
+            *digit = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+        out.push_str(std::str::from_utf8(&micros).unwrap_or("000000"));
+        out.push_str("Z\"");
+    }
+}
+
+/// The text of a request's fields from `sidecar` to `authority`, the same
+/// for every request of a connection, for the connections seen last: 256
+/// slots chosen by the client's port. A hit costs a few comparisons
+/// instead of two addresses and two strings written.
+struct ConnectionCache {
+    slots: Vec<Option<ConnectionText>>,
+}
+
+struct ConnectionText {
+    sidecar: Arc<str>,
+    direction: Direction,
+    protocol: HttpProtocol,
+    client: SocketAddr,
+    server: Option<SocketAddr>,
+    authority: Arc<str>,
+    text: String,
+}
+
+impl ConnectionText {
+    fn is_of(&self, r: &RequestRecord) -> bool {
+        self.client == r.client
+            && self.server == r.server
+            && self.direction == r.direction
+            && self.protocol == r.protocol
+            && (Arc::ptr_eq(&self.authority, &r.authority) || self.authority == r.authority)
+            && (Arc::ptr_eq(&self.sidecar, &r.sidecar) || self.sidecar == r.sidecar)
+    }
+}
+
+impl Default for ConnectionCache {
+    fn default() -> Self {
+        ConnectionCache {
+            slots: std::iter::repeat_with(|| None).take(256).collect(),
+        }
+    }
+}
+
+impl ConnectionCache {
+    fn write(&mut self, out: &mut String, r: &RequestRecord) {
+        // Fibonacci hashing: ports that differ by a step (as the kernel
+        // hands them out) land far apart.
+        let slot = (u32::from(r.client.port()).wrapping_mul(0x9E37_79B9) >> 24) as usize;
+        let slot = &mut self.slots[slot];
+        if let Some(cached) = slot
+            && cached.is_of(r)
+        {
+            out.push_str(&cached.text);
+            return;
+        }
+        let mut text = String::with_capacity(160);
+        text.push_str(r#","sidecar":"#);
+        write_str(&mut text, &r.sidecar);
+        text.push_str(r#","direction":""#);
+        text.push_str(r.direction.as_str());
+        text.push_str(r#"","protocol":""#);
+        text.push_str(r.protocol.as_str());
+        text.push_str(r#"","client":"#);
+        write_addr(&mut text, r.client);
+        text.push_str(r#","server":"#);
+        match r.server {
+            Some(server) => write_addr(&mut text, server),
+            None => text.push_str("null"),
+        }
+        text.push_str(r#","authority":"#);
+        write_str(&mut text, &r.authority);
+        out.push_str(&text);
+        *slot = Some(ConnectionText {
+            sidecar: r.sidecar.clone(),
+            direction: r.direction,
+            protocol: r.protocol,
+            client: r.client,
+            server: r.server,
+            authority: r.authority.clone(),
+            text,
+        });
     }
 }
 
 /// Writes a JSON string. One that needs escaping (a control character, a
 /// quote or a backslash) goes through serde_json, so the escapes are its.
-fn write_str(out: &mut Vec<u8>, value: &str) {
+fn write_str(out: &mut String, value: &str) {
     if value.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
-        // Writing a string into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut *out, value);
+        // Serializing a string cannot fail.
+        out.push_str(&serde_json::to_string(value).unwrap_or_default());
         return;
     }
-    out.push(b'"');
-    out.extend_from_slice(value.as_bytes());
-    out.push(b'"');
+    out.push('"');
+    out.push_str(value);
+    out.push('"');
 }
 
-fn write_opt_str(out: &mut Vec<u8>, value: Option<&str>) {
+fn write_opt_str(out: &mut String, value: Option<&str>) {
     match value {
         Some(value) => write_str(out, value),
-        None => out.extend_from_slice(b"null"),
+        None => out.push_str("null"),
     }
 }
 
-fn write_uint(out: &mut Vec<u8>, value: u64) {
-    out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+fn write_uint(out: &mut String, value: u64) {
+    out.push_str(itoa::Buffer::new().format(value));
 }
 
-fn write_opt_uint(out: &mut Vec<u8>, value: Option<u64>) {
+fn write_opt_uint(out: &mut String, value: Option<u64>) {
     match value {
         Some(value) => write_uint(out, value),
-        None => out.extend_from_slice(b"null"),
+        None => out.push_str("null"),
     }
 }
 
-/// Floats as serde_json writes them (its shortest round-trip form).
-fn write_float(out: &mut Vec<u8>, value: f64) {
-    let _ = serde_json::to_writer(&mut *out, &value);
+/// Writes [`millis`] of a duration as serde_json writes that float (its
+/// shortest round-trip form). Below 10¹² µs, where a double's spacing is
+/// far finer than 0.001, that form is the number of microseconds with the
+/// point moved three places and trailing zeros dropped (`1.5`, `0.001`,
+/// `3.0`), written here with integers; larger ones go through serde_json.
+fn write_millis(out: &mut String, duration: Duration) {
+    let micros = duration.as_micros();
+    if micros >= 1_000_000_000_000 {
+        out.push_str(&serde_json::to_string(&millis(duration)).unwrap_or_default());
+        return;
+    }
+    let micros = micros as u64;
+    write_uint(out, micros / 1000);
+    out.push('.');
+    let mut fraction = micros % 1000;
+    if fraction == 0 {
+        out.push('0');
+        return;
+    }
+    let mut digits = 3;
+    while fraction.is_multiple_of(10) {
+        fraction /= 10;
+        digits -= 1;
+    }
+    let text = itoa::Buffer::new().format(fraction).len();
+    for _ in text..digits {
+        out.push('0');
+    }
+    write_uint(out, fraction);
 }
 
 #[cfg(test)]
@@ -512,9 +645,9 @@ mod tests {
     }
 
     fn borrowed(r: &RequestRecord) -> String {
-        let mut out = Vec::new();
+        let mut out = String::new();
         RequestMessageRef(r).encode(&mut out);
-        String::from_utf8(out).expect("the encoder writes UTF-8")
+        out
     }
 
     #[test]
@@ -542,6 +675,12 @@ mod tests {
     }
 
     fn random_addr() -> SocketAddr {
+        // Often one of a few, sharing ports, so the encoder's address
+        // cache is hit and its slots are contended.
+        if fastrand::bool() {
+            let ip = [[10, 0, 0, 1], [10, 0, 0, 2], [127, 0, 0, 1]][fastrand::usize(..3)];
+            return SocketAddr::from((ip, [80, 144, 8080][fastrand::usize(..3)]));
+        }
         if fastrand::bool() {
             SocketAddr::from((fastrand::u32(..).to_be_bytes(), fastrand::u16(..)))
         } else {
@@ -552,9 +691,15 @@ mod tests {
     #[test]
     fn the_borrowing_encoder_matches_serde_on_random_records() {
         let maybe = |text: String| fastrand::bool().then_some(text);
+        // One encoder for all, as the sidecar keeps one: its caches carry
+        // from record to record.
+        let mut encoder = RequestEncoder::default();
+        let mut last_micros = 0;
         for _ in 0..5_000 {
-            let micros = match fastrand::u8(..4) {
+            let micros = match fastrand::u8(..5) {
                 0 => 0,
+                // Within the second of the last one, or the next.
+                4 => last_micros / 1_000_000 * 1_000_000 + fastrand::u64(..2_000_000),
                 // Past year 9999, where humantime takes over (or refuses).
                 1 => fastrand::u64(253_402_300_800_000_000..300_000_000_000_000_000),
                 _ => fastrand::u64(..253_402_300_799_999_999),
@@ -600,7 +745,32 @@ mod tests {
             if std::panic::catch_unwind(|| owned(&record)).is_err() {
                 continue;
             }
+            last_micros = micros;
             assert_eq!(borrowed(&record), owned(&record), "{record:?}");
+            let mut out = String::new();
+            encoder.encode(&record, &mut out);
+            assert_eq!(out, owned(&record), "{record:?}");
+        }
+    }
+
+    #[test]
+    fn milliseconds_are_written_as_serde_writes_them() {
+        let mut micros: Vec<u64> = (0..200_000).collect();
+        for power in 0..=13 {
+            let p = 10u64.pow(power);
+            micros.extend([p - 1, p, p + 1, p * 3 / 2]);
+        }
+        micros.extend((0..100_000).map(|_| fastrand::u64(..1 << 45)));
+        micros.extend([u64::MAX / 1000, 999_999_999_999, 1_000_000_000_000]);
+        for micros in micros {
+            let duration = Duration::from_micros(micros);
+            let mut out = String::new();
+            write_millis(&mut out, duration);
+            assert_eq!(
+                out,
+                serde_json::to_string(&millis(duration)).expect("encodes"),
+                "{micros}"
+            );
         }
     }
 
@@ -640,9 +810,9 @@ mod tests {
             "[fe80::1:2]:9",
         ] {
             let addr: SocketAddr = text.parse().expect("literal");
-            let mut out = Vec::new();
+            let mut out = String::new();
             write_addr(&mut out, addr);
-            assert_eq!(out, format!("\"{text}\"").as_bytes());
+            assert_eq!(out, format!("\"{text}\""));
         }
     }
 

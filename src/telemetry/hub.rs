@@ -6,8 +6,8 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use bytes::Bytes;
 use tokio::sync::Notify;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::event::{Dropped, Message};
 use super::filter::{EventFacts, Filter};
@@ -41,7 +41,7 @@ pub struct Subscriber {
 
 #[derive(Default)]
 struct Queue {
-    events: VecDeque<Bytes>,
+    events: VecDeque<Utf8Bytes>,
     stats: Option<PendingStats>,
     /// Events missed since the last `dropped` message.
     missed: u64,
@@ -50,7 +50,7 @@ struct Queue {
 
 enum PendingStats {
     /// One interval, encoded once and shared by every subscriber.
-    Shared(Arc<StatsSnapshot>, Bytes),
+    Shared(Arc<StatsSnapshot>, Utf8Bytes),
     /// Several intervals this subscriber fell behind on, merged.
     Coalesced(StatsSnapshot),
 }
@@ -58,9 +58,9 @@ enum PendingStats {
 /// What a subscriber's connection sends next, in order.
 #[derive(Default)]
 pub struct Batch {
-    pub stats: Option<Bytes>,
-    pub events: Vec<Bytes>,
-    pub dropped: Option<Bytes>,
+    pub stats: Option<Utf8Bytes>,
+    pub events: Vec<Utf8Bytes>,
+    pub dropped: Option<Utf8Bytes>,
 }
 
 impl Batch {
@@ -119,7 +119,7 @@ impl Hub {
 
     /// Offers an encoded request/tcp event to every subscriber whose filter
     /// matches `facts`. Never waits.
-    pub fn publish(&self, facts: &EventFacts<'_>, encoded: &Bytes) {
+    pub fn publish(&self, facts: &EventFacts<'_>, encoded: &Utf8Bytes) {
         let subscribers = lock(&self.subscribers);
         for subscriber in subscribers.iter() {
             if !subscriber.filter.matches(facts) {
@@ -182,7 +182,7 @@ impl Subscriber {
             PendingStats::Coalesced(merged) => encode(&Message::Stats(merged.to_message(sidecar))),
         });
         let n = queue.events.len().min(max);
-        let events: Vec<Bytes> = queue.events.drain(..n).collect();
+        let events: Vec<Utf8Bytes> = queue.events.drain(..n).collect();
         let dropped = (queue.missed > 0).then(|| {
             let notice = Dropped {
                 count: queue.missed,
@@ -199,10 +199,11 @@ impl Subscriber {
     }
 }
 
-/// Encodes a message as the JSON text of one frame.
-pub fn encode(message: &Message) -> Bytes {
+/// Encodes a message as the JSON text of one frame: text known to be
+/// UTF-8, which the WebSocket sends without checking it again.
+pub fn encode(message: &Message) -> Utf8Bytes {
     // Serializing these plain types to JSON cannot fail.
-    Bytes::from(serde_json::to_vec(message).unwrap_or_default())
+    Utf8Bytes::from(serde_json::to_string(message).unwrap_or_default())
 }
 
 #[cfg(test)]
@@ -228,14 +229,17 @@ mod tests {
     fn a_full_queue_drops_counts_and_reports_once_there_is_room() {
         let hub = hub();
         let sub = hub.subscribe(Filter::default()).expect("room");
-        let event = Bytes::from_static(b"{}");
+        let event = Utf8Bytes::from_static("{}");
         for _ in 0..SUBSCRIBER_QUEUE + 7 {
             hub.publish(&facts(), &event);
         }
         let batch = sub.take(usize::MAX, "s");
         assert_eq!(batch.events.len(), SUBSCRIBER_QUEUE);
         let dropped = batch.dropped.expect("a dropped notice");
-        assert_eq!(&dropped[..], br#"{"type":"dropped","count":7,"total":7}"#);
+        assert_eq!(
+            dropped.as_str(),
+            r#"{"type":"dropped","count":7,"total":7}"#
+        );
         hub.publish(&facts(), &event);
         let batch = sub.take(usize::MAX, "s");
         assert_eq!(batch.events.len(), 1);
@@ -255,7 +259,7 @@ mod tests {
             hub.publish_stats(Arc::new(snapshot));
         }
         let stats = sub.take(10, "s").stats.expect("stats pending");
-        let message: Message = serde_json::from_slice(&stats).expect("valid json");
+        let message: Message = serde_json::from_str(&stats).expect("valid json");
         let Message::Stats(stats) = message else {
             panic!("not stats")
         };
