@@ -1,8 +1,9 @@
 //! HTTP forwarding with hyper: requests are served in the protocol they
 //! arrived in and sent upstream in the same protocol, on one upstream
 //! connection per client connection, streaming bodies both ways. It serves
-//! HTTP/2 and explicit-proxy connections, and the HTTP/1 connections that
-//! [`super::relay`] hands over.
+//! explicit-proxy connections (HTTP/1 and HTTP/2), and the HTTP/1
+//! connections that [`super::relay`] hands over; HTTP/2 to a destination
+//! goes through [`super::h2_relay`].
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -318,10 +318,15 @@ impl From<&TcpRecord> for TcpEvent {
 pub struct RequestMessageRef<'a>(pub &'a RequestRecord);
 
 impl RequestMessageRef<'_> {
-    /// Appends the message's JSON to `out`. The sidecar keeps a
-    /// [`RequestEncoder`] instead, whose caches make it cheaper.
+    /// Appends the message's JSON to `out`, with nothing cached: the
+    /// sidecar keeps a [`RequestEncoder`] instead, whose caches make each
+    /// message after the first cheaper.
     pub fn encode(&self, out: &mut String) {
-        RequestEncoder::default().encode(self.0, out);
+        let mut encoder = RequestEncoder {
+            second: None,
+            connections: ConnectionCache::none(),
+        };
+        encoder.encode(self.0, out);
     }
 }
 
@@ -470,34 +475,27 @@ impl Default for ConnectionCache {
 }
 
 impl ConnectionCache {
+    /// A cache without slots, which writes the fields every time.
+    fn none() -> Self {
+        ConnectionCache { slots: Vec::new() }
+    }
+
     fn write(&mut self, out: &mut String, r: &RequestRecord) {
         // Fibonacci hashing: ports that differ by a step (as the kernel
         // hands them out) land far apart.
         let slot = (u32::from(r.client.port()).wrapping_mul(0x9E37_79B9) >> 24) as usize;
-        let slot = &mut self.slots[slot];
+        let Some(slot) = self.slots.get_mut(slot) else {
+            return write_connection_fields(out, r);
+        };
         if let Some(cached) = slot
             && cached.is_of(r)
         {
             out.push_str(&cached.text);
             return;
         }
-        let mut text = String::with_capacity(160);
-        text.push_str(r#","sidecar":"#);
-        write_str(&mut text, &r.sidecar);
-        text.push_str(r#","direction":""#);
-        text.push_str(r.direction.as_str());
-        text.push_str(r#"","protocol":""#);
-        text.push_str(r.protocol.as_str());
-        text.push_str(r#"","client":"#);
-        write_addr(&mut text, r.client);
-        text.push_str(r#","server":"#);
-        match r.server {
-            Some(server) => write_addr(&mut text, server),
-            None => text.push_str("null"),
-        }
-        text.push_str(r#","authority":"#);
-        write_str(&mut text, &r.authority);
-        out.push_str(&text);
+        let start = out.len();
+        write_connection_fields(out, r);
+        let text = out[start..].to_owned();
         *slot = Some(ConnectionText {
             sidecar: r.sidecar.clone(),
             direction: r.direction,
@@ -508,6 +506,25 @@ impl ConnectionCache {
             text,
         });
     }
+}
+
+/// The fields of a request from `sidecar` to `authority`.
+fn write_connection_fields(out: &mut String, r: &RequestRecord) {
+    out.push_str(r#","sidecar":"#);
+    write_str(out, &r.sidecar);
+    out.push_str(r#","direction":""#);
+    out.push_str(r.direction.as_str());
+    out.push_str(r#"","protocol":""#);
+    out.push_str(r.protocol.as_str());
+    out.push_str(r#"","client":"#);
+    write_addr(out, r.client);
+    out.push_str(r#","server":"#);
+    match r.server {
+        Some(server) => write_addr(out, server),
+        None => out.push_str("null"),
+    }
+    out.push_str(r#","authority":"#);
+    write_str(out, &r.authority);
 }
 
 /// Writes a JSON string. One that needs escaping (a control character, a
