@@ -6,6 +6,7 @@
 mod support;
 use support::*;
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -97,30 +98,44 @@ async fn an_upstream_connection_its_server_closed_is_replaced_for_later_streams(
     proxy.stop().await;
 }
 
-/// An h2c server that answers every stream with its `:authority` (or
-/// `none`) as the body.
-async fn authority_backend() -> SocketAddr {
+/// An h2c server on the h2 crate that hands every stream to `answer`, in a
+/// task of its own.
+async fn h2_server<F, Fut>(answer: F) -> SocketAddr
+where
+    F: Fn(Request<h2::RecvStream>, h2::server::SendResponse<Bytes>) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let listener = TcpListener::bind(local0()).await.expect("bind backend");
     let addr = listener.local_addr().expect("backend addr");
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
+            let answer = answer.clone();
             tokio::spawn(async move {
                 let Ok(mut conn) = h2::server::handshake(stream).await else {
                     return;
                 };
-                while let Some(Ok((req, mut respond))) = conn.accept().await {
-                    let authority = req
-                        .uri()
-                        .authority()
-                        .map_or("none".to_owned(), |a| a.to_string());
-                    if let Ok(mut body) = respond.send_response(Response::new(()), false) {
-                        let _ = body.send_data(Bytes::from(authority), true);
-                    }
+                while let Some(Ok((req, respond))) = conn.accept().await {
+                    tokio::spawn(answer(req, respond));
                 }
             });
         }
     });
     addr
+}
+
+/// An h2c server that answers every stream with its `:authority` (or
+/// `none`) as the body.
+async fn authority_backend() -> SocketAddr {
+    h2_server(|req, mut respond| async move {
+        let authority = req
+            .uri()
+            .authority()
+            .map_or("none".to_owned(), |a| a.to_string());
+        if let Ok(mut body) = respond.send_response(Response::new(()), false) {
+            let _ = body.send_data(Bytes::from(authority), true);
+        }
+    })
+    .await
 }
 
 #[tokio::test]
@@ -160,30 +175,19 @@ async fn a_request_without_authority_is_sent_upstream_with_its_host() {
     proxy.stop().await;
 }
 
-/// An h2c server that answers `early` as soon as a request's head arrives,
-/// without reading its body.
+/// An h2c server that answers `413 early` as soon as a request's head
+/// arrives, without reading its body.
 async fn early_answer_backend() -> SocketAddr {
-    let listener = TcpListener::bind(local0()).await.expect("bind backend");
-    let addr = listener.local_addr().expect("backend addr");
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let Ok(mut conn) = h2::server::handshake(stream).await else {
-                    return;
-                };
-                while let Some(Ok((_, mut respond))) = conn.accept().await {
-                    let resp = Response::builder()
-                        .status(413)
-                        .body(())
-                        .expect("valid response");
-                    if let Ok(mut body) = respond.send_response(resp, false) {
-                        let _ = body.send_data(Bytes::from_static(b"early"), true);
-                    }
-                }
-            });
+    h2_server(|_, mut respond| async move {
+        let resp = Response::builder()
+            .status(413)
+            .body(())
+            .expect("valid response");
+        if let Ok(mut body) = respond.send_response(resp, false) {
+            let _ = body.send_data(Bytes::from_static(b"early"), true);
         }
-    });
-    addr
+    })
+    .await
 }
 
 #[tokio::test]
@@ -225,43 +229,30 @@ async fn an_answer_before_the_request_body_ends_reaches_the_client_whole() {
 /// An h2c server that answers one 16 MiB body per stream, sending only as
 /// flow control allows, and publishes how much it has sent.
 async fn large_body_backend() -> (SocketAddr, watch::Receiver<usize>) {
-    let listener = TcpListener::bind(local0()).await.expect("bind backend");
-    let addr = listener.local_addr().expect("backend addr");
     let (sent_tx, sent) = watch::channel(0);
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let sent_tx = sent_tx.clone();
-            tokio::spawn(async move {
-                let Ok(mut conn) = h2::server::handshake(stream).await else {
+    let addr = h2_server(move |_, mut respond| {
+        let sent_tx = sent_tx.clone();
+        async move {
+            let Ok(mut body) = respond.send_response(Response::new(()), false) else {
+                return;
+            };
+            let chunk = Bytes::from(vec![b'x'; 16 * 1024]);
+            let mut total = 0;
+            while total < 16 * MIB {
+                body.reserve_capacity(chunk.len());
+                let Some(Ok(room)) = std::future::poll_fn(|cx| body.poll_capacity(cx)).await else {
                     return;
                 };
-                while let Some(Ok((_, mut respond))) = conn.accept().await {
-                    let sent_tx = sent_tx.clone();
-                    tokio::spawn(async move {
-                        let Ok(mut body) = respond.send_response(Response::new(()), false) else {
-                            return;
-                        };
-                        let chunk = Bytes::from(vec![b'x'; 16 * 1024]);
-                        let mut total = 0;
-                        while total < 16 * MIB {
-                            body.reserve_capacity(chunk.len());
-                            let Some(Ok(room)) =
-                                std::future::poll_fn(|cx| body.poll_capacity(cx)).await
-                            else {
-                                return;
-                            };
-                            let n = room.min(chunk.len()).min(16 * MIB - total);
-                            total += n;
-                            if body.send_data(chunk.slice(..n), total == 16 * MIB).is_err() {
-                                return;
-                            }
-                            sent_tx.send_replace(total);
-                        }
-                    });
+                let n = room.min(chunk.len()).min(16 * MIB - total);
+                total += n;
+                if body.send_data(chunk.slice(..n), total == 16 * MIB).is_err() {
+                    return;
                 }
-            });
+                sent_tx.send_replace(total);
+            }
         }
-    });
+    })
+    .await;
     (addr, sent)
 }
 

@@ -296,8 +296,8 @@ impl Relay {
                     if let Some(record) = inflight.record() {
                         record.server = failure.server;
                     }
-                    answer_locally(&mut respond, grpc, &failure.message);
-                    inflight.finish(Some(failure.kind));
+                    let (kind, message) = (failure.kind, &failure.message);
+                    not_forwarded(&mut respond, &mut inflight, grpc, kind, message);
                 }
             }
         }
@@ -363,6 +363,18 @@ fn begin(
     (inflight, grpc)
 }
 
+/// Answers a stream that could not be forwarded, and records why.
+fn not_forwarded(
+    respond: &mut SendResponse<Bytes>,
+    inflight: &mut InFlight,
+    grpc: bool,
+    kind: ErrorKind,
+    message: &str,
+) {
+    answer_locally(respond, grpc, message);
+    inflight.finish(Some(kind));
+}
+
 /// Answers a stream that could not be forwarded: `502` with the reason as
 /// text, or a trailers-only `UNAVAILABLE` for gRPC.
 fn answer_locally(respond: &mut SendResponse<Bytes>, grpc: bool, message: &str) {
@@ -403,13 +415,14 @@ async fn forward(ctx: Arc<ConnCtx>, dest: Dest, upstream: Upstream, accepted: Ac
     }
     // Waits while the upstream has as many streams open as it allows.
     if let Err(err) = poll_fn(|cx| sender.poll_ready(cx)).await {
-        answer_locally(
+        let message = format!("upstream connection failed: {err}");
+        return not_forwarded(
             &mut respond,
+            &mut inflight,
             grpc,
-            &format!("upstream connection failed: {err}"),
+            ErrorKind::UpstreamReset,
+            &message,
         );
-        inflight.finish(Some(ErrorKind::UpstreamReset));
-        return;
     }
     let (parts, body) = req.into_parts();
     let end_of_stream = body.is_end_stream();
@@ -420,13 +433,14 @@ async fn forward(ctx: Arc<ConnCtx>, dest: Dest, upstream: Upstream, accepted: Ac
     let (response, request_body) = match sender.send_request(head, end_of_stream) {
         Ok(sent) => sent,
         Err(err) => {
-            answer_locally(
+            let message = format!("upstream request failed: {err}");
+            return not_forwarded(
                 &mut respond,
+                &mut inflight,
                 grpc,
-                &format!("upstream request failed: {err}"),
+                ErrorKind::UpstreamReset,
+                &message,
             );
-            inflight.finish(Some(ErrorKind::UpstreamReset));
-            return;
         }
     };
     drop(sender);
