@@ -1,19 +1,20 @@
 //! The HTTP/2 relay's own cases, beyond what tests/proxy_h2_grpc.rs shows
-//! of HTTP/2 forwarding in general: upstream connections that end, requests
-//! without `:authority`, answers that come before the request body ends,
-//! and a client that does not read.
+//! of HTTP/2 forwarding in general: upstream connections that end or go
+//! away, requests without `:authority`, answers that come before the
+//! request body ends, and a client that does not read.
 
 mod support;
 use support::*;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, Version};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 
 const MIB: usize = 1024 * 1024;
 
@@ -95,6 +96,97 @@ async fn an_upstream_connection_its_server_closed_is_replaced_for_later_streams(
         assert_eq!(record.error, None, "request {n}");
         assert_eq!(record.resp_bytes, 6);
     }
+    proxy.stop().await;
+}
+
+/// An h2c server whose first connection answers its first stream with
+/// `first ` and then goes away gracefully (GOAWAY first, so the proxy has
+/// it before the answer), keeping that stream open until `finish` is
+/// notified, when it sends `last`. Later streams on that connection (there
+/// should be none) get `503`; other connections answer `conn N`.
+async fn going_away_backend(finish: Arc<Notify>) -> SocketAddr {
+    let listener = TcpListener::bind(local0()).await.expect("bind backend");
+    let addr = listener.local_addr().expect("backend addr");
+    tokio::spawn(async move {
+        let mut n = 0;
+        while let Ok((stream, _)) = listener.accept().await {
+            n += 1;
+            let finish = finish.clone();
+            tokio::spawn(async move {
+                let Ok(mut conn) = h2::server::handshake(stream).await else {
+                    return;
+                };
+                if n == 1 {
+                    let Some(Ok((_, mut respond))) = conn.accept().await else {
+                        return;
+                    };
+                    conn.graceful_shutdown();
+                    let Ok(mut body) = respond.send_response(Response::new(()), false) else {
+                        return;
+                    };
+                    let _ = body.send_data(Bytes::from_static(b"first "), false);
+                    tokio::spawn(async move {
+                        finish.notified().await;
+                        let _ = body.send_data(Bytes::from_static(b"last"), true);
+                    });
+                }
+                while let Some(Ok((_, mut respond))) = conn.accept().await {
+                    let status = if n == 1 { 503 } else { 200 };
+                    let resp = Response::builder()
+                        .status(status)
+                        .body(())
+                        .expect("valid response");
+                    if let Ok(mut body) = respond.send_response(resp, false) {
+                        let _ = body.send_data(Bytes::from(format!("conn {n}")), true);
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn new_streams_go_to_a_new_connection_while_the_old_one_goes_away() {
+    let finish = Arc::new(Notify::new());
+    let backend = going_away_backend(finish.clone()).await;
+    let mut proxy = TestProxy::inbound_to(backend).await;
+    let mut client = h2_client(proxy.addr()).await;
+
+    let req = Request::get("http://web-svc/stream")
+        .body(())
+        .expect("valid request");
+    let (first, _) = client.send_request(req, true).expect("stream opens");
+    let first = within("the first response", first).await.expect("response");
+    assert_eq!(first.status(), 200);
+    let mut first_body = first.into_body();
+    let chunk = within("the first chunk", first_body.data())
+        .await
+        .expect("a chunk")
+        .expect("no error");
+    assert_eq!(&chunk[..], b"first ");
+
+    // The upstream connection said GOAWAY before that chunk: a new stream
+    // must not be refused, or sent there, but go to a new connection.
+    let req = Request::get("http://web-svc/next")
+        .body(())
+        .expect("valid request");
+    let (next, _) = client.send_request(req, true).expect("stream opens");
+    let next = within("the next response", next).await.expect("response");
+    assert_eq!(next.status(), 200);
+    let mut next_body = next.into_body();
+    assert_eq!(read_all(&mut next_body).await, b"conn 2");
+    let record = proxy.next_request().await;
+    assert_eq!(record.path.as_deref(), Some("/next"));
+    assert_eq!(record.error, None);
+
+    // The stream on the old connection still ends as its server ends it.
+    finish.notify_one();
+    assert_eq!(read_all(&mut first_body).await, b"last");
+    let record = proxy.next_request().await;
+    assert_eq!(record.path.as_deref(), Some("/stream"));
+    assert_eq!(record.resp_bytes, 10);
+    assert_eq!(record.error, None);
     proxy.stop().await;
 }
 

@@ -18,8 +18,10 @@
 //!   at accept, eagerly) and again after it closes; streams that arrive
 //!   meanwhile wait with it. When the connection cannot be made, each gets
 //!   `502` (`UNAVAILABLE` for gRPC), as from hyper's forwarder.
-//! - An upstream connection that ends (its server closed it) is replaced
-//!   for the streams that come after.
+//! - An upstream connection whose server said GOAWAY keeps its streams to
+//!   their end, and one that closed is dropped; the streams that come after
+//!   go to a new one. A stream given to a connection found going away
+//!   before anything was sent on it goes to the next one, once.
 //! - The request's head goes upstream with its body streaming after it,
 //!   while the response is awaited; then the response streams back.
 //! - A reset on either side is passed to the other with its reason; a
@@ -130,7 +132,7 @@ struct Relay {
     /// Upstream connections, each driven until it closes (one that is no
     /// longer `current` still serves its streams). Each ends with its number.
     drivers: FuturesUnordered<BoxFuture<u64>>,
-    streams: FuturesUnordered<BoxFuture<()>>,
+    streams: FuturesUnordered<BoxFuture<StreamEnd>>,
     last_authority: Option<Arc<str>>,
 }
 
@@ -172,6 +174,15 @@ struct Accepted {
     respond: SendResponse<Bytes>,
     authority: Arc<str>,
     started: Instant,
+    /// Whether it was given to a connection that was going away already.
+    retried: bool,
+}
+
+enum StreamEnd {
+    Done,
+    /// The stream's upstream connection (this generation) was going away
+    /// before anything was sent: the stream goes to the next one, once.
+    Retry(Box<Accepted>, u64),
 }
 
 impl Relay {
@@ -193,6 +204,7 @@ impl Relay {
                             respond,
                             authority,
                             started: Instant::now(),
+                            retried: false,
                         });
                     }
                     Poll::Ready(Some(Err(err))) => {
@@ -211,21 +223,32 @@ impl Relay {
                 self.connected(opened);
                 again = true;
             }
-            while let Poll::Ready(Some(())) = self.streams.poll_next_unpin(cx) {}
-            while let Poll::Ready(Some(generation)) = self.drivers.poll_next_unpin(cx) {
-                if self
-                    .current
-                    .as_ref()
-                    .is_some_and(|c| c.generation == generation)
-                {
-                    self.current = None;
+            while let Poll::Ready(Some(end)) = self.streams.poll_next_unpin(cx) {
+                if let StreamEnd::Retry(accepted, generation) = end {
+                    self.going_away(generation);
+                    self.dispatch(*accepted);
+                    again = true;
                 }
+            }
+            while let Poll::Ready(Some(generation)) = self.drivers.poll_next_unpin(cx) {
+                self.going_away(generation);
             }
             // Streams woken by what the connections read, and the frames
             // they send, are taken on the next pass: the task was woken.
             if !again {
                 return Poll::Pending;
             }
+        }
+    }
+
+    /// New streams no longer go to upstream connection `generation`.
+    fn going_away(&mut self, generation: u64) {
+        if self
+            .current
+            .as_ref()
+            .is_some_and(|c| c.generation == generation)
+        {
+            self.current = None;
         }
     }
 
@@ -291,6 +314,7 @@ impl Relay {
                         mut respond,
                         authority,
                         started,
+                        ..
                     } = accepted;
                     let (mut inflight, grpc) = begin(&self.ctx, &req, authority, started);
                     if let Some(record) = inflight.record() {
@@ -399,30 +423,57 @@ enum Head {
 
 /// Forwards one stream: the request upstream, its body after it, the
 /// response back, and its record when the response is over.
-async fn forward(ctx: Arc<ConnCtx>, dest: Dest, upstream: Upstream, accepted: Accepted) {
+async fn forward(
+    ctx: Arc<ConnCtx>,
+    dest: Dest,
+    upstream: Upstream,
+    accepted: Accepted,
+) -> StreamEnd {
     let Upstream {
-        mut sender, server, ..
+        mut sender,
+        server,
+        generation,
     } = upstream;
-    let Accepted {
-        req,
-        mut respond,
-        authority,
-        started,
-    } = accepted;
-    let (mut inflight, grpc) = begin(&ctx, &req, authority, started);
-    if let Some(record) = inflight.record() {
-        record.server = Some(server);
-    }
-    // Waits while the upstream has as many streams open as it allows.
+    // Waits while the upstream has as many streams open as it allows. An
+    // error means nothing was sent: the connection is going away (its
+    // server sent GOAWAY, and it stays only for the streams it has) or
+    // gone. The stream goes to a new one.
     if let Err(err) = poll_fn(|cx| sender.poll_ready(cx)).await {
+        if !accepted.retried {
+            debug!(error = %err, "upstream h2 connection is going away, opening another");
+            let retry = Accepted {
+                retried: true,
+                ..accepted
+            };
+            return StreamEnd::Retry(Box::new(retry), generation);
+        }
+        let Accepted {
+            req, mut respond, ..
+        } = accepted;
+        let (mut inflight, grpc) = begin(&ctx, &req, accepted.authority, accepted.started);
+        if let Some(record) = inflight.record() {
+            record.server = Some(server);
+        }
         let message = format!("upstream connection failed: {err}");
-        return not_forwarded(
+        not_forwarded(
             &mut respond,
             &mut inflight,
             grpc,
             ErrorKind::UpstreamReset,
             &message,
         );
+        return StreamEnd::Done;
+    }
+    let Accepted {
+        req,
+        mut respond,
+        authority,
+        started,
+        ..
+    } = accepted;
+    let (mut inflight, grpc) = begin(&ctx, &req, authority, started);
+    if let Some(record) = inflight.record() {
+        record.server = Some(server);
     }
     let (parts, body) = req.into_parts();
     let end_of_stream = body.is_end_stream();
@@ -434,13 +485,14 @@ async fn forward(ctx: Arc<ConnCtx>, dest: Dest, upstream: Upstream, accepted: Ac
         Ok(sent) => sent,
         Err(err) => {
             let message = format!("upstream request failed: {err}");
-            return not_forwarded(
+            not_forwarded(
                 &mut respond,
                 &mut inflight,
                 grpc,
                 ErrorKind::UpstreamReset,
                 &message,
             );
+            return StreamEnd::Done;
         }
     };
     drop(sender);
@@ -476,11 +528,11 @@ async fn forward(ctx: Arc<ConnCtx>, dest: Dest, upstream: Upstream, accepted: Ac
                 );
             }
             request.close(&mut inflight, Some(ErrorKind::UpstreamReset));
-            return;
+            return StreamEnd::Done;
         }
         Head::ClientGone => {
             request.close(&mut inflight, Some(ErrorKind::DownstreamReset));
-            return;
+            return StreamEnd::Done;
         }
     };
 
@@ -498,7 +550,7 @@ async fn forward(ctx: Arc<ConnCtx>, dest: Dest, upstream: Upstream, accepted: Ac
         Err(err) => {
             debug!(error = %err, "the client stream is gone");
             request.close(&mut inflight, Some(ErrorKind::DownstreamReset));
-            return;
+            return StreamEnd::Done;
         }
     };
     if end_of_stream {
@@ -526,12 +578,13 @@ async fn forward(ctx: Arc<ConnCtx>, dest: Dest, upstream: Upstream, accepted: Ac
         };
         request.close(&mut inflight, error);
         if error.is_some() {
-            return;
+            return StreamEnd::Done;
         }
     }
     // The response is over; the rest of the request body, if any, still
     // goes upstream until it ends or the upstream stops it.
     poll_fn(|cx| request.poll(cx, &mut |_| {})).await;
+    StreamEnd::Done
 }
 
 /// Gives a request without `:authority` the one HTTP/2 requires upstream:
