@@ -267,6 +267,71 @@ async fn a_request_without_authority_is_sent_upstream_with_its_host() {
     proxy.stop().await;
 }
 
+/// An h2c server that allows one stream at a time per connection and
+/// answers each with its path, after the request body (if any).
+async fn one_at_a_time_backend() -> SocketAddr {
+    let listener = TcpListener::bind(local0()).await.expect("bind backend");
+    let addr = listener.local_addr().expect("backend addr");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut conn) = h2::server::Builder::new()
+                    .max_concurrent_streams(1)
+                    .handshake::<_, Bytes>(stream)
+                    .await
+                else {
+                    return;
+                };
+                while let Some(Ok((req, mut respond))) = conn.accept().await {
+                    tokio::spawn(async move {
+                        let path = req.uri().path().to_owned();
+                        let mut body = req.into_body();
+                        while let Some(Ok(chunk)) = body.data().await {
+                            let _ = body.flow_control().release_capacity(chunk.len());
+                        }
+                        if let Ok(mut out) = respond.send_response(Response::new(()), false) {
+                            let _ = out.send_data(Bytes::from(path), true);
+                        }
+                    });
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_wait_for_room_when_the_upstream_allows_fewer_at_once() {
+    let backend = one_at_a_time_backend().await;
+    let mut proxy = TestProxy::inbound_to(backend).await;
+    let client = http2_conn(proxy.addr()).await;
+
+    // Twenty at once from the client, one at a time upstream: each waits
+    // for room instead of failing.
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..20 {
+        let mut client = client.clone();
+        calls.spawn(async move {
+            let req = Request::post(format!("http://web-svc/call/{i}"))
+                .body(full(format!("body {i}")))
+                .expect("valid request");
+            let resp = client.send_request(req).await.expect("response");
+            (i, resp.status(), body_bytes(resp).await)
+        });
+    }
+    while let Some(done) = within("the calls", calls.join_next()).await {
+        let (i, status, body) = done.expect("call task");
+        assert_eq!(status, 200, "call {i}");
+        assert_eq!(body, format!("/call/{i}").as_bytes());
+    }
+    for _ in 0..20 {
+        let record = proxy.next_request().await;
+        assert_eq!(record.status, Some(200));
+        assert_eq!(record.error, None);
+    }
+    proxy.stop().await;
+}
+
 /// An h2c server that answers `413 early` as soon as a request's head
 /// arrives, without reading its body.
 async fn early_answer_backend() -> SocketAddr {
