@@ -30,6 +30,17 @@ async fn h2_client(addr: SocketAddr) -> h2::client::SendRequest<Bytes> {
         .expect("ready")
 }
 
+/// Sends a bodiless GET for `uri` and waits for the response head.
+async fn get(
+    client: &mut h2::client::SendRequest<Bytes>,
+    uri: &str,
+    what: &str,
+) -> Response<h2::RecvStream> {
+    let req = Request::get(uri).body(()).expect("valid request");
+    let (resp, _) = client.send_request(req, true).expect("stream opens");
+    within(what, resp).await.expect("response")
+}
+
 /// Reads an h2 body to its end.
 async fn read_all(body: &mut h2::RecvStream) -> Vec<u8> {
     let mut all = Vec::new();
@@ -153,11 +164,7 @@ async fn new_streams_go_to_a_new_connection_while_the_old_one_goes_away() {
     let mut proxy = TestProxy::inbound_to(backend).await;
     let mut client = h2_client(proxy.addr()).await;
 
-    let req = Request::get("http://web-svc/stream")
-        .body(())
-        .expect("valid request");
-    let (first, _) = client.send_request(req, true).expect("stream opens");
-    let first = within("the first response", first).await.expect("response");
+    let first = get(&mut client, "http://web-svc/stream", "the first response").await;
     assert_eq!(first.status(), 200);
     let mut first_body = first.into_body();
     let chunk = within("the first chunk", first_body.data())
@@ -168,11 +175,7 @@ async fn new_streams_go_to_a_new_connection_while_the_old_one_goes_away() {
 
     // The upstream connection said GOAWAY before that chunk: a new stream
     // must not be refused, or sent there, but go to a new connection.
-    let req = Request::get("http://web-svc/next")
-        .body(())
-        .expect("valid request");
-    let (next, _) = client.send_request(req, true).expect("stream opens");
-    let next = within("the next response", next).await.expect("response");
+    let next = get(&mut client, "http://web-svc/next", "the next response").await;
     assert_eq!(next.status(), 200);
     let mut next_body = next.into_body();
     assert_eq!(read_all(&mut next_body).await, b"conn 2");
@@ -374,11 +377,7 @@ async fn an_answer_before_the_request_body_ends_reaches_the_client_whole() {
     assert_eq!(record.error, None, "a complete answer is not a failure");
 
     // The connection serves the next stream as usual.
-    let req = Request::get("http://web-svc/next")
-        .body(())
-        .expect("valid request");
-    let (resp, _) = client.send_request(req, true).expect("stream opens");
-    let resp = within("the next response", resp).await.expect("response");
+    let resp = get(&mut client, "http://web-svc/next", "the next response").await;
     assert_eq!(resp.status(), 413);
     proxy.stop().await;
 }
@@ -419,11 +418,7 @@ async fn a_client_that_does_not_read_holds_back_the_upstream_through_flow_contro
     let mut proxy = TestProxy::inbound_to(backend).await;
     let mut client = h2_client(proxy.addr()).await;
 
-    let req = Request::get("http://web-svc/large")
-        .body(())
-        .expect("valid request");
-    let (resp, _) = client.send_request(req, true).expect("stream opens");
-    let resp = within("the response head", resp).await.expect("response");
+    let resp = get(&mut client, "http://web-svc/large", "the response head").await;
     assert_eq!(resp.status(), 200);
 
     // The client reads nothing: its 64 KiB window fills, and the proxy

@@ -438,31 +438,16 @@ async fn forward(
     // error means nothing was sent: the connection is going away (its
     // server sent GOAWAY, and it stays only for the streams it has) or
     // gone. The stream goes to a new one.
-    if let Err(err) = poll_fn(|cx| sender.poll_ready(cx)).await {
-        if !accepted.retried {
-            debug!(error = %err, "upstream h2 connection is going away, opening another");
-            let retry = Accepted {
-                retried: true,
-                ..accepted
-            };
-            return StreamEnd::Retry(Box::new(retry), generation);
-        }
-        let Accepted {
-            req, mut respond, ..
-        } = accepted;
-        let (mut inflight, grpc) = begin(&ctx, &req, accepted.authority, accepted.started);
-        if let Some(record) = inflight.record() {
-            record.server = Some(server);
-        }
-        let message = format!("upstream connection failed: {err}");
-        not_forwarded(
-            &mut respond,
-            &mut inflight,
-            grpc,
-            ErrorKind::UpstreamReset,
-            &message,
-        );
-        return StreamEnd::Done;
+    let ready = poll_fn(|cx| sender.poll_ready(cx)).await;
+    if let Err(err) = &ready
+        && !accepted.retried
+    {
+        debug!(error = %err, "upstream h2 connection is going away, opening another");
+        let retry = Accepted {
+            retried: true,
+            ..accepted
+        };
+        return StreamEnd::Retry(Box::new(retry), generation);
     }
     let Accepted {
         req,
@@ -475,6 +460,14 @@ async fn forward(
     if let Some(record) = inflight.record() {
         record.server = Some(server);
     }
+    let fail = |respond: &mut SendResponse<Bytes>, inflight: &mut InFlight, message: String| {
+        not_forwarded(respond, inflight, grpc, ErrorKind::UpstreamReset, &message);
+        StreamEnd::Done
+    };
+    if let Err(err) = ready {
+        let message = format!("upstream connection failed: {err}");
+        return fail(&mut respond, &mut inflight, message);
+    }
     let (parts, body) = req.into_parts();
     let end_of_stream = body.is_end_stream();
     let mut head = Request::from_parts(parts, ());
@@ -485,14 +478,7 @@ async fn forward(
         Ok(sent) => sent,
         Err(err) => {
             let message = format!("upstream request failed: {err}");
-            not_forwarded(
-                &mut respond,
-                &mut inflight,
-                grpc,
-                ErrorKind::UpstreamReset,
-                &message,
-            );
-            return StreamEnd::Done;
+            return fail(&mut respond, &mut inflight, message);
         }
     };
     drop(sender);
