@@ -309,8 +309,21 @@ async fn streams_wait_for_room_when_the_upstream_allows_fewer_at_once() {
     let mut proxy = TestProxy::inbound_to(backend).await;
     let client = http2_conn(proxy.addr()).await;
 
-    // Twenty at once from the client, one at a time upstream: each waits
-    // for room instead of failing.
+    // One call first: until the upstream's SETTINGS arrive, h2 (like
+    // hyper) assumes 100 streams may be open, and a server allowing fewer
+    // refuses the extra ones (REFUSED_STREAM, passed on to the client).
+    let mut first = client.clone();
+    let req = Request::post("http://web-svc/call/first")
+        .body(full("first"))
+        .expect("valid request");
+    let resp = within("the first call", first.send_request(req))
+        .await
+        .expect("response");
+    assert_eq!(body_bytes(resp).await, &b"/call/first"[..]);
+    proxy.next_request().await;
+
+    // Then twenty at once from the client, one at a time upstream: each
+    // waits for room instead of failing.
     let mut calls = tokio::task::JoinSet::new();
     for i in 0..20 {
         let mut client = client.clone();
