@@ -229,13 +229,16 @@ impl Proxy {
         for (config, listener) in self.listeners {
             tracker.spawn(accept_loop(listener, config, shared.clone()));
         }
+        // Ready before the admin server starts answering: the listeners are
+        // bound and their accept loops spawned, and a probe that was queued
+        // on the admin socket while we started must not see "not ready".
+        self.admin_state.set_ready(true);
         let admin_shutdown = CancellationToken::new();
         let admin_task = tokio::spawn(admin::serve(
             self.admin,
             self.admin_state.clone(),
             admin_shutdown.clone(),
         ));
-        self.admin_state.set_ready(true);
 
         shutdown.cancelled().await;
         self.admin_state.set_ready(false);
