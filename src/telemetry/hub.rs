@@ -141,8 +141,15 @@ impl Hub {
     /// Hands an interval's stats to every subscriber; a subscriber still
     /// holding an unsent one gets the two merged.
     pub fn publish_stats(&self, snapshot: Arc<StatsSnapshot>) {
-        let encoded = encode(&Message::Stats(snapshot.to_message(&self.sidecar)));
         let subscribers = lock(&self.subscribers);
+        if subscribers.is_empty() {
+            // Compressing every upstream's histograms costs about as much
+            // as a few hundred requests; nobody would read them.
+            return;
+        }
+        // Encoded under the lock, which only subscribing and leaving take:
+        // the data path never waits for it.
+        let encoded = encode(&Message::Stats(snapshot.to_message(&self.sidecar)));
         for subscriber in subscribers.iter() {
             let mut queue = lock(&subscriber.queue);
             queue.stats = Some(match queue.stats.take() {
