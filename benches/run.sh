@@ -17,6 +17,9 @@
 #   CANDIDATES  which to run [direct meshtop meshtop-sub nginx haproxy]
 #   PROXY_CPU   the core of the proxy [0]
 #   LOAD_CPU    the core of the load generator, backend and subscriber [1]
+#   CAP         percent of one core each proxy may use in the capped
+#               maximum runs, which make the proxy the limit rather than
+#               the load generator; 0 skips them [50]
 #   SUBSCRIBER  count: examples/bench_subscriber reads and counts every
 #               event; record: `meshtop record -o FILE` [count]
 #   OUT         where logs, raw results and the report go [target/bench-proxies]
@@ -32,6 +35,7 @@ RATE=${RATE:-5000}
 CANDIDATES=${CANDIDATES:-"direct meshtop meshtop-sub nginx haproxy"}
 PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
+CAP=${CAP:-50}
 SUBSCRIBER=${SUBSCRIBER:-count}
 H1_CONNS=50
 H2_CLIENTS=10
@@ -77,6 +81,7 @@ for bin in "$MESHTOP" "$BACKEND" "$LOAD" "$SUBSCRIBE"; do
     [[ -x $bin ]] || die "$bin is missing: run without SKIP_BUILD"
 done
 [[ $SUBSCRIBER == count || $SUBSCRIBER == record ]] || die "SUBSCRIBER is count or record"
+[[ $CAP =~ ^[0-9]+$ ]] && ((CAP <= 100)) || die "CAP is a percentage of one core, 0 to 100"
 if [[ " $CANDIDATES " == *" meshtop-base "* ]]; then
     [[ -x ${BASELINE:-} ]] || die "the candidate meshtop-base needs BASELINE=/path/to/meshtop"
 fi
@@ -99,7 +104,7 @@ cleanup() {
         wait "$pid" 2>/dev/null || true
     done
 }
-trap cleanup EXIT
+trap 'cleanup; uncap_cleanup' EXIT
 trap 'exit 130' INT TERM
 
 stop() {
@@ -177,6 +182,55 @@ describe_placement() {
 
 TICKS=$(getconf CLK_TCK)
 
+# --- the CPU cap ------------------------------------------------------------
+# On two cores the load generator saturates its core about when a proxy
+# does, so an uncapped maximum often measures the load generator. A CPU
+# cgroup holding the proxy at CAP % of a core (in 10 ms periods) leaves the
+# load core room, and the capped maximum is then the proxy's own.
+
+CAP_DIR=
+CAP_PARENT=
+setup_cap() {
+    ((CAP > 0)) || {
+        say "CAP=0: no capped runs"
+        return 0
+    }
+    local period=10000 quota=$((CAP * 100))
+    if [[ -f /sys/fs/cgroup/cgroup.controllers ]]; then
+        CAP_PARENT=/sys/fs/cgroup
+        CAP_DIR=$CAP_PARENT/meshtop-bench
+        mkdir -p "$CAP_DIR" 2>/dev/null && echo "$quota $period" >"$CAP_DIR/cpu.max" 2>/dev/null ||
+            CAP_DIR=
+    elif [[ -d /sys/fs/cgroup/cpu ]]; then
+        CAP_PARENT=/sys/fs/cgroup/cpu
+        CAP_DIR=$CAP_PARENT/meshtop-bench
+        mkdir -p "$CAP_DIR" 2>/dev/null && echo "$period" >"$CAP_DIR/cpu.cfs_period_us" 2>/dev/null &&
+            echo "$quota" >"$CAP_DIR/cpu.cfs_quota_us" 2>/dev/null || CAP_DIR=
+    fi
+    if [[ -z $CAP_DIR ]]; then
+        say "no writable CPU cgroup (needs root and the cpu controller): no capped runs"
+    else
+        say "capped runs: each proxy limited to $CAP % of a core by $CAP_DIR"
+    fi
+}
+
+# Moves a proxy (with its children and threads) into the capped group.
+cap() {
+    local pid
+    for pid in $(family "$1"); do
+        echo "$pid" >"$CAP_DIR/cgroup.procs" || die "could not move $pid into $CAP_DIR"
+    done
+}
+
+uncap_cleanup() {
+    [[ -n $CAP_DIR && -d $CAP_DIR ]] || return 0
+    local pid
+    for pid in $(cat "$CAP_DIR/cgroup.procs" 2>/dev/null); do
+        echo "$pid" >"$CAP_PARENT/cgroup.procs" 2>/dev/null || true
+    done
+    rmdir "$CAP_DIR" 2>/dev/null || true
+}
+
 # --- the backend ----------------------------------------------------------------
 
 taskset -c "$LOAD_CPU" "$BACKEND" 127.0.0.1:0 >"$OUT/backend.out" 2>"$OUT/backend.err" &
@@ -192,6 +246,7 @@ BACKEND_PORT=${BACKEND_ADDR##*:}
 
 say "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), load $(cut -d' ' -f1-3 /proc/loadavg)"
 say "placement: proxy on core $PROXY_CPU; load generator, backend and subscriber on core $LOAD_CPU"
+setup_cap
 describe_placement backend "$BACKEND_PID"
 
 # --- candidates -------------------------------------------------------------------
@@ -373,32 +428,35 @@ record_cpu() {
     record "$proto" "cpu_per_10k_$kind" "$(python3 -c "print(f'{$PROXY_TICKS / $TICKS / $requests * 10000:.4f}')")"
 }
 
+# The maximum, uncapped, or with `capped` as $1 once the proxy is capped.
 h1_max() {
-    measure h1 max wrk -t1 -c"$H1_CONNS" -d"${DURATION}s" "$H1_URL"
+    local kind=max${1:+_$1} suffix=${1:+_$1}
+    measure h1 "$kind" wrk -t1 -c"$H1_CONNS" -d"${DURATION}s" "$H1_URL"
     local rps requests errors
     rps=$(awk '/^Requests\/sec:/ {print $2}' "$LOAD_LOG")
     requests=$(awk '/requests in/ {print $1}' "$LOAD_LOG")
     errors=$(awk '/Non-2xx|Socket errors/' "$LOAD_LOG")
     [[ -z $errors ]] || say "    wrk reported errors: $errors"
-    record h1 rps "$rps"
-    record h1 core_busy_proxy "$CORE_PROXY_BUSY"
-    record h1 core_busy_load "$CORE_LOAD_BUSY"
-    record_cpu h1 max "$requests"
-    say "    HTTP/1.1 max: $rps req/s (core $PROXY_CPU ${CORE_PROXY_BUSY}% busy, core $LOAD_CPU ${CORE_LOAD_BUSY}%)"
+    record h1 "rps$suffix" "$rps"
+    record h1 "core_busy_proxy$suffix" "$CORE_PROXY_BUSY"
+    record h1 "core_busy_load$suffix" "$CORE_LOAD_BUSY"
+    record_cpu h1 "$kind" "$requests"
+    say "    HTTP/1.1 ${1:+$1 }max: $rps req/s (core $PROXY_CPU ${CORE_PROXY_BUSY}% busy, core $LOAD_CPU ${CORE_LOAD_BUSY}%)"
 }
 
 h2_max() {
-    measure h2 max h2load -t1 -c"$H2_CLIENTS" -m"$H2_STREAMS" -D "$DURATION" --warm-up-time 1 "$H2_URL"
+    local kind=max${1:+_$1} suffix=${1:+_$1}
+    measure h2 "$kind" h2load -t1 -c"$H2_CLIENTS" -m"$H2_STREAMS" -D "$DURATION" --warm-up-time 1 "$H2_URL"
     local rps succeeded failed
     rps=$(sed -n 's/^finished in [^,]*, \([0-9.]*\) req\/s.*/\1/p' "$LOAD_LOG")
     read -r succeeded failed < <(sed -n 's/^requests: .* \([0-9]*\) succeeded, \([0-9]*\) failed.*/\1 \2/p' "$LOAD_LOG")
     ((failed == 0)) || say "    h2load: $failed requests failed"
-    record h2 rps "$rps"
-    record h2 core_busy_proxy "$CORE_PROXY_BUSY"
-    record h2 core_busy_load "$CORE_LOAD_BUSY"
+    record h2 "rps$suffix" "$rps"
+    record h2 "core_busy_proxy$suffix" "$CORE_PROXY_BUSY"
+    record h2 "core_busy_load$suffix" "$CORE_LOAD_BUSY"
     # The CPU sample spans the warm-up second too: count its requests.
-    record_cpu h2 max "$(python3 -c "print(round($rps * ($DURATION + 1)))")"
-    say "    HTTP/2 max: $rps req/s (core $PROXY_CPU ${CORE_PROXY_BUSY}% busy, core $LOAD_CPU ${CORE_LOAD_BUSY}%)"
+    record_cpu h2 "$kind" "$(python3 -c "print(round($rps * ($DURATION + 1)))")"
+    say "    HTTP/2 ${1:+$1 }max: $rps req/s (core $PROXY_CPU ${CORE_PROXY_BUSY}% busy, core $LOAD_CPU ${CORE_LOAD_BUSY}%)"
 }
 
 # Latency at a fixed rate: examples/bench_load.rs spreads RATE requests/s
@@ -462,6 +520,12 @@ run_candidate() {
         record h2 peak_rss_kib "$(peak_rss_kib "$PROXY_PID")"
         say "    peak RSS: $(($(peak_rss_kib "$PROXY_PID") / 1024)) MiB"
     fi
+    # Last, since the proxy stays capped until it stops.
+    if [[ -n $PROXY_PID && -n $CAP_DIR ]]; then
+        cap "$PROXY_PID"
+        h1_max capped
+        h2_max capped
+    fi
     if [[ -n $SUBSCRIBER_PID ]]; then
         local metrics
         metrics=$(curl -sf "http://$ADMIN/metrics" || true)
@@ -489,12 +553,12 @@ for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
 done
 
 report() {
-    python3 - "$RESULTS" "$RATE" "$DURATION" "$ROUNDS" "$PROXY_CPU" "$LOAD_CPU" <<'EOF'
+    python3 - "$RESULTS" "$RATE" "$DURATION" "$ROUNDS" "$PROXY_CPU" "$LOAD_CPU" "$CAP" <<'EOF'
 import csv
 import statistics
 import sys
 
-path, rate, duration, rounds, proxy_cpu, load_cpu = sys.argv[1:]
+path, rate, duration, rounds, proxy_cpu, load_cpu, cap = sys.argv[1:]
 values = {}
 for row in csv.DictReader(open(path), delimiter="\t"):
     if row["value"] == "":
@@ -555,6 +619,20 @@ for proto in protos:
               f"| {ratio(get(c, 'p99_us'), get('haproxy', 'p99_us'))} | {ratio(get(c, 'p99_us'), get('direct', 'p99_us'))} "
               f"| {ratio(get(c, 'cpu_per_10k_max'), get('haproxy', 'cpu_per_10k_max'))} "
               f"| {ratio(get(c, 'peak_rss_kib'), get('haproxy', 'peak_rss_kib'))} |")
+capped = [c for c in candidates if any(med(c, p, "rps_capped") is not None for p in protos)]
+if capped:
+    print()
+    print(f"Maximum with each proxy capped at {cap} % of one core (a CPU cgroup), so that the proxy "
+          "and not the load generator is the limit:")
+    print()
+    print("| candidate | protocol | capped max req/s | × haproxy | × nginx | CPU s/10k req | busy % proxy core / load core |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for proto in protos:
+        for c in capped:
+            get = lambda cand: med(cand, proto, "rps_capped")
+            print(f"| {names[c]} | {protos[proto]} | {num(get(c))} | {ratio(get(c), get('haproxy'))} "
+                  f"| {ratio(get(c), get('nginx'))} | {num(med(c, proto, 'cpu_per_10k_max_capped'), '{:.3f}')} "
+                  f"| {num(med(c, proto, 'core_busy_proxy_capped'))} / {num(med(c, proto, 'core_busy_load_capped'))} |")
 print()
 print("Busy share of each core during the max-throughput runs (median %, proxy core / load core):")
 print()
@@ -596,6 +674,8 @@ if "meshtop-sub" in candidates and "meshtop" in candidates:
     print()
     for proto in protos:
         print(f"- {protos[proto]}: max req/s {paired('meshtop-sub', 'meshtop', proto, 'rps')}")
+        if capped:
+            print(f"  capped: {paired('meshtop-sub', 'meshtop', proto, 'rps_capped')}")
 print()
 print("Targets:")
 print()
@@ -633,6 +713,10 @@ for proto in protos:
         target(f"{protos[proto]} meshtop req/s vs {other}", m, med(other, proto, "rps"), 1.0)
         if m is not None and med(other, proto, "rps") is not None:
             limits(proto, other)
+        if capped:
+            target(f"{protos[proto]} meshtop req/s vs {other}, capped at {cap} % of a core",
+                   med("meshtop", proto, "rps_capped"),
+                   med(other, proto, "rps_capped"), 1.0)
 for proto in protos:
     d, m, h = (med(c, proto, "p99_us") for c in ("direct", "meshtop", "haproxy"))
     if None in (d, m, h):
@@ -643,6 +727,10 @@ for proto in protos:
 for proto in protos:
     target(f"{protos[proto]} req/s with a subscriber vs without", med("meshtop-sub", proto, "rps"),
            med("meshtop", proto, "rps"), 0.95)
+    if capped:
+        target(f"{protos[proto]} req/s with a subscriber vs without, capped at {cap} % of a core",
+               med("meshtop-sub", proto, "rps_capped"),
+               med("meshtop", proto, "rps_capped"), 0.95)
 for c in ("meshtop", "meshtop-sub"):
     rss = med(c, "h1", "peak_rss_kib")
     if rss is not None:
