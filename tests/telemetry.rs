@@ -699,6 +699,60 @@ async fn metrics_parse_and_count_every_request() {
 }
 
 #[tokio::test]
+async fn a_subscribers_ping_is_answered_and_its_close_ends_the_stream() {
+    use tokio_tungstenite::tungstenite::Message as Frame;
+    let backend = backend().await;
+    let sidecar = Sidecar::start(telemetry_config(inbound(backend.addr))).await;
+    let mut events = Events::connect(sidecar.admin, "").await;
+    events.next_of("hello").await;
+    events
+        .ws
+        .send(Frame::Ping(b"are you there".to_vec().into()))
+        .await
+        .expect("ping");
+    within("the pong", async {
+        loop {
+            match events.ws.next().await {
+                Some(Ok(Frame::Pong(payload))) => break assert_eq!(&payload[..], b"are you there"),
+                Some(Ok(_)) => continue,
+                other => panic!("expected a pong, got {other:?}"),
+            }
+        }
+    })
+    .await;
+    // Events still flow after the ping.
+    let mut client = http1_conn(sidecar.addr()).await;
+    let resp = client
+        .send_request(get("/echo", "ping.example"))
+        .await
+        .expect("response");
+    body_bytes(resp).await;
+    loop {
+        if let Message::Request(r) = events.next().await {
+            assert_eq!(r.authority, "ping.example");
+            break;
+        }
+    }
+    // A close is answered with a close, and the subscriber is gone.
+    events.ws.close(None).await.expect("close");
+    within("the close to be answered", async {
+        while let Some(Ok(_)) = events.ws.next().await {}
+    })
+    .await;
+    within("the subscriber to be removed", async {
+        while !admin_get(sidecar.admin, "/metrics")
+            .await
+            .1
+            .contains("\nmeshtop_subscribers 0\n")
+        {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    sidecar.stop().await;
+}
+
+#[tokio::test]
 async fn garbage_and_huge_frames_disconnect_only_that_subscriber() {
     let backend = backend().await;
     let sidecar = Sidecar::start(telemetry_config(inbound(backend.addr))).await;

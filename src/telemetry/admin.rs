@@ -319,7 +319,7 @@ fn events(
 /// Sends `hello`, then whatever the subscriber's queue holds (stats first),
 /// until the client leaves or the sidecar stops.
 async fn session<S>(
-    ws: WebSocketStream<S>,
+    mut ws: WebSocketStream<S>,
     subscriber: &Subscriber,
     hub: &Hub,
     hello: Utf8Bytes,
@@ -327,8 +327,9 @@ async fn session<S>(
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    let (mut sink, mut incoming) = ws.split();
-    if sink.send(tungstenite::Message::Text(hello)).await.is_err() {
+    // Reading and sending never overlap, so the stream is not split (which
+    // would put a lock between its two halves).
+    if ws.send(tungstenite::Message::Text(hello)).await.is_err() {
         return;
     }
     loop {
@@ -336,7 +337,7 @@ async fn session<S>(
         if batch.is_empty() {
             tokio::select! {
                 _ = subscriber.ready() => continue,
-                message = incoming.next() => match message {
+                message = ws.next() => match message {
                     Some(Ok(tungstenite::Message::Close(_))) | None => break,
                     Some(Err(err)) => {
                         debug!(error = %err, "subscriber sent something invalid");
@@ -346,7 +347,7 @@ async fn session<S>(
                     Some(Ok(_)) => continue,
                 },
                 _ = shutdown.cancelled() => {
-                    let _ = sink.send(tungstenite::Message::Close(None)).await;
+                    let _ = ws.send(tungstenite::Message::Close(None)).await;
                     break;
                 }
             }
@@ -360,9 +361,9 @@ async fn session<S>(
             .map(tungstenite::Message::Text);
         let send = async {
             for frame in frames {
-                sink.feed(frame).await?;
+                ws.feed(frame).await?;
             }
-            sink.flush().await
+            ws.flush().await
         };
         let sent = tokio::select! {
             sent = send => sent,

@@ -260,7 +260,13 @@ fn write_addr(out: &mut String, addr: SocketAddr) {
 
 /// Milliseconds as a float with microsecond precision.
 pub fn millis(duration: Duration) -> f64 {
-    duration.as_micros() as f64 / 1000.0
+    let micros = duration.as_micros();
+    // A u64 converts in one instruction, a u128 in a library call; both
+    // round the same integer to the same double.
+    match u64::try_from(micros) {
+        Ok(micros) => micros as f64 / 1000.0,
+        Err(_) => micros as f64 / 1000.0,
+    }
 }
 
 fn addr(addr: SocketAddr) -> String {
@@ -432,7 +438,7 @@ impl RequestEncoder {
             *digit = b'0' + (value % 10) as u8;
             value /= 10;
         }
-        out.push_str(std::str::from_utf8(&micros).unwrap_or("000000"));
+        push_ascii(out, &micros);
         out.push_str("Z\"");
     }
 }
@@ -571,22 +577,31 @@ fn write_millis(out: &mut String, duration: Duration) {
     }
     let micros = micros as u64;
     write_uint(out, micros / 1000);
-    out.push('.');
-    let mut fraction = micros % 1000;
-    if fraction == 0 {
-        out.push('0');
-        return;
+    let fraction = (micros % 1000) as u16;
+    let text = [
+        b'.',
+        b'0' + (fraction / 100) as u8,
+        b'0' + (fraction / 10 % 10) as u8,
+        b'0' + (fraction % 10) as u8,
+    ];
+    // At least one digit after the point, no trailing zeros after it.
+    let len = if fraction.is_multiple_of(100) {
+        2
+    } else if fraction.is_multiple_of(10) {
+        3
+    } else {
+        4
+    };
+    push_ascii(out, &text[..len]);
+}
+
+/// Appends text made here from digits and punctuation, without checking
+/// it as UTF-8 again.
+fn push_ascii(out: &mut String, text: &[u8]) {
+    out.reserve(text.len());
+    for &byte in text {
+        out.push(char::from(byte));
     }
-    let mut digits = 3;
-    while fraction.is_multiple_of(10) {
-        fraction /= 10;
-        digits -= 1;
-    }
-    let text = itoa::Buffer::new().format(fraction).len();
-    for _ in text..digits {
-        out.push('0');
-    }
-    write_uint(out, fraction);
 }
 
 #[cfg(test)]
@@ -781,12 +796,26 @@ mod tests {
         micros.extend([u64::MAX / 1000, 999_999_999_999, 1_000_000_000_000]);
         for micros in micros {
             let duration = Duration::from_micros(micros);
+            assert_eq!(millis(duration), duration.as_micros() as f64 / 1000.0);
             let mut out = String::new();
             write_millis(&mut out, duration);
             assert_eq!(
                 out,
                 serde_json::to_string(&millis(duration)).expect("encodes"),
                 "{micros}"
+            );
+        }
+    }
+
+    #[test]
+    fn durations_beyond_u64_microseconds_keep_their_value() {
+        for duration in [Duration::MAX, Duration::from_secs(u64::MAX / 1000)] {
+            assert_eq!(millis(duration), duration.as_micros() as f64 / 1000.0);
+            let mut out = String::new();
+            write_millis(&mut out, duration);
+            assert_eq!(
+                out,
+                serde_json::to_string(&millis(duration)).expect("encodes")
             );
         }
     }
