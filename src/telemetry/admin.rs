@@ -388,9 +388,9 @@ async fn session<S>(
 ///
 /// A server's frames are not masked, so a message's frame is its header
 /// (tungstenite's `FrameHeader`) followed by its text as it is. Framing the
-/// batch here into one buffer written at once costs a tenth of handing
-/// tungstenite each message (`docs/benchmarks.md`, fifth round), which
-/// matters at one message per request. tungstenite still does everything
+/// batch here into one buffer written at once costs a small part of what
+/// handing tungstenite each message did (`docs/benchmarks.md`, fifth
+/// round), which matters at one message per request. tungstenite still does everything
 /// else: the handshake's `hello`, answering pings, closing. What it has
 /// buffered (a pong) is flushed first, so frames never interleave.
 async fn write_batch<S>(
