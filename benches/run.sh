@@ -6,7 +6,8 @@
 #
 # For each candidate: maximum requests/s (wrk for HTTP/1.1, h2load for
 # HTTP/2), p50/p99 latency at a fixed rate (examples/bench_load.rs), CPU
-# seconds of the proxy per 10,000 requests, and the proxy's peak RSS.
+# seconds of the proxy per 10,000 requests, the proxy's peak RSS, and the
+# maxima again with the proxy capped at CAP % of a core (a CPU cgroup).
 # Rounds alternate the order of the candidates; the report gives the median
 # of the rounds. docs/benchmarks.md explains every figure.
 #
