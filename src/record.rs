@@ -4,7 +4,7 @@
 //! ends in `.zst`: a header line, then one line per message received, with
 //! the message's text exactly as it came (`docs/recording.md`).
 //!
-//! - [`format`]: the header, the lines, and what decides compression.
+//! - [`format`](mod@format): the header, the lines, and what decides compression.
 //! - [`writer`]: [`RecordingWriter`], flushed at least every second so a
 //!   killed recorder loses at most the last second.
 //! - [`reader`]: [`RecordingReader`] and [`load`], which read every
