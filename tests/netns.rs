@@ -37,28 +37,56 @@ const ADMIN: &str = "127.0.0.1:15090";
 
 /// The meshtop binary at a path the proxy's UID can execute: the one built
 /// for these tests, or, when a directory above it is closed to other users
-/// (a checkout under /root), a link to it (else a copy) in the temporary
-/// directory.
+/// (a checkout under /root), a link to it (else a copy) in
+/// `$TMPDIR/meshtop-tests/`, named after the build's size and time so that
+/// runs of one build share it. Older ones there are removed: a link to a
+/// binary cargo has since replaced would keep the old one's disk space.
+/// (`MESHTOP_TESTS_COPY_BINARY=1` forces the link, to try it.)
 fn meshtop_for_proxy_uid() -> std::path::PathBuf {
     static PATH: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
     PATH.get_or_init(|| {
         let built = std::path::PathBuf::from(env!("CARGO_BIN_EXE_meshtop"));
-        let runs = std::process::Command::new("setpriv")
-            .args(["--reuid=1337", "--regid=1337", "--clear-groups"])
-            .arg(&built)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success());
+        // MESHTOP_TESTS_COPY_BINARY=1 takes the second way anyway, to try it
+        // where the proxy's UID can read everything.
+        let runs = std::env::var_os("MESHTOP_TESTS_COPY_BINARY").is_none()
+            && std::process::Command::new("setpriv")
+                .args(["--reuid=1337", "--regid=1337", "--clear-groups"])
+                .arg(&built)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success());
         if runs {
             return built;
         }
-        let dir = std::env::temp_dir().join(format!("meshtop-tests-{}", std::process::id()));
+        let dir = std::env::temp_dir().join("meshtop-tests");
         std::fs::create_dir_all(&dir).expect("a temporary directory");
         let _ = std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755));
-        let exe = dir.join("meshtop");
-        let _ = std::fs::remove_file(&exe);
-        if std::fs::hard_link(&built, &exe).is_err() {
-            std::fs::copy(&built, &exe).expect("a copy of the binary");
+        let meta = std::fs::metadata(&built).expect("the built binary");
+        let stamp = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        let name = format!("meshtop-{}-{stamp}", meta.len());
+        let exe = dir.join(&name);
+        if !exe.exists() {
+            // Made under a name of this process's, then renamed: a run of
+            // the same build at the same time never sees half a copy.
+            let partial = dir.join(format!("{name}.{}", std::process::id()));
+            let _ = std::fs::remove_file(&partial);
+            if std::fs::hard_link(&built, &partial).is_err() {
+                std::fs::copy(&built, &partial).expect("a copy of the binary");
+            }
+            std::fs::rename(&partial, &exe).expect("the binary in place");
+        }
+        // Unlinking a binary that another run is executing is harmless; a
+        // partial one (with a `.PID` suffix) may be another run's copy.
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let other = entry.file_name();
+            let other = other.to_string_lossy();
+            if other != name && !other.contains('.') {
+                let _ = std::fs::remove_file(entry.path());
+            }
         }
         exe
     })
