@@ -309,17 +309,12 @@ impl Relay {
             Err(failure) => {
                 debug!(error = %failure.message, "upstream h2 connection failed");
                 for accepted in std::mem::take(&mut self.waiting) {
-                    let Accepted {
-                        req,
+                    let Begun {
                         mut respond,
-                        authority,
-                        started,
+                        mut inflight,
+                        grpc,
                         ..
-                    } = accepted;
-                    let (mut inflight, grpc) = begin(&self.ctx, &req, authority, started);
-                    if let Some(record) = inflight.record() {
-                        record.server = failure.server;
-                    }
+                    } = begin(&self.ctx, accepted, failure.server);
                     let (kind, message) = (failure.kind, &failure.message);
                     not_forwarded(&mut respond, &mut inflight, grpc, kind, message);
                 }
@@ -361,13 +356,24 @@ async fn open(
     })
 }
 
-/// A stream's record, begun: its identity and request head.
-fn begin(
-    ctx: &ConnCtx,
-    req: &Request<RecvStream>,
-    authority: Arc<str>,
-    started: Instant,
-) -> (InFlight, bool) {
+/// A stream whose record has begun.
+struct Begun {
+    req: Request<RecvStream>,
+    respond: SendResponse<Bytes>,
+    inflight: InFlight,
+    grpc: bool,
+}
+
+/// Begins a stream's record: its identity, request head and the upstream
+/// server it goes to (or failed to reach).
+fn begin(ctx: &ConnCtx, accepted: Accepted, server: Option<SocketAddr>) -> Begun {
+    let Accepted {
+        req,
+        respond,
+        authority,
+        started,
+        ..
+    } = accepted;
     let grpc = is_grpc(req.headers());
     let protocol = if grpc {
         HttpProtocol::Grpc
@@ -383,8 +389,14 @@ fn begin(
             .to_owned()
     });
     record.headers = ctx.shared.captured_headers(req.headers());
+    record.server = server;
     let inflight = InFlight::new(record, started, ctx.shared.recorder.clone());
-    (inflight, grpc)
+    Begun {
+        req,
+        respond,
+        inflight,
+        grpc,
+    }
 }
 
 /// Answers a stream that could not be forwarded, and records why.
@@ -449,17 +461,12 @@ async fn forward(
         };
         return StreamEnd::Retry(Box::new(retry), generation);
     }
-    let Accepted {
+    let Begun {
         req,
         mut respond,
-        authority,
-        started,
-        ..
-    } = accepted;
-    let (mut inflight, grpc) = begin(&ctx, &req, authority, started);
-    if let Some(record) = inflight.record() {
-        record.server = Some(server);
-    }
+        mut inflight,
+        grpc,
+    } = begin(&ctx, accepted, Some(server));
     let fail = |respond: &mut SendResponse<Bytes>, inflight: &mut InFlight, message: String| {
         not_forwarded(respond, inflight, grpc, ErrorKind::UpstreamReset, &message);
         StreamEnd::Done
@@ -523,6 +530,7 @@ async fn forward(
     };
 
     let (parts, body) = response.into_parts();
+    let started = inflight.started();
     if let Some(record) = inflight.record() {
         record.status = Some(parts.status.as_u16());
         record.ttfb = Some(started.elapsed());
