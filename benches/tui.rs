@@ -115,6 +115,7 @@ fn model_with_upstreams(n: usize) -> Model {
             ts: timestamp(UNIX_EPOCH + Duration::from_secs(T0 + sec)),
             sidecar: "web".into(),
             interval_ms: 1000,
+            backfill: false,
             upstreams,
         });
         model.ingest_message(0, &stats);
@@ -185,6 +186,7 @@ fn model_stats(sec: u64) -> Message {
         ts: timestamp(UNIX_EPOCH + Duration::from_secs(T0 + sec)),
         sidecar: "web".into(),
         interval_ms: 1000,
+        backfill: false,
         upstreams: vec![UpstreamStats {
             direction: Direction::Outbound,
             authority: "svc-1.emojivoto:8080".into(),

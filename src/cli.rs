@@ -19,8 +19,8 @@ use crate::telemetry::Direction;
 use crate::tui::app::{Output, ReplayHandle, ShowError, ShowOptions, show};
 use crate::tui::filter::FilterExpr;
 use crate::tui::model::Window;
-use crate::tui::replay::{Control, Progress, Speed, play};
-use crate::tui::source::{Target, spawn_sources};
+use crate::tui::replay::{Control, Playback, Progress, Speed, play};
+use crate::tui::source::{Target, feed, spawn_sources};
 
 /// Exit code for bad arguments and for failing to start.
 pub const EXIT_USAGE: u8 = 2;
@@ -570,10 +570,6 @@ async fn run_proxy(args: ProxyArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Feed items that may wait for the model; past that, sources read their
-/// sockets more slowly and the sidecars drop events for us (and say so).
-const FEED_CAPACITY: usize = 8192;
-
 async fn run_attach(args: AttachArgs) -> ExitCode {
     let output = match args.display.output() {
         Ok(output) => output,
@@ -588,7 +584,7 @@ async fn run_attach(args: AttachArgs) -> ExitCode {
         Ok(recorder) => recorder,
         Err(code) => return code,
     };
-    let (tx, rx) = tokio::sync::mpsc::channel(FEED_CAPACITY);
+    let (tx, rx) = feed();
     let _sources = spawn_sources(&targets, args.sources.token(), tx, shutdown.clone());
     let options = ShowOptions {
         output,
@@ -665,7 +661,7 @@ async fn run_record(args: RecordArgs) -> ExitCode {
     if let Ok(signals) = StopSignals::register() {
         tokio::spawn(signals.cancel_on_signal(shutdown.clone()));
     }
-    let (tx, rx) = tokio::sync::mpsc::channel(FEED_CAPACITY);
+    let (tx, rx) = feed();
     let _sources = spawn_sources(&targets, args.sources.token(), tx, shutdown.clone());
     let options = ShowOptions {
         output: Output::Silent,
@@ -726,7 +722,7 @@ async fn run_replay(args: ReplayArgs) -> ExitCode {
         tokio::spawn(signals.cancel_on_signal(shutdown.clone()));
     }
     let interactive = matches!(output, Output::Tui { .. });
-    let (tx, rx) = tokio::sync::mpsc::channel(FEED_CAPACITY);
+    let (tx, rx) = feed();
     let (control, control_rx) = tokio::sync::watch::channel(Control {
         paused: false,
         speed: args.speed,
@@ -739,11 +735,15 @@ async fn run_replay(args: ReplayArgs) -> ExitCode {
         paused: false,
         finished: false,
     });
+    let playback = Playback {
+        from: args.from.unwrap_or_default(),
+        to: args.to,
+        exit_when_done: !interactive,
+        origin: humantime::parse_rfc3339(&header.created_at).ok(),
+    };
     tokio::spawn(play(
         std::sync::Arc::new(entries),
-        args.from.unwrap_or_default(),
-        args.to,
-        !interactive,
+        playback,
         tx,
         control_rx,
         progress_tx,
@@ -829,7 +829,7 @@ async fn run_demo(args: DemoArgs, pods: Option<&crate::demo::pods::DemoPods>) ->
             return code;
         }
     };
-    let (tx, rx) = tokio::sync::mpsc::channel(FEED_CAPACITY);
+    let (tx, rx) = feed();
     let _sources = spawn_sources(&targets, None, tx, shutdown.clone());
     let options = ShowOptions {
         output,

@@ -103,6 +103,7 @@ impl Telemetry {
             aggregator: Aggregator::default(),
             interval_start: Instant::now(),
             records_dropped: 0,
+            fields_truncated: 0,
             upstream_metrics: HashMap::default(),
             encoder: RequestEncoder::default(),
         };
@@ -137,6 +138,7 @@ struct Folder<'a> {
     aggregator: Aggregator,
     interval_start: Instant,
     records_dropped: u64,
+    fields_truncated: u64,
     /// Metrics by authority label, inbound and outbound: at most
     /// `max_authorities` + 1 (`other`) labels, as [`AuthorityCap`] gives.
     upstream_metrics: HashMap<String, [Option<UpstreamMetrics>; 2]>,
@@ -202,5 +204,10 @@ impl Folder<'_> {
             .records_dropped
             .inc_by(dropped - self.records_dropped);
         self.records_dropped = dropped;
+        let truncated = recorder.truncated();
+        self.metrics
+            .fields_truncated
+            .inc_by(truncated - self.fields_truncated);
+        self.fields_truncated = truncated;
     }
 }

@@ -654,6 +654,7 @@ fn entries_become_the_items_the_live_source_gives() {
         FeedKind::Message {
             message: Message::Hello(hello),
             raw,
+            ..
         } => {
             assert_eq!(hello.sidecar.name, "wéb-7d4b9c");
             assert_eq!(&**raw, HELLO);

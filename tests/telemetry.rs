@@ -82,11 +82,15 @@ async fn hello_comes_first_and_describes_the_sidecar() {
     assert_eq!(hello["listeners"][0]["direction"], "inbound");
     assert_eq!(hello["listeners"][0]["addr"], sidecar.addr().to_string());
     assert_eq!(hello["listeners"][0]["target"], backend.addr.to_string());
+    // The sidecar's clock now, for a reader to compare with its own.
+    assert_timestamp(&hello["ts"]);
 
-    // `GET /` describes the sidecar the same way.
+    // `GET /` describes the sidecar the same way, as of its own moment.
     let (status, body) = admin_get(sidecar.admin, "/").await;
     assert_eq!(status, 200);
-    let root: Value = serde_json::from_str(&body).expect("json");
+    let mut root: Value = serde_json::from_str(&body).expect("json");
+    assert_timestamp(&root["ts"]);
+    root["ts"] = hello["ts"].clone();
     assert_eq!(root, hello);
     sidecar.stop().await;
 }

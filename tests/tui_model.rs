@@ -31,6 +31,7 @@ fn hello(name: &str, started_at: u64) -> Message {
             started_at: ts(started_at),
         },
         listeners: Vec::new(),
+        ts: None,
     })
 }
 
@@ -48,6 +49,7 @@ fn stats(sidecar: &str, sec: u64, authority: &str, durations: &[u64], failures: 
         ts: ts(sec),
         sidecar: sidecar.into(),
         interval_ms: 1000,
+        backfill: false,
         upstreams: vec![UpstreamStats {
             direction: Direction::Outbound,
             authority: authority.into(),
@@ -418,4 +420,219 @@ fn the_headless_table_is_aligned_with_units() {
         assert!(row[end - 1].is_ascii_digit(), "{table}");
         assert_eq!(row[end], ' ', "{table}");
     }
+}
+
+/// The UI's clock at second `sec`.
+fn at(sec: u64) -> Option<std::time::SystemTime> {
+    Some(UNIX_EPOCH + Duration::from_secs(sec) + Duration::from_millis(5))
+}
+
+fn web() -> UpstreamKey {
+    UpstreamKey {
+        direction: Direction::Outbound,
+        authority: "web-svc.emojivoto:80".into(),
+    }
+}
+
+/// Stats of `sec` for one upstream with `requests`, `failures` of them.
+fn simple_stats(sidecar: &str, sec: u64, authority: &str, requests: u64, failures: u64) -> Message {
+    let durations = vec![1000; requests as usize];
+    stats(sidecar, sec, authority, &durations, failures)
+}
+
+#[test]
+fn a_sidecar_dated_in_the_far_future_cannot_blank_the_others() {
+    let mut model = Model::new(["a".to_owned(), "b".to_owned()]);
+    for sec in T0..T0 + 20 {
+        model.ingest_message_at(
+            0,
+            &simple_stats("web", sec, "web-svc.emojivoto:80", 10, 1),
+            at(sec),
+        );
+        // Dated 9999: placed by when it arrived, and flagged.
+        let mut hostile = simple_stats("bad", sec, "evil:80", 5, 0);
+        if let Message::Stats(stats) = &mut hostile {
+            stats.ts = "9999-12-31T23:59:59.000000Z".into();
+        }
+        model.ingest_message_at(1, &hostile, at(sec));
+    }
+    assert_eq!(model.now_sec(), Some((T0 + 19) as i64), "the UI's clock");
+    let row = model.upstream_row(&web(), Window::TenSeconds).expect("web");
+    assert_eq!(row.rps, 10.0);
+    assert_eq!(row.success, Some(0.9));
+    assert!(row.p50.is_some());
+    assert!(model.sidecars()[1].clock_skewed());
+    assert!(!model.sidecars()[0].clock_skewed());
+    let evil = UpstreamKey {
+        direction: Direction::Outbound,
+        authority: "evil:80".into(),
+    };
+    let evil = model
+        .upstream_row(&evil, Window::TenSeconds)
+        .expect("placed");
+    assert_eq!(evil.rps, 5.0, "its own stats are placed where they arrived");
+}
+
+#[test]
+fn a_sidecar_whose_clock_is_two_minutes_off_is_placed_by_its_offset() {
+    for offset in [120i64, -120] {
+        let mut model = Model::new(["a".to_owned(), "b".to_owned()]);
+        let mut hello_b = hello("voting", T0 - 1000);
+        if let Message::Hello(hello) = &mut hello_b {
+            hello.ts = Some(ts((T0 as i64 + offset) as u64));
+        }
+        model.ingest_message_at(1, &hello_b, at(T0));
+        assert!(
+            model.sidecars()[1].clock_skewed(),
+            "{offset}: from its hello"
+        );
+        for sec in T0..T0 + 30 {
+            let theirs = (sec as i64 + offset) as u64;
+            model.ingest_message_at(
+                0,
+                &simple_stats("web", sec, "web-svc.emojivoto:80", 10, 0),
+                at(sec),
+            );
+            model.ingest_message_at(
+                1,
+                &simple_stats("voting", theirs, "voting-svc.emojivoto:8080", 10, 1),
+                at(sec),
+            );
+        }
+        for key in [web(), voting()] {
+            let row = model.upstream_row(&key, Window::TenSeconds).expect("row");
+            assert_eq!(row.rps, 10.0, "{offset} {key:?}");
+        }
+        let voting_row = model
+            .upstream_row(&voting(), Window::TenSeconds)
+            .expect("row");
+        assert_eq!(voting_row.success, Some(0.9), "{offset}: its failures show");
+        assert_eq!(model.now_sec(), Some((T0 + 29) as i64));
+    }
+}
+
+#[test]
+fn backfilled_stats_taken_before_are_skipped_and_new_ones_are_taken() {
+    let mut model = Model::new(["a".to_owned()]);
+    model.ingest_message_at(0, &hello("web", T0 - 100), at(T0));
+    let backfill = |sec: u64| {
+        let mut message = simple_stats("web", sec, "web-svc.emojivoto:80", 10, 0);
+        if let Message::Stats(stats) = &mut message {
+            stats.backfill = true;
+        }
+        message
+    };
+    // Attached: the sidecar's history first, then live.
+    for sec in T0 - 5..T0 {
+        model.ingest_message_at(0, &backfill(sec), at(T0));
+    }
+    for sec in T0..T0 + 5 {
+        model.ingest_message_at(
+            0,
+            &simple_stats("web", sec, "web-svc.emojivoto:80", 10, 0),
+            at(sec),
+        );
+    }
+    let requests = |model: &Model| {
+        model
+            .upstream_row(&web(), Window::OneMinute)
+            .map(|r| r.requests)
+    };
+    assert_eq!(requests(&model), Some(100));
+    // Reconnected to the same run: its history again, of which only the
+    // last two seconds are new (served while we were away).
+    model.ingest_message_at(0, &hello("web", T0 - 100), at(T0 + 7));
+    for sec in T0 - 5..T0 + 7 {
+        model.ingest_message_at(0, &backfill(sec), at(T0 + 7));
+    }
+    assert_eq!(
+        requests(&model),
+        Some(120),
+        "nothing counted twice, nothing lost"
+    );
+    // Restarted: its history is all new.
+    model.ingest_message_at(0, &hello("web", T0 + 8), at(T0 + 9));
+    model.ingest_message_at(0, &backfill(T0 + 8), at(T0 + 9));
+    assert_eq!(requests(&model), Some(130));
+}
+
+#[test]
+fn totals_saturate_instead_of_wrapping() {
+    let mut model = Model::new(["a".to_owned()]);
+    for sec in T0..T0 + 3 {
+        let mut message = simple_stats("web", sec, "web-svc.emojivoto:80", 1, 0);
+        if let Message::Stats(stats) = &mut message {
+            stats.upstreams[0].requests = u64::MAX;
+            stats.upstreams[0].failures = u64::MAX;
+        }
+        model.ingest_message(0, &message);
+    }
+    let row = model.upstream_row(&web(), Window::OneMinute).expect("row");
+    assert_eq!(row.requests, u64::MAX);
+    assert_eq!(row.failures, u64::MAX);
+    let dropped = Message::Dropped(Dropped {
+        count: u64::MAX,
+        total: u64::MAX,
+    });
+    model.ingest_message(0, &hello("web", T0));
+    model.ingest_message(0, &dropped);
+    model.ingest_message(0, &hello("web", T0));
+    model.ingest_message(0, &dropped);
+    assert_eq!(model.sidecars()[0].dropped, u64::MAX);
+}
+
+#[test]
+fn requests_with_huge_fields_are_kept_cut_and_within_the_tap_bound() {
+    use meshtop::telemetry::event::MAX_PATH;
+    use meshtop::tui::model::{TAP_BYTES, UPSTREAM_BYTES};
+    let mut model = Model::new(["a".to_owned()]);
+    let path = format!("/{}", "x".repeat(50_000));
+    for i in 0..12_000 {
+        let mut message = request("web", "web-svc.emojivoto:80", &path, 500, None, None);
+        if let Message::Request(event) = &mut message {
+            event.path = Some(format!("{path}{i}"));
+        }
+        model.ingest_message(0, &message);
+    }
+    let longest = model
+        .tap()
+        .iter()
+        .filter_map(|t| t.event.path.as_ref())
+        .map(String::len)
+        .max();
+    assert_eq!(longest, Some(MAX_PATH));
+    assert!(model.held_bytes() <= TAP_BYTES + UPSTREAM_BYTES);
+    assert!(
+        model.tap().len() < 12_000,
+        "the tap is bounded by bytes too"
+    );
+}
+
+#[test]
+fn upstreams_with_the_widest_histograms_are_evicted_to_stay_within_the_bound() {
+    use meshtop::telemetry::stats::MAX_LATENCY_MICROS;
+    use meshtop::tui::model::UPSTREAM_BYTES;
+    let mut model = Model::new(["a".to_owned()]);
+    for sec in T0..T0 + 4 {
+        let message = stats("web", sec, "x", &[1, MAX_LATENCY_MICROS], 0);
+        let Message::Stats(mut stats) = message else {
+            unreachable!()
+        };
+        let template = stats.upstreams[0].clone();
+        stats.upstreams = (0..400)
+            .map(|i| UpstreamStats {
+                authority: format!("svc-{sec}-{i}:80"),
+                ..template.clone()
+            })
+            .collect();
+        model.ingest_message(0, &Message::Stats(stats));
+        assert!(model.held_bytes() <= UPSTREAM_BYTES + 1_000_000);
+    }
+    assert!(model.evicted_upstreams() > 0);
+    // The newest are kept.
+    let newest = UpstreamKey {
+        direction: Direction::Outbound,
+        authority: format!("svc-{}-399:80", T0 + 3),
+    };
+    assert!(model.upstream_row(&newest, Window::TenSeconds).is_some());
 }

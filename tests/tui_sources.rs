@@ -12,17 +12,16 @@ use futures_util::SinkExt;
 use meshtop::proxy::{Dest, ListenerConfig, ProxyConfig};
 use meshtop::telemetry::Direction;
 use meshtop::telemetry::event::{Hello, Message, RequestEvent};
-use meshtop::tui::source::{FeedItem, FeedKind, Target, spawn_sources};
+use meshtop::tui::source::{FeedKind, FeedReceiver, Target, feed, spawn_sources};
 use support::*;
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 /// Sources running in this test, and the channel they feed.
 struct Feed {
-    rx: mpsc::Receiver<FeedItem>,
+    rx: FeedReceiver,
     /// Items received while waiting for another source's, kept in order per
     /// source so that no wait loses what a later wait looks for.
     pending: Vec<VecDeque<FeedKind>>,
@@ -32,7 +31,7 @@ struct Feed {
 
 impl Feed {
     fn attach(targets: &[Target], token: Option<&str>) -> Feed {
-        let (tx, rx) = mpsc::channel(1024);
+        let (tx, rx) = feed();
         let shutdown = CancellationToken::new();
         let tracker = spawn_sources(targets, token.map(str::to_owned), tx, shutdown.clone());
         Feed {
@@ -171,6 +170,7 @@ async fn two_sidecars_feed_one_channel_tagged_by_source() {
             FeedKind::Message {
                 message: Message::Hello(hello),
                 raw,
+                ..
             } => {
                 assert_eq!(hello.sidecar.name, name);
                 let json: serde_json::Value = serde_json::from_str(&raw).expect("raw is JSON");
@@ -384,6 +384,7 @@ async fn frames_that_are_not_the_schema_are_reported_not_fatal() {
         FeedKind::Message {
             message: Message::Hello(hello),
             raw,
+            ..
         } => {
             assert_eq!(hello.sidecar.name, "fake");
             assert_eq!(&*raw, HELLO);

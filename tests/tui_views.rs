@@ -45,6 +45,7 @@ fn hello(name: &str, started_at: &str, listeners: Vec<ListenerDesc>) -> Message 
             started_at: started_at.into(),
         },
         listeners,
+        ts: None,
     })
 }
 
@@ -88,6 +89,7 @@ fn stats(sidecar: &str, sec: u64, upstreams: &[Upstream]) -> Message {
         ts: ts(sec, 0),
         sidecar: sidecar.into(),
         interval_ms: 1000,
+        backfill: false,
         upstreams,
     })
 }

@@ -49,6 +49,7 @@ impl Entry {
             Ok(message) => FeedKind::Message {
                 message,
                 raw: self.raw,
+                received: None,
             },
             Err(reason) => FeedKind::Invalid { reason },
         };

@@ -4,7 +4,7 @@
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::RecordingError;
 use super::format::{Header, SourceInfo, encode_line, is_zstd};
@@ -42,6 +42,8 @@ pub struct RecordingWriter {
     /// The origin of [`elapsed`](RecordingWriter::elapsed): when the header
     /// was made.
     started: Instant,
+    /// The header's `created_at`, as written.
+    created_at: SystemTime,
     /// When the oldest data not yet flushed was written; `None` when
     /// everything is flushed.
     pending_since: Option<Instant>,
@@ -103,10 +105,14 @@ impl RecordingWriter {
         let mut line = serde_json::to_vec(&header).map_err(|err| create_error(err.into()))?;
         line.push(b'\n');
         let started = Instant::now();
+        // As a reader will read it back, to the microsecond.
+        let created_at =
+            humantime::parse_rfc3339(&header.created_at).unwrap_or_else(|_| SystemTime::now());
         let mut writer = RecordingWriter {
             sink: Some(sink),
             path,
             started,
+            created_at,
             pending_since: Some(started),
             messages: 0,
             line,
@@ -166,6 +172,15 @@ impl RecordingWriter {
     /// How long ago recording started: the `t` of a message received now.
     pub fn elapsed(&self) -> Duration {
         self.started.elapsed()
+    }
+
+    /// The `t` of a message received at `received` on the wall clock: so
+    /// that a replay feeds it as received at exactly that time (the header's
+    /// `created_at` plus `t`). Never before the start.
+    pub fn t_of(&self, received: SystemTime) -> Duration {
+        received
+            .duration_since(self.created_at)
+            .unwrap_or(Duration::ZERO)
     }
 
     /// The messages written so far.

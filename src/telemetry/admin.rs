@@ -77,8 +77,8 @@ pub struct AdminState {
     /// True once every listener is bound and accepting, false again while
     /// draining so that Kubernetes stops sending new traffic.
     ready: AtomicBool,
-    /// The `hello` message, encoded once.
-    hello: Utf8Bytes,
+    /// The `hello` message, without its `ts` (set as each is sent).
+    hello: Hello,
     telemetry: Option<TelemetryAccess>,
 }
 
@@ -88,7 +88,7 @@ impl AdminState {
         listeners: Vec<BoundListener>,
         telemetry: Option<TelemetryAccess>,
     ) -> Self {
-        let hello = hub::encode(&Message::Hello(hello_message(&info, &listeners)));
+        let hello = hello_message(&info, &listeners);
         AdminState {
             info,
             listeners,
@@ -113,6 +113,14 @@ impl AdminState {
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
     }
+
+    /// The `hello` message as of now: with the sidecar's clock, so that a
+    /// reader can tell how far its own is off.
+    fn hello_now(&self) -> Utf8Bytes {
+        let mut hello = self.hello.clone();
+        hello.ts = Some(timestamp(SystemTime::now()));
+        hub::encode(&Message::Hello(hello))
+    }
 }
 
 fn hello_message(info: &SidecarInfo, listeners: &[BoundListener]) -> Hello {
@@ -132,6 +140,7 @@ fn hello_message(info: &SidecarInfo, listeners: &[BoundListener]) -> Hello {
                 target: l.target.as_ref().map(|t| t.to_string()),
             })
             .collect(),
+        ts: None,
     }
 }
 
@@ -191,7 +200,7 @@ fn route(
         "/healthz" => text(StatusCode::OK, "ok"),
         "/readyz" if state.is_ready() => text(StatusCode::OK, "ready"),
         "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready"),
-        "/" => json(state.hello.clone().into()),
+        "/" => json(state.hello_now().into()),
         "/metrics" | "/events" => {
             let Some(telemetry) = &state.telemetry else {
                 return text(StatusCode::NOT_FOUND, "not found");
@@ -292,7 +301,7 @@ fn events(
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
     let hub = telemetry.hub.clone();
-    let hello = state.hello.clone();
+    let hello = state.hello_now();
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {

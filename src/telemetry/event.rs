@@ -19,6 +19,41 @@ use super::record::{Direction, ErrorKind, HttpProtocol, RequestRecord, TcpProtoc
 /// schema (and say so) rather than misreading them.
 pub const SCHEMA_VERSION: u32 = 1;
 
+/// The longest path (with its query) a request's record and event carry,
+/// in bytes. These limits are the same in the sidecar and in every reader
+/// (`docs/events.md`, "Limits"): a longer field is cut at a character
+/// boundary and ends in [`TRUNCATED`], and the sidecar counts the requests
+/// it cut (`meshtop_fields_truncated`).
+pub const MAX_PATH: usize = 4096;
+/// The longest authority (a valid `host:port` is at most 261 bytes).
+pub const MAX_AUTHORITY: usize = 512;
+/// The longest method: longer ones are cut to this, without a marker (a
+/// method is a token, and stays one).
+pub const MAX_METHOD: usize = 64;
+/// The longest `grpc_message`.
+pub const MAX_GRPC_MESSAGE: usize = 1024;
+/// The longest value of a captured header.
+pub const MAX_HEADER_VALUE: usize = 1024;
+/// The most captured headers a request carries.
+pub const MAX_HEADERS: usize = 32;
+/// What ends a field that was cut.
+pub const TRUNCATED: &str = "…";
+
+/// Cuts `text` to at most `max` bytes at a character boundary, ending in
+/// [`TRUNCATED`]; whether it had to.
+pub fn truncate_field(text: &mut String, max: usize) -> bool {
+    if text.len() <= max {
+        return false;
+    }
+    let mut end = max.saturating_sub(TRUNCATED.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push_str(TRUNCATED);
+    true
+}
+
 /// One message of the event stream.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -36,6 +71,11 @@ pub struct Hello {
     pub schema: u32,
     pub sidecar: SidecarDesc,
     pub listeners: Vec<ListenerDesc>,
+    /// The sidecar's clock when it said hello, RFC 3339 (absent from
+    /// sidecars before it was added): a reader compares it with its own to
+    /// tell how far the sidecar's clock is off before any `stats` arrive.
+    #[serde(default)]
+    pub ts: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,6 +125,55 @@ impl RequestEvent {
     pub fn is_failure(&self) -> bool {
         super::record::is_failure(self.status, self.grpc_status, self.error)
     }
+
+    /// Cuts fields longer than the schema's limits, as the sidecar does, so
+    /// that what a reader keeps of an event from anywhere is bounded;
+    /// whether any was cut. The addresses, `ts` and `sidecar` are bounded
+    /// at [`MAX_AUTHORITY`] too.
+    pub fn bound_fields(&mut self) -> bool {
+        let mut cut = false;
+        for (field, max) in [
+            (&mut self.authority, MAX_AUTHORITY),
+            (&mut self.sidecar, MAX_AUTHORITY),
+            (&mut self.client, MAX_AUTHORITY),
+            (&mut self.ts, MAX_AUTHORITY),
+        ] {
+            cut |= truncate_field(field, max);
+        }
+        for (field, max) in [
+            (&mut self.server, MAX_AUTHORITY),
+            (&mut self.method, MAX_METHOD),
+            (&mut self.path, MAX_PATH),
+            (&mut self.grpc_message, MAX_GRPC_MESSAGE),
+        ] {
+            if let Some(text) = field {
+                cut |= truncate_field(text, max);
+            }
+        }
+        if let Some(headers) = &mut self.headers {
+            if headers.len() > MAX_HEADERS {
+                while headers.len() > MAX_HEADERS {
+                    headers.pop_last();
+                }
+                cut = true;
+            }
+            if headers
+                .iter()
+                .any(|(k, v)| k.len() > MAX_AUTHORITY || v.len() > MAX_HEADER_VALUE)
+            {
+                *headers = std::mem::take(headers)
+                    .into_iter()
+                    .map(|(mut k, mut v)| {
+                        truncate_field(&mut k, MAX_AUTHORITY);
+                        truncate_field(&mut v, MAX_HEADER_VALUE);
+                        (k, v)
+                    })
+                    .collect();
+                cut = true;
+            }
+        }
+        cut
+    }
 }
 
 /// One finished opaque connection.
@@ -113,6 +202,10 @@ pub struct Stats {
     pub sidecar: String,
     pub interval_ms: u64,
     pub upstreams: Vec<UpstreamStats>,
+    /// An interval from before the subscription, sent first to a new
+    /// subscriber (the sidecar's `--history`); only present when true.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub backfill: bool,
 }
 
 /// One (direction, authority) during one interval.

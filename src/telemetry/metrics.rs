@@ -72,6 +72,7 @@ pub struct Metrics {
     tcp: Family<TcpLabels, Counter>,
     pub events_dropped: Counter,
     pub records_dropped: Counter,
+    pub fields_truncated: Counter,
     pub subscribers: Gauge,
 }
 
@@ -94,6 +95,7 @@ impl Metrics {
         let tcp = Family::<TcpLabels, Counter>::default();
         let events_dropped = Counter::default();
         let records_dropped = Counter::default();
+        let fields_truncated = Counter::default();
         let subscribers = Gauge::default();
         registry.register(
             "meshtop_requests",
@@ -127,6 +129,11 @@ impl Metrics {
             records_dropped.clone(),
         );
         registry.register(
+            "meshtop_fields_truncated",
+            "Requests and connections recorded with a field cut to the event schema's limits",
+            fields_truncated.clone(),
+        );
+        registry.register(
             "meshtop_subscribers",
             "Connected event subscribers",
             subscribers.clone(),
@@ -140,6 +147,7 @@ impl Metrics {
             tcp,
             events_dropped,
             records_dropped,
+            fields_truncated,
             subscribers,
         }
     }

@@ -190,6 +190,43 @@ impl RequestRecord {
     pub fn is_failure(&self) -> bool {
         is_failure(self.status, self.grpc_status, self.error)
     }
+
+    /// Cuts fields longer than the schema's limits (see
+    /// [`MAX_PATH`](super::event::MAX_PATH) and the others beside it);
+    /// whether any was cut. A few comparisons for an ordinary request.
+    pub fn bound_fields(&mut self) -> bool {
+        use super::event::{
+            MAX_AUTHORITY, MAX_GRPC_MESSAGE, MAX_HEADER_VALUE, MAX_HEADERS, MAX_METHOD, MAX_PATH,
+            truncate_field,
+        };
+        let mut cut = false;
+        if let Some(path) = &mut self.path {
+            cut |= truncate_field(path, MAX_PATH);
+        }
+        if self.authority.len() > MAX_AUTHORITY {
+            let mut authority = self.authority.to_string();
+            truncate_field(&mut authority, MAX_AUTHORITY);
+            self.authority = authority.into();
+            cut = true;
+        }
+        if let Some(method) = &self.method
+            && method.as_str().len() > MAX_METHOD
+        {
+            self.method = http::Method::from_bytes(&method.as_str().as_bytes()[..MAX_METHOD]).ok();
+            cut = true;
+        }
+        if let Some(message) = &mut self.grpc_message {
+            cut |= truncate_field(message, MAX_GRPC_MESSAGE);
+        }
+        if self.headers.len() > MAX_HEADERS {
+            self.headers.truncate(MAX_HEADERS);
+            cut = true;
+        }
+        for (_, value) in &mut self.headers {
+            cut |= truncate_field(value, MAX_HEADER_VALUE);
+        }
+        cut
+    }
 }
 
 /// One finished opaque (TCP or TLS) connection.
@@ -223,6 +260,8 @@ pub struct Recorder {
     tx: mpsc::Sender<Record>,
     /// Records lost because the channel was full; the telemetry reports it.
     dropped: Arc<AtomicU64>,
+    /// Records with a field cut to the schema's limits.
+    truncated: Arc<AtomicU64>,
 }
 
 /// The receiving half of the record channel.
@@ -236,15 +275,33 @@ impl Recorder {
         let recorder = Recorder {
             tx,
             dropped: Arc::new(AtomicU64::new(0)),
+            truncated: Arc::new(AtomicU64::new(0)),
         };
         (recorder, rx)
     }
 
-    /// Hands a record to the telemetry without ever waiting.
-    pub fn record(&self, record: Record) {
+    /// Hands a record to the telemetry without ever waiting. Every record
+    /// passes here, so this is where fields are cut to the schema's limits:
+    /// what waits in the channel is bounded too.
+    pub fn record(&self, mut record: Record) {
+        let cut = match &mut record {
+            Record::Request(request) => request.bound_fields(),
+            Record::Tcp(tcp) => tcp
+                .sni
+                .as_mut()
+                .is_some_and(|sni| super::event::truncate_field(sni, super::event::MAX_AUTHORITY)),
+        };
+        if cut {
+            self.truncated.fetch_add(1, Ordering::Relaxed);
+        }
         if self.tx.try_send(record).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// How many records had a field cut to the schema's limits.
+    pub fn truncated(&self) -> u64 {
+        self.truncated.load(Ordering::Relaxed)
     }
 
     /// How many records were dropped because the channel was full (or its

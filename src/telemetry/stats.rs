@@ -168,7 +168,9 @@ fn check_v2_header(plain: &[u8]) -> Result<(), HistogramDecodeError> {
         return Err(HistogramDecodeError::Format("header cut short"));
     };
     if !usize::try_from(payload).is_ok_and(|p| p <= plain.len().saturating_sub(V2_HEADER)) {
-        return Err(HistogramDecodeError::Format("payload length beyond the data"));
+        return Err(HistogramDecodeError::Format(
+            "payload length beyond the data",
+        ));
     }
     if !(1..=u32::from(LATENCY_SIGFIG)).contains(&digits) {
         return out_of_bounds(format!("{digits} significant digits"));
@@ -340,6 +342,7 @@ impl StatsSnapshot {
                 .iter()
                 .map(UpstreamAggregate::to_message)
                 .collect(),
+            backfill: false,
         }
     }
 }

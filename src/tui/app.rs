@@ -4,18 +4,18 @@
 //! as they come and draws at `--fps`.
 
 use std::io::{self, IsTerminal, Write};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossterm::event::{Event, EventStream, KeyCode, KeyEvent, KeyEventKind};
 use futures_util::StreamExt;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::filter::FilterExpr;
 use super::input::{Action, UiState};
 use super::model::{Model, Window, headless_table};
 use super::replay::{Control, Progress};
-use super::source::{FeedItem, FeedKind};
+use super::source::{FeedItem, FeedKind, FeedReceiver};
 use super::views;
 use crate::record::{RecordingError, RecordingWriter};
 
@@ -64,15 +64,23 @@ pub struct Shown {
 struct Tape {
     writer: Option<RecordingWriter>,
     failed: Option<RecordingError>,
+    /// The `t` last written: lines stay in order of `t`, though sources
+    /// hand over what they received a few microseconds apart.
+    last_t: Duration,
 }
 
 impl Tape {
     fn write(&mut self, item: &FeedItem) -> Option<String> {
-        let (Some(writer), FeedKind::Message { raw, .. }) = (self.writer.as_mut(), &item.kind)
+        let (Some(writer), FeedKind::Message { raw, received, .. }) =
+            (self.writer.as_mut(), &item.kind)
         else {
             return None;
         };
-        let t = writer.elapsed();
+        // When it was received, so that a replay places it where it was.
+        let t = received
+            .map_or_else(|| writer.elapsed(), |at| writer.t_of(at))
+            .max(self.last_t);
+        self.last_t = t;
         let result = writer.write(t, item.source, raw);
         self.check(result)
     }
@@ -111,9 +119,16 @@ pub enum ShowError {
     Terminal(#[from] io::Error),
 }
 
-/// Feed items are taken in batches of at most this many before the loop
-/// looks at keys and the frame clock again.
-const INGEST_BATCH: usize = 4096;
+/// Feed items are taken for at most this long before the loop looks at
+/// keys, signals, the deadline and the frame clock again. Each item's
+/// work is bounded (every decoder bounds its input), so a sidecar sending
+/// the worst it can delays a key by about this much, never more than a
+/// fraction of a second.
+const INGEST_SLICE: Duration = Duration::from_millis(20);
+
+/// How long a session that ends takes in what its sources had already
+/// received, at most.
+const FINAL_DRAIN: Duration = Duration::from_millis(500);
 
 /// How often the recording is given a chance to flush (it flushes what is
 /// older than half a second, so a killed recorder loses at most a second).
@@ -123,7 +138,7 @@ const TAPE_TICK: Duration = Duration::from_millis(250);
 /// `shutdown` is cancelled or the user quits. Returns the final model.
 pub async fn show(
     targets: Vec<String>,
-    mut feed: mpsc::Receiver<FeedItem>,
+    mut feed: FeedReceiver,
     mut options: ShowOptions,
     shutdown: CancellationToken,
 ) -> Result<Shown, ShowError> {
@@ -131,6 +146,7 @@ pub async fn show(
     let mut tape = Tape {
         writer: options.recorder.take(),
         failed: None,
+        last_t: Duration::ZERO,
     };
     let mut tape_tick = tokio::time::interval(TAPE_TICK);
     let deadline = async {
@@ -216,8 +232,20 @@ pub async fn show(
                     _ = shutdown.cancelled() => break,
                 }
             }
-            // Whatever is already queued belongs to the session too.
-            while let Ok(item) = feed.try_recv() {
+            // Whatever was already queued belongs to the session too; not
+            // what sources still send meanwhile (a flood would never end),
+            // and not for longer than a moment.
+            let queued = feed.len();
+            let draining = Instant::now();
+            for _ in 0..queued {
+                if draining.elapsed() > FINAL_DRAIN {
+                    eprintln!(
+                        "meshtop: stopped taking in what was received after {}ms; the table leaves out the rest",
+                        FINAL_DRAIN.as_millis()
+                    );
+                    break;
+                }
+                let Some(item) = feed.try_recv() else { break };
                 if let Some(error) = tape.write(&item) {
                     eprintln!("meshtop: {error}");
                 }
@@ -273,7 +301,7 @@ struct Session<'a> {
 async fn tui_loop(
     terminal: &mut ratatui::DefaultTerminal,
     session: &mut Session<'_>,
-    feed: &mut mpsc::Receiver<FeedItem>,
+    feed: &mut FeedReceiver,
     fps: u32,
     deadline: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
     shutdown: &CancellationToken,
@@ -292,11 +320,12 @@ async fn tui_loop(
         tokio::select! {
             item = feed.recv(), if feed_open => match item {
                 Some(item) => {
+                    let slice = Instant::now();
                     session.ingest(&item);
-                    for _ in 0..INGEST_BATCH {
+                    while slice.elapsed() < INGEST_SLICE {
                         match feed.try_recv() {
-                            Ok(item) => session.ingest(&item),
-                            Err(_) => break,
+                            Some(item) => session.ingest(&item),
+                            None => break,
                         }
                     }
                 }

@@ -4,24 +4,35 @@
 //! percentiles come from `stats` (exact, merged across sidecars by adding
 //! their HdrHistograms); routes, errors and the tap come from `request`
 //! events (best effort: a slow reader loses some, and the sidecars view
-//! shows how many). The model's clock is the newest `stats` timestamp, so
-//! the same messages always give the same numbers, live or replayed.
+//! shows how many).
 //!
-//! Memory is bounded whatever the traffic: per-second history is kept for
-//! [`HISTORY_SECONDS`], histograms per second are kept compressed, and
-//! routes, error groups, upstreams and the tap have caps with the least
-//! recently seen evicted first.
+//! The model's clock is the UI's own: the time each message was received
+//! (as recorded, in a replay, so the same recording always gives the same
+//! numbers). A sidecar's `stats` are placed at the second their timestamp
+//! gives, unless that sidecar's clock is more than [`CLOCK_TOLERANCE_SECS`]
+//! off the UI's, measured on its `hello` and on every live `stats`: then
+//! they are placed by the offset measured, and the sidecar is flagged. So a
+//! sidecar with a wrong clock, or a hostile one, cannot move the windows of
+//! the others. Backfilled `stats` (sent by a sidecar to a new subscriber)
+//! that were received before are skipped.
+//!
+//! Memory is bounded by bytes whatever the sources send: fields of events
+//! are cut to the schema's limits, upstream state (window histograms,
+//! per-second history kept compressed, routes) within [`UPSTREAM_BYTES`]
+//! and the tap within [`TAP_BYTES`], with the least recently active evicted
+//! first; error groups, routes and upstreams also have caps by count.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use hdrhistogram::Histogram;
 
 use super::filter::FilterExpr;
 use super::source::{FeedItem, FeedKind};
 use crate::telemetry::Direction;
-use crate::telemetry::event::{Hello, Message, RequestEvent, Stats};
-use crate::telemetry::stats::{decode_histogram, new_latency_histogram};
+use crate::telemetry::event::{Hello, MAX_AUTHORITY, Message, RequestEvent, Stats, truncate_field};
+use crate::telemetry::stats::{MAX_LATENCY_MICROS, decode_histogram, new_latency_histogram};
 
 /// Seconds of per-upstream history kept (charts and the largest window).
 pub const HISTORY_SECONDS: usize = 600;
@@ -31,8 +42,29 @@ pub const TAP_CAPACITY: usize = 10_000;
 pub const ROUTES_PER_UPSTREAM: usize = 100;
 /// Error groups kept; the least recently seen is evicted past it.
 pub const ERROR_GROUPS: usize = 1_000;
-/// Upstreams kept; the least recently seen is evicted past it.
+/// Upstreams kept; the least recently active are evicted past it.
 pub const MAX_UPSTREAMS: usize = 5_000;
+/// Bytes of upstream state kept (its window histograms, its per-second
+/// history and its routes); past it, the least recently active upstreams
+/// are evicted, a tenth of them at a time, and counted.
+pub const UPSTREAM_BYTES: usize = 64 << 20;
+/// Bytes of requests kept for the tap; past it the oldest go.
+pub const TAP_BYTES: usize = 24 << 20;
+/// A sidecar whose clock is more than this many seconds off the UI's is
+/// flagged, and its `stats` are placed on the UI's timeline.
+pub const CLOCK_TOLERANCE_SECS: i64 = 3;
+/// Histogram counts one `stats` message may make the model decode (a
+/// sidecar's 1,000 upstreams take a few million): past it, the rest of the
+/// message is skipped and counted as invalid, so no message holds the UI
+/// for more than a fraction of a second.
+const COUNTS_PER_STATS: usize = 32 << 20;
+/// What an upstream costs besides its histograms, history and routes: its
+/// key, its map entry and its fixed fields.
+const UPSTREAM_OVERHEAD: usize = 1024;
+/// What a second of history costs besides its histograms' text.
+const SECOND_OVERHEAD: usize = 64;
+/// What a route costs besides its name and histogram.
+const ROUTE_OVERHEAD: usize = 128;
 
 /// The time window rates and percentiles are computed over.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -124,6 +156,13 @@ struct UpstreamState {
     first_sec: i64,
     last_seen_sec: i64,
     routes: HashMap<String, RouteState>,
+    /// The model's activity counter when this upstream last changed: what
+    /// "least recently active" means for eviction.
+    last_active: u64,
+    /// Bytes held by `seconds` (their histograms' text and overhead).
+    seconds_bytes: usize,
+    /// Bytes held by `routes` (names, histograms and overhead).
+    routes_bytes: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -269,6 +308,12 @@ pub struct SidecarState {
     /// Messages that were not valid JSON, of an unknown type or a newer schema.
     pub invalid: u64,
     pub last_invalid: Option<String>,
+    /// The sidecar's clock minus the UI's, in milliseconds, as last
+    /// measured (on its `hello` or a live `stats`); `None` until measured.
+    pub clock_offset_ms: Option<i64>,
+    /// The end of the newest interval of `stats` taken from the sidecar's
+    /// current run: backfilled ones up to it were taken before.
+    stats_through: Option<SystemTime>,
 }
 
 impl SidecarState {
@@ -285,11 +330,34 @@ impl SidecarState {
             dropped_before: 0,
             invalid: 0,
             last_invalid: None,
+            clock_offset_ms: None,
+            stats_through: None,
         }
     }
 
     pub fn name(&self) -> &str {
         self.hello.as_ref().map_or("?", |h| h.sidecar.name.as_str())
+    }
+
+    /// Whether the sidecar's clock is more than [`CLOCK_TOLERANCE_SECS`]
+    /// off the UI's.
+    pub fn clock_skewed(&self) -> bool {
+        self.clock_offset_ms
+            .is_some_and(|ms| ms.unsigned_abs() > CLOCK_TOLERANCE_SECS.unsigned_abs() * 1000)
+    }
+
+    /// Seconds to take off this sidecar's timestamps to place them on the
+    /// UI's timeline: its offset when flagged, else nothing.
+    fn clock_shift(&self) -> i64 {
+        match self.clock_offset_ms {
+            Some(ms) if self.clock_skewed() => (ms as f64 / 1000.0).round() as i64,
+            _ => 0,
+        }
+    }
+
+    fn note_invalid(&mut self, reason: String) {
+        self.invalid = self.invalid.saturating_add(1);
+        self.last_invalid = Some(reason);
     }
 }
 
@@ -310,6 +378,15 @@ pub struct Model {
     /// same stats (merging every upstream's histogram on each frame would
     /// take most of a frame's time).
     summary_cache: std::cell::RefCell<Option<(SummaryKey, Summary)>>,
+    /// Increases with every change to an upstream (see
+    /// [`UpstreamState::last_active`]).
+    activity: u64,
+    /// Bytes held by all upstreams (see [`UPSTREAM_BYTES`]).
+    upstream_bytes: usize,
+    /// Bytes held by the tap (see [`TAP_BYTES`]).
+    tap_bytes: usize,
+    /// Upstreams evicted to stay within [`MAX_UPSTREAMS`] and [`UPSTREAM_BYTES`].
+    evicted_upstreams: u64,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -331,6 +408,10 @@ impl Model {
             event_counter: 0,
             stats_version: 0,
             summary_cache: std::cell::RefCell::new(None),
+            activity: 0,
+            upstream_bytes: 0,
+            tap_bytes: 0,
+            evicted_upstreams: 0,
         }
     }
 
@@ -359,94 +440,112 @@ impl Model {
                     reason: reason.clone(),
                 }
             }
-            FeedKind::Invalid { reason } => {
-                sidecar.invalid += 1;
-                sidecar.last_invalid = Some(reason.clone());
-            }
-            FeedKind::Message { message, .. } => self.ingest_message(item.source, message),
+            FeedKind::Invalid { reason } => sidecar.note_invalid(reason.clone()),
+            FeedKind::Message {
+                message, received, ..
+            } => self.ingest_message_at(item.source, message, *received),
         }
     }
 
-    /// Takes in one message from source `source`.
+    /// Takes in one message from source `source`, as received at the time
+    /// it gives itself (see [`Model::ingest_message_at`]).
     pub fn ingest_message(&mut self, source: usize, message: &Message) {
-        let Some(sidecar) = self.sidecars.get_mut(source) else {
+        self.ingest_message_at(source, message, None);
+    }
+
+    /// Takes in one message from source `source`, received at `received`
+    /// on the UI's clock; `None`: at the time the message gives (a `stats`
+    /// at its `ts`), for feeds without a clock of their own.
+    pub fn ingest_message_at(
+        &mut self,
+        source: usize,
+        message: &Message,
+        received: Option<SystemTime>,
+    ) {
+        if source >= self.sidecars.len() {
             return;
-        };
+        }
+        let received_sec = received.and_then(system_seconds);
+        if let Some(sec) = received_sec
+            && self.now_sec.is_none_or(|now| sec > now)
+        {
+            self.advance_clock(sec);
+        }
+        let sidecar = &mut self.sidecars[source];
         match message {
             Message::Hello(hello) => {
                 if let Some(previous) = &sidecar.hello
                     && previous.sidecar.started_at != hello.sidecar.started_at
                 {
-                    sidecar.restarts += 1;
+                    sidecar.restarts = sidecar.restarts.saturating_add(1);
+                    sidecar.stats_through = None;
                 }
                 // A new connection counts its drops from zero again.
                 sidecar.dropped_before = sidecar.dropped;
-                sidecar.hello = Some(hello.clone());
+                if let (Some(ts), Some(received)) = (&hello.ts, received) {
+                    sidecar.clock_offset_ms = clock_offset_ms(ts, received);
+                }
+                sidecar.hello = Some(bounded_hello(hello));
                 sidecar.state = SourceState::Live;
             }
             Message::Dropped(dropped) => {
-                sidecar.dropped = sidecar.dropped_before + dropped.total;
+                sidecar.dropped = sidecar.dropped_before.saturating_add(dropped.total);
             }
             Message::Tcp(_) => {
-                sidecar.events += 1;
+                sidecar.events = sidecar.events.saturating_add(1);
                 sidecar.events_this_second += 1;
             }
             Message::Request(event) => {
-                sidecar.events += 1;
+                sidecar.events = sidecar.events.saturating_add(1);
                 sidecar.events_this_second += 1;
                 self.ingest_request(source, event);
             }
-            Message::Stats(stats) => self.ingest_stats(stats),
+            Message::Stats(stats) => self.ingest_stats(source, stats, received),
         }
     }
 
     fn ingest_request(&mut self, source: usize, event: &RequestEvent) {
+        // What is kept of an event from anywhere is bounded.
+        let mut event = event.clone();
+        event.bound_fields();
         self.event_counter += 1;
+        self.activity += 1;
         let order = self.event_counter;
         let key = UpstreamKey {
             direction: event.direction,
             authority: event.authority.clone(),
         };
         let failed = event.is_failure();
-        let micros = (event.duration_ms * 1000.0).round().max(1.0) as u64;
-        if !self.upstreams.contains_key(&key) {
-            self.evict_upstreams_for_one_more();
-        }
+        let micros = event_micros(event.duration_ms);
+        let activity = self.activity;
         let upstream = self
             .upstreams
             .entry(key.clone())
             .or_insert_with(UpstreamState::new);
-        let route = route_of(event);
-        let state = match upstream.routes.get_mut(route.as_str()) {
-            Some(state) => state,
-            None => {
-                if upstream.routes.len() >= ROUTES_PER_UPSTREAM
-                    && let Some(oldest) = upstream
-                        .routes
-                        .iter()
-                        .min_by_key(|(_, r)| r.last_seen)
-                        .map(|(k, _)| k.clone())
-                {
-                    upstream.routes.remove(&oldest);
-                }
-                upstream.routes.entry(route).or_insert_with(RouteState::new)
-            }
-        };
-        state.count += 1;
-        state.failures += u64::from(failed);
-        state.last_seen = order;
-        let _ = state.latency.record(micros);
+        let before = upstream.weight();
+        upstream.last_active = activity;
+        upstream.count_route(route_of(&event), failed, micros, order);
+        let after = upstream.weight();
+        self.upstream_bytes = self
+            .upstream_bytes
+            .saturating_add(after)
+            .saturating_sub(before);
+        self.enforce_upstream_bounds();
 
         if failed {
-            self.record_failure(key, event, order);
+            self.record_failure(key, &event, order);
         }
-        if self.tap.len() >= TAP_CAPACITY {
-            self.tap.pop_front();
+        let weight = tap_weight(&event);
+        self.tap_bytes += weight;
+        self.tap.push_back(TapEntry { source, event });
+        while self.tap.len() > TAP_CAPACITY || (self.tap_bytes > TAP_BYTES && self.tap.len() > 1) {
+            match self.tap.pop_front() {
+                Some(gone) => {
+                    self.tap_bytes = self.tap_bytes.saturating_sub(tap_weight(&gone.event))
+                }
+                None => break,
+            }
         }
-        self.tap.push_back(TapEntry {
-            source,
-            event: event.clone(),
-        });
     }
 
     fn record_failure(&mut self, upstream: UpstreamKey, event: &RequestEvent, order: u64) {
@@ -458,15 +557,10 @@ impl Model {
             FailureKind::Status(event.status.unwrap_or(0))
         };
         let key = ErrorKey { upstream, kind };
-        if !self.errors.contains_key(&key)
-            && self.errors.len() >= ERROR_GROUPS
-            && let Some(oldest) = self
-                .errors
-                .values()
-                .min_by_key(|e| e.seen_order)
-                .map(|e| e.key.clone())
-        {
-            self.errors.remove(&oldest);
+        if !self.errors.contains_key(&key) && self.errors.len() >= ERROR_GROUPS {
+            // The least recently seen tenth goes at once, so that a stream
+            // of new groups costs one scan per hundred of them, not one each.
+            evict_oldest(&mut self.errors, ERROR_GROUPS / 10, |e| e.seen_order);
         }
         let row = self.errors.entry(key.clone()).or_insert_with(|| ErrorRow {
             key,
@@ -476,7 +570,7 @@ impl Model {
             example_message: None,
             seen_order: 0,
         });
-        row.count += 1;
+        row.count = row.count.saturating_add(1);
         row.last_seen.clone_from(&event.ts);
         row.seen_order = order;
         row.example_path.clone_from(&event.path);
@@ -485,47 +579,97 @@ impl Model {
         }
     }
 
-    fn ingest_stats(&mut self, stats: &Stats) {
+    fn ingest_stats(&mut self, source: usize, stats: &Stats, received: Option<SystemTime>) {
         self.stats_version += 1;
-        let Some(sec) = unix_seconds(&stats.ts) else {
+        let Some(end) = humantime::parse_rfc3339(&stats.ts).ok() else {
+            self.sidecars[source].note_invalid(format!(
+                "a stats message with an invalid ts \"{}\"",
+                one_line(&stats.ts)
+            ));
             return;
         };
-        if self.now_sec.is_none_or(|now| sec > now) {
-            self.advance_clock(sec);
+        let Some(ts_sec) = system_seconds(end) else {
+            return;
+        };
+        let sidecar = &mut self.sidecars[source];
+        if stats.backfill && sidecar.stats_through.is_some_and(|through| end <= through) {
+            // Sent again to a new connection: taken from an earlier one.
+            return;
         }
+        sidecar.stats_through = Some(sidecar.stats_through.map_or(end, |t| t.max(end)));
+        if !stats.backfill
+            && let Some(received) = received
+        {
+            sidecar.clock_offset_ms = clock_offset_ms(&stats.ts, received);
+        }
+        let sec = match received.and_then(system_seconds) {
+            // Never further ahead of the UI's clock than the tolerance,
+            // whatever the sidecar says.
+            Some(received_sec) => ts_sec
+                .saturating_sub(sidecar.clock_shift())
+                .min(received_sec.saturating_add(CLOCK_TOLERANCE_SECS)),
+            None => {
+                if self.now_sec.is_none_or(|now| ts_sec > now) {
+                    self.advance_clock(ts_sec);
+                }
+                ts_sec
+            }
+        };
         let now = self.now_sec.unwrap_or(sec);
-        for upstream in &stats.upstreams {
+        let mut counts = 0usize;
+        for (i, upstream) in stats.upstreams.iter().enumerate() {
+            let latency = decode_histogram(&upstream.latency).ok();
+            counts += latency.as_ref().map_or(0, Histogram::distinct_values);
+            let mut authority = upstream.authority.clone();
+            truncate_field(&mut authority, MAX_AUTHORITY);
             let key = UpstreamKey {
                 direction: upstream.direction,
-                authority: upstream.authority.clone(),
+                authority,
             };
-            let latency = decode_histogram(&upstream.latency).ok();
-            if !self.upstreams.contains_key(&key) {
-                self.evict_upstreams_for_one_more();
-            }
+            self.activity += 1;
+            let activity = self.activity;
             let state = self.upstreams.entry(key).or_insert_with(UpstreamState::new);
+            let before = state.weight();
+            state.last_active = activity;
             state.add_second(
                 sec,
                 now,
                 upstream.requests,
-                upstream.failures,
+                upstream.failures.min(upstream.requests),
                 &upstream.latency,
                 latency.as_ref(),
             );
+            let after = state.weight();
+            self.upstream_bytes = self
+                .upstream_bytes
+                .saturating_add(after)
+                .saturating_sub(before);
+            self.enforce_upstream_bounds();
+            if counts > COUNTS_PER_STATS && i + 1 < stats.upstreams.len() {
+                self.sidecars[source].note_invalid(format!(
+                    "a stats message too large to take whole: {} of its {} upstreams skipped",
+                    stats.upstreams.len() - i - 1,
+                    stats.upstreams.len()
+                ));
+                break;
+            }
         }
     }
 
-    fn evict_upstreams_for_one_more(&mut self) {
-        if self.upstreams.len() < MAX_UPSTREAMS {
-            return;
-        }
-        if let Some(oldest) = self
-            .upstreams
-            .iter()
-            .min_by_key(|(_, u)| u.last_seen_sec)
-            .map(|(k, _)| k.clone())
+    /// Evicts the least recently active upstreams, a tenth at a time, while
+    /// there are more than [`MAX_UPSTREAMS`] or they hold more than
+    /// [`UPSTREAM_BYTES`].
+    fn enforce_upstream_bounds(&mut self) {
+        while self.upstreams.len() > MAX_UPSTREAMS
+            || (self.upstream_bytes > UPSTREAM_BYTES && self.upstreams.len() > 1)
         {
-            self.upstreams.remove(&oldest);
+            let batch = (self.upstreams.len() / 10).max(1);
+            let gone = evict_oldest(&mut self.upstreams, batch, |u| u.last_active);
+            self.evicted_upstreams = self.evicted_upstreams.saturating_add(gone.len() as u64);
+            for upstream in gone {
+                self.upstream_bytes = self.upstream_bytes.saturating_sub(upstream.weight());
+            }
+            self.summary_cache.borrow_mut().take();
         }
     }
 
@@ -539,9 +683,23 @@ impl Model {
         let Some(previous) = previous else {
             return;
         };
+        let mut bytes = 0usize;
         for upstream in self.upstreams.values_mut() {
             upstream.expire(previous, sec);
+            bytes = bytes.saturating_add(upstream.weight());
         }
+        self.upstream_bytes = bytes;
+    }
+
+    /// Bytes the model holds, as it counts them against its bounds: its
+    /// upstreams and its tap.
+    pub fn held_bytes(&self) -> usize {
+        self.upstream_bytes.saturating_add(self.tap_bytes)
+    }
+
+    /// Upstreams evicted so far to stay within the model's bounds.
+    pub fn evicted_upstreams(&self) -> u64 {
+        self.evicted_upstreams
     }
 
     pub fn sidecars(&self) -> &[SidecarState] {
@@ -614,8 +772,8 @@ impl Model {
                 continue;
             }
             let aggregate = &state.windows[window.index()];
-            requests += aggregate.requests;
-            failures += aggregate.failures;
+            requests = requests.saturating_add(aggregate.requests);
+            failures = failures.saturating_add(aggregate.failures);
             rps += aggregate.requests as f64 / state.span(window, now) as f64;
             let _ = merged.add(&aggregate.latency);
         }
@@ -670,7 +828,7 @@ impl Model {
                 });
             }
             if let Some(bucket) = buckets.iter_mut().find(|b| b.upper_us >= value) {
-                bucket.count += recorded.count_at_value();
+                bucket.count = bucket.count.saturating_add(recorded.count_at_value());
             }
         }
         let quantiles = [0.5, 0.9, 0.99].map(|q| Some(latency.value_at_quantile(q)));
@@ -731,7 +889,54 @@ impl UpstreamState {
             first_sec: i64::MAX,
             last_seen_sec: i64::MIN,
             routes: HashMap::new(),
+            last_active: 0,
+            seconds_bytes: 0,
+            routes_bytes: 0,
         }
+    }
+
+    /// The bytes this upstream holds, as counted against [`UPSTREAM_BYTES`]:
+    /// its window histograms' counts, its history and its routes.
+    fn weight(&self) -> usize {
+        let windows: usize = self
+            .windows
+            .iter()
+            .map(|w| w.latency.distinct_values() * std::mem::size_of::<u64>())
+            .sum();
+        UPSTREAM_OVERHEAD + windows + self.seconds_bytes + self.routes_bytes
+    }
+
+    /// Counts a request event under its route; past [`ROUTES_PER_UPSTREAM`]
+    /// the least recently seen route goes.
+    fn count_route(&mut self, route: String, failed: bool, micros: u64, order: u64) {
+        if !self.routes.contains_key(route.as_str())
+            && self.routes.len() >= ROUTES_PER_UPSTREAM
+            && let Some(oldest) = self
+                .routes
+                .iter()
+                .min_by_key(|(_, r)| r.last_seen)
+                .map(|(k, _)| k.clone())
+            && let Some(gone) = self.routes.remove(&oldest)
+        {
+            self.routes_bytes = self
+                .routes_bytes
+                .saturating_sub(route_weight(&oldest, &gone));
+        }
+        let len = route.len();
+        let state = self.routes.entry(route).or_insert_with(RouteState::new);
+        let before = if state.count == 0 {
+            // A new route: its name now, its histogram as it grows.
+            self.routes_bytes += len + ROUTE_OVERHEAD;
+            0
+        } else {
+            state.latency.distinct_values()
+        };
+        state.count = state.count.saturating_add(1);
+        state.failures = state.failures.saturating_add(u64::from(failed));
+        state.last_seen = order;
+        let _ = state.latency.record(micros);
+        let grown = state.latency.distinct_values().saturating_sub(before);
+        self.routes_bytes += grown * std::mem::size_of::<u32>();
     }
 
     /// Adds one sidecar's stats for second `sec` (the clock is at `now`).
@@ -744,31 +949,34 @@ impl UpstreamState {
         encoded: &str,
         latency: Option<&Histogram<u64>>,
     ) {
-        self.total_requests += requests;
-        self.total_failures += failures;
+        self.total_requests = self.total_requests.saturating_add(requests);
+        self.total_failures = self.total_failures.saturating_add(failures);
         self.first_sec = self.first_sec.min(sec);
         self.last_seen_sec = self.last_seen_sec.max(sec);
-        if now - sec >= HISTORY_SECONDS as i64 {
+        if now.saturating_sub(sec) >= HISTORY_SECONDS as i64 {
             return;
         }
         for window in Window::ALL {
-            if now - sec < window.seconds() {
+            if now.saturating_sub(sec) < window.seconds() {
                 let aggregate = &mut self.windows[window.index()];
-                aggregate.requests += requests;
-                aggregate.failures += failures;
+                aggregate.requests = aggregate.requests.saturating_add(requests);
+                aggregate.failures = aggregate.failures.saturating_add(failures);
                 if let Some(latency) = latency {
                     let _ = aggregate.latency.add(latency);
                 }
             }
         }
+        // A histogram that did not decode is not kept: it would only fail
+        // to decode again when its second leaves a window.
+        let kept: Vec<Arc<str>> = latency.map(|_| Arc::from(encoded)).into_iter().collect();
+        self.seconds_bytes += SECOND_OVERHEAD + kept.iter().map(|e| e.len()).sum::<usize>();
         let position = self.seconds.iter().rposition(|s| s.sec <= sec);
-        let encoded: Arc<str> = Arc::from(encoded);
         match position {
             Some(i) if self.seconds[i].sec == sec => {
                 let second = &mut self.seconds[i];
-                second.requests += requests;
-                second.failures += failures;
-                second.latency.push(encoded);
+                second.requests = second.requests.saturating_add(requests);
+                second.failures = second.failures.saturating_add(failures);
+                second.latency.extend(kept);
             }
             _ => {
                 let at = position.map_or(0, |i| i + 1);
@@ -778,7 +986,7 @@ impl UpstreamState {
                         sec,
                         requests,
                         failures,
-                        latency: vec![encoded],
+                        latency: kept,
                     },
                 );
             }
@@ -791,11 +999,12 @@ impl UpstreamState {
         for window in Window::ALL {
             let w = window.seconds();
             // Seconds in (previous - w, now - w] leave this window.
+            let (after, up_to) = (previous.saturating_sub(w), now.saturating_sub(w));
             let aggregate = &mut self.windows[window.index()];
             for second in self
                 .seconds
                 .iter()
-                .filter(|s| s.sec > previous - w && s.sec <= now - w)
+                .filter(|s| s.sec > after && s.sec <= up_to)
             {
                 aggregate.requests = aggregate.requests.saturating_sub(second.requests);
                 aggregate.failures = aggregate.failures.saturating_sub(second.failures);
@@ -814,9 +1023,11 @@ impl UpstreamState {
         while self
             .seconds
             .front()
-            .is_some_and(|s| now - s.sec >= HISTORY_SECONDS as i64)
+            .is_some_and(|s| now.saturating_sub(s.sec) >= HISTORY_SECONDS as i64)
         {
-            self.seconds.pop_front();
+            if let Some(gone) = self.seconds.pop_front() {
+                self.seconds_bytes = self.seconds_bytes.saturating_sub(second_weight(&gone));
+            }
         }
     }
 
@@ -876,6 +1087,123 @@ pub fn route_of(event: &RequestEvent) -> String {
         return path.trim_start_matches('/').to_owned();
     }
     format!("{} {}", event.method.as_deref().unwrap_or("-"), path)
+}
+
+/// What a second of history holds.
+fn second_weight(second: &Second) -> usize {
+    SECOND_OVERHEAD + second.latency.iter().map(|e| e.len()).sum::<usize>()
+}
+
+/// What a route holds.
+fn route_weight(name: &str, route: &RouteState) -> usize {
+    name.len() + ROUTE_OVERHEAD + route.latency.distinct_values() * std::mem::size_of::<u32>()
+}
+
+/// What a request in the tap holds: its text and its structure.
+fn tap_weight(event: &RequestEvent) -> usize {
+    let text = [&event.ts, &event.sidecar, &event.client, &event.authority]
+        .iter()
+        .map(|s| s.len())
+        .sum::<usize>()
+        + [
+            &event.server,
+            &event.method,
+            &event.path,
+            &event.grpc_message,
+        ]
+        .iter()
+        .map(|s| s.as_ref().map_or(0, String::len))
+        .sum::<usize>()
+        + event.headers.as_ref().map_or(0, |h| {
+            h.iter().map(|(k, v)| k.len() + v.len() + 64).sum::<usize>()
+        });
+    text + std::mem::size_of::<TapEntry>()
+}
+
+/// Removes about `count` entries with the smallest `age` (the least
+/// recently active), in one pass over the map, and returns them.
+fn evict_oldest<K, V>(map: &mut HashMap<K, V>, count: usize, age: impl Fn(&V) -> u64) -> Vec<V>
+where
+    K: std::hash::Hash + Eq + Clone,
+{
+    let mut ages: Vec<u64> = map.values().map(&age).collect();
+    if ages.is_empty() {
+        return Vec::new();
+    }
+    let nth = count.clamp(1, ages.len()) - 1;
+    let (_, threshold, _) = ages.select_nth_unstable(nth);
+    let threshold = *threshold;
+    let keys: Vec<K> = map
+        .iter()
+        .filter(|(_, v)| age(v) <= threshold)
+        .map(|(k, _)| k.clone())
+        .collect();
+    keys.into_iter().filter_map(|k| map.remove(&k)).collect()
+}
+
+/// A latency from an event, in microseconds as histograms record them.
+fn event_micros(duration_ms: f64) -> u64 {
+    let micros = (duration_ms * 1000.0).round();
+    if micros.is_nan() {
+        return 1;
+    }
+    // A float-to-integer cast saturates; the histogram bound applies after.
+    (micros as u64).clamp(1, MAX_LATENCY_MICROS)
+}
+
+/// Whole Unix seconds of a time, or `None` before 1970 or far beyond.
+fn system_seconds(time: SystemTime) -> Option<i64> {
+    let secs = time.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+    i64::try_from(secs).ok()
+}
+
+/// A sidecar's timestamp `ts` minus the UI's `received`, in milliseconds.
+fn clock_offset_ms(ts: &str, received: SystemTime) -> Option<i64> {
+    let theirs = humantime::parse_rfc3339(ts).ok()?;
+    let ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    Some(match theirs.duration_since(received) {
+        Ok(ahead) => ms(ahead),
+        Err(behind) => -ms(behind.duration()),
+    })
+}
+
+/// What the model keeps of a hello: its strings and listeners bounded.
+fn bounded_hello(hello: &Hello) -> Hello {
+    /// More listeners than any sidecar has; the rest are not kept.
+    const LISTENERS: usize = 64;
+    let mut hello = Hello {
+        schema: hello.schema,
+        sidecar: hello.sidecar.clone(),
+        listeners: hello.listeners.iter().take(LISTENERS).cloned().collect(),
+        ts: hello.ts.clone(),
+    };
+    let desc = &mut hello.sidecar;
+    for field in [&mut desc.name, &mut desc.version, &mut desc.started_at] {
+        truncate_field(field, MAX_AUTHORITY);
+    }
+    if let Some(namespace) = &mut desc.namespace {
+        truncate_field(namespace, MAX_AUTHORITY);
+    }
+    for listener in &mut hello.listeners {
+        truncate_field(&mut listener.addr, MAX_AUTHORITY);
+        if let Some(target) = &mut listener.target {
+            truncate_field(target, MAX_AUTHORITY);
+        }
+    }
+    if let Some(ts) = &mut hello.ts {
+        truncate_field(ts, MAX_AUTHORITY);
+    }
+    hello
+}
+
+/// A piece of a peer's text, short and on one line, for a reason.
+fn one_line(s: &str) -> String {
+    const MAX: usize = 60;
+    let mut out: String = s.chars().filter(|c| !c.is_control()).take(MAX).collect();
+    if s.chars().count() > MAX {
+        out.push('…');
+    }
+    out
 }
 
 /// Unix seconds of an RFC 3339 timestamp.

@@ -3,11 +3,11 @@
 //! from the UI. Replay is just another source: the views never know.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
-use super::source::{FeedItem, FeedKind};
+use super::source::{FeedItem, FeedKind, FeedSender};
 
 pub use crate::record::Entry as ReplayEntry;
 
@@ -84,19 +84,37 @@ pub struct Progress {
     pub finished: bool,
 }
 
-/// Plays `entries` (from `from` to `to`) into `tx`. Seeking backwards sends
+/// What part of a recording to play, and how.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Playback {
+    /// Start this far in: what came before is fed at once.
+    pub from: Duration,
+    /// Stop this far in.
+    pub to: Option<Duration>,
+    /// Return (closing the feed) at the end, rather than wait for a seek.
+    pub exit_when_done: bool,
+    /// When recording started (the header's `created_at`): each message is
+    /// fed as received at this plus its `t`, so the UI's clock runs as it
+    /// did live. `None` leaves messages to their own timestamps.
+    pub origin: Option<SystemTime>,
+}
+
+/// Plays `entries` into `tx` as `playback` says. Seeking backwards sends
 /// [`FeedKind::Reset`] first: the model is rebuilt from the start, as fast
-/// as possible, up to the new position. With `exit_when_done` the player
-/// returns (closing the feed) at the end; otherwise it waits for a seek.
+/// as possible, up to the new position.
 pub async fn play(
     entries: Arc<Vec<ReplayEntry>>,
-    from: Duration,
-    to: Option<Duration>,
-    exit_when_done: bool,
-    tx: mpsc::Sender<FeedItem>,
+    playback: Playback,
+    tx: FeedSender,
     mut control: watch::Receiver<Control>,
     progress: watch::Sender<Progress>,
 ) {
+    let Playback {
+        from,
+        to,
+        exit_when_done,
+        origin,
+    } = playback;
     let length = entries.last().map_or(Duration::ZERO, |e| e.t);
     let end = to.unwrap_or(length).min(length);
     let mut position = from.min(end);
@@ -107,7 +125,7 @@ pub async fn play(
     let mut catch_up_to = Some(position);
     if next > 0 {
         for entry in &entries[..next] {
-            if send(&tx, entry).await.is_err() {
+            if send(&tx, entry, origin).await.is_err() {
                 return;
             }
         }
@@ -120,14 +138,11 @@ pub async fn play(
             last_seek = Some(id);
             let target = target.min(end);
             if target < position {
-                if tx
-                    .send(FeedItem {
-                        source: 0,
-                        kind: FeedKind::Reset,
-                    })
-                    .await
-                    .is_err()
-                {
+                let reset = FeedItem {
+                    source: 0,
+                    kind: FeedKind::Reset,
+                };
+                if tx.send(reset).await.is_err() {
                     return;
                 }
                 next = 0;
@@ -144,7 +159,7 @@ pub async fn play(
         });
         if let Some(up_to) = catch_up_to.take() {
             while next < entries.len() && entries[next].t <= up_to {
-                if send(&tx, &entries[next]).await.is_err() {
+                if send(&tx, &entries[next], origin).await.is_err() {
                     return;
                 }
                 next += 1;
@@ -187,18 +202,19 @@ pub async fn play(
             }
         }
         position = position.max(entry.t);
-        if send(&tx, entry).await.is_err() {
+        if send(&tx, entry, origin).await.is_err() {
             return;
         }
         next += 1;
     }
 }
 
-async fn send(tx: &mpsc::Sender<FeedItem>, entry: &ReplayEntry) -> Result<(), ()> {
+async fn send(tx: &FeedSender, entry: &ReplayEntry, origin: Option<SystemTime>) -> Result<(), ()> {
     let kind = match &entry.message {
         Ok(message) => FeedKind::Message {
             message: message.clone(),
             raw: entry.raw.clone(),
+            received: origin.and_then(|origin| origin.checked_add(entry.t)),
         },
         Err(reason) => FeedKind::Invalid {
             reason: reason.clone(),
@@ -251,7 +267,7 @@ mod tests {
 
     #[tokio::test]
     async fn max_speed_plays_the_range_and_ends() {
-        let (tx, mut rx) = mpsc::channel(100);
+        let (tx, mut rx) = crate::tui::source::feed();
         let (_control, control_rx) = control(Speed::Max);
         let (progress, _) = watch::channel(Progress {
             position: Duration::ZERO,
@@ -260,16 +276,13 @@ mod tests {
             paused: false,
             finished: false,
         });
-        play(
-            entries(10),
-            Duration::from_secs(3),
-            Some(Duration::from_secs(6)),
-            true,
-            tx,
-            control_rx,
-            progress,
-        )
-        .await;
+        let playback = Playback {
+            from: Duration::from_secs(3),
+            to: Some(Duration::from_secs(6)),
+            exit_when_done: true,
+            origin: None,
+        };
+        play(entries(10), playback, tx, control_rx, progress).await;
         let mut counts = Vec::new();
         while let Some(item) = rx.recv().await {
             counts.extend(count_of(&item));
@@ -280,7 +293,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn seeking_back_resets_and_replays_from_the_start() {
-        let (tx, mut rx) = mpsc::channel(100);
+        let (tx, mut rx) = crate::tui::source::feed();
         let (control_tx, control_rx) = control(Speed::Factor(1.0));
         let (progress_tx, progress_rx) = watch::channel(Progress {
             position: Duration::ZERO,
@@ -291,9 +304,7 @@ mod tests {
         });
         let player = tokio::spawn(play(
             entries(10),
-            Duration::ZERO,
-            None,
-            false,
+            Playback::default(),
             tx,
             control_rx,
             progress_tx,
@@ -323,9 +334,9 @@ mod tests {
         // Pausing stops the feed until resumed.
         control_tx.send_modify(|c| c.paused = true);
         tokio::time::sleep(Duration::from_secs(1)).await;
-        while rx.try_recv().is_ok() {}
+        while rx.try_recv().is_some() {}
         tokio::time::sleep(Duration::from_secs(30)).await;
-        assert!(rx.try_recv().is_err(), "nothing is fed while paused");
+        assert!(rx.try_recv().is_none(), "nothing is fed while paused");
         control_tx.send_modify(|c| c.paused = false);
         assert!(rx.recv().await.is_some());
         player.abort();

@@ -3,19 +3,20 @@
 //! reconnects on its own with [`Backoff`], so one unreachable or restarting
 //! sidecar never blocks the others or the UI.
 //!
-//! All tasks feed one bounded channel. A task waits when the channel is
-//! full, which stops it reading its socket; the sidecar then drops events
-//! for this subscriber and says so with a `dropped` message, while `stats`
-//! stay exact. Backpressure thus ends at the sidecar, never in our memory.
+//! All tasks feed one [`feed`], bounded by items and by bytes. A task waits
+//! when it is full, which stops it reading its socket; the sidecar then
+//! drops events for this subscriber and says so with a `dropped` message,
+//! while `stats` stay exact. Backpressure thus ends at the sidecar, never
+//! in our memory.
 
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt;
 use http::{HeaderValue, StatusCode};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_tungstenite::tungstenite;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -128,6 +129,10 @@ pub enum FeedKind {
     Message {
         message: Message,
         raw: Arc<str>,
+        /// When it was received, on the UI's own clock (a replay: when it
+        /// was received as recorded). `None`: at the time the message itself
+        /// gives, for feeds that have no clock of their own.
+        received: Option<SystemTime>,
     },
     /// A frame that is not valid JSON, has an unknown `type`, does not fit
     /// the schema, is binary, or comes from a sidecar of a newer schema
@@ -147,6 +152,107 @@ pub enum FeedKind {
     Failed {
         reason: String,
     },
+}
+
+/// Feed items that may wait for the model.
+pub const FEED_ITEMS: usize = 8192;
+
+/// Bytes of feed items that may wait for the model (see [`FeedItem::weight`]):
+/// a few seconds of a busy sidecar's events, and room for the largest
+/// message a source accepts, so that items, not a sidecar, decide what the
+/// UI holds.
+pub const FEED_BYTES: usize = 48 << 20;
+
+/// The sending end of a feed; cloned into every source.
+#[derive(Clone, Debug)]
+pub struct FeedSender {
+    tx: mpsc::Sender<(FeedItem, OwnedSemaphorePermit)>,
+    /// Room in bytes: an item holds its weight until it is received.
+    room: Arc<Semaphore>,
+    /// All the room there is: no item waits for more.
+    budget: u32,
+}
+
+/// The receiving end of a feed: the model's.
+#[derive(Debug)]
+pub struct FeedReceiver {
+    rx: mpsc::Receiver<(FeedItem, OwnedSemaphorePermit)>,
+}
+
+/// The feed is closed: its receiver is gone.
+#[derive(Debug, thiserror::Error)]
+#[error("the feed is closed")]
+pub struct FeedClosed;
+
+/// A channel of feed items bounded by [`FEED_ITEMS`] items and by
+/// [`FEED_BYTES`]: a sender waits for room of both, so whatever sidecars
+/// send, what waits for the model stays within both.
+pub fn feed() -> (FeedSender, FeedReceiver) {
+    feed_with(FEED_ITEMS, FEED_BYTES)
+}
+
+/// A feed with other bounds (tests).
+pub fn feed_with(items: usize, bytes: usize) -> (FeedSender, FeedReceiver) {
+    let (tx, rx) = mpsc::channel(items.max(1));
+    let budget = u32::try_from(bytes.clamp(1, Semaphore::MAX_PERMITS)).unwrap_or(u32::MAX);
+    let sender = FeedSender {
+        tx,
+        room: Arc::new(Semaphore::new(budget as usize)),
+        budget,
+    };
+    (sender, FeedReceiver { rx })
+}
+
+impl FeedSender {
+    /// Sends an item once there is room for it (an item larger than the
+    /// whole budget waits for all of it).
+    pub async fn send(&self, item: FeedItem) -> Result<(), FeedClosed> {
+        let weight = u32::try_from(item.weight())
+            .unwrap_or(u32::MAX)
+            .min(self.budget);
+        let room = self
+            .room
+            .clone()
+            .acquire_many_owned(weight)
+            .await
+            .map_err(|_| FeedClosed)?;
+        self.tx.send((item, room)).await.map_err(|_| FeedClosed)
+    }
+}
+
+impl FeedReceiver {
+    /// The next item; `None` once every sender is gone and the feed is empty.
+    pub async fn recv(&mut self) -> Option<FeedItem> {
+        self.rx.recv().await.map(|(item, _room)| item)
+    }
+
+    /// The next item if one is waiting.
+    pub fn try_recv(&mut self) -> Option<FeedItem> {
+        self.rx.try_recv().ok().map(|(item, _room)| item)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rx.is_empty()
+    }
+
+    /// Items waiting.
+    pub fn len(&self) -> usize {
+        self.rx.len()
+    }
+}
+
+impl FeedItem {
+    /// About what the item holds in memory: a message's text twice (as
+    /// received, and decoded) and the decoded message's structure.
+    pub fn weight(&self) -> usize {
+        match &self.kind {
+            FeedKind::Message { raw, .. } => raw.len().saturating_mul(2).saturating_add(512),
+            FeedKind::Invalid { reason }
+            | FeedKind::Reconnecting { reason, .. }
+            | FeedKind::Failed { reason } => reason.len() + 128,
+            FeedKind::Reset | FeedKind::Connecting | FeedKind::Live => 64,
+        }
+    }
 }
 
 /// The first delay after a failure.
@@ -208,6 +314,9 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// when the sidecar's stats interval is long (see [`Frames::quiet_limit`]).
 const QUIET_LIMIT_MIN: Duration = Duration::from_secs(15);
 
+/// The longest silence tolerated, whatever stats interval a sidecar claims.
+const QUIET_LIMIT_MAX: Duration = Duration::from_secs(3600);
+
 /// How long to wait for the close handshake on shutdown before just
 /// dropping the connection.
 const CLOSE_TIMEOUT: Duration = Duration::from_millis(500);
@@ -221,8 +330,8 @@ const MAX_MESSAGE_SIZE: usize = 16 << 20;
 /// Spawns one task per target. Each connects (sending `Authorization:
 /// Bearer TOKEN` when `token` is `Some`), forwards every text frame as a
 /// [`FeedItem`] tagged with the target's index, and reconnects on its own
-/// with [`Backoff`]. Items are sent with `tx.send(..).await`: a slow
-/// consumer slows the reading of the sockets (see the module docs).
+/// with [`Backoff`]. Items wait for room in the feed: a slow consumer slows
+/// the reading of the sockets (see the module docs).
 ///
 /// The tasks end when `shutdown` is cancelled, when `tx`'s receiver is
 /// dropped, or (one of them) on [`FeedKind::Failed`]. The returned tracker
@@ -230,7 +339,7 @@ const MAX_MESSAGE_SIZE: usize = 16 << 20;
 pub fn spawn_sources(
     targets: &[Target],
     token: Option<String>,
-    tx: mpsc::Sender<FeedItem>,
+    tx: FeedSender,
     shutdown: CancellationToken,
 ) -> TaskTracker {
     let tracker = TaskTracker::new();
@@ -254,7 +363,7 @@ struct Source {
     index: usize,
     target: Target,
     token: Option<String>,
-    tx: mpsc::Sender<FeedItem>,
+    tx: FeedSender,
     shutdown: CancellationToken,
 }
 
@@ -444,8 +553,12 @@ impl Frames {
     /// traffic, so silence means a hung peer — typically a port-forward
     /// whose pod is gone — which TCP alone may not notice for minutes.
     fn quiet_limit(&self) -> Duration {
+        // A peer's claim: its multiple is bounded, never an overflow.
         self.stats_interval.map_or(QUIET_LIMIT_MIN, |interval| {
-            QUIET_LIMIT_MIN.max(interval * 3)
+            interval
+                .checked_mul(3)
+                .unwrap_or(QUIET_LIMIT_MAX)
+                .clamp(QUIET_LIMIT_MIN, QUIET_LIMIT_MAX)
         })
     }
 
@@ -472,6 +585,7 @@ impl Frames {
                 FeedKind::Message {
                     message,
                     raw: Arc::from(text),
+                    received: Some(SystemTime::now()),
                 }
             }
             Err(err) => self.diagnose(text, err),
@@ -734,7 +848,9 @@ mod tests {
             FeedKind::Message {
                 message: Message::Hello(hello),
                 raw,
+                received,
             } => {
+                assert!(received.is_some(), "a live message has its receive time");
                 assert_eq!(hello.sidecar.name, "web");
                 assert_eq!(&*raw, HELLO);
             }
@@ -782,6 +898,57 @@ mod tests {
         assert_eq!(frames.quiet_limit(), QUIET_LIMIT_MIN);
         frames.text(&stats(60_000));
         assert_eq!(frames.quiet_limit(), Duration::from_secs(180));
+    }
+
+    #[test]
+    fn a_claimed_stats_interval_never_overflows_the_quiet_limit() {
+        let mut frames = Frames::default();
+        let stats = format!(
+            r#"{{"type":"stats","ts":"2026-11-30T03:42:33.000004Z","sidecar":"web","interval_ms":{},"upstreams":[]}}"#,
+            u64::MAX
+        );
+        assert!(matches!(frames.text(&stats), FeedKind::Message { .. }));
+        assert_eq!(frames.quiet_limit(), QUIET_LIMIT_MAX);
+    }
+
+    fn message_of(len: usize) -> FeedItem {
+        FeedItem {
+            source: 0,
+            kind: FeedKind::Message {
+                message: Message::Dropped(crate::telemetry::event::Dropped { count: 1, total: 1 }),
+                raw: Arc::from("x".repeat(len)),
+                received: None,
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn a_feed_holds_no_more_bytes_than_its_budget() {
+        let (tx, mut rx) = feed_with(1000, 10_000);
+        let weight = message_of(2_000).weight();
+        assert!(weight > 4_000);
+        // Two fit; a third waits until one is taken.
+        tx.send(message_of(2_000)).await.expect("room");
+        tx.send(message_of(2_000)).await.expect("room");
+        {
+            let third = tx.send(message_of(2_000));
+            tokio::pin!(third);
+            assert!(
+                futures_util::poll!(third.as_mut()).is_pending(),
+                "no room for a third"
+            );
+            assert!(rx.recv().await.is_some());
+            third.await.expect("room again");
+        }
+        // One larger than the whole budget takes all of it, and still goes.
+        assert!(rx.recv().await.is_some());
+        assert!(rx.recv().await.is_some());
+        tx.send(message_of(1 << 20))
+            .await
+            .expect("the whole budget");
+        assert!(rx.try_recv().is_some());
+        drop(tx);
+        assert!(rx.recv().await.is_none());
     }
 
     #[test]

@@ -927,3 +927,92 @@ pub async fn read_request_head(stream: &mut TcpStream) -> Option<Vec<u8>> {
     }
     Some(head)
 }
+
+/// A hello a fake sidecar sends first.
+pub const FAKE_HELLO: &str = r#"{"type":"hello","schema":1,"sidecar":{"name":"fake","namespace":null,"version":"0.0.0","started_at":"2026-11-30T03:42:30.123456Z"},"listeners":[]}"#;
+
+/// A fake sidecar: a WebSocket server that says [`FAKE_HELLO`] to every
+/// connection and then sends the texts `next(n)` gives for n = 0, 1, … as
+/// fast as the client reads, until `next` gives `None` or the client goes.
+pub struct FakeSidecar {
+    pub addr: SocketAddr,
+    /// Messages sent after the hello, over all connections.
+    pub sent: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FakeSidecar {
+    pub async fn start(next: impl Fn(usize) -> Option<String> + Send + Sync + 'static) -> Self {
+        use futures_util::SinkExt;
+        let listener = TcpListener::bind(local0()).await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let sent = Arc::new(AtomicUsize::new(0));
+        let next = Arc::new(next);
+        let counter = sent.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (next, counter) = (next.clone(), counter.clone());
+                tokio::spawn(async move {
+                    let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                        return;
+                    };
+                    let hello = tokio_tungstenite::tungstenite::Message::text(FAKE_HELLO);
+                    if ws.send(hello).await.is_err() {
+                        return;
+                    }
+                    let mut n = 0;
+                    while let Some(text) = next(n) {
+                        let message = tokio_tungstenite::tungstenite::Message::text(text);
+                        if ws.send(message).await.is_err() {
+                            return;
+                        }
+                        counter.fetch_add(1, Ordering::Relaxed);
+                        n += 1;
+                    }
+                    // Then silence, as a hung peer.
+                    std::future::pending::<()>().await;
+                });
+            }
+        });
+        FakeSidecar { addr, sent, task }
+    }
+
+    /// Waits until at least `n` messages were sent.
+    pub async fn wait_sent(&self, n: usize) {
+        within("the fake sidecar to send", async {
+            while self.sent.load(Ordering::Relaxed) < n {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+    }
+}
+
+impl Drop for FakeSidecar {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Peak and current memory of a running process, from `/proc/PID/status`
+/// (`VmHWM`, `VmRSS`), in KiB.
+pub fn process_memory_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+/// Sends a signal (`TERM`, `INT`) to a process.
+pub fn kill(pid: u32, name: &str) {
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill -{name} {pid} failed");
+}

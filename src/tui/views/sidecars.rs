@@ -1,6 +1,7 @@
 //! View 5, Sidecars: every attached target with its connection state, who
-//! the sidecar says it is, its uptime, event rate, drops, restarts and
-//! invalid messages; the selected one in full below.
+//! the sidecar says it is, its uptime, how far its clock is off, event
+//! rate, drops, restarts and invalid messages; the selected one in full
+//! below.
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -42,6 +43,7 @@ impl Widget for &SidecarsView<'_> {
                         or_dash(hello.and_then(|h| h.namespace.clone())),
                         or_dash(hello.map(|h| h.version.clone())),
                         uptime(s, model.now_sec()),
+                        clock(s),
                         s.events_per_sec.to_string(),
                         s.dropped.to_string(),
                         s.restarts.to_string(),
@@ -66,6 +68,7 @@ impl Widget for &SidecarsView<'_> {
             Column::text("NAMESPACE", 4),
             Column::text("VERSION", 3),
             Column::number("UPTIME", 6),
+            Column::number("CLOCK", 3),
             Column::number("EVENTS/S", 7),
             Column::number("DROPPED", 8),
             Column::number("RESTARTS", 2),
@@ -78,7 +81,7 @@ impl Widget for &SidecarsView<'_> {
             .fill_min(TEXT_MIN)
             .render(table, buf);
         if let (Some(detail), Some(sidecar)) = (detail, selected.map(|i| &sidecars[i])) {
-            sidecar_detail(sidecar).render(detail, buf);
+            sidecar_detail(sidecar, model.evicted_upstreams()).render(detail, buf);
         }
     }
 }
@@ -100,7 +103,7 @@ fn state_style(state: &SourceState) -> Style {
     }
 }
 
-fn sidecar_detail(sidecar: &SidecarState) -> Paragraph<'_> {
+fn sidecar_detail(sidecar: &SidecarState, evicted: u64) -> Paragraph<'_> {
     let mut lines = vec![Line::from(vec![
         Span::raw(format!("{} ", sidecar.target)).bold(),
         Span::styled(sidecar.state.label(), state_style(&sidecar.state)),
@@ -133,18 +136,53 @@ fn sidecar_detail(sidecar: &SidecarState) -> Paragraph<'_> {
         "{} events received; {} invalid messages{last_invalid}",
         sidecar.events, sidecar.invalid
     )));
+    if let Some(ms) = sidecar.clock_offset_ms.filter(|_| sidecar.clock_skewed()) {
+        let way = if ms > 0 { "ahead of" } else { "behind" };
+        lines.push(Line::from(format!(
+            "its clock is {:.1}s {way} this machine's: its stats are placed by when they arrive",
+            ms.unsigned_abs() as f64 / 1000.0
+        )));
+    }
+    if evicted > 0 {
+        lines.push(Line::from(format!(
+            "{evicted} least recently active upstreams were dropped to stay within memory"
+        )));
+    }
     Paragraph::new(lines)
         .wrap(Wrap { trim: false })
         .block(Block::new().borders(Borders::TOP).title(" selected "))
 }
 
-/// Time since the sidecar's `started_at`, on the model clock.
+/// Time since the sidecar's `started_at` (its own clock), at the model's
+/// time on that clock.
 fn uptime(sidecar: &SidecarState, now_sec: Option<i64>) -> String {
     let hello = sidecar.hello.as_ref();
     let started = hello.and_then(|h| unix_seconds(&h.sidecar.started_at));
-    match (started, now_sec) {
+    let offset = sidecar.clock_offset_ms.unwrap_or(0) / 1000;
+    match (started, now_sec.map(|now| now.saturating_add(offset))) {
         (Some(started), Some(now)) if now >= started => format_duration(now - started),
         _ => "-".into(),
+    }
+}
+
+/// How far the sidecar's clock is off the UI's: `ok` within the
+/// tolerance, else the offset (`+120s`, `-4s`).
+fn clock(sidecar: &SidecarState) -> String {
+    match sidecar.clock_offset_ms {
+        None => "-".into(),
+        Some(_) if !sidecar.clock_skewed() => "ok".into(),
+        Some(ms) => {
+            let secs = ms / 1000;
+            if secs.unsigned_abs() > 99_999 {
+                format!(
+                    "{}{}d",
+                    if ms > 0 { '+' } else { '-' },
+                    secs.unsigned_abs() / 86_400
+                )
+            } else {
+                format!("{secs:+}s")
+            }
+        }
     }
 }
 
