@@ -306,6 +306,12 @@ pub struct ProxyArgs {
     /// Event subscribers beyond this many are refused (503)
     #[arg(long, value_name = "N", default_value_t = 16)]
     pub max_subscribers: usize,
+    /// Events a subscriber may have waiting, in bytes; past it, events are dropped for it (and it is told how many)
+    #[arg(long, value_name = "SIZE", default_value = "4MiB", value_parser = parse_size)]
+    pub subscriber_queue: usize,
+    /// How far back stats are kept for new subscribers (at most 8 MiB of them); 0 keeps none
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub history: Duration,
     /// Distinct authorities in aggregates and metrics; more are counted as "other"
     #[arg(long, value_name = "N", default_value_t = 1000)]
     pub max_authorities: usize,
@@ -378,6 +384,18 @@ impl FromStr for PortList {
 fn parse_socket_addr(s: &str) -> Result<SocketAddr, String> {
     s.parse()
         .map_err(|_| format!("invalid address '{s}': expected IP:PORT, e.g. 127.0.0.1:15001"))
+}
+
+/// A size in bytes: `4MiB`, `512KiB`, `1048576`, `2 MB`.
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let size: bytesize::ByteSize = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("invalid size '{s}': expected e.g. 4MiB, 512KiB or 1048576"))?;
+    usize::try_from(size.as_u64())
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("invalid size '{s}': between 1 byte and the memory there is"))
 }
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -532,7 +550,9 @@ impl ProxyArgs {
         config.replay_after_idle = self.replay_after_idle;
         config.capture_headers = self.capture_header.clone();
         config.telemetry.stats_interval = self.stats_interval;
-        config.telemetry.max_subscribers = self.max_subscribers;
+        config.telemetry.hub.subscribers = self.max_subscribers;
+        config.telemetry.hub.queue_bytes = self.subscriber_queue;
+        config.telemetry.hub.history = self.history;
         config.telemetry.max_authorities = self.max_authorities;
         config.telemetry.admin_token = self.admin_token.clone().filter(|t| !t.is_empty());
         config

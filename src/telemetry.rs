@@ -24,7 +24,7 @@ pub use record::{
 
 use event::{Message, RequestEncoder, TcpEvent};
 use filter::EventFacts;
-use hub::Hub;
+use hub::{Hub, HubLimits};
 use metrics::{Metrics, UpstreamMetrics};
 use stats::{Aggregator, AuthorityCap};
 
@@ -33,8 +33,9 @@ use stats::{Aggregator, AuthorityCap};
 pub struct TelemetryConfig {
     /// How often a `stats` message is sent.
     pub stats_interval: Duration,
-    /// Subscribers beyond this many are refused with 503.
-    pub max_subscribers: usize,
+    /// What the subscribers' hub holds at most: subscribers (more are
+    /// refused with 503), bytes queued per subscriber, history kept.
+    pub hub: HubLimits,
     /// Distinct authorities tracked in aggregates and metrics; more are
     /// counted as `other`.
     pub max_authorities: usize,
@@ -43,16 +44,20 @@ pub struct TelemetryConfig {
     /// How long an admin client may take to send its request head (or
     /// WebSocket handshake) before it is disconnected.
     pub handshake_timeout: Duration,
+    /// How long a write to a subscriber may stall (and a subscriber stay
+    /// silent after a ping) before it is closed and its slot freed.
+    pub write_timeout: Duration,
 }
 
 impl Default for TelemetryConfig {
     fn default() -> Self {
         TelemetryConfig {
             stats_interval: Duration::from_secs(1),
-            max_subscribers: 16,
+            hub: HubLimits::default(),
             max_authorities: 1000,
             admin_token: None,
             handshake_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -71,11 +76,7 @@ pub struct Telemetry {
 impl Telemetry {
     pub fn new(sidecar: &str, config: TelemetryConfig) -> Telemetry {
         let metrics = Arc::new(Metrics::new());
-        let hub = Arc::new(Hub::new(
-            sidecar.to_owned(),
-            config.max_subscribers,
-            metrics.clone(),
-        ));
+        let hub = Arc::new(Hub::new(sidecar.to_owned(), config.hub, metrics.clone()));
         Telemetry {
             hub,
             metrics,

@@ -1,10 +1,17 @@
-//! Fan-out of encoded events to subscribers, each with its own bounded
-//! queue. Publishing never waits: a full queue drops the event and counts
-//! it for that subscriber only. `stats` are never dropped: a subscriber
-//! that falls behind gets them first, coalesced into one exact aggregate.
+//! Fan-out of encoded events to subscribers, each with its own queue,
+//! bounded by count and by bytes. Publishing never waits: a full queue
+//! drops the event and counts it for that subscriber only. `stats` are
+//! never dropped: a subscriber that falls behind gets them first, coalesced
+//! into one exact aggregate.
+//!
+//! The hub also keeps the last intervals' `stats` (the sidecar's
+//! `--history`, bounded by bytes too): a new subscriber gets them first,
+//! marked `"backfill":true`, so that attaching shows figures at once and a
+//! reconnect after a restart of the UI loses nothing the sidecar counted.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
@@ -14,16 +21,52 @@ use super::filter::{EventFacts, Filter};
 use super::metrics::Metrics;
 use super::stats::StatsSnapshot;
 
-/// Request/tcp events a subscriber may have waiting; past that, new events
-/// are dropped for it (and reported with a `dropped` message).
+/// Request/tcp events a subscriber may have waiting; past that, or past
+/// its bytes (see [`HubLimits::queue_bytes`]), new events are dropped for
+/// it (and reported with a `dropped` message).
 pub const SUBSCRIBER_QUEUE: usize = 4096;
+
+/// What a hub holds at most.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HubLimits {
+    /// Subscribers beyond this many are refused.
+    pub subscribers: usize,
+    /// Bytes of events a subscriber may have waiting. Events are shared
+    /// between subscribers, so this bounds what all of them hold together.
+    pub queue_bytes: usize,
+    /// How far back `stats` are kept for new subscribers.
+    pub history: Duration,
+    /// Bytes of `stats` kept for new subscribers: a sidecar with many
+    /// upstreams keeps less than `history`.
+    pub history_bytes: usize,
+}
+
+impl Default for HubLimits {
+    fn default() -> Self {
+        HubLimits {
+            subscribers: 16,
+            queue_bytes: 4 << 20,
+            history: Duration::from_secs(300),
+            history_bytes: 8 << 20,
+        }
+    }
+}
 
 /// The subscribers of one sidecar.
 pub struct Hub {
     subscribers: Mutex<Vec<Arc<Subscriber>>>,
-    max_subscribers: usize,
+    limits: HubLimits,
     sidecar: String,
     metrics: Arc<Metrics>,
+    history: Mutex<History>,
+}
+
+/// The last intervals' `stats`, encoded as a new subscriber gets them.
+#[derive(Default)]
+struct History {
+    /// The end of each interval and its message, oldest first.
+    intervals: VecDeque<(SystemTime, Utf8Bytes)>,
+    bytes: usize,
 }
 
 /// Why a subscription was refused.
@@ -41,7 +84,11 @@ pub struct Subscriber {
 
 #[derive(Default)]
 struct Queue {
+    /// The history as it was when the subscription began, sent first.
+    backfill: VecDeque<Utf8Bytes>,
     events: VecDeque<Utf8Bytes>,
+    /// Bytes of `events`.
+    bytes: usize,
     stats: Option<PendingStats>,
     /// Events missed since the last `dropped` message.
     missed: u64,
@@ -58,6 +105,7 @@ enum PendingStats {
 /// What a subscriber's connection sends next, in order.
 #[derive(Default)]
 pub struct Batch {
+    pub backfill: Vec<Utf8Bytes>,
     pub stats: Option<Utf8Bytes>,
     pub events: Vec<Utf8Bytes>,
     pub dropped: Option<Utf8Bytes>,
@@ -65,7 +113,19 @@ pub struct Batch {
 
 impl Batch {
     pub fn is_empty(&self) -> bool {
-        self.stats.is_none() && self.events.is_empty() && self.dropped.is_none()
+        self.backfill.is_empty()
+            && self.stats.is_none()
+            && self.events.is_empty()
+            && self.dropped.is_none()
+    }
+
+    /// The messages, in the order they are sent.
+    pub fn into_texts(self) -> impl Iterator<Item = Utf8Bytes> {
+        self.backfill
+            .into_iter()
+            .chain(self.stats)
+            .chain(self.events)
+            .chain(self.dropped)
     }
 }
 
@@ -78,27 +138,40 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Hub {
-    pub fn new(sidecar: String, max_subscribers: usize, metrics: Arc<Metrics>) -> Self {
+    pub fn new(sidecar: String, limits: HubLimits, metrics: Arc<Metrics>) -> Self {
         Hub {
             subscribers: Mutex::new(Vec::new()),
-            max_subscribers,
+            limits,
             sidecar,
             metrics,
+            history: Mutex::new(History::default()),
         }
     }
 
+    /// A new subscriber, whose queue starts with the history (taken under
+    /// the subscribers' lock, which publishing stats takes too: no interval
+    /// is both in the history given and published to it, none is missed).
     pub fn subscribe(&self, filter: Filter) -> Result<Arc<Subscriber>, TooManySubscribers> {
         let mut subscribers = lock(&self.subscribers);
-        if subscribers.len() >= self.max_subscribers {
-            return Err(TooManySubscribers(self.max_subscribers));
+        if subscribers.len() >= self.limits.subscribers {
+            return Err(TooManySubscribers(self.limits.subscribers));
         }
+        let backfill = lock(&self.history)
+            .intervals
+            .iter()
+            .map(|(_, encoded)| encoded.clone())
+            .collect();
         let subscriber = Arc::new(Subscriber {
             filter,
-            queue: Mutex::new(Queue::default()),
+            queue: Mutex::new(Queue {
+                backfill,
+                ..Queue::default()
+            }),
             ready: Notify::new(),
         });
         subscribers.push(subscriber.clone());
         self.metrics.subscribers.set(subscribers.len() as i64);
+        subscriber.ready.notify_one();
         Ok(subscriber)
     }
 
@@ -126,7 +199,10 @@ impl Hub {
                 continue;
             }
             let mut queue = lock(&subscriber.queue);
-            if queue.events.len() < SUBSCRIBER_QUEUE {
+            let fits = queue.events.len() < SUBSCRIBER_QUEUE
+                && queue.bytes + encoded.len() <= self.limits.queue_bytes;
+            if fits {
+                queue.bytes += encoded.len();
                 queue.events.push_back(encoded.clone());
                 drop(queue);
                 subscriber.ready.notify_one();
@@ -138,11 +214,13 @@ impl Hub {
         }
     }
 
-    /// Hands an interval's stats to every subscriber; a subscriber still
-    /// holding an unsent one gets the two merged.
+    /// Hands an interval's stats to every subscriber (a subscriber still
+    /// holding an unsent one gets the two merged), and keeps it for those
+    /// to come.
     pub fn publish_stats(&self, snapshot: Arc<StatsSnapshot>) {
         let subscribers = lock(&self.subscribers);
-        if subscribers.is_empty() {
+        let keep = !self.limits.history.is_zero() && self.limits.history_bytes > 0;
+        if subscribers.is_empty() && !keep {
             // Compressing every upstream's histograms costs about as much
             // as a few hundred requests; nobody would read them.
             return;
@@ -150,6 +228,9 @@ impl Hub {
         // Encoded under the lock, which only subscribing and leaving take:
         // the data path never waits for it.
         let encoded = encode(&Message::Stats(snapshot.to_message(&self.sidecar)));
+        if keep {
+            self.remember(snapshot.end, &encoded);
+        }
         for subscriber in subscribers.iter() {
             let mut queue = lock(&subscriber.queue);
             queue.stats = Some(match queue.stats.take() {
@@ -172,6 +253,41 @@ impl Hub {
     pub fn sidecar(&self) -> &str {
         &self.sidecar
     }
+
+    /// Keeps an interval's stats, marked as backfill, and forgets those
+    /// past the history's duration or bytes.
+    fn remember(&self, end: SystemTime, encoded: &Utf8Bytes) {
+        let Some(backfill) = as_backfill(encoded) else {
+            return;
+        };
+        let mut history = lock(&self.history);
+        history.bytes += backfill.len();
+        history.intervals.push_back((end, backfill));
+        let oldest = end.checked_sub(self.limits.history);
+        while let Some((first_end, first)) = history.intervals.front() {
+            let too_old = oldest.is_some_and(|oldest| *first_end <= oldest);
+            if !too_old && history.bytes <= self.limits.history_bytes {
+                break;
+            }
+            history.bytes -= first.len();
+            history.intervals.pop_front();
+        }
+    }
+
+    /// The intervals kept for new subscribers, oldest first.
+    pub fn history_len(&self) -> usize {
+        lock(&self.history).intervals.len()
+    }
+}
+
+/// A `stats` message's text marked `"backfill":true`: spliced in after its
+/// type, which serde writes first.
+fn as_backfill(encoded: &Utf8Bytes) -> Option<Utf8Bytes> {
+    const PREFIX: &str = r#"{"type":"stats","#;
+    let rest = encoded.as_str().strip_prefix(PREFIX)?;
+    Some(Utf8Bytes::from(format!(
+        r#"{PREFIX}"backfill":true,{rest}"#
+    )))
 }
 
 impl Subscriber {
@@ -180,16 +296,20 @@ impl Subscriber {
         self.ready.notified().await;
     }
 
-    /// Takes what is queued: stats first, then up to `max` events, then a
-    /// `dropped` notice if events were missed (the queue has room again).
+    /// Takes what is queued: the backfill, stats, then up to `max` events,
+    /// then a `dropped` notice if events were missed (the queue has room
+    /// again).
     pub fn take(&self, max: usize, sidecar: &str) -> Batch {
         let mut queue = lock(&self.queue);
+        let backfill = queue.backfill.drain(..).collect();
         let stats = queue.stats.take().map(|pending| match pending {
             PendingStats::Shared(_, encoded) => encoded,
             PendingStats::Coalesced(merged) => encode(&Message::Stats(merged.to_message(sidecar))),
         });
         let n = queue.events.len().min(max);
         let events: Vec<Utf8Bytes> = queue.events.drain(..n).collect();
+        let taken: usize = events.iter().map(|e| e.len()).sum();
+        queue.bytes -= taken;
         let dropped = (queue.missed > 0).then(|| {
             let notice = Dropped {
                 count: queue.missed,
@@ -199,6 +319,7 @@ impl Subscriber {
             encode(&Message::Dropped(notice))
         });
         Batch {
+            backfill,
             stats,
             events,
             dropped,
@@ -216,6 +337,7 @@ pub fn encode(message: &Message) -> Utf8Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::telemetry::event::Stats;
     use crate::telemetry::record::Direction;
     use std::time::{Duration, SystemTime};
 
@@ -229,7 +351,11 @@ mod tests {
     }
 
     fn hub() -> Hub {
-        Hub::new("s".into(), 2, Arc::new(Metrics::new()))
+        let limits = HubLimits {
+            subscribers: 2,
+            ..HubLimits::default()
+        };
+        Hub::new("s".into(), limits, Arc::new(Metrics::new()))
     }
 
     #[test]
@@ -271,6 +397,89 @@ mod tests {
             panic!("not stats")
         };
         assert_eq!(stats.interval_ms, 3000);
+    }
+
+    #[test]
+    fn a_queue_is_bounded_by_bytes_as_well_as_by_count() {
+        let limits = HubLimits {
+            queue_bytes: 1 << 20,
+            ..HubLimits::default()
+        };
+        let hub = Hub::new("s".into(), limits, Arc::new(Metrics::new()));
+        let sub = hub.subscribe(Filter::default()).expect("room");
+        // Events of 60 KB paths: 17 fit in a mebibyte, 4096 would be 245 MB.
+        let event = Utf8Bytes::from("x".repeat(60_000));
+        for _ in 0..100 {
+            hub.publish(&facts(), &event);
+        }
+        let batch = sub.take(usize::MAX, "s");
+        assert_eq!(batch.events.len(), 17);
+        let dropped: Message =
+            serde_json::from_str(&batch.dropped.expect("a dropped notice")).expect("json");
+        assert_eq!(
+            dropped,
+            Message::Dropped(Dropped {
+                count: 83,
+                total: 83
+            })
+        );
+        // Taken, the room is there again.
+        hub.publish(&facts(), &event);
+        assert_eq!(sub.take(usize::MAX, "s").events.len(), 1);
+    }
+
+    fn snapshot_at(secs: u64) -> Arc<StatsSnapshot> {
+        Arc::new(StatsSnapshot {
+            end: SystemTime::UNIX_EPOCH + Duration::from_secs(secs),
+            interval: Duration::from_secs(1),
+            upstreams: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn new_subscribers_get_the_history_first_marked_as_backfill() {
+        let limits = HubLimits {
+            history: Duration::from_secs(5),
+            ..HubLimits::default()
+        };
+        let hub = Hub::new("s".into(), limits, Arc::new(Metrics::new()));
+        for secs in 1_000..1_010 {
+            hub.publish_stats(snapshot_at(secs));
+        }
+        assert_eq!(hub.history_len(), 5, "five seconds of history");
+        let sub = hub.subscribe(Filter::default()).expect("room");
+        hub.publish_stats(snapshot_at(1_010));
+        let batch = sub.take(10, "s");
+        let backfill: Vec<Stats> = batch
+            .backfill
+            .iter()
+            .map(|text| match serde_json::from_str(text) {
+                Ok(Message::Stats(stats)) => stats,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert!(backfill.iter().all(|s| s.backfill));
+        let ends: Vec<&str> = backfill.iter().map(|s| &s.ts[17..19]).collect();
+        assert_eq!(ends, ["45", "46", "47", "48", "49"]);
+        let live: Message = serde_json::from_str(&batch.stats.expect("live stats")).expect("json");
+        assert!(matches!(live, Message::Stats(s) if !s.backfill && s.ts.contains(":16:50")));
+    }
+
+    #[test]
+    fn the_history_is_bounded_by_bytes() {
+        let limits = HubLimits {
+            history_bytes: 1000,
+            ..HubLimits::default()
+        };
+        let hub = Hub::new("s".into(), limits, Arc::new(Metrics::new()));
+        for secs in 1_000..1_100 {
+            hub.publish_stats(snapshot_at(secs));
+        }
+        let kept = hub.history_len();
+        assert!((1..100).contains(&kept), "{kept}");
+        let sub = hub.subscribe(Filter::default()).expect("room");
+        let bytes: usize = sub.take(0, "s").backfill.iter().map(|e| e.len()).sum();
+        assert!(bytes <= 1000);
     }
 
     #[test]
