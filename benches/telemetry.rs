@@ -64,6 +64,7 @@ async fn events_to_one_subscriber(total: u64) -> (f64, u64) {
         metrics: telemetry.metrics.clone(),
         token: None,
         handshake_timeout: Duration::from_secs(10),
+        write_timeout: Duration::from_secs(30),
     };
     let info = SidecarInfo {
         name: "bench".into(),

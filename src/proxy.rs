@@ -40,6 +40,10 @@ pub const DEFAULT_INBOUND: &str = "0.0.0.0:15006";
 /// The default outbound listener: redirected outbound traffic and explicit
 /// proxy clients.
 pub const DEFAULT_OUTBOUND: &str = "127.0.0.1:15001";
+/// How long connections cut off at the end of the drain timeout get to
+/// end (they end at their next poll; this only bounds a stuck one).
+const CUT_OFF_WAIT: Duration = Duration::from_secs(1);
+
 /// Destination ports of server-speaks-first protocols (SMTP, submission,
 /// MySQL, PostgreSQL, Redis, memcached) whose connections skip detection.
 pub const DEFAULT_OPAQUE_PORTS: [u16; 6] = [25, 587, 3306, 5432, 6379, 11211];
@@ -174,6 +178,7 @@ impl Proxy {
             metrics: t.metrics.clone(),
             token: t.config.admin_token.clone(),
             handshake_timeout: t.config.handshake_timeout,
+            write_timeout: t.config.write_timeout,
         });
         let admin_state = Arc::new(AdminState::new(info, bound, access));
         Ok(Proxy {
@@ -216,6 +221,8 @@ impl Proxy {
                 telemetry_shutdown.clone(),
             ))
         });
+        let cut_off = CancellationToken::new();
+        let recorder = self.recorder.clone();
         let shared = Arc::new(Shared {
             sidecar: Arc::from(self.config.name.as_str()),
             recorder: self.recorder,
@@ -223,6 +230,7 @@ impl Proxy {
             connect_timeout: self.config.connect_timeout,
             replay_after_idle: self.config.replay_after_idle,
             shutdown: shutdown.clone(),
+            cut_off: cut_off.clone(),
             tracker: tracker.clone(),
             capture_headers: self.config.capture_headers.clone(),
         });
@@ -256,6 +264,19 @@ impl Proxy {
                 connections = tracker.len(),
                 "drain timeout reached, closing remaining connections"
             );
+            // What is still running is recorded as ended by shutdown, so
+            // the flag goes first; the cut tasks end at their next poll.
+            recorder.cut_off();
+            cut_off.cancel();
+            if tokio::time::timeout(CUT_OFF_WAIT, tracker.wait())
+                .await
+                .is_err()
+            {
+                warn!(
+                    connections = tracker.len(),
+                    "connections still open after being cut off"
+                );
+            }
         }
         // The last records (of the drained requests) go out in a final stats
         // message before subscribers are disconnected.
@@ -287,7 +308,7 @@ async fn accept_loop(listener: TcpListener, config: ListenerConfig, shared: Arc<
             Ok((stream, client)) => {
                 let span = tracing::debug_span!("conn", direction = %config.direction, %client);
                 let task = handle(stream, client, config.clone(), shared.clone()).instrument(span);
-                shared.tracker.spawn(task);
+                shared.spawn(task);
             }
             Err(err) => {
                 // Out of file descriptors and the like: back off briefly rather

@@ -481,7 +481,7 @@ async fn non_websocket_requests_and_unknown_paths_are_refused() {
 async fn subscribers_past_the_limit_get_503() {
     let backend = backend().await;
     let mut config = telemetry_config(inbound(backend.addr));
-    config.telemetry.max_subscribers = 1;
+    config.telemetry.hub.subscribers = 1;
     let sidecar = Sidecar::start(config).await;
     let mut first = Events::connect(sidecar.admin, "").await;
     first.next_of("hello").await;
@@ -946,5 +946,246 @@ async fn authorities_past_the_cap_are_counted_as_other() {
     let (_, text) = admin_get(sidecar.admin, "/metrics").await;
     assert!(text.contains("authority=\"other\""));
     assert!(!text.contains("c.example"));
+    sidecar.stop().await;
+}
+
+/// Requests served before a subscriber came, counted by its stats.
+fn counted(stats: &Value) -> u64 {
+    stats["upstreams"]
+        .as_array()
+        .expect("upstreams")
+        .iter()
+        .map(|u| u["requests"].as_u64().expect("requests"))
+        .sum()
+}
+
+async fn send_requests(addr: std::net::SocketAddr, n: usize, host: &str) {
+    let mut client = http1_conn(addr).await;
+    for i in 0..n {
+        client.ready().await.expect("keep-alive");
+        let resp = client
+            .send_request(get(&format!("/echo?i={i}"), host))
+            .await
+            .expect("response");
+        body_bytes(resp).await;
+    }
+}
+
+#[tokio::test]
+async fn a_subscriber_that_stops_reading_loses_its_slot() {
+    // Finding 8: subscribers that never read held their slots for good.
+    let backend = backend().await;
+    let mut config = telemetry_config(inbound(backend.addr));
+    config.telemetry.hub.subscribers = 2;
+    config.telemetry.write_timeout = Duration::from_millis(600);
+    let sidecar = Sidecar::start(config).await;
+    // One subscriber reads all along; the other never does.
+    let mut reading = Events::connect(sidecar.admin, "").await;
+    let _stalled = stalled_subscriber(sidecar.admin).await;
+    wait_for_subscribers(sidecar.admin, 2).await;
+    let refused = tokio_tungstenite::connect_async(format!("ws://{}/events", sidecar.admin)).await;
+    assert!(
+        matches!(&refused, Err(tokio_tungstenite::tungstenite::Error::Http(r)) if r.status() == 503),
+        "all slots are taken: {refused:?}"
+    );
+    // Traffic meanwhile, with long paths, so the stalled one's socket fills.
+    let long = "x".repeat(3000);
+    let mut client = http1_conn(sidecar.addr()).await;
+    let reader = tokio::spawn(async move {
+        // The reading subscriber answers pings by reading: it stays.
+        let mut stats = 0;
+        while stats < 8 {
+            if let Message::Stats(_) = reading.next().await {
+                stats += 1;
+            }
+        }
+        reading
+    });
+    let mut freed = false;
+    within("the stalled subscriber's slot to be freed", async {
+        while !freed {
+            client.ready().await.expect("keep-alive");
+            let resp = client
+                .send_request(get(&format!("/echo?{long}"), "slots.example"))
+                .await
+                .expect("response");
+            body_bytes(resp).await;
+            freed = tokio_tungstenite::connect_async(format!("ws://{}/events", sidecar.admin))
+                .await
+                .is_ok();
+        }
+    })
+    .await;
+    // The reading subscriber was never closed (8 stats take 1.6 s, well
+    // past the 600 ms timeout).
+    let mut reading = within("the reading subscriber", reader)
+        .await
+        .expect("reader");
+    assert!(matches!(
+        reading.next().await,
+        Message::Stats(_) | Message::Request(_)
+    ));
+    sidecar.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_delivers_the_final_interval_and_every_queued_event() {
+    // Finding 3: the last partial interval and queued events were lost.
+    const N: usize = 25;
+    let backend = backend().await;
+    let mut config = telemetry_config(inbound(backend.addr));
+    // No interval ends before the shutdown: only the final one counts.
+    config.telemetry.stats_interval = Duration::from_secs(3600);
+    let sidecar = Sidecar::start(config).await;
+    let mut events = Events::connect(sidecar.admin, "").await;
+    events.next_of("hello").await;
+    send_requests(sidecar.addr(), N, "final.example").await;
+    sidecar.shutdown.cancel();
+    let (mut requests, mut counted_total, mut reason) = (0, 0, None);
+    within("the stream to end", async {
+        while let Some(frame) = events.ws.next().await {
+            match frame.expect("a valid frame") {
+                tokio_tungstenite::tungstenite::Message::Text(text) => {
+                    let json: Value = serde_json::from_str(&text).expect("json");
+                    match json["type"].as_str() {
+                        Some("request") => requests += 1,
+                        Some("stats") => counted_total += counted(&json),
+                        _ => {}
+                    }
+                }
+                tokio_tungstenite::tungstenite::Message::Close(frame) => {
+                    reason = frame.map(|f| f.reason.to_string());
+                }
+                _ => {}
+            }
+        }
+    })
+    .await;
+    assert_eq!(requests, N, "every request event arrived");
+    assert_eq!(
+        counted_total, N as u64,
+        "the final stats count every request"
+    );
+    assert_eq!(reason.as_deref(), Some("the sidecar is shutting down"));
+    within("the sidecar to stop", sidecar.task_handle())
+        .await
+        .expect("clean stop");
+}
+
+/// A backend that accepts connections, tells when it has read something,
+/// and never answers.
+async fn silent_backend() -> (std::net::SocketAddr, tokio::sync::mpsc::Receiver<()>) {
+    let listener = tokio::net::TcpListener::bind(local0()).await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let mut told = false;
+                while let Ok(n) = stream.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    if !told {
+                        told = true;
+                        let _ = tx.send(()).await;
+                    }
+                }
+                // Held open until the peer leaves.
+            });
+        }
+    });
+    (addr, rx)
+}
+
+#[tokio::test]
+async fn exchanges_cut_off_by_the_drain_timeout_are_recorded_as_shutdown() {
+    // Finding 3: requests still running at the drain timeout were never
+    // recorded.
+    let (http_backend, mut http_seen) = silent_backend().await;
+    let (tcp_backend, mut tcp_seen) = silent_backend().await;
+    let mut config = telemetry_config(vec![
+        ListenerConfig {
+            direction: Direction::Inbound,
+            addr: local0(),
+            target: Some(meshtop::proxy::Dest::Addr(http_backend)),
+        },
+        ListenerConfig {
+            direction: Direction::Inbound,
+            addr: local0(),
+            target: Some(meshtop::proxy::Dest::Addr(tcp_backend)),
+        },
+    ]);
+    config.opaque_ports = vec![tcp_backend.port()];
+    config.drain_timeout = Duration::from_millis(300);
+    let sidecar = Sidecar::start(config).await;
+    let mut events = Events::connect(sidecar.admin, "").await;
+    events.next_of("hello").await;
+
+    let mut http = RawConn::connect(sidecar.listeners[0].addr).await;
+    http.send(b"GET /slow HTTP/1.1\r\nHost: slow.example\r\n\r\n")
+        .await;
+    within("the backend to get the request", http_seen.recv()).await;
+    let mut tcp = RawConn::connect(sidecar.listeners[1].addr).await;
+    tcp.send(b"opaque bytes").await;
+    within("the backend to get the bytes", tcp_seen.recv()).await;
+
+    sidecar.shutdown.cancel();
+    let (mut request, mut connection) = (None, None);
+    within("both records", async {
+        while request.is_none() || connection.is_none() {
+            match events.next().await {
+                Message::Request(r) => request = Some(r),
+                Message::Tcp(t) => connection = Some(t),
+                _ => {}
+            }
+        }
+    })
+    .await;
+    let request = request.expect("request");
+    assert_eq!(request.path.as_deref(), Some("/slow"));
+    assert_eq!(request.error, Some(meshtop::telemetry::ErrorKind::Shutdown));
+    let connection = connection.expect("connection");
+    assert_eq!(
+        connection.error,
+        Some(meshtop::telemetry::ErrorKind::Shutdown)
+    );
+    assert_eq!(connection.bytes_in, b"opaque bytes".len() as u64);
+    within("the sidecar to stop", sidecar.task_handle())
+        .await
+        .expect("clean stop");
+    drop((http, tcp));
+}
+
+#[tokio::test]
+async fn a_new_subscriber_gets_the_history_first_marked_as_backfill() {
+    // Finding 12: what a sidecar counted before a subscriber came was lost
+    // to it; now the last `--history` comes first.
+    const N: usize = 12;
+    let backend = backend().await;
+    let sidecar = Sidecar::start(telemetry_config(inbound(backend.addr))).await;
+    let mut first = Events::connect(sidecar.admin, "").await;
+    send_requests(sidecar.addr(), N, "history.example").await;
+    // Once the first subscriber has seen every request in stats, the
+    // history holds them too.
+    let mut seen = 0;
+    while seen < N as u64 {
+        let stats = first.next_of("stats").await;
+        assert!(stats.get("backfill").is_none(), "live stats are not marked");
+        seen += counted(&stats);
+    }
+    let mut late = Events::connect(sidecar.admin, "").await;
+    assert_eq!(late.next_json().await["type"], "hello");
+    let mut backfilled = 0;
+    loop {
+        let json = late.next_json().await;
+        if json["type"] != "stats" || json["backfill"] != true {
+            break;
+        }
+        backfilled += counted(&json);
+    }
+    assert_eq!(backfilled, N as u64, "the history counts every request");
     sidecar.stop().await;
 }

@@ -28,7 +28,8 @@ pub struct RequestProgress {
 ///
 /// The record is emitted by [`InFlight::finish`], or on drop: a request
 /// dropped unfinished was abandoned by the client (hyper drops the service
-/// future or the response body when the client goes away).
+/// future or the response body when the client goes away), or cut off by
+/// the sidecar's shutdown.
 pub struct InFlight {
     record: Option<RequestRecord>,
     started: Instant,
@@ -103,7 +104,14 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.finish(Some(ErrorKind::DownstreamReset));
+        // Dropped unfinished: the client went away, unless the drain
+        // timeout is cutting connections off.
+        let error = if self.recorder.is_cut_off() {
+            ErrorKind::Shutdown
+        } else {
+            ErrorKind::DownstreamReset
+        };
+        self.finish(Some(error));
     }
 }
 

@@ -55,10 +55,32 @@ pub struct Shared {
     /// See [`crate::proxy::ProxyConfig::replay_after_idle`].
     pub replay_after_idle: Duration,
     pub shutdown: CancellationToken,
+    /// Cancelled when the drain timeout ends: connections still open are
+    /// cut, and what they had in flight is recorded as ended by shutdown.
+    pub cut_off: CancellationToken,
     /// Every connection task, so shutdown can wait for them to drain.
     pub tracker: TaskTracker,
     /// Request headers copied into records (`--capture-header`).
     pub capture_headers: Vec<HeaderName>,
+}
+
+impl Shared {
+    /// Runs a connection's task (or a tunnel's, after an upgrade) until it
+    /// ends or the drain timeout cuts it off. A task cut off is dropped:
+    /// its requests in flight record themselves as ended by shutdown (see
+    /// [`InFlight`](super::body::InFlight)), its tunnel likewise.
+    pub fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        let cut_off = self.cut_off.clone();
+        self.tracker.spawn(async move {
+            // The task first: a tunnel that notices the cut itself records
+            // what it carried before it is dropped.
+            tokio::select! {
+                biased;
+                () = task => {}
+                () = cut_off.cancelled() => {}
+            }
+        });
+    }
 }
 
 /// Headers whose values never appear in a record, even when captured.

@@ -297,7 +297,7 @@ impl Forwarder {
             let ctx = self.ctx.clone();
             let mut record = ctx.tcp_record(TcpProtocol::Tcp, None);
             record.server = Some(server);
-            self.ctx.shared.tracker.spawn(async move {
+            self.ctx.shared.spawn(async move {
                 match tokio::try_join!(client_upgrade, server_upgrade) {
                     Ok((client, upstream)) => {
                         let client: BoxIo = Box::new(TokioIo::new(client));
@@ -583,7 +583,7 @@ impl Forwarder {
         inflight.discard();
         let ctx = self.ctx.clone();
         let on_upgrade = hyper::upgrade::on(req);
-        self.ctx.shared.tracker.spawn(async move {
+        self.ctx.shared.spawn(async move {
             match on_upgrade.await {
                 Ok(upgraded) => {
                     let io: BoxIo = Box::new(TokioIo::new(upgraded));

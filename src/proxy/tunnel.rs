@@ -22,11 +22,15 @@ pub async fn splice<U>(
 {
     let mut client = Metered::new(client);
     let mut upstream = Metered::new(upstream);
-    let result = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-    record.error = match result {
-        Ok(_) => None,
-        Err(_) if upstream.failed => Some(ErrorKind::UpstreamReset),
-        Err(_) => Some(ErrorKind::DownstreamReset),
+    let copied = tokio::select! {
+        result = tokio::io::copy_bidirectional(&mut client, &mut upstream) => Some(result),
+        () = ctx.shared.cut_off.cancelled() => None,
+    };
+    record.error = match copied {
+        Some(Ok(_)) => None,
+        Some(Err(_)) if upstream.failed => Some(ErrorKind::UpstreamReset),
+        Some(Err(_)) => Some(ErrorKind::DownstreamReset),
+        None => Some(ErrorKind::Shutdown),
     };
     record.bytes_in = client.read;
     record.bytes_out = client.written;

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -17,11 +17,13 @@ use subtle::ConstantTimeEq;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
 use super::event::{Hello, ListenerDesc, Message, SCHEMA_VERSION, SidecarDesc, timestamp};
@@ -43,6 +45,10 @@ const SEND_BATCH: usize = 512;
 /// added delay is invisible to a person watching, and the sidecar's CPU
 /// stays with the traffic.
 const FLUSH_INTERVAL: Duration = Duration::from_millis(10);
+
+/// How long the admin server waits at shutdown for subscribers to take
+/// what is queued for them (at most their write timeout).
+const SHUTDOWN_FLUSH: Duration = Duration::from_secs(5);
 
 /// The largest frame a subscriber may send; subscribers only need to send
 /// pings and a close.
@@ -68,6 +74,9 @@ pub struct TelemetryAccess {
     pub metrics: Arc<Metrics>,
     pub token: Option<String>,
     pub handshake_timeout: Duration,
+    /// How long a write to a subscriber may stall, and how long a
+    /// subscriber may stay silent after a ping, before it is closed.
+    pub write_timeout: Duration,
 }
 
 /// What the admin server knows about the proxy.
@@ -80,6 +89,9 @@ pub struct AdminState {
     /// The `hello` message, without its `ts` (set as each is sent).
     hello: Hello,
     telemetry: Option<TelemetryAccess>,
+    /// The `/events` sessions, waited for at shutdown so that what they
+    /// have queued goes out.
+    sessions: TaskTracker,
 }
 
 impl AdminState {
@@ -95,6 +107,7 @@ impl AdminState {
             ready: AtomicBool::new(false),
             hello,
             telemetry,
+            sessions: TaskTracker::new(),
         }
     }
 
@@ -160,7 +173,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, shutdown: Canc
                     continue;
                 }
             },
-            _ = shutdown.cancelled() => return,
+            _ = shutdown.cancelled() => break,
         };
         let state = state.clone();
         let shutdown = shutdown.clone();
@@ -183,6 +196,23 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, shutdown: Canc
                 _ = shutdown.cancelled() => {}
             }
         });
+    }
+    // Sessions send what they have queued, then close; one stuck on a
+    // subscriber that stopped reading is not waited for past its write
+    // timeout.
+    state.sessions.close();
+    let flush = state
+        .telemetry
+        .as_ref()
+        .map_or(Duration::ZERO, |t| t.write_timeout.min(SHUTDOWN_FLUSH));
+    if tokio::time::timeout(flush, state.sessions.wait())
+        .await
+        .is_err()
+    {
+        warn!(
+            sessions = state.sessions.len(),
+            "subscribers did not take the last events in time"
+        );
     }
 }
 
@@ -302,7 +332,8 @@ fn events(
     let on_upgrade = hyper::upgrade::on(&mut req);
     let hub = telemetry.hub.clone();
     let hello = state.hello_now();
-    tokio::spawn(async move {
+    let write_timeout = telemetry.write_timeout;
+    state.sessions.spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
                 let config = WebSocketConfig::default()
@@ -314,7 +345,7 @@ fn events(
                     Some(config),
                 )
                 .await;
-                session(ws, &subscriber, &hub, hello, shutdown).await;
+                session(ws, &subscriber, &hub, hello, write_timeout, shutdown).await;
             }
             Err(err) => debug!(error = %err, "events upgrade failed"),
         }
@@ -332,63 +363,194 @@ fn events(
     resp
 }
 
-/// Sends `hello`, then whatever the subscriber's queue holds (stats first),
-/// until the client leaves or the sidecar stops.
+/// Sends `hello`, then whatever the subscriber's queue holds (backfill,
+/// then stats, then events), until the client leaves or the sidecar stops.
+///
+/// A subscriber holds one of a few slots, so one that stops reading loses
+/// it: a write that makes no progress for `write_timeout` closes the
+/// session, and so does a subscriber that answers nothing (not even a
+/// ping) for as long. When the sidecar stops, everything already queued
+/// (the final partial interval included) is sent before the close.
 async fn session<S>(
     mut ws: WebSocketStream<S>,
     subscriber: &Subscriber,
     hub: &Hub,
     hello: Utf8Bytes,
+    write_timeout: Duration,
     shutdown: CancellationToken,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     // Reading and sending never overlap, so the stream is not split (which
     // would put a lock between its two halves).
-    if ws.send(tungstenite::Message::Text(hello)).await.is_err() {
+    let hello = ws.send(tungstenite::Message::Text(hello));
+    if !matches!(tokio::time::timeout(write_timeout, hello).await, Ok(Ok(()))) {
         return;
     }
+    let mut liveness = Liveness::new(write_timeout);
+    let mut stopping = false;
     // The frames of a batch, gathered for one write (see `write_batch`).
     let mut out = Vec::new();
     loop {
+        // What the subscriber sent meanwhile (pongs, a close), without
+        // waiting: a busy session must hear its pongs too.
+        while let Some(message) = ws.next().now_or_never() {
+            match liveness.heard(message) {
+                Heard::Alive => {}
+                Heard::Gone => return,
+            }
+        }
+        match liveness.check() {
+            Check::Fine => {}
+            Check::Ping => {
+                // Queued in tungstenite; the next write flushes it.
+                if ws
+                    .feed(tungstenite::Message::Ping(Bytes::new()))
+                    .now_or_never()
+                    .is_some_and(|fed| fed.is_err())
+                {
+                    return;
+                }
+                // Best effort: a socket too full to take it now is the
+                // write timeout's business.
+                let _ = ws.flush().now_or_never();
+            }
+            Check::Silent => {
+                debug!("subscriber answered no ping, closing");
+                close(&mut ws, "no answer to ping", write_timeout).await;
+                return;
+            }
+        }
         let batch = subscriber.take(SEND_BATCH, hub.sidecar());
         if batch.is_empty() {
-            tokio::select! {
-                _ = subscriber.ready() => continue,
-                message = ws.next() => match message {
-                    Some(Ok(tungstenite::Message::Close(_))) | None => break,
-                    Some(Err(err)) => {
-                        debug!(error = %err, "subscriber sent something invalid");
-                        break;
-                    }
-                    // Pings are answered by tungstenite; anything else is ignored.
-                    Some(Ok(_)) => continue,
-                },
-                _ = shutdown.cancelled() => {
-                    let _ = ws.send(tungstenite::Message::Close(None)).await;
-                    break;
-                }
+            if stopping {
+                close(&mut ws, "the sidecar is shutting down", write_timeout).await;
+                return;
             }
+            let wake = liveness.next_check();
+            tokio::select! {
+                _ = subscriber.ready() => {}
+                message = ws.next() => match liveness.heard(message) {
+                    Heard::Alive => {}
+                    Heard::Gone => return,
+                },
+                _ = tokio::time::sleep_until(wake) => {}
+                _ = shutdown.cancelled(), if !stopping => stopping = true,
+            }
+            continue;
         }
         let partial = batch.events.len() < SEND_BATCH;
-        let texts = batch
-            .stats
-            .into_iter()
-            .chain(batch.events)
-            .chain(batch.dropped);
-        let sent = tokio::select! {
-            sent = write_batch(&mut ws, texts, &mut out) => sent,
-            _ = shutdown.cancelled() => break,
-        };
-        if let Err(err) = sent {
-            debug!(error = %err, "subscriber went away");
-            break;
+        let sent = tokio::time::timeout(
+            write_timeout,
+            write_batch(&mut ws, batch.into_texts(), &mut out),
+        )
+        .await;
+        match sent {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                debug!(error = %err, "subscriber went away");
+                return;
+            }
+            Err(_) => {
+                // A write stuck mid-frame cannot be followed by a close frame.
+                warn!(
+                    timeout = ?write_timeout,
+                    "a subscriber stopped reading; closing it to free its slot"
+                );
+                return;
+            }
         }
-        if partial {
+        if partial && !stopping {
             tokio::select! {
                 _ = tokio::time::sleep(FLUSH_INTERVAL) => {}
-                _ = shutdown.cancelled() => break,
+                _ = shutdown.cancelled() => stopping = true,
             }
+        }
+    }
+}
+
+/// Sends a close frame with `reason`, giving up after `timeout`.
+async fn close<S>(ws: &mut WebSocketStream<S>, reason: &str, timeout: Duration)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let frame = CloseFrame {
+        code: CloseCode::Away,
+        reason: reason.into(),
+    };
+    let closing = ws.send(tungstenite::Message::Close(Some(frame)));
+    let _ = tokio::time::timeout(timeout, closing).await;
+}
+
+/// When a subscriber was last heard from, and whether it owes a pong.
+struct Liveness {
+    timeout: Duration,
+    /// A ping is sent after this much silence...
+    ping_after: Duration,
+    last_heard: tokio::time::Instant,
+    /// ...and the subscriber is closed `timeout` after it went unanswered.
+    pinged: Option<tokio::time::Instant>,
+}
+
+enum Heard {
+    Alive,
+    Gone,
+}
+
+enum Check {
+    Fine,
+    Ping,
+    Silent,
+}
+
+impl Liveness {
+    fn new(timeout: Duration) -> Self {
+        Liveness {
+            timeout,
+            ping_after: timeout / 3,
+            last_heard: tokio::time::Instant::now(),
+            pinged: None,
+        }
+    }
+
+    fn heard(
+        &mut self,
+        message: Option<Result<tungstenite::Message, tungstenite::Error>>,
+    ) -> Heard {
+        match message {
+            Some(Ok(tungstenite::Message::Close(_))) | None => Heard::Gone,
+            Some(Err(err)) => {
+                debug!(error = %err, "subscriber sent something invalid");
+                Heard::Gone
+            }
+            // Pings are answered by tungstenite; anything else is ignored,
+            // but shows that the subscriber is there.
+            Some(Ok(_)) => {
+                self.last_heard = tokio::time::Instant::now();
+                self.pinged = None;
+                Heard::Alive
+            }
+        }
+    }
+
+    fn check(&mut self) -> Check {
+        let now = tokio::time::Instant::now();
+        match self.pinged {
+            Some(at) if now >= at + self.timeout => Check::Silent,
+            Some(_) => Check::Fine,
+            None if now >= self.last_heard + self.ping_after => {
+                self.pinged = Some(now);
+                Check::Ping
+            }
+            None => Check::Fine,
+        }
+    }
+
+    /// When [`Liveness::check`] has something to do next.
+    fn next_check(&self) -> tokio::time::Instant {
+        match self.pinged {
+            Some(at) => at + self.timeout,
+            None => self.last_heard + self.ping_after,
         }
     }
 }

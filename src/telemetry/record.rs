@@ -7,7 +7,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -98,10 +98,17 @@ pub enum ErrorKind {
     /// The connection was neither redirected to the proxy nor an explicit
     /// proxy request, so it had nowhere to go (forwarding it would loop).
     NoDestination,
+    /// Nothing moved for `--idle-timeout` (a tunnel, or a client that sent
+    /// nothing) or `--body-timeout` (a body stalled mid-way), and the proxy
+    /// closed the exchange.
+    IdleTimeout,
+    /// The sidecar stopped while the exchange was still running: it was
+    /// cut off when the drain timeout ended.
+    Shutdown,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 8] = [
+    pub const ALL: [ErrorKind; 10] = [
         ErrorKind::ConnectRefused,
         ErrorKind::ConnectTimeout,
         ErrorKind::Dns,
@@ -110,6 +117,8 @@ impl ErrorKind {
         ErrorKind::DownstreamReset,
         ErrorKind::Protocol,
         ErrorKind::NoDestination,
+        ErrorKind::IdleTimeout,
+        ErrorKind::Shutdown,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -122,6 +131,8 @@ impl ErrorKind {
             ErrorKind::DownstreamReset => "downstream_reset",
             ErrorKind::Protocol => "protocol",
             ErrorKind::NoDestination => "no_destination",
+            ErrorKind::IdleTimeout => "idle_timeout",
+            ErrorKind::Shutdown => "shutdown",
         }
     }
 }
@@ -262,6 +273,9 @@ pub struct Recorder {
     dropped: Arc<AtomicU64>,
     /// Records with a field cut to the schema's limits.
     truncated: Arc<AtomicU64>,
+    /// Set when the drain timeout cut the remaining connections off: a
+    /// request dropped unfinished then ended by shutdown, not by its client.
+    cut_off: Arc<AtomicBool>,
 }
 
 /// The receiving half of the record channel.
@@ -276,8 +290,20 @@ impl Recorder {
             tx,
             dropped: Arc::new(AtomicU64::new(0)),
             truncated: Arc::new(AtomicU64::new(0)),
+            cut_off: Arc::new(AtomicBool::new(false)),
         };
         (recorder, rx)
+    }
+
+    /// Notes that the drain timeout ended and connections are being cut.
+    pub fn cut_off(&self) {
+        self.cut_off.store(true, Ordering::Release);
+    }
+
+    /// Whether [`Recorder::cut_off`] was called: what ends unfinished from
+    /// now on ends by shutdown.
+    pub fn is_cut_off(&self) -> bool {
+        self.cut_off.load(Ordering::Acquire)
     }
 
     /// Hands a record to the telemetry without ever waiting. Every record

@@ -682,6 +682,11 @@ impl Sidecar {
         self.listeners[0].addr
     }
 
+    /// The sidecar's task, to wait for after cancelling `shutdown` here.
+    pub fn task_handle(self) -> tokio::task::JoinHandle<()> {
+        self.task
+    }
+
     pub async fn stop(self) {
         self.shutdown.cancel();
         within("the sidecar to stop", self.task)
