@@ -76,7 +76,12 @@ async fn events_to_one_subscriber(total: u64) -> (f64, u64) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let shutdown = CancellationToken::new();
-    tokio::spawn(admin::serve(listener, state, shutdown.clone()));
+    tokio::spawn(admin::serve(
+        listener,
+        admin::Scope::Full,
+        state,
+        shutdown.clone(),
+    ));
     tokio::spawn(Telemetry::run(
         telemetry.hub.clone(),
         telemetry.metrics.clone(),

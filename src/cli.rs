@@ -273,9 +273,12 @@ pub struct ProxyArgs {
     /// Listener for traffic leaving the pod, also an explicit HTTP proxy (absolute URIs and CONNECT)
     #[arg(long, value_name = "LISTEN[=TARGET]")]
     pub outbound: Vec<ListenerSpec>,
-    /// Admin address: health, readiness, telemetry
+    /// Admin address: health, readiness, metrics and per-request events (/events)
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:15090", value_parser = parse_socket_addr)]
     pub admin: SocketAddr,
+    /// A second admin address, for the pod network: health, readiness and metrics; /events only with --admin-token. A bare IPv6 address may end in :PORT (for $(POD_IP):15090)
+    #[arg(long, value_name = "ADDR", value_parser = parse_socket_addr)]
+    pub public_admin: Option<SocketAddr>,
     /// This sidecar's name in every record [default: $POD_NAME, else the host name]
     #[arg(long, env = "MESHTOP_NAME")]
     pub name: Option<String>,
@@ -315,7 +318,7 @@ pub struct ProxyArgs {
     /// Distinct authorities in aggregates and metrics; more are counted as "other"
     #[arg(long, value_name = "N", default_value_t = 1000)]
     pub max_authorities: usize,
-    /// Require `Authorization: Bearer TOKEN` (or ?token=) on /events and /metrics
+    /// Require `Authorization: Bearer TOKEN` (or ?token=) on /events; metrics stay scrapeable
     #[arg(
         long,
         env = "MESHTOP_ADMIN_TOKEN",
@@ -381,9 +384,19 @@ impl FromStr for PortList {
     }
 }
 
+/// `IP:PORT` or `[IPv6]:PORT`; also a bare IPv6 address followed by
+/// `:PORT` (split at the last colon), which is what `$(POD_IP):15090`
+/// becomes in a Kubernetes manifest on an IPv6 pod.
 fn parse_socket_addr(s: &str) -> Result<SocketAddr, String> {
+    let bare_v6 = || {
+        let (ip, port) = s.rsplit_once(':')?;
+        let ip: std::net::Ipv6Addr = ip.parse().ok()?;
+        Some(SocketAddr::from((ip, port.parse::<u16>().ok()?)))
+    };
     s.parse()
-        .map_err(|_| format!("invalid address '{s}': expected IP:PORT, e.g. 127.0.0.1:15001"))
+        .ok()
+        .or_else(bare_v6)
+        .ok_or_else(|| format!("invalid address '{s}': expected IP:PORT, e.g. 127.0.0.1:15001"))
 }
 
 /// A size in bytes: `4MiB`, `512KiB`, `1048576`, `2 MB`.
@@ -543,6 +556,7 @@ impl ProxyArgs {
             .unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned());
         let mut config = ProxyConfig::new(name, listeners);
         config.admin = self.admin;
+        config.public_admin = self.public_admin;
         config.namespace = self.namespace.clone().filter(|n| !n.is_empty());
         config.opaque_ports = self.opaque_ports.0.clone();
         config.drain_timeout = self.drain_timeout;
@@ -1035,5 +1049,27 @@ mod tests {
             Cli::try_parse_from(["meshtop", "proxy", "--replay-after-idle", "soon"]).is_err(),
             "not a duration"
         );
+    }
+
+    #[test]
+    fn admin_addresses_parse_as_a_manifest_writes_them() {
+        let parse = |s: &str| parse_socket_addr(s);
+        assert_eq!(
+            parse("10.1.2.3:15090"),
+            Ok(SocketAddr::from(([10, 1, 2, 3], 15090)))
+        );
+        let v6: SocketAddr = "[fd00::7]:15090".parse().expect("literal");
+        assert_eq!(parse("[fd00::7]:15090"), Ok(v6));
+        // `$(POD_IP):15090` on an IPv6 pod.
+        assert_eq!(parse("fd00::7:15090"), Ok(v6));
+        for bad in ["10.1.2.3", "fd00::7", "host:80", "10.1.2.3:99999", ":15090"] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+        let cli = Cli::try_parse_from(["meshtop", "proxy", "--public-admin", "fd00::7:15090"])
+            .expect("valid");
+        let Command::Proxy(args) = cli.command else {
+            panic!("parsed as proxy");
+        };
+        assert_eq!(args.config().public_admin, Some(v6));
     }
 }

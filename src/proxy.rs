@@ -61,7 +61,11 @@ pub struct ListenerConfig {
 #[derive(Clone, Debug)]
 pub struct ProxyConfig {
     pub listeners: Vec<ListenerConfig>,
+    /// The admin server: probes, metrics, and per-request `/events`.
     pub admin: SocketAddr,
+    /// A second admin server for the pod network: probes and metrics, and
+    /// `/events` only when a token is set (see [`admin::Scope`]).
+    pub public_admin: Option<SocketAddr>,
     pub name: String,
     pub namespace: Option<String>,
     pub opaque_ports: Vec<u16>,
@@ -87,6 +91,7 @@ impl ProxyConfig {
         ProxyConfig {
             listeners,
             admin: SocketAddr::from(([127, 0, 0, 1], 15090)),
+            public_admin: None,
             name: name.into(),
             namespace: None,
             opaque_ports: DEFAULT_OPAQUE_PORTS.to_vec(),
@@ -114,6 +119,7 @@ pub struct BindError {
 pub struct Proxy {
     listeners: Vec<(ListenerConfig, TcpListener)>,
     admin: TcpListener,
+    public_admin: Option<TcpListener>,
     admin_state: Arc<AdminState>,
     config: ProxyConfig,
     recorder: Recorder,
@@ -159,6 +165,10 @@ impl Proxy {
             listeners.push((listener.clone(), bound));
         }
         let admin = bind(config.admin, "admin").await?;
+        let public_admin = match config.public_admin {
+            Some(addr) => Some(bind(addr, "public admin").await?),
+            None => None,
+        };
         let bound = listeners
             .iter()
             .map(|(cfg, l)| BoundListener {
@@ -180,10 +190,24 @@ impl Proxy {
             handshake_timeout: t.config.handshake_timeout,
             write_timeout: t.config.write_timeout,
         });
+        if let Some(access) = &access
+            && access.token.is_none()
+        {
+            let admin = admin.local_addr().unwrap_or(config.admin);
+            if !admin.ip().is_loopback() {
+                warn!(
+                    %admin,
+                    "per-request events (paths, client addresses, captured headers) are open \
+                     to anyone who can reach {admin}: set --admin-token, or bind --admin to \
+                     127.0.0.1 and serve probes and metrics with --public-admin"
+                );
+            }
+        }
         let admin_state = Arc::new(AdminState::new(info, bound, access));
         Ok(Proxy {
             listeners,
             admin,
+            public_admin,
             admin_state,
             config,
             recorder,
@@ -198,6 +222,12 @@ impl Proxy {
 
     pub fn admin_addr(&self) -> SocketAddr {
         self.admin.local_addr().unwrap_or(self.config.admin)
+    }
+
+    /// The public admin server's address, when configured.
+    pub fn public_admin_addr(&self) -> Option<SocketAddr> {
+        let listener = self.public_admin.as_ref()?;
+        listener.local_addr().ok().or(self.config.public_admin)
     }
 
     /// What the admin server shares with the rest of the proxy.
@@ -244,9 +274,18 @@ impl Proxy {
         let admin_shutdown = CancellationToken::new();
         let admin_task = tokio::spawn(admin::serve(
             self.admin,
+            admin::Scope::Full,
             self.admin_state.clone(),
             admin_shutdown.clone(),
         ));
+        let public_admin_task = self.public_admin.map(|listener| {
+            tokio::spawn(admin::serve(
+                listener,
+                admin::Scope::Public,
+                self.admin_state.clone(),
+                admin_shutdown.clone(),
+            ))
+        });
 
         shutdown.cancelled().await;
         self.admin_state.set_ready(false);
@@ -286,6 +325,9 @@ impl Proxy {
         }
         admin_shutdown.cancel();
         let _ = admin_task.await;
+        if let Some(task) = public_admin_task {
+            let _ = task.await;
+        }
     }
 }
 

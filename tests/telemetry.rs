@@ -514,7 +514,9 @@ async fn a_token_is_required_when_configured() {
     let mut config = telemetry_config(inbound(backend.addr));
     config.telemetry.admin_token = Some("s3cret".into());
     let sidecar = Sidecar::start(config).await;
-    assert_eq!(admin_get(sidecar.admin, "/metrics").await.0, 401);
+    // Metrics are aggregates, scrapeable without the token, as Prometheus
+    // scrapes a pod; the token guards the per-request events.
+    assert_eq!(admin_get(sidecar.admin, "/metrics").await.0, 200);
     let refused = tokio_tungstenite::connect_async(format!("ws://{}/events", sidecar.admin)).await;
     match refused {
         Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 401),
@@ -1188,4 +1190,91 @@ async fn a_new_subscriber_gets_the_history_first_marked_as_backfill() {
     }
     assert_eq!(backfilled, N as u64, "the history counts every request");
     sidecar.stop().await;
+}
+
+/// The status of a WebSocket handshake to `/events{query}` at `admin`.
+async fn events_status(admin: std::net::SocketAddr, query: &str) -> u16 {
+    match tokio_tungstenite::connect_async(format!("ws://{admin}/events{query}")).await {
+        Ok(_) => 101,
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => resp.status().as_u16(),
+        Err(err) => panic!("handshake failed: {err}"),
+    }
+}
+
+#[tokio::test]
+async fn the_public_admin_serves_probes_and_metrics_but_events_only_behind_a_token() {
+    // Finding 9: /events was readable by every pod in the cluster.
+    let backend = backend().await;
+    let mut config = telemetry_config(inbound(backend.addr));
+    config.public_admin = Some("127.0.0.2:0".parse().expect("literal"));
+    let sidecar = Sidecar::start(config).await;
+    let public = sidecar.public_admin.expect("a public admin");
+    assert_eq!(public.ip().to_string(), "127.0.0.2");
+    for path in ["/healthz", "/readyz", "/", "/metrics"] {
+        assert_eq!(admin_get(public, path).await.0, 200, "{path}");
+    }
+    let (status, body) = admin_get(public, "/events").await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("loopback"), "{body}");
+    assert_eq!(events_status(public, "").await, 403);
+    // The loopback admin serves them, as kubectl port-forward reaches it.
+    assert_eq!(events_status(sidecar.admin, "").await, 101);
+    sidecar.stop().await;
+
+    // With a token, the public admin serves events to those who have it.
+    let mut config = telemetry_config(inbound(backend.addr));
+    config.public_admin = Some("127.0.0.2:0".parse().expect("literal"));
+    config.telemetry.admin_token = Some("s3cret".into());
+    let sidecar = Sidecar::start(config).await;
+    let public = sidecar.public_admin.expect("a public admin");
+    assert_eq!(admin_get(public, "/metrics").await.0, 200);
+    assert_eq!(events_status(public, "").await, 401);
+    assert_eq!(events_status(public, "?token=s3cret").await, 101);
+    sidecar.stop().await;
+}
+
+/// What `meshtop proxy ARGS` logs on stderr until its admin server listens.
+async fn proxy_start_up_log(args: &[&str]) -> String {
+    let mut child = meshtop(args).spawn().expect("meshtop runs");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let mut seen = String::new();
+    within("the proxy to start", async {
+        let mut buf = [0u8; 4096];
+        while !seen.contains("admin listening") {
+            let n = stderr.read(&mut buf).await.expect("read");
+            assert!(n > 0, "the proxy exited: {seen}");
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    })
+    .await;
+    child.kill().await.expect("kill");
+    seen
+}
+
+#[tokio::test]
+async fn the_proxy_warns_when_events_listen_beyond_loopback_without_a_token() {
+    let proxy = |admin: &[&'static str]| {
+        let mut args = vec!["proxy", "--inbound", "127.0.0.1:0=127.0.0.1:9"];
+        args.extend(["--outbound", "127.0.0.1:0"]);
+        args.extend_from_slice(admin);
+        args
+    };
+    let stderr = proxy_start_up_log(&proxy(&["--admin", "0.0.0.0:0"])).await;
+    assert_eq!(
+        stderr.matches("per-request events").count(),
+        1,
+        "one warning: {stderr}"
+    );
+    let with_token = proxy(&["--admin", "0.0.0.0:0", "--admin-token", "t"]);
+    assert!(
+        !proxy_start_up_log(&with_token)
+            .await
+            .contains("per-request events")
+    );
+    let loopback = proxy(&["--admin", "127.0.0.1:0", "--public-admin", "127.0.0.2:0"]);
+    assert!(
+        !proxy_start_up_log(&loopback)
+            .await
+            .contains("per-request events")
+    );
 }

@@ -1,5 +1,7 @@
 //! The admin server (loopback by default): health and readiness, the sidecar
-//! description, the `/events` WebSocket and Prometheus `/metrics`.
+//! description, the `/events` WebSocket and Prometheus `/metrics`; and its
+//! public twin for the pod network (`--public-admin`), which serves
+//! `/events` only behind a token (see [`Scope`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -157,8 +159,25 @@ fn hello_message(info: &SidecarInfo, listeners: &[BoundListener]) -> Hello {
     }
 }
 
+/// What an admin server serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Everything (`--admin`, loopback by default).
+    Full,
+    /// Probes, the description and `/metrics` (aggregates only), for the
+    /// pod network (`--public-admin`): kubelet and Prometheus reach it.
+    /// `/events` carries paths, client addresses and captured headers, so
+    /// it is served here only when a token guards it.
+    Public,
+}
+
 /// Serves the admin endpoints until `shutdown` is cancelled.
-pub async fn serve(listener: TcpListener, state: Arc<AdminState>, shutdown: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    scope: Scope,
+    state: Arc<AdminState>,
+    shutdown: CancellationToken,
+) {
     let handshake_timeout = state
         .telemetry
         .as_ref()
@@ -182,7 +201,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, shutdown: Canc
             let service = service_fn(move |req| {
                 let state = state.clone();
                 let shutdown = service_shutdown.clone();
-                async move { Ok::<_, std::convert::Infallible>(route(&state, req, shutdown)) }
+                async move { Ok::<_, std::convert::Infallible>(route(&state, scope, req, shutdown)) }
             });
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -220,6 +239,7 @@ type AdminResponse = Response<Full<Bytes>>;
 
 fn route(
     state: &Arc<AdminState>,
+    scope: Scope,
     req: Request<Incoming>,
     shutdown: CancellationToken,
 ) -> AdminResponse {
@@ -235,10 +255,19 @@ fn route(
             let Some(telemetry) = &state.telemetry else {
                 return text(StatusCode::NOT_FOUND, "not found");
             };
-            if !authorized(telemetry, &req) {
-                return unauthorized();
-            }
             if req.uri().path() == "/events" {
+                // Metrics are aggregates, scrapeable as they are; events
+                // name paths, clients and headers, so the token guards them.
+                if scope == Scope::Public && telemetry.token.is_none() {
+                    return text(
+                        StatusCode::FORBIDDEN,
+                        "/events is served on the loopback admin address only \
+                         (kubectl port-forward reaches it), unless --admin-token is set",
+                    );
+                }
+                if !authorized(telemetry, &req) {
+                    return unauthorized();
+                }
                 return events(state, telemetry, req, shutdown);
             }
             let mut resp = Response::new(Full::new(Bytes::from(telemetry.metrics.encode())));

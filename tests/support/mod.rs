@@ -649,6 +649,7 @@ pub async fn admin_get(admin: SocketAddr, path: &str) -> (u16, String) {
 pub struct Sidecar {
     pub listeners: Vec<BoundListener>,
     pub admin: SocketAddr,
+    pub public_admin: Option<SocketAddr>,
     pub shutdown: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
@@ -658,11 +659,13 @@ impl Sidecar {
         let proxy = Proxy::bind(config).await.expect("sidecar binds");
         let listeners = proxy.listeners().to_vec();
         let admin = proxy.admin_addr();
+        let public_admin = proxy.public_admin_addr();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(proxy.run(shutdown.clone()));
         Sidecar {
             listeners,
             admin,
+            public_admin,
             shutdown,
             task,
         }
