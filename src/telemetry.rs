@@ -4,6 +4,7 @@
 //! all in one task that the data path never waits for.
 
 pub mod admin;
+pub mod authority;
 pub mod event;
 pub mod filter;
 pub mod hub;
@@ -22,11 +23,12 @@ pub use record::{
     TcpProtocol, TcpRecord, is_failure,
 };
 
+use authority::AuthorityCap;
 use event::{Message, RequestEncoder, TcpEvent};
 use filter::EventFacts;
 use hub::{Hub, HubLimits};
 use metrics::{Metrics, UpstreamMetrics};
-use stats::{Aggregator, AuthorityCap};
+use stats::Aggregator;
 
 /// How the telemetry behaves.
 #[derive(Clone, Debug)]
@@ -150,7 +152,15 @@ impl Folder<'_> {
     fn fold(&mut self, record: Record) {
         match record {
             Record::Request(record) => {
-                let authority = self.authorities.label(&record.authority);
+                let admission = self.authorities.admit(&record.authority);
+                if let Some(evicted) = admission.evicted
+                    && let Some(slots) = self.upstream_metrics.remove(&evicted)
+                {
+                    for upstream in slots.into_iter().flatten() {
+                        self.metrics.forget(upstream);
+                    }
+                }
+                let authority = admission.label;
                 if !self.upstream_metrics.contains_key(authority) {
                     self.upstream_metrics
                         .insert(authority.to_owned(), [None, None]);
@@ -198,6 +208,8 @@ impl Folder<'_> {
         let snapshot = self
             .aggregator
             .take(SystemTime::now(), now.duration_since(self.interval_start));
+        self.authorities
+            .tick(now.duration_since(self.interval_start));
         self.interval_start = now;
         self.hub.publish_stats(Arc::new(snapshot));
         let dropped = recorder.dropped();

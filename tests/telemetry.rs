@@ -1278,3 +1278,96 @@ async fn the_proxy_warns_when_events_listen_beyond_loopback_without_a_token() {
             .contains("per-request events")
     );
 }
+
+/// The values a metric's label takes in `/metrics` text.
+fn label_values(metrics: &str, metric: &str, label: &str) -> std::collections::BTreeSet<String> {
+    parse_exposition(metrics)
+        .into_iter()
+        .filter(|(name, _, _)| name == metric)
+        .filter_map(|(_, labels, _)| labels.get(label).cloned())
+        .collect()
+}
+
+#[tokio::test]
+async fn junk_hosts_cannot_hold_the_authority_labels_for_good() {
+    // Finding 5: junk `Host` headers filled --max-authorities for the life
+    // of the process.
+    const MAX: usize = 20;
+    let backend = backend().await;
+    let mut config = telemetry_config(inbound(backend.addr));
+    config.telemetry.max_authorities = MAX;
+    let sidecar = Sidecar::start(config).await;
+    let mut events = Events::connect(sidecar.admin, "").await;
+    let mut raw = RawConn::connect(sidecar.addr()).await;
+    let mut send = async |host: &str| {
+        raw.send(format!("GET /echo HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
+            .await;
+        raw.read_response().await;
+    };
+    for i in 0..MAX {
+        send(&format!("junk{i}.example")).await;
+    }
+    // Not a host[:port]: one label for all of them, whatever they are.
+    for junk in ["x:y", "a:99999", "[zz]:80"] {
+        send(junk).await;
+    }
+    for _ in 0..5 {
+        send("api.example:8080").await;
+    }
+    let mut by_label = BTreeMap::new();
+    while by_label.values().sum::<u64>() < (MAX + 3 + 5) as u64 {
+        if let Message::Stats(s) = events.next().await {
+            for u in s.upstreams {
+                *by_label.entry(u.authority).or_insert(0u64) += u.requests;
+            }
+        }
+    }
+    assert_eq!(by_label.get("invalid"), Some(&3), "{by_label:?}");
+    // The real host is `other` while it earns a slot, then has its own.
+    assert_eq!(by_label.get("api.example:8080"), Some(&3), "{by_label:?}");
+    assert_eq!(by_label.get("other"), Some(&2), "{by_label:?}");
+    let (_, metrics) = admin_get(sidecar.admin, "/metrics").await;
+    let labels = label_values(&metrics, "meshtop_requests_total", "authority");
+    assert!(labels.contains("api.example:8080"), "{labels:?}");
+    assert!(labels.contains("invalid"), "{labels:?}");
+    // The evicted junk's series went with its slot.
+    assert!(labels.len() <= MAX + 2, "{} labels", labels.len());
+    sidecar.stop().await;
+}
+
+#[tokio::test]
+async fn grpc_status_labels_are_the_standard_codes_and_other() {
+    // Finding 5: grpc_status labels came straight from the upstream.
+    let backend = backend().await;
+    let sidecar = Sidecar::start(telemetry_config(inbound(backend.addr))).await;
+    let mut client = http2_conn(sidecar.addr()).await;
+    for code in (0u32..40).chain([1000, 4_000_000_000]) {
+        let mut req = get(&format!("/grpc-status/{code}"), "grpc.example");
+        req.headers_mut().insert(
+            "content-type",
+            http::HeaderValue::from_static("application/grpc"),
+        );
+        let resp = client
+            .send_request(req)
+            .await
+            .expect("response");
+        body_bytes(resp).await;
+    }
+    let expected: std::collections::BTreeSet<String> = (0..17)
+        .map(|c: u32| c.to_string())
+        .chain(["other".to_owned()])
+        .collect();
+    within("every request in /metrics", async {
+        loop {
+            let (_, metrics) = admin_get(sidecar.admin, "/metrics").await;
+            let labels = label_values(&metrics, "meshtop_requests_total", "grpc_status");
+            if labels == expected {
+                break;
+            }
+            assert!(labels.is_subset(&expected), "{labels:?}");
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    sidecar.stop().await;
+}

@@ -39,6 +39,19 @@ struct TcpLabels {
     protocol: &'static str,
 }
 
+/// The `grpc_status` label of a code: the 17 codes gRPC defines, else
+/// `other` (an upstream may send any number; labels must stay few).
+fn grpc_label(code: u32) -> &'static str {
+    const CODES: [&str; 17] = [
+        "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15", "16",
+    ];
+    usize::try_from(code)
+        .ok()
+        .and_then(|i| CODES.get(i))
+        .copied()
+        .unwrap_or("other")
+}
+
 fn duration_histogram() -> Histogram {
     // 0.5 ms doubling to 65 s: 18 buckets spanning 0.5 ms to 60 s.
     Histogram::new(exponential_buckets(0.0005, 2.0, 18))
@@ -60,7 +73,7 @@ pub struct UpstreamMetrics {
 
 /// What tells an upstream's request counters apart: protocol, status class
 /// and gRPC status.
-type RequestKey = (HttpProtocol, &'static str, Option<u32>);
+type RequestKey = (HttpProtocol, &'static str, Option<&'static str>);
 
 /// The sidecar's metrics and their registry.
 pub struct Metrics {
@@ -189,7 +202,11 @@ impl Metrics {
             Some(5) => "5xx",
             _ => "none",
         };
-        let key = (record.protocol, status_class, record.grpc_status);
+        let key = (
+            record.protocol,
+            status_class,
+            record.grpc_status.map(grpc_label),
+        );
         match upstream.requests.iter().find(|(k, _)| *k == key) {
             Some((_, counter)) => {
                 counter.inc();
@@ -202,9 +219,7 @@ impl Metrics {
                         authority: upstream.authority.clone(),
                         protocol: record.protocol.as_str(),
                         status_class,
-                        grpc_status: record
-                            .grpc_status
-                            .map_or_else(String::new, |g| g.to_string()),
+                        grpc_status: key.2.unwrap_or_default().to_owned(),
                     })
                     .clone();
                 counter.inc();
@@ -217,6 +232,33 @@ impl Metrics {
         }
         upstream.sent.inc_by(record.req_bytes);
         upstream.received.inc_by(record.resp_bytes);
+    }
+
+    /// Removes an upstream's series (its authority lost its label to a
+    /// busier one): what the exposition holds stays bounded.
+    pub fn forget(&self, upstream: UpstreamMetrics) {
+        let labels = UpstreamLabels {
+            direction: upstream.direction.as_str(),
+            authority: upstream.authority,
+        };
+        self.durations.remove(&labels);
+        self.failures.remove(&labels);
+        for flow in ["sent", "received"] {
+            self.bytes.remove(&BytesLabels {
+                direction: labels.direction,
+                authority: labels.authority.clone(),
+                flow,
+            });
+        }
+        for ((protocol, status_class, grpc_status), _) in upstream.requests {
+            self.requests.remove(&RequestLabels {
+                direction: labels.direction,
+                authority: labels.authority.clone(),
+                protocol: protocol.as_str(),
+                status_class,
+                grpc_status: grpc_status.unwrap_or_default().to_owned(),
+            });
+        }
     }
 
     pub fn observe_tcp(&self, record: &TcpRecord) {

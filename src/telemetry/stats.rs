@@ -12,9 +12,10 @@ use std::time::{Duration, SystemTime};
 
 use base64::Engine;
 // A fast hasher for the per-record lookups by authority; the maps stay
-// small (`AuthorityCap`), which bounds the worst case of colliding keys.
+// small (`authority::AuthorityCap`), which bounds the worst case of
+// colliding keys.
 use base64::engine::general_purpose::STANDARD as BASE64;
-use foldhash::{HashMap, HashSet};
+use foldhash::HashMap;
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
 
@@ -184,37 +185,6 @@ fn check_v2_header(plain: &[u8]) -> Result<(), HistogramDecodeError> {
     Ok(())
 }
 
-/// Maps authorities to metric and aggregate labels, keeping at most `max`
-/// distinct ones: past that, new authorities are counted as `other`, so
-/// memory and label cardinality stay bounded whatever the traffic.
-#[derive(Debug)]
-pub struct AuthorityCap {
-    seen: HashSet<String>,
-    max: usize,
-}
-
-pub const OTHER_AUTHORITY: &str = "other";
-
-impl AuthorityCap {
-    pub fn new(max: usize) -> Self {
-        AuthorityCap {
-            seen: HashSet::default(),
-            max,
-        }
-    }
-
-    pub fn label<'a>(&mut self, authority: &'a str) -> &'a str {
-        if self.seen.contains(authority) {
-            return authority;
-        }
-        if self.seen.len() < self.max {
-            self.seen.insert(authority.to_owned());
-            return authority;
-        }
-        OTHER_AUTHORITY
-    }
-}
-
 /// One upstream's aggregate over an interval.
 #[derive(Clone, Debug)]
 pub struct UpstreamAggregate {
@@ -357,7 +327,8 @@ pub struct Aggregator {
 }
 
 impl Aggregator {
-    /// Adds a record under `authority` (already capped by [`AuthorityCap`]).
+    /// Adds a record under `authority` (already capped by
+    /// [`AuthorityCap`](super::authority::AuthorityCap)).
     pub fn add(&mut self, record: &RequestRecord, authority: &str) {
         let upstreams = &mut self.upstreams[record.direction as usize];
         match upstreams.get_mut(authority) {
@@ -462,15 +433,6 @@ mod tests {
         assert_eq!(first.upstreams[0].requests, 2);
         assert_eq!(first.upstreams[0].failures, 1);
         assert_eq!(first.upstreams[0].latency.len(), 2);
-    }
-
-    #[test]
-    fn authorities_past_the_cap_are_other() {
-        let mut cap = AuthorityCap::new(2);
-        assert_eq!(cap.label("a"), "a");
-        assert_eq!(cap.label("b"), "b");
-        assert_eq!(cap.label("c"), OTHER_AUTHORITY);
-        assert_eq!(cap.label("a"), "a");
     }
 
     #[test]

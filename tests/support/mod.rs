@@ -194,6 +194,7 @@ pub fn closed_port() -> SocketAddr {
 ///   declaration is repeated (HTTP/1 sends only declared trailers).
 /// - `/status/N`: answers status N with an empty body.
 /// - `/bytes/N`: streams N bytes in 64 KiB chunks.
+/// - `/grpc-status/N`: a trailers-only gRPC answer with `grpc-status: N`.
 /// - `/trailers`: a body followed by trailers `x-trailer: done` (declared in
 ///   `Trailer`).
 /// - `/reset`: sends part of a body and then fails it (an h2 reset, or a
@@ -277,6 +278,15 @@ async fn route(
             .ok()
             .and_then(|c| StatusCode::from_u16(c).ok())
             .unwrap_or(StatusCode::BAD_REQUEST);
+        resp
+    } else if let Some(code) = path.strip_prefix("/grpc-status/") {
+        // A trailers-only gRPC answer with any status, standard or not.
+        let mut resp = Response::new(boxed(Full::new(Bytes::new())));
+        let headers = resp.headers_mut();
+        headers.insert("content-type", HeaderValue::from_static("application/grpc"));
+        if let Ok(code) = HeaderValue::from_str(code) {
+            headers.insert("grpc-status", code);
+        }
         resp
     } else if let Some(n) = path.strip_prefix("/bytes/") {
         let total: u64 = n.parse().unwrap_or(0);
