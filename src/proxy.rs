@@ -33,7 +33,7 @@ use tracing::{Instrument, debug, info, warn};
 use crate::telemetry::admin::{self, AdminState, SidecarInfo, TelemetryAccess};
 use crate::telemetry::{Direction, RecordReceiver, Recorder, Telemetry, TelemetryConfig};
 use conn::{ConnCtx, Route, Shared};
-pub use upstream::Dest;
+pub use upstream::{Dest, OwnAddrs};
 
 /// The default inbound listener: everything iptables redirects into the pod.
 pub const DEFAULT_INBOUND: &str = "0.0.0.0:15006";
@@ -263,6 +263,13 @@ impl Proxy {
             cut_off: cut_off.clone(),
             tracker: tracker.clone(),
             capture_headers: self.config.capture_headers.clone(),
+            own: OwnAddrs::new(
+                self.listeners
+                    .iter()
+                    .filter_map(|(_, listener)| listener.local_addr().ok())
+                    .chain(self.admin.local_addr().ok())
+                    .chain(self.public_admin.as_ref().and_then(|l| l.local_addr().ok())),
+            ),
         });
         for (config, listener) in self.listeners {
             tracker.spawn(accept_loop(listener, config, shared.clone()));

@@ -1057,3 +1057,85 @@ async fn client_leaving_mid_response_cancels_the_upstream_and_is_recorded() {
     assert_eq!(event.as_deref(), Some("dropped /hang"));
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn credentials_never_reach_records_and_proxy_authorization_is_consumed() {
+    // Finding 10: userinfo landed in authorities; Proxy-Authorization
+    // was forwarded to the origin.
+    let backend = backend().await;
+    let mut proxy = TestProxy::explicit().await;
+    let target = backend.addr.to_string();
+
+    // An absolute URI with userinfo, and Proxy-Authorization for us.
+    let mut raw = RawConn::connect(proxy.addr()).await;
+    raw.send(
+        format!(
+            "GET http://user:SECRET@{target}/echo HTTP/1.1\r\nHost: user:SECRET@{target}\r\n\
+             Proxy-Authorization: Basic U0VDUkVU\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await;
+    let (head, _) = raw.read_response().await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let seen = head.to_ascii_lowercase();
+    assert!(!seen.contains("proxy-authorization"), "forwarded: {head}");
+    assert!(!seen.contains("secret"), "{head}");
+    let record = proxy.next_request().await;
+    assert_eq!(&*record.authority, target);
+
+    // CONNECT with userinfo.
+    let mut raw = RawConn::connect(proxy.addr()).await;
+    raw.send(format!("CONNECT user:SECRET@{target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes())
+        .await;
+    let head = raw.read_head().await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    raw.send(b"GET /echo HTTP/1.1\r\nHost: user:SECRET@inner:80\r\n\r\n")
+        .await;
+    raw.read_response().await;
+    let record = proxy.next_request().await;
+    assert_eq!(&*record.authority, "inner:80");
+    proxy.stop().await;
+
+    // A transparent listener: `Host` with userinfo.
+    let mut proxy = TestProxy::inbound_to(backend.addr).await;
+    let mut raw = RawConn::connect(proxy.addr()).await;
+    raw.send(b"GET /echo HTTP/1.1\r\nHost: user:SECRET@t.example\r\n\r\n")
+        .await;
+    raw.read_response().await;
+    let record = proxy.next_request().await;
+    assert_eq!(&*record.authority, "t.example");
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn the_proxy_refuses_itself_by_any_name() {
+    // Finding 15: only the literal listen address was recognised.
+    let mut proxy = TestProxy::explicit().await;
+    let port = proxy.addr().port();
+    let v4 = u32::from(std::net::Ipv4Addr::LOCALHOST);
+    for target in [
+        format!("localhost:{port}"),
+        format!("127.1:{port}"),
+        format!("{v4}:{port}"),
+        format!("0.0.0.0:{port}"),
+        format!("[::ffff:127.0.0.1]:{port}"),
+        format!("127.0.0.1:{port}"),
+    ] {
+        let mut raw = RawConn::connect(proxy.addr()).await;
+        raw.send(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes())
+            .await;
+        let (head, _) = raw.read_response().await;
+        assert!(head.starts_with("HTTP/1.1 502"), "{target}: {head}");
+        let record = proxy.next_request().await;
+        assert_eq!(record.error, Some(ErrorKind::NoDestination), "{target}");
+        let mut raw = RawConn::connect(proxy.addr()).await;
+        raw.send(format!("GET http://{target}/ HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes())
+            .await;
+        let (head, _) = raw.read_response().await;
+        assert!(head.starts_with("HTTP/1.1 502"), "{target}: {head}");
+        let record = proxy.next_request().await;
+        assert_eq!(record.error, Some(ErrorKind::NoDestination), "{target}");
+    }
+    proxy.stop().await;
+}

@@ -1347,10 +1347,7 @@ async fn grpc_status_labels_are_the_standard_codes_and_other() {
             "content-type",
             http::HeaderValue::from_static("application/grpc"),
         );
-        let resp = client
-            .send_request(req)
-            .await
-            .expect("response");
+        let resp = client.send_request(req).await.expect("response");
         body_bytes(resp).await;
     }
     let expected: std::collections::BTreeSet<String> = (0..17)

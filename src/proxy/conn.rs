@@ -16,7 +16,7 @@ use super::detect::{Detection, H2_FRAME_HEADER, MAX_SNIFF, Protocol, detect, is_
 use super::http::{self, HttpVersion, PendingConnect};
 use super::io::{BoxIo, Prefixed};
 use super::tunnel;
-use super::upstream::{self, Connected, Dest};
+use super::upstream::{self, Connected, Dest, OwnAddrs};
 use super::{h2_relay, relay};
 use crate::telemetry::{
     Direction, ErrorKind, HttpProtocol, Recorder, RequestRecord, TcpProtocol, TcpRecord,
@@ -62,9 +62,17 @@ pub struct Shared {
     pub tracker: TaskTracker,
     /// Request headers copied into records (`--capture-header`).
     pub capture_headers: Vec<HeaderName>,
+    /// Where this proxy listens: upstreams there are refused (a loop).
+    pub own: OwnAddrs,
 }
 
 impl Shared {
+    /// Connects to `dest` within the connect timeout, refusing this
+    /// proxy's own addresses (see [`OwnAddrs`]).
+    pub fn dial(&self, dest: Dest) -> impl Future<Output = Connected> + Send + 'static {
+        upstream::connect(dest, self.connect_timeout, self.own.clone())
+    }
+
     /// Runs a connection's task (or a tunnel's, after an upgrade) until it
     /// ends or the drain timeout cuts it off. A task cut off is dropped:
     /// its requests in flight record themselves as ended by shutdown (see
@@ -180,14 +188,13 @@ impl ConnCtx {
 pub async fn serve(mut io: BoxIo, ctx: Arc<ConnCtx>, route: Route, connected: Option<Connected>) {
     let start = SystemTime::now();
     let started = Instant::now();
-    let timeout = ctx.shared.connect_timeout;
 
     if let Route::Fixed(dest) = &route
         && ctx.shared.opaque_ports.contains(&dest.port())
     {
         let connected = match connected {
             Some(connected) => connected,
-            None => upstream::connect(dest.clone(), timeout).await,
+            None => ctx.shared.dial(dest.clone()).await,
         };
         return opaque(
             io,
@@ -204,7 +211,7 @@ pub async fn serve(mut io: BoxIo, ctx: Arc<ConnCtx>, route: Route, connected: Op
 
     // Connect eagerly, so a server that speaks first is heard at once.
     let mut connecting: Option<PendingConnect> = match (&route, &connected) {
-        (Route::Fixed(dest), None) => Some(Box::pin(upstream::connect(dest.clone(), timeout))),
+        (Route::Fixed(dest), None) => Some(Box::pin(ctx.shared.dial(dest.clone()))),
         _ => None,
     };
     let mut connected = connected;
@@ -311,7 +318,7 @@ pub async fn serve(mut io: BoxIo, ctx: Arc<ConnCtx>, route: Route, connected: Op
     let connected = match (connected, connecting) {
         (Some(done), _) => done,
         (None, Some(pending)) => pending.await,
-        (None, None) => upstream::connect(dest.clone(), timeout).await,
+        (None, None) => ctx.shared.dial(dest.clone()).await,
     };
     opaque(io, buf, connected, tcp_protocol, sni, &ctx, start, started).await;
 }

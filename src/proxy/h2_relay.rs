@@ -45,7 +45,7 @@ use super::body::{InFlight, read_grpc_status};
 use super::conn::ConnCtx;
 use super::http::{PendingConnect, is_grpc, local_response, named_authority, shared_authority};
 use super::io::BoxIo;
-use super::upstream::{self, ConnectError, Dest};
+use super::upstream::{ConnectError, Dest};
 use crate::telemetry::{ErrorKind, HttpProtocol};
 
 // The settings hyper's forwarder used, so that moving to the relay changes
@@ -331,7 +331,7 @@ async fn open(
 ) -> Result<Opened, Failure> {
     let connected = match pending {
         Some(pending) => pending.await,
-        None => upstream::connect(dest, ctx.shared.connect_timeout).await,
+        None => ctx.shared.dial(dest).await,
     };
     let (stream, server) = connected?;
     let (sender, driver) = h2::client::Builder::new()

@@ -26,7 +26,8 @@ use super::body::{InFlight, RequestBody, ResponseBody, read_grpc_status};
 use super::conn::{ConnCtx, Route};
 use super::io::BoxIo;
 use super::tunnel;
-use super::upstream::{self, ConnectError, Connected, Dest};
+use super::upstream::{ConnectError, Connected, Dest};
+use crate::telemetry::authority::strip_userinfo;
 use crate::telemetry::{ErrorKind, HttpProtocol, RequestRecord, TcpProtocol};
 
 /// How long a client may take to send a request head (and so how long a
@@ -239,14 +240,9 @@ impl Forwarder {
 
         let dest = match &self.route {
             Route::Fixed(dest) => dest.clone(),
+            // A target that is this proxy is refused once resolved
+            // (`OwnAddrs`), whatever name it was given by.
             Route::Explicit => match explicit_dest(&req) {
-                Ok(dest) if dest == Dest::Addr(self.ctx.local) => {
-                    return Ok(refuse(
-                        inflight,
-                        grpc,
-                        "meshtop: refusing to proxy to itself",
-                    ));
-                }
                 Ok(dest) => dest,
                 Err(message) => return Ok(refuse(inflight, grpc, message)),
             },
@@ -268,6 +264,9 @@ impl Forwarder {
         let (mut parts, body) = req.into_parts();
         if self.route == Route::Explicit {
             to_origin_form(&mut parts.uri, &mut parts.headers);
+            // Addressed to this proxy, which asks for no credentials:
+            // consumed here, never passed to the origin (RFC 9110 §11.7.1).
+            parts.headers.remove(header::PROXY_AUTHORIZATION);
         }
         let takes_trailers = list_has(&parts.headers, &header::TE, "trailers");
         strip_hop_by_hop(&mut parts.headers, client_upgrade.is_some());
@@ -465,7 +464,7 @@ impl Forwarder {
     async fn open(&self, upstream: &mut Upstream, dest: &Dest) -> Result<Lease, UpstreamFailure> {
         let connected = match upstream.pending.take() {
             Some(pending) => pending.await,
-            None => upstream::connect(dest.clone(), self.ctx.shared.connect_timeout).await,
+            None => self.ctx.shared.dial(dest.clone()).await,
         };
         let (stream, server) = connected?;
         let io = TokioIo::new(stream);
@@ -565,7 +564,7 @@ impl Forwarder {
         dest: Dest,
         mut inflight: InFlight,
     ) -> Response<ResponseBody> {
-        let connected = upstream::connect(dest.clone(), self.ctx.shared.connect_timeout).await;
+        let connected = self.ctx.shared.dial(dest.clone()).await;
         let (stream, server) = match connected {
             Ok(connected) => connected,
             Err(err) => {
@@ -607,8 +606,10 @@ pub(super) fn named_authority<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> Optio
 
 /// `name` as the last request's authority, `last`, when it is the same
 /// (nearly always), else as a new one kept in `last`: a connection's
-/// records share one string instead of a copy per request.
+/// records share one string instead of a copy per request. Any
+/// `user:password@` is left out: records never hold credentials.
 pub(super) fn shared_authority(last: &mut Option<Arc<str>>, name: &str) -> Arc<str> {
+    let name = strip_userinfo(name);
     match last {
         Some(authority) if **authority == *name => authority.clone(),
         _ => last.insert(Arc::from(name)).clone(),
@@ -846,7 +847,7 @@ fn explicit_dest(req: &Request<Incoming>) -> Result<Dest, &'static str> {
 /// from the target, replacing any the client sent (RFC 9112 §3.2.2).
 fn to_origin_form(uri: &mut Uri, headers: &mut HeaderMap) {
     if let Some(authority) = uri.authority()
-        && let Ok(host) = HeaderValue::from_str(authority.as_str())
+        && let Ok(host) = HeaderValue::from_str(strip_userinfo(authority.as_str()))
     {
         headers.insert(header::HOST, host);
     }

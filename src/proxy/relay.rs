@@ -40,7 +40,8 @@ use super::body::InFlight;
 use super::conn::{ConnCtx, Route};
 use super::http::{self as forwarder, HEADER_READ_TIMEOUT, HttpVersion, PendingConnect};
 use super::io::{BoxIo, Prefixed};
-use super::upstream::{self, ConnectError, Connected, Dest};
+use super::upstream::{ConnectError, Connected, Dest};
+use crate::telemetry::authority::strip_userinfo;
 use crate::telemetry::{ErrorKind, HttpProtocol};
 use parse::{BodyProgress, Framing, Request, RequestHead};
 
@@ -523,8 +524,7 @@ impl Relay {
                 }
                 Upstream::Pending(pending) => connected(pending.await),
                 Upstream::None => {
-                    let timeout = self.ctx.shared.connect_timeout;
-                    connected(Box::pin(upstream::connect(self.dest.clone(), timeout)).await)
+                    connected(Box::pin(self.ctx.shared.dial(self.dest.clone())).await)
                 }
                 failed @ Upstream::Failed(_) => {
                     self.upstream = failed;
@@ -558,7 +558,8 @@ impl Relay {
 /// The authority a request named in its `Host`: the last one's again when
 /// it is the same.
 fn shared_authority(last: &mut Option<Arc<str>>, host: &[u8]) -> Option<Arc<str>> {
-    let host = std::str::from_utf8(host).ok()?;
+    // Never `user:password@`, whatever the client put in `Host`.
+    let host = strip_userinfo(std::str::from_utf8(host).ok()?);
     Some(match last {
         Some(last) if **last == *host => last.clone(),
         _ => last.insert(Arc::from(host)).clone(),

@@ -6,11 +6,13 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpStream;
 
 use crate::telemetry::ErrorKind;
+use crate::telemetry::authority::strip_userinfo;
 
 /// A destination: an address (from SO_ORIGINAL_DST) or a name resolved
 /// through DNS each time a connection is made, so a changed address behind a
@@ -32,6 +34,9 @@ impl Dest {
     /// Parses an authority as found in a request (`host:port`, `[v6]:port`, or
     /// a bare host with `default_port`).
     pub fn from_authority(authority: &str, default_port: u16) -> Result<Dest, InvalidDest> {
+        // `user:password@` says nothing about where to go (and must not
+        // show up in an error).
+        let authority = strip_userinfo(authority);
         let invalid = || InvalidDest(authority.to_owned());
         let (host, port) = split_authority(authority).ok_or_else(invalid)?;
         let port = port.unwrap_or(default_port);
@@ -111,9 +116,45 @@ pub struct ConnectError {
 
 pub type Connected = Result<(TcpStream, SocketAddr), ConnectError>;
 
+/// The addresses this proxy listens on. An upstream that resolves to one
+/// of them would be the proxy connecting to itself, forever (a CONNECT to
+/// `localhost:15001`, `127.1`, `2130706433`, `[::ffff:127.0.0.1]`, or a
+/// target set to the listener): whatever name led there, the address is
+/// compared once resolved.
+#[derive(Clone, Debug, Default)]
+pub struct OwnAddrs(Arc<[SocketAddr]>);
+
+impl OwnAddrs {
+    pub fn new(addrs: impl IntoIterator<Item = SocketAddr>) -> Self {
+        OwnAddrs(addrs.into_iter().collect())
+    }
+
+    /// Whether connecting to `addr` reaches one of these listeners: the
+    /// same address, an unspecified address (which connects to this host),
+    /// or any of this host's addresses when the listener is on all of them.
+    pub fn contains(&self, addr: SocketAddr) -> bool {
+        let ip = addr.ip().to_canonical();
+        self.0
+            .iter()
+            .filter(|own| own.port() == addr.port())
+            .any(|own| {
+                let own_ip = own.ip().to_canonical();
+                own_ip == ip
+                    || ip.is_unspecified()
+                    || (own_ip.is_unspecified() && (ip.is_loopback() || is_local(ip)))
+            })
+    }
+}
+
+/// Whether `ip` is one of this host's addresses: only those can be bound.
+/// Asked only when a port matches a listener's, so rarely.
+fn is_local(ip: std::net::IpAddr) -> bool {
+    std::net::UdpSocket::bind((ip, 0)).is_ok()
+}
+
 /// Connects to `dest`, trying each resolved address in turn, within `timeout`
-/// for the resolution and for each attempt.
-pub async fn connect(dest: Dest, timeout: Duration) -> Connected {
+/// for the resolution and for each attempt; never to one of `own`.
+pub async fn connect(dest: Dest, timeout: Duration, own: OwnAddrs) -> Connected {
     let addrs: Vec<SocketAddr> = match &dest {
         Dest::Addr(addr) => vec![*addr],
         Dest::Name { host, port } => {
@@ -134,6 +175,15 @@ pub async fn connect(dest: Dest, timeout: Duration) -> Connected {
     };
     let mut last = None;
     for addr in addrs {
+        if own.contains(addr) {
+            let err = io::Error::other("that is this proxy itself; forwarding would loop");
+            return Err(ConnectError {
+                kind: ErrorKind::NoDestination,
+                dest,
+                addr: Some(addr),
+                source: err,
+            });
+        }
         match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
             Ok(Ok(stream)) => {
                 // Requests and responses are forwarded as soon as they arrive;
@@ -221,9 +271,13 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("addr");
         drop(listener);
-        let err = connect(Dest::Addr(addr), Duration::from_secs(5))
-            .await
-            .expect_err("nothing listens there");
+        let err = connect(
+            Dest::Addr(addr),
+            Duration::from_secs(5),
+            OwnAddrs::default(),
+        )
+        .await
+        .expect_err("nothing listens there");
         assert_eq!(err.kind, ErrorKind::ConnectRefused);
         assert_eq!(err.addr, Some(addr));
     }
@@ -234,7 +288,7 @@ mod tests {
             host: "does-not-exist.invalid".into(),
             port: 80,
         };
-        let err = connect(dest, Duration::from_secs(5))
+        let err = connect(dest, Duration::from_secs(5), OwnAddrs::default())
             .await
             .expect_err("no such name");
         assert_eq!(err.kind, ErrorKind::Dns);
