@@ -39,7 +39,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the sidecar proxy: forward every connection unchanged and record every request
-    Proxy(ProxyArgs),
+    Proxy(Box<ProxyArgs>),
     /// Attach to one or many sidecars and show their traffic live
     Attach(AttachArgs),
     /// Record what one or many sidecars send to a file, without a UI
@@ -298,6 +298,12 @@ pub struct ProxyArgs {
     /// How long resolving and connecting to an upstream may take
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub connect_timeout: Duration,
+    /// An opaque tunnel (TCP, TLS, an upgraded connection) in which no byte moved either way for this long is closed; 0 never
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+    /// A request or response body from which no byte came for this long is ended (both sides reset); 0 never
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub body_timeout: Duration,
     /// An HTTP/1 upstream connection idle at least this long may have been
     /// closed by its server: a bodiless idempotent request sent on it is sent
     /// again on a new connection if it closes before answering
@@ -513,7 +519,7 @@ pub fn run(cli: Cli) -> ExitCode {
         }
     };
     match cli.command {
-        Command::Proxy(args) => runtime.block_on(run_proxy(args)),
+        Command::Proxy(args) => runtime.block_on(run_proxy(*args)),
         Command::Attach(args) => runtime.block_on(run_attach(args)),
         Command::Record(args) => runtime.block_on(run_record(args)),
         Command::Replay(args) => runtime.block_on(run_replay(args)),
@@ -561,6 +567,8 @@ impl ProxyArgs {
         config.opaque_ports = self.opaque_ports.0.clone();
         config.drain_timeout = self.drain_timeout;
         config.connect_timeout = self.connect_timeout;
+        config.idle_timeout = self.idle_timeout;
+        config.body_timeout = self.body_timeout;
         config.replay_after_idle = self.replay_after_idle;
         config.capture_headers = self.capture_header.clone();
         config.telemetry.stats_interval = self.stats_interval;

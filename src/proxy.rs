@@ -17,6 +17,7 @@ pub mod http;
 pub mod io;
 pub mod orig_dst;
 pub mod relay;
+pub mod stall;
 pub mod tunnel;
 pub mod upstream;
 
@@ -73,6 +74,12 @@ pub struct ProxyConfig {
     pub drain_timeout: Duration,
     /// How long resolving and connecting to an upstream may take.
     pub connect_timeout: Duration,
+    /// An opaque tunnel in which no byte moved either way for this long is
+    /// closed (zero: never).
+    pub idle_timeout: Duration,
+    /// A request or response body that made no progress for this long is
+    /// ended (zero: never).
+    pub body_timeout: Duration,
     pub capture_headers: Vec<HeaderName>,
     pub telemetry: TelemetryConfig,
     /// Records that may wait for the telemetry before new ones are dropped.
@@ -97,6 +104,8 @@ impl ProxyConfig {
             opaque_ports: DEFAULT_OPAQUE_PORTS.to_vec(),
             drain_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(3600),
+            body_timeout: Duration::from_secs(60),
             capture_headers: Vec::new(),
             telemetry: TelemetryConfig::default(),
             record_capacity: 16 * 1024,
@@ -258,6 +267,8 @@ impl Proxy {
             recorder: self.recorder,
             opaque_ports: self.config.opaque_ports.clone(),
             connect_timeout: self.config.connect_timeout,
+            idle_timeout: self.config.idle_timeout,
+            body_timeout: self.config.body_timeout,
             replay_after_idle: self.config.replay_after_idle,
             shutdown: shutdown.clone(),
             cut_off: cut_off.clone(),

@@ -6,14 +6,18 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
+use super::stall::Stall;
 use crate::telemetry::{ErrorKind, Record, Recorder, RequestRecord};
+
+/// What a body's error becomes: hyper's, or [`BodyStalled`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// What the request body did, shared between the request body (owned by the
 /// upstream connection) and the in-flight record (owned by the response).
@@ -22,6 +26,10 @@ pub struct RequestProgress {
     bytes: AtomicU64,
     /// The client's side of the body broke (reset stream, closed connection).
     aborted: AtomicBool,
+    /// The client sent something that is not a body (a malformed chunk).
+    malformed: AtomicBool,
+    /// The client sent nothing for `--body-timeout`.
+    stalled: AtomicBool,
 }
 
 /// A request between its head arriving and its record being emitted.
@@ -49,14 +57,16 @@ impl InFlight {
         }
     }
 
-    /// The request body to send upstream, counting its bytes and noticing
-    /// when the client aborts it.
-    pub fn request_body(&mut self, body: Incoming) -> RequestBody {
+    /// The request body to send upstream, counting its bytes, noticing
+    /// when the client aborts or breaks it, and ending it when nothing
+    /// came for `stall` (`--body-timeout`).
+    pub fn request_body(&mut self, body: Incoming, stall: Duration) -> RequestBody {
         let progress =
             (!body.is_end_stream()).then(|| self.progress.get_or_insert_with(Arc::default).clone());
         RequestBody {
             inner: Some(body),
             progress,
+            stall: Stall::new(stall),
         }
     }
 
@@ -78,20 +88,25 @@ impl InFlight {
         record.duration = self.started.elapsed();
         // Without a shared counter, the record's own count stands (the
         // HTTP/1 relay counts as it forwards).
-        let (req_bytes, client_aborted) =
+        let (req_bytes, client_error) =
             self.progress
                 .as_ref()
-                .map_or((record.req_bytes, false), |p| {
-                    (
-                        p.bytes.load(Ordering::Relaxed),
-                        p.aborted.load(Ordering::Relaxed),
-                    )
+                .map_or((record.req_bytes, None), |p| {
+                    let error = if p.malformed.load(Ordering::Relaxed) {
+                        Some(ErrorKind::Protocol)
+                    } else if p.stalled.load(Ordering::Relaxed) {
+                        Some(ErrorKind::IdleTimeout)
+                    } else {
+                        p.aborted
+                            .load(Ordering::Relaxed)
+                            .then_some(ErrorKind::DownstreamReset)
+                    };
+                    (p.bytes.load(Ordering::Relaxed), error)
                 });
         record.req_bytes = req_bytes;
-        record.error = record
-            .error
-            .or(error)
-            .or(client_aborted.then_some(ErrorKind::DownstreamReset));
+        // What broke the client's body explains what followed (an upstream
+        // that gave up on it, a client stream cut).
+        record.error = record.error.or(client_error).or(error);
         self.recorder.record(Record::Request(record));
     }
 
@@ -121,6 +136,7 @@ pub struct RequestBody {
     inner: Option<Incoming>,
     /// `None` for a body that was empty from the start.
     progress: Option<Arc<RequestProgress>>,
+    stall: Stall,
 }
 
 impl RequestBody {
@@ -129,23 +145,60 @@ impl RequestBody {
         RequestBody {
             inner: None,
             progress: None,
+            stall: Stall::new(Duration::ZERO),
         }
     }
 }
 
+/// Whether a body's error is the peer's malformed body (a bad chunk size,
+/// say) rather than its stream breaking. hyper reports a body it cannot
+/// decode as an `InvalidInput` or `InvalidData` I/O error inside its own.
+fn is_malformed(err: &hyper::Error) -> bool {
+    if err.is_parse() {
+        return true;
+    }
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData
+            );
+        }
+        source = cause.source();
+    }
+    false
+}
+
+/// A body that made no progress for `--body-timeout`.
+#[derive(Debug, thiserror::Error)]
+#[error("no body data for the body timeout")]
+pub struct BodyStalled;
+
 impl Body for RequestBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let Some(inner) = self.inner.as_mut() else {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(None);
         };
-        let frame = ready!(Pin::new(inner).poll_frame(cx));
-        if let Some(progress) = &self.progress {
+        let frame = match Pin::new(inner).poll_frame(cx) {
+            Poll::Ready(frame) => frame,
+            Poll::Pending => {
+                ready!(this.stall.poll_expired(cx));
+                if let Some(progress) = &this.progress {
+                    progress.stalled.store(true, Ordering::Relaxed);
+                }
+                return Poll::Ready(Some(Err(BodyStalled.into())));
+            }
+        };
+        this.stall.progress();
+        if let Some(progress) = &this.progress {
             match &frame {
                 Some(Ok(frame)) => {
                     if let Some(data) = frame.data_ref() {
@@ -154,11 +207,14 @@ impl Body for RequestBody {
                             .fetch_add(data.len() as u64, Ordering::Relaxed);
                     }
                 }
+                Some(Err(err)) if is_malformed(err) => {
+                    progress.malformed.store(true, Ordering::Relaxed);
+                }
                 Some(Err(_)) => progress.aborted.store(true, Ordering::Relaxed),
                 None => {}
             }
         }
-        Poll::Ready(frame)
+        Poll::Ready(frame.map(|frame| frame.map_err(BoxError::from)))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -178,20 +234,29 @@ impl Body for RequestBody {
 // would cost an allocation per request.
 #[allow(clippy::large_enum_variant)]
 pub enum ResponseBody {
-    Upstream { inner: Incoming, inflight: InFlight },
+    Upstream {
+        inner: Incoming,
+        inflight: InFlight,
+        stall: Stall,
+    },
     Local(Option<Bytes>),
 }
 
 impl ResponseBody {
     /// Streams `inner` to the client; the request's record is emitted when it
-    /// ends, fails, or is dropped by a departing client.
-    pub fn upstream(inner: Incoming, mut inflight: InFlight) -> Self {
+    /// ends, fails, stalls for `stall` (`--body-timeout`), or is dropped by a
+    /// departing client.
+    pub fn upstream(inner: Incoming, mut inflight: InFlight, stall: Duration) -> Self {
         if inner.is_end_stream() {
             // hyper never polls a body that is empty from the start (HEAD,
             // 204, 304, trailers-only gRPC): the exchange is over already.
             inflight.finish(None);
         }
-        ResponseBody::Upstream { inner, inflight }
+        ResponseBody::Upstream {
+            inner,
+            inflight,
+            stall: Stall::new(stall),
+        }
     }
 
     pub fn local(body: impl Into<Bytes>) -> Self {
@@ -206,16 +271,28 @@ impl ResponseBody {
 
 impl Body for ResponseBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             ResponseBody::Local(body) => Poll::Ready(body.take().map(|data| Ok(Frame::data(data)))),
-            ResponseBody::Upstream { inner, inflight } => {
-                let frame = ready!(Pin::new(&mut *inner).poll_frame(cx));
+            ResponseBody::Upstream {
+                inner,
+                inflight,
+                stall,
+            } => {
+                let frame = match Pin::new(&mut *inner).poll_frame(cx) {
+                    Poll::Ready(frame) => frame,
+                    Poll::Pending => {
+                        ready!(stall.poll_expired(cx));
+                        inflight.finish(Some(ErrorKind::IdleTimeout));
+                        return Poll::Ready(Some(Err(BodyStalled.into())));
+                    }
+                };
+                stall.progress();
                 match &frame {
                     Some(Ok(frame)) => {
                         if let Some(record) = inflight.record() {
@@ -231,10 +308,13 @@ impl Body for ResponseBody {
                             inflight.finish(None);
                         }
                     }
+                    Some(Err(err)) if is_malformed(err) => {
+                        inflight.finish(Some(ErrorKind::Protocol))
+                    }
                     Some(Err(_)) => inflight.finish(Some(ErrorKind::UpstreamReset)),
                     None => inflight.finish(None),
                 }
-                Poll::Ready(frame)
+                Poll::Ready(frame.map(|frame| frame.map_err(BoxError::from)))
             }
         }
     }

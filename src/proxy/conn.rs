@@ -52,6 +52,10 @@ pub struct Shared {
     /// Destination ports whose connections skip protocol detection.
     pub opaque_ports: Vec<u16>,
     pub connect_timeout: Duration,
+    /// See [`crate::proxy::ProxyConfig::idle_timeout`].
+    pub idle_timeout: Duration,
+    /// See [`crate::proxy::ProxyConfig::body_timeout`].
+    pub body_timeout: Duration,
     /// See [`crate::proxy::ProxyConfig::replay_after_idle`].
     pub replay_after_idle: Duration,
     pub shutdown: CancellationToken,

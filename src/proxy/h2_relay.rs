@@ -32,7 +32,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
@@ -45,6 +45,7 @@ use super::body::{InFlight, read_grpc_status};
 use super::conn::ConnCtx;
 use super::http::{PendingConnect, is_grpc, local_response, named_authority, shared_authority};
 use super::io::BoxIo;
+use super::stall::Stall;
 use super::upstream::{ConnectError, Dest};
 use crate::telemetry::{ErrorKind, HttpProtocol};
 
@@ -490,8 +491,10 @@ async fn forward(
     };
     drop(sender);
 
-    let mut request =
-        Upload::new((!end_of_stream).then(|| Pipe::new(body, request_body, Reason::CANCEL)));
+    let mut request = Upload::new(
+        (!end_of_stream)
+            .then(|| Pipe::new(body, request_body, Reason::CANCEL, ctx.shared.body_timeout)),
+    );
     let mut response = std::pin::pin!(response);
     let head = poll_fn(|cx| {
         if request.poll(cx, &mut |_| {}).is_ready() && request.client_failed {
@@ -524,7 +527,7 @@ async fn forward(
             return StreamEnd::Done;
         }
         Head::ClientGone => {
-            request.close(&mut inflight, Some(ErrorKind::DownstreamReset));
+            request.close(&mut inflight, Some(request.client_error()));
             return StreamEnd::Done;
         }
     };
@@ -550,10 +553,15 @@ async fn forward(
     if end_of_stream {
         request.close(&mut inflight, None);
     } else {
-        let mut pipe = Pipe::new(body, to_client, Reason::INTERNAL_ERROR);
+        let mut pipe = Pipe::new(
+            body,
+            to_client,
+            Reason::INTERNAL_ERROR,
+            ctx.shared.body_timeout,
+        );
         let ended = poll_fn(|cx| {
             if request.poll(cx, &mut |_| {}).is_ready() && request.client_failed {
-                return Poll::Ready(PipeEnd::ToFailed);
+                return Poll::Ready(PipeEnd::ClientFailed);
             }
             pipe.poll(cx, &mut |trailers| {
                 if let Some(record) = inflight.record() {
@@ -569,6 +577,8 @@ async fn forward(
             PipeEnd::Done => None,
             PipeEnd::FromFailed => Some(ErrorKind::UpstreamReset),
             PipeEnd::ToFailed => Some(ErrorKind::DownstreamReset),
+            PipeEnd::ClientFailed => Some(request.client_error()),
+            PipeEnd::Stalled => Some(ErrorKind::IdleTimeout),
         };
         request.close(&mut inflight, error);
         if error.is_some() {
@@ -605,6 +615,8 @@ struct Upload {
     bytes: u64,
     /// The client reset its stream or its connection failed.
     client_failed: bool,
+    /// ...by sending nothing for `--body-timeout`.
+    client_stalled: bool,
 }
 
 impl Upload {
@@ -613,6 +625,7 @@ impl Upload {
             pipe,
             bytes: 0,
             client_failed: false,
+            client_stalled: false,
         }
     }
 
@@ -628,8 +641,19 @@ impl Upload {
         self.pipe = None;
         // An upstream that stops the body (it answered already, or it
         // failed) says why in its response.
-        self.client_failed = matches!(ended, PipeEnd::FromFailed);
+        self.client_failed = matches!(ended, PipeEnd::FromFailed | PipeEnd::Stalled);
+        self.client_stalled = matches!(ended, PipeEnd::Stalled);
         Poll::Ready(())
+    }
+
+    /// How the client failed the exchange: it went away (or reset its
+    /// stream), or its body stalled.
+    fn client_error(&self) -> ErrorKind {
+        if self.client_stalled {
+            ErrorKind::IdleTimeout
+        } else {
+            ErrorKind::DownstreamReset
+        }
     }
 
     /// Emits the record with the body's bytes so far.
@@ -655,6 +679,8 @@ struct Pipe {
     /// The reason `to` is reset with when `from` fails without one (a
     /// connection that dropped).
     default_reason: Reason,
+    /// Since data last moved; `--body-timeout`.
+    stall: Stall,
 }
 
 enum PipeEnd {
@@ -664,20 +690,45 @@ enum PipeEnd {
     FromFailed,
     /// `to` was reset by its peer, or its connection failed.
     ToFailed,
+    /// Nothing moved for `--body-timeout`: both streams were reset.
+    Stalled,
+    /// The client failed the request body while the response streamed.
+    ClientFailed,
 }
 
 impl Pipe {
-    fn new(from: RecvStream, to: SendStream<Bytes>, default_reason: Reason) -> Self {
+    fn new(
+        from: RecvStream,
+        to: SendStream<Bytes>,
+        default_reason: Reason,
+        stall: Duration,
+    ) -> Self {
         Pipe {
             from,
             to,
             held: None,
             bytes: 0,
             default_reason,
+            stall: Stall::new(stall),
         }
     }
 
+    /// Streams until the body ends, fails, or stalls.
     fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+        on_trailers: &mut dyn FnMut(&HeaderMap),
+    ) -> Poll<PipeEnd> {
+        if let Poll::Ready(end) = self.poll_moving(cx, on_trailers) {
+            return Poll::Ready(end);
+        }
+        ready!(self.stall.poll_expired(cx));
+        debug!("a body stalled; resetting its stream");
+        self.to.send_reset(Reason::CANCEL);
+        Poll::Ready(PipeEnd::Stalled)
+    }
+
+    fn poll_moving(
         &mut self,
         cx: &mut Context<'_>,
         on_trailers: &mut dyn FnMut(&HeaderMap),
@@ -703,6 +754,7 @@ impl Pipe {
                 if self.to.send_data(chunk, end_of_stream).is_err() {
                     return Poll::Ready(PipeEnd::ToFailed);
                 }
+                self.stall.progress();
                 if end_of_stream {
                     return Poll::Ready(PipeEnd::Done);
                 }
@@ -710,6 +762,7 @@ impl Pipe {
             }
             match ready!(self.from.poll_data(cx)) {
                 Some(Ok(chunk)) => {
+                    self.stall.progress();
                     let len = chunk.len();
                     let _ = self.from.flow_control().release_capacity(len);
                     self.bytes += len as u64;

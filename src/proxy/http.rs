@@ -273,7 +273,7 @@ impl Forwarder {
         if takes_trailers {
             offer_trailers(&mut parts.headers, self.version);
         }
-        let body = inflight.request_body(body);
+        let body = inflight.request_body(body, self.ctx.shared.body_timeout);
         let upstream_req = Request::from_parts(parts, body);
 
         let (mut resp, server) = match self.send(&dest, upstream_req).await {
@@ -314,7 +314,7 @@ impl Forwarder {
         let (parts, body) = resp.into_parts();
         Ok(Response::from_parts(
             parts,
-            ResponseBody::upstream(body, inflight),
+            ResponseBody::upstream(body, inflight, self.ctx.shared.body_timeout),
         ))
     }
 

@@ -4,10 +4,13 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::stall::Activity;
 
 /// Any bidirectional byte stream a connection can arrive on.
 pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
@@ -81,6 +84,8 @@ pub struct Metered<I> {
     pub read: u64,
     pub written: u64,
     pub failed: bool,
+    /// Told of every byte read, for an idle timeout.
+    activity: Option<Arc<Activity>>,
 }
 
 impl<I> Metered<I> {
@@ -90,7 +95,14 @@ impl<I> Metered<I> {
             read: 0,
             written: 0,
             failed: false,
+            activity: None,
         }
+    }
+
+    /// Tells `activity` whenever bytes are read.
+    pub fn watched(mut self, activity: Arc<Activity>) -> Self {
+        self.activity = Some(activity);
+        self
     }
 
     fn note<T>(&mut self, result: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
@@ -110,7 +122,13 @@ impl<I: AsyncRead + Unpin> AsyncRead for Metered<I> {
         let before = buf.filled().len();
         let result = Pin::new(&mut self.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = result {
-            self.read += (buf.filled().len() - before) as u64;
+            let n = buf.filled().len() - before;
+            self.read += n as u64;
+            if n > 0
+                && let Some(activity) = &self.activity
+            {
+                activity.touch();
+            }
         }
         self.note(result)
     }

@@ -174,6 +174,8 @@ enum BodyError {
     /// The side it went to failed.
     Sink,
     Malformed,
+    /// Nothing moved for `--body-timeout`.
+    Stalled,
 }
 
 impl Relay {
@@ -403,6 +405,7 @@ impl Relay {
     ) -> (Result<Answered, Failure>, bool) {
         let (mut client_read, mut client_write) = tokio::io::split(&mut self.client);
         let (mut up_read, mut up_write) = conn.stream.split();
+        let stall = self.ctx.shared.body_timeout;
         let sending = relay_message(
             &mut client_read,
             &mut self.cbuf,
@@ -411,6 +414,7 @@ impl Relay {
             None,
             body,
             req_bytes,
+            stall,
         );
         let answering = answer(
             &mut up_read,
@@ -418,6 +422,7 @@ impl Relay {
             &mut client_write,
             head_request,
             inflight,
+            stall,
         );
         tokio::pin!(sending, answering);
         // Until the answer is complete: a server that has answered needs no
@@ -428,7 +433,10 @@ impl Relay {
         while answer.is_none() {
             tokio::select! {
                 result = &mut sending, if sent.is_none() => {
-                    let client_failed = matches!(result, Err(BodyError::Source | BodyError::Malformed));
+                    let client_failed = matches!(
+                        result,
+                        Err(BodyError::Source | BodyError::Malformed | BodyError::Stalled)
+                    );
                     sent = Some(result);
                     if client_failed {
                         break;
@@ -443,6 +451,9 @@ impl Relay {
             }
             (Some(Err(BodyError::Malformed)), _) => {
                 (Err(Failure::MidBody(ErrorKind::Protocol)), false)
+            }
+            (Some(Err(BodyError::Stalled)), _) => {
+                (Err(Failure::MidBody(ErrorKind::IdleTimeout)), false)
             }
             (sent, Some(answer)) => (answer, matches!(sent, Some(Ok(())))),
             // The loop ends with an answer, or with a failure handled above.
@@ -467,6 +478,7 @@ impl Relay {
             &mut client,
             head_request,
             inflight,
+            self.ctx.shared.body_timeout,
         )
         .await
     }
@@ -595,6 +607,7 @@ async fn answer<R, W>(
     client: &mut W,
     head_request: bool,
     inflight: &mut InFlight,
+    stall: Duration,
 ) -> Result<Answered, Failure>
 where
     R: AsyncRead + Unpin,
@@ -653,6 +666,7 @@ where
             lead,
             &mut body,
             &mut resp_bytes,
+            stall,
         )
         .await;
         if let Some(record) = inflight.record() {
@@ -669,6 +683,7 @@ where
             Err(BodyError::Source) => return Err(Failure::MidBody(ErrorKind::UpstreamReset)),
             Err(BodyError::Sink) => return Err(Failure::MidBody(ErrorKind::DownstreamReset)),
             Err(BodyError::Malformed) => return Err(Failure::MidBody(ErrorKind::Protocol)),
+            Err(BodyError::Stalled) => return Err(Failure::MidBody(ErrorKind::IdleTimeout)),
         }
     }
 }
@@ -677,7 +692,9 @@ where
 /// bytes of `buf` (its head; or `lead`, a head to write instead) and then
 /// its body, up to the end that `body` finds. Counts the body's data bytes
 /// into `data` as they go, so that a broken body is counted too. Bytes
-/// after the end (a pipelined request) stay in `buf`.
+/// after the end (a pipelined request) stay in `buf`. A read or a write
+/// that makes no progress for `stall` (`--body-timeout`; zero: never) ends
+/// it.
 async fn relay_message<R, W>(
     src: &mut R,
     buf: &mut BytesMut,
@@ -686,6 +703,7 @@ async fn relay_message<R, W>(
     mut lead: Option<Vec<u8>>,
     body: &mut BodyProgress,
     data: &mut u64,
+    stall: Duration,
 ) -> Result<(), BodyError>
 where
     R: AsyncRead + Unpin,
@@ -701,17 +719,22 @@ where
         let written = match lead.take() {
             Some(mut lead) => {
                 lead.extend_from_slice(&buf[..n]);
-                write(dst, &lead).await
+                within(stall, write(dst, &lead)).await
             }
-            None if n > 0 => write(dst, &buf[..n]).await,
-            None => Ok(()),
+            None if n > 0 => within(stall, write(dst, &buf[..n])).await,
+            None => Some(Ok(())),
         };
-        written.map_err(|_| BodyError::Sink)?;
+        written
+            .ok_or(BodyError::Stalled)?
+            .map_err(|_| BodyError::Sink)?;
         buf.advance(n);
         if advanced.done {
             return Ok(());
         }
-        match read_unless_departed(src, buf, dst).await {
+        match within(stall, read_unless_departed(src, buf, dst))
+            .await
+            .ok_or(BodyError::Stalled)?
+        {
             Read::Data => {}
             Read::End if body.ends_at_close() => return Ok(()),
             Read::End => return Err(BodyError::Source),
@@ -802,6 +825,14 @@ where
         },
         () = dst.departed() => Read::Departed,
     }
+}
+
+/// `step`, unless it takes longer than `stall` (zero: no limit).
+async fn within<F: Future>(stall: Duration, step: F) -> Option<F::Output> {
+    if stall.is_zero() {
+        return Some(step.await);
+    }
+    tokio::time::timeout(stall, step).await.ok()
 }
 
 async fn write<W: AsyncWrite + Unpin>(dst: &mut W, bytes: &[u8]) -> io::Result<()> {

@@ -1,12 +1,15 @@
-//! Opaque forwarding: bytes copied both ways until both sides are done, with
-//! half-closes passed on, and one record per connection.
+//! Opaque forwarding: bytes copied both ways until both sides are done (or
+//! nothing moved for `--idle-timeout`), with half-closes passed on, and one
+//! record per connection.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::conn::ConnCtx;
 use super::io::{BoxIo, Metered};
+use super::stall::Activity;
 use crate::telemetry::{ErrorKind, Record, TcpRecord};
 
 /// Copies between the client and the upstream until both directions end,
@@ -20,18 +23,19 @@ pub async fn splice<U>(
 ) where
     U: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut client = Metered::new(client);
-    let mut upstream = Metered::new(upstream);
+    let activity = Arc::new(Activity::default());
+    let mut client = Metered::new(client).watched(activity.clone());
+    let mut upstream = Metered::new(upstream).watched(activity.clone());
     let copied = tokio::select! {
-        result = tokio::io::copy_bidirectional(&mut client, &mut upstream) => Some(result),
-        () = ctx.shared.cut_off.cancelled() => None,
+        result = tokio::io::copy_bidirectional(&mut client, &mut upstream) => match result {
+            Ok(_) => None,
+            Err(_) if upstream.failed => Some(ErrorKind::UpstreamReset),
+            Err(_) => Some(ErrorKind::DownstreamReset),
+        },
+        () = activity.idle(ctx.shared.idle_timeout) => Some(ErrorKind::IdleTimeout),
+        () = ctx.shared.cut_off.cancelled() => Some(ErrorKind::Shutdown),
     };
-    record.error = match copied {
-        Some(Ok(_)) => None,
-        Some(Err(_)) if upstream.failed => Some(ErrorKind::UpstreamReset),
-        Some(Err(_)) => Some(ErrorKind::DownstreamReset),
-        None => Some(ErrorKind::Shutdown),
-    };
+    record.error = copied;
     record.bytes_in = client.read;
     record.bytes_out = client.written;
     record.duration = started.elapsed();
