@@ -410,8 +410,10 @@ impl Relay {
             &mut client_read,
             &mut self.cbuf,
             &mut up_write,
-            0,
-            None,
+            HeadOut {
+                prefix: 0,
+                lead: None,
+            },
             body,
             req_bytes,
             stall,
@@ -662,8 +664,7 @@ where
             upstream,
             ubuf,
             client,
-            prefix,
-            lead,
+            HeadOut { prefix, lead },
             &mut body,
             &mut resp_bytes,
             stall,
@@ -688,8 +689,15 @@ where
     }
 }
 
-/// Forwards one message from `src` to `dst` as it came: the first `prefix`
-/// bytes of `buf` (its head; or `lead`, a head to write instead) and then
+/// How a message's head goes out: the first `prefix` bytes of the buffer
+/// as they came, or `lead` written instead of them.
+struct HeadOut {
+    prefix: usize,
+    lead: Option<Vec<u8>>,
+}
+
+/// Forwards one message from `src` to `dst` as it came: its head (see
+/// [`HeadOut`]; nothing when the head went already) and then
 /// its body, up to the end that `body` finds. Counts the body's data bytes
 /// into `data` as they go, so that a broken body is counted too. Bytes
 /// after the end (a pipelined request) stay in `buf`. A read or a write
@@ -699,8 +707,7 @@ async fn relay_message<R, W>(
     src: &mut R,
     buf: &mut BytesMut,
     dst: &mut W,
-    mut prefix: usize,
-    mut lead: Option<Vec<u8>>,
+    head: HeadOut,
     body: &mut BodyProgress,
     data: &mut u64,
     stall: Duration,
@@ -709,6 +716,10 @@ where
     R: AsyncRead + Unpin,
     W: Sink,
 {
+    let HeadOut {
+        mut prefix,
+        mut lead,
+    } = head;
     loop {
         let advanced = body
             .advance(&buf[prefix..])
