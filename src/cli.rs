@@ -896,8 +896,12 @@ fn run_init(args: InitArgs) -> ExitCode {
         skip_outbound_ports: args.skip_outbound_ports.0,
         skip_subnets: args.skip_subnets,
     };
+    if let Err(err) = options.validate() {
+        eprintln!("meshtop: {err}");
+        return ExitCode::from(EXIT_USAGE);
+    }
     if args.dry_run {
-        print!("{}", crate::init::dry_run(&options));
+        print!("{}", crate::init::dry_run(&options, args.uninstall));
         return ExitCode::SUCCESS;
     }
     match crate::init::apply(&options, args.uninstall) {

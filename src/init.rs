@@ -33,6 +33,43 @@ pub struct InitOptions {
     pub skip_subnets: Vec<Subnet>,
 }
 
+impl InitOptions {
+    /// Refuses options whose rules could not work: a port 0, the two
+    /// listeners on one port, a listener on the admin port (which is never
+    /// redirected), or the sidecar running as root (every root process
+    /// would then bypass the proxy).
+    pub fn validate(&self) -> Result<(), String> {
+        for (flag, port) in [
+            ("--inbound-port", self.inbound_port),
+            ("--outbound-port", self.outbound_port),
+        ] {
+            if port == 0 {
+                return Err(format!("{flag} 0 is not a port the proxy can listen on"));
+            }
+            if port == ADMIN_PORT {
+                return Err(format!(
+                    "{flag} {port} is the admin port, which is never redirected"
+                ));
+            }
+        }
+        if self.inbound_port == self.outbound_port {
+            return Err(format!(
+                "--inbound-port and --outbound-port are both {}: inbound and outbound \
+                 traffic need listeners of their own",
+                self.inbound_port
+            ));
+        }
+        if self.proxy_uid == 0 {
+            return Err(
+                "--proxy-uid 0 would exempt every root process from redirection; run the \
+                 sidecar as its own user"
+                    .to_owned(),
+            );
+        }
+        Ok(())
+    }
+}
+
 impl Default for InitOptions {
     fn default() -> Self {
         InitOptions {
@@ -294,12 +331,18 @@ pub fn apply(options: &InitOptions, uninstall: bool) -> Result<String, InitError
     Ok(applied)
 }
 
-/// The rules `apply` would install on a pod with no meshtop rules yet.
-pub fn dry_run(options: &InitOptions) -> String {
+/// The rules `apply` would install on a pod with no meshtop rules yet, or
+/// (`uninstall`) would remove from a pod with them.
+pub fn dry_run(options: &InitOptions, uninstall: bool) -> String {
     let mut out = String::new();
     for family in [Family::V4, Family::V6] {
         out.push_str(&format!("# {} --noflush\n", family.restore()));
-        out.push_str(&install_rules(options, family, ""));
+        let installed = install_rules(options, family, "");
+        if uninstall {
+            out.push_str(&uninstall_rules(&installed).unwrap_or_default());
+        } else {
+            out.push_str(&installed);
+        }
     }
     out
 }

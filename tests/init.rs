@@ -226,3 +226,50 @@ fn without_net_admin_it_says_so_in_one_line() {
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
     assert!(stderr.contains("CAP_NET_ADMIN"), "{stderr}");
 }
+
+#[test]
+fn dry_run_uninstall_prints_the_removal_not_the_install() {
+    // Finding 14: `--dry-run --uninstall` printed the install rules.
+    let output = meshtop_bin()
+        .args(["init", "--dry-run", "--uninstall"])
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(0));
+    let rules = String::from_utf8_lossy(&output.stdout);
+    assert!(!rules.contains("-A "), "nothing is added: {rules}");
+    for line in [
+        "-D PREROUTING -p tcp -j MESHTOP_INBOUND",
+        "-D OUTPUT -p tcp -j MESHTOP_OUTPUT",
+        "-X MESHTOP_INBOUND",
+        "-X MESHTOP_OUTPUT",
+    ] {
+        assert_eq!(count(&rules, line), 2, "{line} once per family: {rules}");
+    }
+}
+
+#[test]
+fn nonsense_ports_and_uids_are_refused_in_one_line() {
+    // Finding 14: port 0 and one port for both listeners were accepted.
+    for args in [
+        &["--inbound-port", "0"][..],
+        &["--outbound-port", "0"],
+        &["--inbound-port", "15001"],
+        &["--inbound-port", "9000", "--outbound-port", "9000"],
+        &["--outbound-port", "15090"],
+        &["--proxy-uid", "0"],
+    ] {
+        for dry_run in [true, false] {
+            let mut command = meshtop_bin();
+            command.arg("init").args(args);
+            if dry_run {
+                command.arg("--dry-run");
+            }
+            let output = command.output().expect("runs");
+            assert_eq!(output.status.code(), Some(2), "{args:?}");
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
+            assert!(stderr.starts_with("meshtop: "), "{stderr}");
+            assert!(output.stdout.is_empty(), "{args:?}");
+        }
+    }
+}
