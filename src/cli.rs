@@ -124,6 +124,9 @@ pub struct DemoArgs {
     /// Also record the session to FILE
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
+    /// Overwrite the --record file if it exists
+    #[arg(long, requires = "record")]
+    pub force: bool,
     /// Run every service in a network-namespace pod of its own, with `meshtop init` and a transparent sidecar (root)
     #[arg(long, conflicts_with = "admin_base")]
     pub netns: bool,
@@ -145,6 +148,9 @@ pub struct RecordArgs {
     /// The recording to write (zstd-compressed when it ends in .zst)
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: PathBuf,
+    /// Overwrite FILE if it exists
+    #[arg(long)]
+    pub force: bool,
     /// Stop after this long (else on Ctrl-C or SIGTERM)
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub duration: Option<Duration>,
@@ -210,6 +216,9 @@ pub struct AttachArgs {
     /// Also write every message received to FILE (zstd-compressed when it ends in .zst)
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
+    /// Overwrite the --record file if it exists
+    #[arg(long, requires = "record")]
+    pub force: bool,
     #[command(flatten)]
     pub display: DisplayArgs,
 }
@@ -622,7 +631,7 @@ async fn run_attach(args: AttachArgs) -> ExitCode {
     if let Ok(signals) = StopSignals::register() {
         tokio::spawn(signals.cancel_on_signal(shutdown.clone()));
     }
-    let recorder = match open_recording(args.record.as_deref(), &targets) {
+    let recorder = match open_recording(args.record.as_deref(), args.force, &targets) {
         Ok(recorder) => recorder,
         Err(code) => return code,
     };
@@ -667,17 +676,31 @@ fn session_exit_code(result: Result<crate::tui::app::Shown, ShowError>) -> ExitC
 /// The recording asked for with `--record`, created with its header.
 fn open_recording(
     path: Option<&std::path::Path>,
+    force: bool,
     targets: &[Target],
 ) -> Result<Option<RecordingWriter>, ExitCode> {
     let Some(path) = path else {
         return Ok(None);
     };
-    RecordingWriter::create(path, source_infos(targets))
+    create_recording(path, force, targets)
         .map(Some)
         .map_err(|err| {
             eprintln!("meshtop: {err}");
             ExitCode::from(EXIT_USAGE)
         })
+}
+
+/// A new recording at `path`; one that exists only with `force`.
+fn create_recording(
+    path: &std::path::Path,
+    force: bool,
+    targets: &[Target],
+) -> Result<RecordingWriter, crate::record::RecordingError> {
+    if force {
+        RecordingWriter::create(path, source_infos(targets))
+    } else {
+        RecordingWriter::create_new(path, source_infos(targets))
+    }
 }
 
 fn source_infos(targets: &[Target]) -> Vec<SourceInfo> {
@@ -692,7 +715,7 @@ fn source_infos(targets: &[Target]) -> Vec<SourceInfo> {
 
 async fn run_record(args: RecordArgs) -> ExitCode {
     let targets = args.sources.targets();
-    let writer = match RecordingWriter::create(&args.output, source_infos(&targets)) {
+    let writer = match create_recording(&args.output, args.force, &targets) {
         Ok(writer) => writer,
         Err(err) => {
             eprintln!("meshtop: {err}");
@@ -864,7 +887,7 @@ async fn run_demo(args: DemoArgs, pods: Option<&crate::demo::pods::DemoPods>) ->
             );
         }
     }
-    let recorder = match open_recording(args.record.as_deref(), &targets) {
+    let recorder = match open_recording(args.record.as_deref(), args.force, &targets) {
         Ok(recorder) => recorder,
         Err(code) => {
             shutdown.cancel();

@@ -32,6 +32,9 @@ pub use writer::{FLUSH_AFTER, RecordingWriter};
 pub enum RecordingError {
     #[error("cannot create {}: {source}", path.display())]
     Create { path: PathBuf, source: io::Error },
+    /// The file exists and was not to be overwritten.
+    #[error("{} exists; pass --force to overwrite it", path.display())]
+    Exists { path: PathBuf },
     #[error("cannot open {}: {source}", path.display())]
     Open { path: PathBuf, source: io::Error },
     /// A write or flush failed, e.g. the disk is full (`ENOSPC`). The
@@ -64,6 +67,7 @@ impl RecordingError {
             | RecordingError::Write { source, .. }
             | RecordingError::Read { source, .. } => Some(source),
             RecordingError::NotARecording { .. }
+            | RecordingError::Exists { .. }
             | RecordingError::NewerVersion { .. }
             | RecordingError::Stopped { .. } => None,
         }

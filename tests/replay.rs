@@ -314,3 +314,128 @@ async fn the_shipped_emojivoto_recording_replays() {
         "a few MB at most"
     );
 }
+
+#[tokio::test]
+async fn devices_and_directories_are_refused_not_read_for_ever() {
+    // Finding 15: `replay /dev/zero` spun for ever.
+    let dir = std::env::temp_dir();
+    for file in ["/dev/zero", dir.to_str().expect("utf-8")] {
+        let output = finished(
+            meshtop(&["replay", file, "--headless", "--speed", "max"])
+                .spawn()
+                .expect("runs"),
+        )
+        .await;
+        assert_eq!(output.status.code(), Some(2), "{file}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+        assert!(stderr.contains("not a regular file"), "{stderr}");
+    }
+}
+
+#[tokio::test]
+async fn a_flood_of_blank_lines_stops_reading_instead_of_grinding() {
+    // Finding 15: a 4 KB .zst of 10^8 blank lines cost 17.6 s of CPU.
+    let bomb = TempFile::new("blank-lines.ndjson.zst");
+    let header = br#"{"format":"meshtop-recording","version":1,"created_at":"2026-11-30T00:00:00Z","meshtop_version":"0.1.0","sources":[{"target":"ws://127.0.0.1:1/events","name":null}]}
+"#;
+    let mut encoder =
+        zstd::Encoder::new(std::fs::File::create(&bomb.0).expect("create"), 19).expect("zstd");
+    use std::io::Write;
+    encoder.write_all(header).expect("header");
+    let blank = vec![b'\n'; 1 << 20];
+    for _ in 0..100 {
+        encoder.write_all(&blank).expect("blank lines");
+    }
+    encoder.finish().expect("finish");
+    assert!(
+        std::fs::metadata(&bomb.0).expect("size").len() < 64 * 1024,
+        "a small file"
+    );
+    let (_, stderr) = replay_headless(bomb.as_str()).await;
+    assert!(
+        stderr.contains("lines in a row are not messages"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn an_existing_recording_is_not_overwritten_without_force() {
+    // Finding 15: `record -o existing.ndjson` overwrote it without a word.
+    let existing = TempFile::new("existing.ndjson");
+    std::fs::write(&existing.0, b"precious\n").expect("write");
+    let port = closed_port().port().to_string();
+    let target = format!(":{port}");
+    for args in [
+        vec![
+            "record",
+            &target,
+            "-o",
+            existing.as_str(),
+            "--duration",
+            "1s",
+        ],
+        vec![
+            "attach",
+            &target,
+            "--headless",
+            "--record",
+            existing.as_str(),
+            "--duration",
+            "1s",
+        ],
+        vec![
+            "demo",
+            "--headless",
+            "--admin-base",
+            "0",
+            "--record",
+            existing.as_str(),
+            "--duration",
+            "1s",
+        ],
+    ] {
+        let output = finished(meshtop(&args).spawn().expect("runs")).await;
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("exists; pass --force"), "{stderr}");
+        assert_eq!(std::fs::read(&existing.0).expect("read"), b"precious\n");
+    }
+    let forced = [
+        "record",
+        &target,
+        "-o",
+        existing.as_str(),
+        "--duration",
+        "1s",
+        "--force",
+    ];
+    let output = finished(meshtop(&forced).spawn().expect("runs")).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("exists"), "{stderr}");
+    let written = std::fs::read_to_string(&existing.0).expect("read");
+    assert!(
+        written.starts_with(r#"{"format":"meshtop-recording""#),
+        "{written}"
+    );
+}
+
+#[tokio::test]
+async fn tokens_in_targets_are_not_written_into_recordings() {
+    // Finding 10: a `?token=` target was written in clear into the header.
+    let file = TempFile::new("token.ndjson");
+    let target = format!("ws://user:pw-secret@{}/events?token=s3cret", closed_port());
+    let output = finished(
+        meshtop(&["record", &target, "-o", file.as_str(), "--duration", "1s"])
+            .spawn()
+            .expect("runs"),
+    )
+    .await;
+    let written = std::fs::read_to_string(&file.0).expect("read");
+    assert!(written.contains("token=<redacted>"), "{written}");
+    for secret in ["s3cret", "pw-secret"] {
+        assert!(!written.contains(secret), "{written}");
+        let logged = String::from_utf8_lossy(&output.stderr);
+        assert!(!logged.contains(secret), "{logged}");
+    }
+}

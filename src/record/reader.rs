@@ -6,6 +6,7 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -85,6 +86,8 @@ pub struct RecordingReader {
     /// 1-based, the header being line 1, for log messages.
     line_number: u64,
     stats: ReadStats,
+    /// Lines skipped since the last entry.
+    skipped_run: u64,
     done: bool,
 }
 
@@ -110,6 +113,11 @@ impl RecordingReader {
         if metadata.is_file() && metadata.len() == 0 {
             return Err(not_a_recording("the file is empty"));
         }
+        // A file, or a pipe (`replay <(zstdcat …)`); a device such as
+        // /dev/zero would be read for ever, a directory not at all.
+        if !metadata.is_file() && !metadata.file_type().is_fifo() {
+            return Err(not_a_recording("not a regular file or a pipe"));
+        }
         let file = BufReader::with_capacity(READ_BUFFER, FileRead(file));
         let input: Box<dyn BufRead + Send> = if is_zstd(&path) {
             let decoder = zstd::Decoder::with_buffer(file).map_err(open_error)?;
@@ -124,6 +132,7 @@ impl RecordingReader {
             line: Vec::new(),
             line_number: 1,
             stats: ReadStats::default(),
+            skipped_run: 0,
             done: false,
         };
         let header = reader.read_header()?;
@@ -136,6 +145,19 @@ impl RecordingReader {
     /// the file failing to read, not its content.
     pub fn next_entry(&mut self) -> Result<Option<Entry>, RecordingError> {
         while !self.done {
+            if self.skipped_run >= MAX_SKIPPED_RUN {
+                // Past this many lines in a row that are not messages, the
+                // rest is not a recording: stop rather than grind through
+                // it (a small .zst can hold 10^8 blank lines).
+                tracing::warn!(
+                    path = %self.path.display(),
+                    line = self.line_number,
+                    "{MAX_SKIPPED_RUN} lines in a row are not messages; reading stops here"
+                );
+                self.done = true;
+                self.stats.truncated = true;
+                return Ok(None);
+            }
             self.line_number += 1;
             let read = read_line(&mut *self.input, &mut self.line, MAX_LINE_BYTES);
             let entry = match read {
@@ -185,10 +207,12 @@ impl RecordingReader {
             match entry {
                 Ok(entry) => {
                     self.stats.entries += 1;
+                    self.skipped_run = 0;
                     return Ok(Some(entry));
                 }
                 Err(reason) => {
                     self.stats.skipped += 1;
+                    self.skipped_run += 1;
                     if self.stats.skipped <= LOGGED_SKIPS {
                         tracing::warn!(
                             path = %self.path.display(),
@@ -328,6 +352,12 @@ fn decode(raw: &str) -> Result<Message, String> {
     }
 }
 
+/// Lines in a row that are not messages after which reading stops.
+pub const MAX_SKIPPED_RUN: u64 = 10_000;
+
+/// The most bytes of one over-long line read while looking for its end.
+pub const MAX_SKIPPED_LINE: usize = 4 * MAX_LINE_BYTES;
+
 enum LineRead {
     /// A line and its newline; in the buffer without the newline.
     Complete,
@@ -342,9 +372,13 @@ enum LineRead {
 
 /// Reads up to and including the next newline into `buf` (without it),
 /// holding at most `max` bytes of the line.
+/// A line longer than `max` is skipped up to its newline, but only for up
+/// to [`MAX_SKIPPED_LINE`] bytes: an input with no newline at all (a pipe
+/// from /dev/zero) ends there.
 fn read_line(input: &mut dyn BufRead, buf: &mut Vec<u8>, max: usize) -> io::Result<LineRead> {
     buf.clear();
     let mut too_long = false;
+    let mut consumed = 0usize;
     loop {
         let available = match input.fill_buf() {
             Ok(available) => available,
@@ -372,6 +406,10 @@ fn read_line(input: &mut dyn BufRead, buf: &mut Vec<u8>, max: usize) -> io::Resu
         }
         let used = part.len() + usize::from(newline.is_some());
         input.consume(used);
+        consumed = consumed.saturating_add(used);
+        if too_long && newline.is_none() && consumed > MAX_SKIPPED_LINE {
+            return Ok(LineRead::TooLong { terminated: false });
+        }
         if newline.is_some() {
             return Ok(if too_long {
                 LineRead::TooLong { terminated: true }

@@ -90,12 +90,43 @@ impl RecordingWriter {
         path: impl AsRef<Path>,
         sources: Vec<SourceInfo>,
     ) -> Result<RecordingWriter, RecordingError> {
-        let path = path.as_ref().to_path_buf();
+        RecordingWriter::create_with(path.as_ref(), sources, true)
+    }
+
+    /// Like [`RecordingWriter::create`], but a file that exists is left
+    /// alone: [`RecordingError::Exists`]. (The check and the creation are
+    /// one step, so no file made meanwhile is overwritten either.)
+    pub fn create_new(
+        path: impl AsRef<Path>,
+        sources: Vec<SourceInfo>,
+    ) -> Result<RecordingWriter, RecordingError> {
+        RecordingWriter::create_with(path.as_ref(), sources, false)
+    }
+
+    fn create_with(
+        path: &Path,
+        sources: Vec<SourceInfo>,
+        overwrite: bool,
+    ) -> Result<RecordingWriter, RecordingError> {
+        let path = path.to_path_buf();
         let create_error = |source| RecordingError::Create {
             path: path.clone(),
             source,
         };
-        let file = File::create(&path).map_err(create_error)?;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true);
+        if overwrite {
+            options.create(true).truncate(true);
+        } else {
+            options.create_new(true);
+        }
+        let file = match options.open(&path) {
+            Ok(file) => file,
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(RecordingError::Exists { path });
+            }
+            Err(err) => return Err(create_error(err)),
+        };
         let sink = if is_zstd(&path) {
             Sink::Zstd(zstd::Encoder::new(file, ZSTD_LEVEL).map_err(create_error)?)
         } else {

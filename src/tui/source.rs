@@ -98,9 +98,65 @@ impl FromStr for Target {
 }
 
 impl fmt::Display for Target {
+    /// The URL as it may be shown, logged and recorded: a `token` in its
+    /// query and a password in its userinfo are `<redacted>`. (Connecting
+    /// uses [`Target::url`] itself.)
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.url)
+        f.write_str(&redact_url(&self.url))
     }
+}
+
+/// `url` with the values of `token` query parameters and any userinfo
+/// password replaced by `<redacted>`.
+pub fn redact_url(url: &str) -> String {
+    const REDACTED: &str = "<redacted>";
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, after) = rest.split_at(authority_end);
+    let mut out = String::with_capacity(url.len());
+    if !scheme.is_empty() {
+        out.push_str(scheme);
+        out.push_str("://");
+    }
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+            out.push_str(user);
+            if userinfo.contains(':') {
+                out.push(':');
+                out.push_str(REDACTED);
+            }
+            out.push('@');
+            out.push_str(host);
+        }
+        None => out.push_str(authority),
+    }
+    let (before_fragment, fragment) = match after.split_once('#') {
+        Some((before, fragment)) => (before, Some(fragment)),
+        None => (after, None),
+    };
+    match before_fragment.split_once('?') {
+        Some((path, query)) => {
+            out.push_str(path);
+            out.push('?');
+            let pairs: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if key.eq_ignore_ascii_case("token") => {
+                        format!("{key}={REDACTED}")
+                    }
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            out.push_str(&pairs.join("&"));
+        }
+        None => out.push_str(before_fragment),
+    }
+    if let Some(fragment) = fragment {
+        out.push('#');
+        out.push_str(fragment);
+    }
+    out
 }
 
 /// What the sources tell the model, tagged with the index of the target in
@@ -966,5 +1022,24 @@ mod tests {
         assert!(!frames.got_hello);
         assert!(matches!(frames.text(HELLO), FeedKind::Message { .. }));
         assert!(frames.got_hello);
+    }
+
+    #[test]
+    fn tokens_and_passwords_are_redacted_for_display() {
+        let t: Target = "ws://user:pw@127.0.0.1:15090/events?token=s3cret&authority=x"
+            .parse()
+            .expect("valid");
+        assert_eq!(
+            t.to_string(),
+            "ws://user:<redacted>@127.0.0.1:15090/events?token=<redacted>&authority=x"
+        );
+        assert!(t.url.contains("s3cret"), "connecting keeps the token");
+        for plain in ["ws://127.0.0.1:1/events", "ws://h:1/events?filter=a#f"] {
+            assert_eq!(redact_url(plain), plain);
+        }
+        assert_eq!(
+            redact_url("ws://h:1/e?TOKEN=x#frag"),
+            "ws://h:1/e?TOKEN=<redacted>#frag"
+        );
     }
 }
