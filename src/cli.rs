@@ -307,6 +307,9 @@ pub struct ProxyArgs {
     /// How long resolving and connecting to an upstream may take
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub connect_timeout: Duration,
+    /// How long protocol detection waits for a client whose first bytes may still be HTTP or TLS (or who sent none) while the server is silent; then the connection is opaque
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub detect_timeout: Duration,
     /// An opaque tunnel (TCP, TLS, an upgraded connection) in which no byte moved either way for this long is closed; 0 never
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
     pub idle_timeout: Duration,
@@ -576,6 +579,7 @@ impl ProxyArgs {
         config.opaque_ports = self.opaque_ports.0.clone();
         config.drain_timeout = self.drain_timeout;
         config.connect_timeout = self.connect_timeout;
+        config.detect_timeout = self.detect_timeout;
         config.idle_timeout = self.idle_timeout;
         config.body_timeout = self.body_timeout;
         config.replay_after_idle = self.replay_after_idle;

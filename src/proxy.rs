@@ -74,6 +74,9 @@ pub struct ProxyConfig {
     pub drain_timeout: Duration,
     /// How long resolving and connecting to an upstream may take.
     pub connect_timeout: Duration,
+    /// How long detection waits for a client whose bytes so far may still
+    /// be HTTP or TLS (or who sent none), while the server is silent.
+    pub detect_timeout: Duration,
     /// An opaque tunnel in which no byte moved either way for this long is
     /// closed (zero: never).
     pub idle_timeout: Duration,
@@ -104,6 +107,7 @@ impl ProxyConfig {
             opaque_ports: DEFAULT_OPAQUE_PORTS.to_vec(),
             drain_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(10),
+            detect_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(3600),
             body_timeout: Duration::from_secs(60),
             capture_headers: Vec::new(),
@@ -267,6 +271,7 @@ impl Proxy {
             recorder: self.recorder,
             opaque_ports: self.config.opaque_ports.clone(),
             connect_timeout: self.config.connect_timeout,
+            detect_timeout: self.config.detect_timeout,
             idle_timeout: self.config.idle_timeout,
             body_timeout: self.config.body_timeout,
             replay_after_idle: self.config.replay_after_idle,

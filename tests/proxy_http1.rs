@@ -1139,3 +1139,50 @@ async fn the_proxy_refuses_itself_by_any_name() {
     }
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn requests_cannot_hide_from_detection() {
+    // Finding 4 of issue #15: a leading empty line, a lowercase method, or
+    // a pause after the first byte made the connection opaque, and every
+    // request on it unrecorded.
+    let backend = backend().await;
+    let mut proxy = TestProxy::inbound_to(backend.addr).await;
+    for (first, rest, method) in [
+        (
+            &b"\r\nGET /echo?dodge=crlf HTTP/1.1\r\nHost: t\r\n\r\n"[..],
+            &b""[..],
+            "GET",
+        ),
+        (
+            b"get /echo?dodge=lowercase HTTP/1.1\r\nHost: t\r\n\r\n",
+            b"",
+            "get",
+        ),
+        (
+            b"G",
+            b"ET /echo?dodge=pause HTTP/1.1\r\nHost: t\r\n\r\n",
+            "GET",
+        ),
+    ] {
+        let mut raw = RawConn::connect(proxy.addr()).await;
+        raw.send(first).await;
+        if !rest.is_empty() {
+            // The attack itself: a pause longer than detection used to
+            // wait (1 s), shorter than --detect-timeout (10 s).
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            raw.send(rest).await;
+        }
+        let (head, _) = raw.read_response().await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        let record = proxy.next_request().await;
+        assert_eq!(record.method.as_ref().map(|m| m.as_str()), Some(method));
+        assert!(
+            record
+                .path
+                .as_deref()
+                .is_some_and(|p| p.starts_with("/echo?dodge="))
+        );
+        assert_eq!(record.status, Some(200));
+    }
+    proxy.stop().await;
+}

@@ -22,12 +22,6 @@ use crate::telemetry::{
     Direction, ErrorKind, HttpProtocol, Recorder, RequestRecord, TcpProtocol, TcpRecord,
 };
 
-/// How long a client that sent the start of something that may still be
-/// HTTP or TLS is waited for before the connection is treated as opaque. A
-/// client that sent nothing is waited for as long as the server is silent:
-/// whichever speaks first decides, so no protocol is delayed.
-const PARTIAL_SNIFF_TIMEOUT: Duration = Duration::from_secs(1);
-
 /// How long a client is given to send its request after the upstream
 /// refused the eager connection, so that an HTTP client gets a `502` rather
 /// than a closed connection.
@@ -52,6 +46,8 @@ pub struct Shared {
     /// Destination ports whose connections skip protocol detection.
     pub opaque_ports: Vec<u16>,
     pub connect_timeout: Duration,
+    /// See [`crate::proxy::ProxyConfig::detect_timeout`].
+    pub detect_timeout: Duration,
     /// See [`crate::proxy::ProxyConfig::idle_timeout`].
     pub idle_timeout: Duration,
     /// See [`crate::proxy::ProxyConfig::body_timeout`].
@@ -232,15 +228,21 @@ pub async fn serve(mut io: BoxIo, ctx: Arc<ConnCtx>, route: Route, connected: Op
     // An h2 server sends SETTINGS on accept: after that, only the client's
     // bytes decide (the eager connect would otherwise race the client).
     let mut server_sent_h2_settings = false;
+    // Detection waits while the client's bytes may still be HTTP or TLS
+    // (or it sent none) and the server is silent: whichever speaks first
+    // decides, so no protocol is delayed, and a client cannot make its
+    // requests opaque by pausing. Up to `--detect-timeout` in all, counted
+    // from the connection, so that trickling does not extend it.
+    let detect_deadline = tokio::time::Instant::now() + ctx.shared.detect_timeout;
     let protocol = loop {
         if let Detection::Done(protocol) = detect(&buf) {
             break protocol;
         }
         let connect_failed = matches!(connected, Some(Err(_)));
-        let wait = if connect_failed {
-            FAILED_CONNECT_GRACE
+        let deadline = if connect_failed {
+            detect_deadline.min(tokio::time::Instant::now() + FAILED_CONNECT_GRACE)
         } else {
-            PARTIAL_SNIFF_TIMEOUT
+            detect_deadline
         };
         let event = tokio::select! {
             read = io.read_buf(&mut buf), if buf.len() < MAX_SNIFF => Event::Client(read),
@@ -257,7 +259,7 @@ pub async fn serve(mut io: BoxIo, ctx: Arc<ConnCtx>, route: Route, connected: Op
             }, if matches!(connected, Some(Ok(_))) && !server_sent_h2_settings => {
                 if h2_settings { Event::ServerSentH2Settings } else { Event::ServerSpoke }
             }
-            _ = tokio::time::sleep(wait), if !buf.is_empty() || connect_failed => Event::Timeout,
+            _ = tokio::time::sleep_until(deadline) => Event::Timeout,
             _ = ctx.shared.shutdown.cancelled() => Event::Shutdown,
         };
         match event {

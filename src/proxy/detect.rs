@@ -2,7 +2,11 @@
 //!
 //! Detection is incremental: [`detect`] either decides or asks for more
 //! bytes, and it always decides once it has [`MAX_SNIFF`] bytes, so the
-//! buffer it needs is bounded.
+//! buffer it needs is bounded. It asks for more only while the bytes so
+//! far are the beginning of an HTTP/1 request line, the HTTP/2 preface or
+//! a TLS ClientHello: anything else is opaque at once, and the caller
+//! waits for the rest up to `--detect-timeout`, so that a client cannot
+//! hide its requests by pausing mid-line.
 
 use tls_parser::{
     SNIType, TlsExtension, TlsMessage, TlsMessageHandshake, parse_tls_client_hello_extensions,
@@ -31,9 +35,12 @@ pub fn is_h2_settings(head: &[u8]) -> bool {
 /// a ClientHello that fits one record fits this.
 pub const MAX_SNIFF: usize = 5 + 16384;
 
-/// The longest HTTP method token we wait for (`OPTIONS`, `CONNECT`, and
-/// extension methods such as `PROPPATCH` or `MKCALENDAR` all fit).
-const MAX_METHOD: usize = 16;
+/// The longest HTTP method token taken for one (`OPTIONS`, `CONNECT`, and
+/// extension methods such as `PROPPATCH` or `MKCALENDAR` all fit, with room).
+const MAX_METHOD: usize = 32;
+
+/// Line-end bytes allowed before a request line.
+const MAX_LEADING_EMPTY: usize = 64;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Protocol {
@@ -66,18 +73,69 @@ pub fn detect(buf: &[u8]) -> Detection {
     detect_http1(buf)
 }
 
+/// Whether `b` is a `tchar` (RFC 9110 §5.6.2), of which methods are made.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// HTTP/1 when `buf` begins with a request line (`method SP target SP
+/// HTTP/1.x`, after any empty lines, as RFC 9112 §2.2 lets servers accept);
+/// more is needed while `buf` is a prefix of one (see `Detection`), and
+/// anything else is opaque at once. Any method token counts, so that a
+/// lowercase or extension method cannot make requests invisible.
 fn detect_http1(buf: &[u8]) -> Detection {
-    for (i, &b) in buf.iter().take(MAX_METHOD).enumerate() {
-        match b {
-            b'A'..=b'Z' | b'-' | b'_' => continue,
-            b' ' if i > 0 => return Detection::Done(Protocol::Http1),
-            _ => return Detection::Done(Protocol::Opaque),
-        }
+    // Leading empty lines, within reason: a client that sends only line
+    // ends for long is not one to wait for.
+    let start = buf
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(buf.len());
+    if start > MAX_LEADING_EMPTY {
+        return Detection::Done(Protocol::Opaque);
     }
-    if buf.len() >= MAX_METHOD {
-        Detection::Done(Protocol::Opaque)
-    } else {
-        Detection::NeedMore
+    let line = &buf[start..];
+    let need_more = || {
+        if buf.len() >= MAX_SNIFF {
+            // A request line longer than the sniff (a long path) is
+            // HTTP all the same: its beginning is.
+            Detection::Done(Protocol::Http1)
+        } else {
+            Detection::NeedMore
+        }
+    };
+    // The method.
+    let method_len = line.iter().take_while(|&&b| is_tchar(b)).count();
+    if method_len == line.len() {
+        return if method_len > MAX_METHOD {
+            Detection::Done(Protocol::Opaque)
+        } else {
+            need_more()
+        };
+    }
+    if method_len == 0 || method_len > MAX_METHOD || line[method_len] != b' ' {
+        return Detection::Done(Protocol::Opaque);
+    }
+    // The target: visible characters (and obs-text, which servers differ
+    // on but which is no reason to hide a request).
+    let rest = &line[method_len + 1..];
+    let target_len = rest.iter().take_while(|&&b| b > b' ' && b != 0x7f).count();
+    if target_len == rest.len() {
+        return need_more();
+    }
+    if target_len == 0 || rest[target_len] != b' ' {
+        return Detection::Done(Protocol::Opaque);
+    }
+    // The version, then the line end.
+    let version = &rest[target_len + 1..];
+    const HTTP1: &[u8] = b"HTTP/1.";
+    let known = version.len().min(HTTP1.len());
+    if version[..known] != HTTP1[..known] {
+        return Detection::Done(Protocol::Opaque);
+    }
+    match version.get(HTTP1.len()) {
+        None => need_more(),
+        Some(digit) if digit.is_ascii_digit() => Detection::Done(Protocol::Http1),
+        Some(_) => Detection::Done(Protocol::Opaque),
     }
 }
 
@@ -169,9 +227,14 @@ mod tests {
     fn request_lines_are_http1() {
         for line in [
             "GET / HTTP/1.1\r\n",
-            "POST /x",
             "OPTIONS * HTTP/1.1",
             "CONNECT a:1 HTTP/1.1",
+            // Finding 4 of issue #15: each of these hid its requests.
+            "\r\nGET / HTTP/1.1\r\n",
+            "\n\r\nGET / HTTP/1.0",
+            "get / HTTP/1.1",
+            "M-SEARCH * HTTP/1.1",
+            "purge /x HTTP/1.1",
         ] {
             assert_eq!(
                 detect(line.as_bytes()),
@@ -179,17 +242,36 @@ mod tests {
                 "{line}"
             );
         }
-        assert_eq!(detect(b"GE"), Detection::NeedMore);
+        // A pause anywhere in the request line waits for the rest.
+        for prefix in [
+            "G",
+            "GE",
+            "GET",
+            "GET ",
+            "POST /x",
+            "GET / ",
+            "GET / HTTP/1",
+            "\r\n",
+        ] {
+            assert_eq!(detect(prefix.as_bytes()), Detection::NeedMore, "{prefix:?}");
+        }
+        // A request line longer than the sniff is HTTP/1 all the same.
+        let mut long = b"GET /".to_vec();
+        long.resize(MAX_SNIFF, b'a');
+        assert_eq!(detect(&long), Detection::Done(Protocol::Http1));
     }
 
     #[test]
     fn other_bytes_are_opaque() {
         for bytes in [
             &b"\x00\x01binary"[..],
-            b"get / HTTP/1.1",
             b"+PONG\r\n",
             b" GET",
-            b"SSH-2.0-OpenSSH",
+            b"SSH-2.0-OpenSSH_9.6\r\n",
+            b"GET / HTTP/2.0\r\n",
+            b"GET  / HTTP/1.1",
+            b"GET /\r\n",
+            b"GET / FTP/1.1",
         ] {
             assert_eq!(
                 detect(bytes),
@@ -198,6 +280,39 @@ mod tests {
             );
         }
         assert_eq!(detect(&[b'A'; 40]), Detection::Done(Protocol::Opaque));
+        assert_eq!(detect(&[b'\n'; 65]), Detection::Done(Protocol::Opaque));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn every_prefix_of_a_request_line_waits_and_the_line_is_http1(
+            empty in "(\r\n|\n){0,4}",
+            method in "[A-Za-z0-9!#$%&'*+.^_`|~-]{1,20}",
+            target in "[!-~]{1,200}",
+            minor in 0u8..10,
+        ) {
+            let line = format!("{empty}{method} {target} HTTP/1.{minor}\r\n");
+            let bytes = line.as_bytes();
+            let version_at = line.len() - 2;
+            for end in 1..version_at {
+                proptest::prop_assert_eq!(detect(&bytes[..end]), Detection::NeedMore, "{:?}", &line[..end]);
+            }
+            proptest::prop_assert_eq!(detect(bytes), Detection::Done(Protocol::Http1));
+        }
+
+        #[test]
+        fn every_prefix_of_the_h2_preface_waits(end in 1usize..24) {
+            proptest::prop_assert_eq!(detect(&H2_PREFACE[..end]), Detection::NeedMore);
+        }
+
+        #[test]
+        fn any_bytes_decide_or_wait_without_panicking(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+        ) {
+            let _ = detect(&bytes);
+        }
     }
 
     #[test]
