@@ -33,14 +33,17 @@
 //! `meshtop proxy` binds its admin server to loopback by default so that
 //! only `kubectl port-forward` reaches it. The kubelet, however, probes
 //! `/readyz` from the node, at the pod's IP, and an `exec` probe would need
-//! an HTTP client in an image that holds only meshtop. So the injected
-//! sidecar binds its admin server on `0.0.0.0:ADMIN_PORT`, which
-//! `meshtop init` exempts from redirection. `/healthz` and `/readyz` are
-//! harmless to expose; `/events` and `/metrics` (authorities and paths) are
-//! closed by a token once the optional Secret `meshtop-admin` (key `token`)
-//! exists in the pod's namespace: the sidecar reads it into
-//! `MESHTOP_ADMIN_TOKEN`, and `meshtop attach` then needs the same token. A
-//! NetworkPolicy admitting only the nodes to that port is the other lever.
+//! an HTTP client in an image that holds only meshtop; Prometheus scrapes
+//! `/metrics` at the pod's IP too. So the injected sidecar binds its admin
+//! server on `127.0.0.1:ADMIN_PORT` (everything, `/events` included, for
+//! `kubectl port-forward`) and a public twin on `$(POD_IP):ADMIN_PORT`
+//! (`--public-admin`, the pod IP from the downward API), which `meshtop
+//! init` exempts from redirection. The public one serves the probes and
+//! `/metrics` (aggregates), and `/events` (paths, client addresses,
+//! captured headers) only once the optional Secret `meshtop-admin` (key
+//! `token`) exists in the pod's namespace: the sidecar reads it into
+//! `MESHTOP_ADMIN_TOKEN` and then requires it. So per-request events are
+//! closed to other pods by default, and open to them only with a token.
 //!
 //! # Keeping everything else as it was
 //!
@@ -269,7 +272,9 @@ impl SidecarTexts {
         let proxy_args = flow_list(&[
             "proxy".to_owned(),
             "--admin".to_owned(),
-            format!("0.0.0.0:{admin}"),
+            format!("127.0.0.1:{admin}"),
+            "--public-admin".to_owned(),
+            format!("$(POD_IP):{admin}"),
         ]);
 
         let init = format!(
@@ -309,6 +314,9 @@ env:
 - name: POD_NAMESPACE
   valueFrom:
     fieldRef: {{fieldPath: metadata.namespace}}
+- name: POD_IP
+  valueFrom:
+    fieldRef: {{fieldPath: status.podIP}}
 - name: MESHTOP_ADMIN_TOKEN
   valueFrom:
     secretKeyRef: {{name: meshtop-admin, key: token, optional: true}}

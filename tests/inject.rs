@@ -120,10 +120,20 @@ fn assert_injected(before: &Yaml, after: &Yaml, options: &InjectOptions) {
     assert_eq!(text(proxy, "image"), image);
     assert_eq!(text(proxy, "restartPolicy"), "Always", "a native sidecar");
     assert_eq!(strings(proxy, "command"), ["meshtop"]);
+    // Finding 9 of issue #15: /events was bound to 0.0.0.0. Everything on
+    // loopback (kubectl port-forward); probes and metrics on the pod IP,
+    // where the proxy serves /events only behind the optional token.
     assert_eq!(
         strings(proxy, "args"),
-        ["proxy", "--admin", &format!("0.0.0.0:{admin}")]
+        [
+            "proxy",
+            "--admin",
+            &format!("127.0.0.1:{admin}"),
+            "--public-admin",
+            &format!("$(POD_IP):{admin}"),
+        ]
     );
+    assert_eq!(env_field_path(proxy, "POD_IP"), "status.podIP");
     assert_eq!(integer(proxy, "securityContext.runAsUser"), uid);
     assert!(boolean(proxy, "securityContext.runAsNonRoot"));
     assert!(!boolean(proxy, "securityContext.allowPrivilegeEscalation"));

@@ -82,6 +82,9 @@ pub fn prepare(exe: &Path) -> Result<DemoPods, NetnsError> {
         let log = std::env::temp_dir().join(format!("{}.log", pod.netns.name()));
         let file = std::fs::File::create(&log)?;
         logs.push(log);
+        // The UI attaches from the node, standing in for `kubectl
+        // port-forward`, so events are served on the pod address here
+        // (the demo's own network; a cluster's pods get loopback).
         let admin = format!("0.0.0.0:{ADMIN_PORT}");
         let mut sidecar = pod.netns.command_as(PROXY_UID, exe);
         sidecar
