@@ -1203,4 +1203,33 @@ spec:
             other => other.clone(),
         }
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
+
+        /// A manifest with bytes changed or cut anywhere is injected or
+        /// refused with an error, never a panic; what is injected once is
+        /// left as it is by a second injection.
+        #[test]
+        fn damaged_manifests_inject_or_are_refused(
+            flips in proptest::collection::vec((0usize..600, proptest::prelude::any::<u8>()), 0..4),
+            cut in 1usize..600,
+        ) {
+            let manifest = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  template:\n    spec:\n      # the app\n      containers:\n      - name: web\n        image: web:1\n---\napiVersion: v1\nkind: List\nitems:\n- kind: Pod\n  apiVersion: v1\n  metadata: {name: p}\n  spec:\n    initContainers: []\n    containers: [{name: a, image: a}]\n";
+            let mut bytes = manifest.as_bytes().to_vec();
+            for (at, byte) in flips {
+                let len = bytes.len();
+                bytes[at % len] = byte;
+            }
+            bytes.truncate(cut);
+            let Ok(text) = String::from_utf8(bytes) else {
+                return Ok(());
+            };
+            let options = InjectOptions::default();
+            if let Ok(once) = inject(&text, &options) {
+                let twice = inject(&once, &options);
+                proptest::prop_assert_eq!(twice.as_deref(), Ok(once.as_str()));
+            }
+        }
+    }
 }

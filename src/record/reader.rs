@@ -519,4 +519,54 @@ mod tests {
         let zstd = io::Error::new(io::ErrorKind::UnexpectedEof, "incomplete frame");
         assert!(file_error(zstd).is_err());
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
+
+        /// A recording with bytes changed, lines cut or doubled, plain or
+        /// compressed, opens or is refused in one line, and reads to its
+        /// end without panicking, every entry counted once.
+        #[test]
+        fn damaged_recordings_read_or_are_refused(
+            flips in proptest::collection::vec((0usize..4000, proptest::prelude::any::<u8>()), 0..6),
+            cut in 1usize..4000,
+            zstd in proptest::prelude::any::<bool>(),
+        ) {
+            let header = r#"{"format":"meshtop-recording","version":1,"created_at":"2026-11-30T00:00:00Z","meshtop_version":"0.1.0","sources":[{"target":"ws://127.0.0.1:1/events","name":null}]}"#;
+            let mut plain = format!("{header}\n");
+            for t in 0..20 {
+                plain.push_str(&format!(
+                    r#"{{"t":{t},"src":0,"msg":{{"type":"dropped","count":{t},"total":{t}}}}}"#
+                ));
+                plain.push('\n');
+            }
+            let mut bytes = plain.into_bytes();
+            for (at, byte) in flips {
+                let len = bytes.len();
+                bytes[at % len] = byte;
+            }
+            bytes.truncate(cut);
+            let dir = std::env::temp_dir();
+            let name = format!("meshtop-prop-{}-{}.ndjson{}", std::process::id(), fastrand::u64(..), if zstd { ".zst" } else { "" });
+            let path = dir.join(name);
+            let written = if zstd {
+                zstd::encode_all(&bytes[..], 3).expect("compress")
+            } else {
+                bytes.clone()
+            };
+            std::fs::write(&path, written).expect("write");
+            let result = RecordingReader::open(&path);
+            if let Ok((_, mut reader)) = result {
+                let mut entries = 0;
+                while let Ok(Some(_)) = reader.next_entry() {
+                    entries += 1;
+                    proptest::prop_assert!(entries <= 20);
+                }
+                proptest::prop_assert_eq!(reader.stats().entries, entries);
+            } else if let Err(err) = result {
+                proptest::prop_assert!(!err.to_string().contains('\n'));
+            }
+            let _ = std::fs::remove_file(&path);
+        }
+    }
 }

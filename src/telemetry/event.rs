@@ -970,4 +970,28 @@ mod tests {
             r#"{"type":"dropped","count":3,"total":10}"#
         );
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// A message with bytes changed anywhere decodes or is refused,
+        /// never panics; what decodes encodes again.
+        #[test]
+        fn mutated_messages_decode_or_are_refused(
+            at in proptest::collection::vec((0usize..2000, proptest::prelude::any::<u8>()), 0..8),
+            cut in 0usize..2000,
+        ) {
+            let mut text = serde_json::to_string(&Message::Request(RequestEvent::from(&record())))
+                .expect("encodes")
+                .into_bytes();
+            for (i, byte) in at {
+                let len = text.len();
+                text[i % len] = byte;
+            }
+            text.truncate(cut.max(1).min(text.len()));
+            if let Ok(message) = serde_json::from_slice::<Message>(&text) {
+                proptest::prop_assert!(serde_json::to_string(&message).is_ok());
+            }
+        }
+    }
 }

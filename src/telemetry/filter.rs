@@ -130,4 +130,16 @@ mod tests {
             Some("a b")
         );
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// Any query string gives a filter or a one-line reason.
+        #[test]
+        fn any_query_gives_a_filter_or_a_reason(query in "[ -~]{0,60}") {
+            if let Err(reason) = Filter::from_query(&query) {
+                proptest::prop_assert!(!reason.contains('\n'));
+            }
+        }
+    }
 }

@@ -814,4 +814,23 @@ mod tests {
             assert_eq!(error(expr), FilterErrorKind::EmptyValue, "{expr}");
         }
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// Any text parses or is refused with the term it stopped at; what
+        /// parses matches any event without panicking and shows as typed.
+        #[test]
+        fn any_text_parses_or_names_its_bad_term(
+            text in "[ a-z!=~<>0-9.:*_-]{0,40}",
+        ) {
+            match text.parse::<FilterExpr>() {
+                Ok(expr) => {
+                    proptest::prop_assert_eq!(expr.to_string(), text.trim());
+                    let _ = expr.matches_upstream(Direction::Inbound, "web-svc:80");
+                }
+                Err(err) => proptest::prop_assert!(text.contains(err.term.as_str())),
+            }
+        }
+    }
 }

@@ -945,4 +945,55 @@ mod tests {
         assert!(to_close.ends_at_close());
         assert!(BodyProgress::new(Framing::Empty).is_done());
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// Whatever arrives, the head parsers decide without panicking.
+        #[test]
+        fn arbitrary_bytes_never_panic(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+            head_request in proptest::prelude::any::<bool>(),
+        ) {
+            let _ = request(&bytes, &[]);
+            let _ = response(&bytes, head_request);
+        }
+
+        /// A generated head that the relay forwards as it is has the method,
+        /// target and length that httparse (hyper's parser) reads.
+        #[test]
+        fn plain_heads_are_what_httparse_reads(
+            empty in "(\r\n){0,2}",
+            method in "[A-Za-z]{1,10}",
+            path in "/[a-zA-Z0-9/._~%-]{0,60}(\\?[a-z0-9=&]{0,20})?",
+            host in "[a-z0-9.-]{1,30}(:[0-9]{1,5})?",
+            extra in proptest::collection::vec(("x-[a-z]{1,10}", "[ -~]{0,40}"), 0..6),
+            length in proptest::option::of(0u32..100_000),
+        ) {
+            let mut head = format!("{empty}{method} {path} HTTP/1.1\r\nHost: {host}\r\n");
+            for (name, value) in &extra {
+                head.push_str(&format!("{name}: {value}\r\n"));
+            }
+            if let Some(length) = length {
+                head.push_str(&format!("Content-Length: {length}\r\n"));
+            }
+            head.push_str("\r\n");
+            let mut headers = [httparse::EMPTY_HEADER; 64];
+            let mut theirs = httparse::Request::new(&mut headers);
+            let Ok(httparse::Status::Complete(their_len)) = theirs.parse(head.as_bytes()) else {
+                return Err(proptest::test_runner::TestCaseError::fail(format!("httparse refused {head:?}")));
+            };
+            let ours = request(head.as_bytes(), &[]);
+            // Forwarded as it is, leading empty lines included (which the
+            // upstream skips as httparse does).
+            proptest::prop_assert!(matches!(ours, Request::Plain(_)), "{:?}", head);
+            if let Request::Plain(ours) = ours {
+                proptest::prop_assert_eq!(ours.len, their_len);
+                proptest::prop_assert_eq!(ours.method.as_str(), theirs.method.unwrap_or_default());
+                proptest::prop_assert_eq!(ours.path.as_str(), theirs.path.unwrap_or_default());
+                let host_range = ours.host.clone().expect("a host");
+                proptest::prop_assert_eq!(&head[host_range], host.as_str());
+            }
+        }
+    }
 }
