@@ -377,7 +377,9 @@ async fn identity_and_token_come_from_the_environment() {
     let hello: serde_json::Value = serde_json::from_str(&body).expect("json");
     assert_eq!(hello["sidecar"]["name"], "web-7d4b9c");
     assert_eq!(hello["sidecar"]["namespace"], "emojivoto");
-    assert_eq!(admin_get(admin, "/metrics").await.0, 401);
+    // The token guards per-request events; aggregates stay scrapeable.
+    assert_eq!(admin_get(admin, "/events").await.0, 401);
+    assert_eq!(admin_get(admin, "/metrics").await.0, 200);
 }
 
 #[test]

@@ -51,6 +51,8 @@ pub fn truncate_field(text: &mut String, max: usize) -> bool {
     }
     text.truncate(end);
     text.push_str(TRUNCATED);
+    // What is kept is the cut text, not the allocation of the whole one.
+    text.shrink_to_fit();
     true
 }
 

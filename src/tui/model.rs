@@ -518,11 +518,13 @@ impl Model {
         let failed = event.is_failure();
         let micros = event_micros(event.duration_ms);
         let activity = self.activity;
+        // A new upstream's own weight (its empty windows) counts too.
+        let fresh = !self.upstreams.contains_key(&key);
         let upstream = self
             .upstreams
             .entry(key.clone())
             .or_insert_with(UpstreamState::new);
-        let before = upstream.weight();
+        let before = if fresh { 0 } else { upstream.weight() };
         upstream.last_active = activity;
         upstream.count_route(route_of(&event), failed, micros, order);
         let after = upstream.weight();
@@ -628,8 +630,9 @@ impl Model {
             };
             self.activity += 1;
             let activity = self.activity;
+            let fresh = !self.upstreams.contains_key(&key);
             let state = self.upstreams.entry(key).or_insert_with(UpstreamState::new);
-            let before = state.weight();
+            let before = if fresh { 0 } else { state.weight() };
             state.last_active = activity;
             state.add_second(
                 sec,
@@ -901,7 +904,9 @@ impl UpstreamState {
         let windows: usize = self
             .windows
             .iter()
-            .map(|w| w.latency.distinct_values() * std::mem::size_of::<u64>())
+            // Twice the counts: a histogram grows its counts as a `Vec`
+            // does, so up to twice as much may be allocated.
+            .map(|w| 2 * w.latency.distinct_values() * std::mem::size_of::<u64>())
             .sum();
         UPSTREAM_OVERHEAD + windows + self.seconds_bytes + self.routes_bytes
     }
@@ -1392,5 +1397,58 @@ impl Model {
     /// on the same request while new ones arrive.
     pub fn tap_first_seq(&self) -> u64 {
         (self.event_counter + 1).saturating_sub(self.tap.len() as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(authority: &str) -> Message {
+        serde_json::from_value(serde_json::json!({
+            "type": "request", "ts": "2026-11-30T03:42:31.002117Z", "sidecar": "web",
+            "direction": "outbound", "protocol": "http/1.1", "client": "10.1.0.7:52144",
+            "server": "10.1.0.9:8080", "authority": authority, "method": "GET",
+            "path": "/", "status": 200, "duration_ms": 1.5, "ttfb_ms": 1.0,
+            "req_bytes": 0, "resp_bytes": 0
+        }))
+        .expect("a valid request event")
+    }
+
+    /// What the model counts against its bound is what its upstreams weigh:
+    /// a new upstream's empty windows and bookkeeping included.
+    #[test]
+    fn the_counted_bytes_are_the_upstreams_weight() {
+        let mut model = Model::new(["a".to_owned()]);
+        for i in 0..500 {
+            model.ingest_message(0, &request(&format!("svc-{i}:80")));
+            model.ingest_message(0, &request("svc-0:80"));
+        }
+        let mut latency = crate::telemetry::stats::new_latency_histogram();
+        latency.record(1500).expect("in range");
+        let upstreams = (0..500)
+            .map(|i| crate::telemetry::event::UpstreamStats {
+                direction: Direction::Inbound,
+                authority: format!("in-{i}:80"),
+                requests: 1,
+                failures: 0,
+                status: Default::default(),
+                grpc_status: Default::default(),
+                errors: Default::default(),
+                req_bytes: 0,
+                resp_bytes: 0,
+                latency: crate::telemetry::stats::encode_histogram(&latency),
+            })
+            .collect();
+        let stats = Stats {
+            ts: "2026-11-30T03:42:31Z".into(),
+            sidecar: "web".into(),
+            interval_ms: 1000,
+            backfill: false,
+            upstreams,
+        };
+        model.ingest_message(0, &Message::Stats(stats));
+        let weighed: usize = model.upstreams.values().map(UpstreamState::weight).sum();
+        assert_eq!(model.upstream_bytes, weighed);
     }
 }
