@@ -981,9 +981,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_feed_holds_no_more_bytes_than_its_budget() {
-        let (tx, mut rx) = feed_with(1000, 10_000);
         let weight = message_of(2_000).weight();
-        assert!(weight > 4_000);
+        assert!(weight > 4_000, "a message weighs more than its text");
+        let (tx, mut rx) = feed_with(1000, 2 * weight + weight / 2);
         // Two fit; a third waits until one is taken.
         tx.send(message_of(2_000)).await.expect("room");
         tx.send(message_of(2_000)).await.expect("room");
