@@ -944,7 +944,7 @@ fn run_init(args: InitArgs) -> ExitCode {
 }
 
 fn run_inject(args: InjectArgs) -> ExitCode {
-    use std::io::{Read, Write};
+    use std::io::Read;
     let (name, input) = match args.file.as_deref().filter(|p| p.as_os_str() != "-") {
         Some(path) => (path.display().to_string(), std::fs::read_to_string(path)),
         None => {
@@ -968,18 +968,13 @@ fn run_inject(args: InjectArgs) -> ExitCode {
     options.skip_inbound_ports = args.skip_inbound_ports.0;
     options.skip_outbound_ports = args.skip_outbound_ports.0;
     options.admin_port = args.admin_port;
-    match crate::inject::inject(&input, &options) {
-        Ok(output) => {
-            let mut stdout = std::io::stdout().lock();
-            if stdout
-                .write_all(output.as_bytes())
-                .and_then(|()| stdout.flush())
-                .is_err()
-            {
-                return ExitCode::FAILURE;
-            }
-            ExitCode::SUCCESS
-        }
+    // Streamed: the output is many times the input, and only one document
+    // (one item of a `List`) is held at a time. Nothing is written unless
+    // all of it can be.
+    let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+    match crate::inject::inject_to(&input, &options, &mut stdout) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(crate::inject::InjectError::Write(_)) => ExitCode::FAILURE,
         Err(err) => {
             eprintln!("meshtop: {name}: {err}");
             ExitCode::from(EXIT_USAGE)

@@ -59,12 +59,21 @@
 //! and must equal the same insertion made on the parsed tree; should
 //! yaml-edit ever get an unusual layout wrong, the document is written out
 //! from the tree instead: the same content, without its comments.
+//!
+//! # Size
+//!
+//! Time and memory grow linearly with the input (benches/inject.sh). A
+//! `List` is cut into its items, each injected alone ([`split_list`]); an
+//! edit is checked with one-line stand-ins for the sidecars, which are most
+//! of the output ([`Edit::checked`]); and [`inject_to`] writes as it goes,
+//! after a first pass has found anything that would fail, so that nothing
+//! is written then.
 
 use std::borrow::Cow;
 use std::str::FromStr;
 
 use saphyr::{Mapping, ScalarStyle, Yaml, YamlLoader};
-use saphyr_parser::{Parser, ScanError};
+use saphyr_parser::{Event, Parser, ScanError};
 use yaml_edit::{Document, YamlFile, YamlNode};
 
 /// The name of the init container that programs iptables.
@@ -131,12 +140,59 @@ pub enum InjectError {
         line: usize,
         reason: String,
     },
+    /// The output could not be written.
+    #[error("cannot write the output: {0}")]
+    Write(String),
 }
 
 /// Adds meshtop to every pod of `input`, a stream of YAML documents, and
 /// returns the stream with everything else as it was.
 pub fn inject(input: &str, options: &InjectOptions) -> Result<String, InjectError> {
-    inject_with(input, options, Editor::Lossless)
+    let mut out = String::with_capacity(input.len() + 4096);
+    inject_with(
+        input,
+        options,
+        Editor::Lossless,
+        Lists::ByItem,
+        Pass::Write,
+        &mut |text| {
+            out.push_str(text);
+            Ok(())
+        },
+    )?;
+    Ok(out)
+}
+
+/// Adds meshtop to every pod of `input` and writes the stream to `out` as it
+/// goes, holding one document (one item of a `List`) at a time, not the
+/// whole output, which is many times the input's size. Nothing is written
+/// when the input cannot be injected: a first pass finds whatever would
+/// fail (see [`Pass::Check`]).
+pub fn inject_to(
+    input: &str,
+    options: &InjectOptions,
+    out: &mut dyn std::io::Write,
+) -> Result<(), InjectError> {
+    let (editor, lists) = (Editor::Lossless, Lists::ByItem);
+    inject_with(input, options, editor, lists, Pass::Check, &mut |_| Ok(()))?;
+    inject_with(input, options, editor, lists, Pass::Write, &mut |text| {
+        out.write_all(text.as_bytes())
+            .map_err(|err| InjectError::Write(err.to_string()))
+    })?;
+    out.flush()
+        .map_err(|err| InjectError::Write(err.to_string()))
+}
+
+/// What a run over the input does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pass {
+    /// Finds what would fail, writing nothing, and skips the items of the
+    /// `List`s that are cut apart: each was checked to parse alone into
+    /// what it was, with no anchor, alias, tag or complex key, so it is
+    /// edited in place or rewritten, and cannot fail.
+    Check,
+    /// Writes the output.
+    Write,
 }
 
 /// How a document that gets meshtop is written.
@@ -150,68 +206,218 @@ enum Editor {
     Rewrite,
 }
 
+/// How a `List` document is injected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lists {
+    /// One item at a time, when its items can be cut apart (see
+    /// [`split_list`]).
+    ByItem,
+    /// Whole, as any document; lets the tests compare the two.
+    #[cfg_attr(not(test), allow(dead_code))]
+    Whole,
+}
+
+/// Where the output goes, a piece at a time.
+type Sink<'s> = dyn FnMut(&str) -> Result<(), InjectError> + 's;
+
 fn inject_with(
     input: &str,
     options: &InjectOptions,
     editor: Editor,
-) -> Result<String, InjectError> {
+    lists: Lists,
+    pass: Pass,
+    out: &mut Sink,
+) -> Result<(), InjectError> {
     check_options(options)?;
     let sidecars = SidecarTexts::new(options);
-    let init_tree = load_one(&sidecars.init);
-    let proxy_tree = load_one(&sidecars.proxy);
-    let (Some(init_tree), Some(proxy_tree)) = (init_tree, proxy_tree) else {
+    let stand_ins = SidecarTexts {
+        init: format!("name: {INIT_CONTAINER}\n"),
+        proxy: format!("name: {PROXY_CONTAINER}\n"),
+    };
+    let (Some(trees), Some(stand_in_trees)) = (sidecars.trees(), stand_ins.trees()) else {
         return Err(InjectError::InvalidOptions(format!(
             "cannot build the containers for image {:?}",
             options.image
         )));
     };
-    let trees = SidecarTrees {
-        init: init_tree,
-        proxy: proxy_tree,
+    let edit = Edit {
+        sidecars: &sidecars,
+        trees: &trees,
+        stand_ins: &stand_ins,
+        stand_in_trees: &stand_in_trees,
+        items_checked: Default::default(),
+        editor,
     };
 
-    let mut out = String::with_capacity(input.len() + 4096);
     let mut document = 0;
     for chunk in split_documents(input) {
         if chunk.explicit || has_content(chunk.text) {
             document += 1;
         }
+        let items = match lists {
+            Lists::ByItem => split_list(chunk.text),
+            Lists::Whole => None,
+        };
+        if let Some(items) = items {
+            if pass == Pass::Check {
+                continue;
+            }
+            let text = chunk.text;
+            let first = items.first().map_or(text.len(), |item| item.start);
+            let last = items.last().map_or(text.len(), |item| item.end);
+            out(&text[..first])?;
+            let (mut first_line, mut counted) = (chunk.first_line, 0);
+            for item in items {
+                first_line += text[counted..item.start].matches('\n').count();
+                counted = item.start;
+                let piece = Chunk {
+                    text: &text[item],
+                    first_line,
+                    explicit: false,
+                };
+                edit.document(&piece, document, Shape::ListItem, out)?;
+            }
+            out(&text[last..])?;
+        } else {
+            edit.document(&chunk, document, Shape::Stream, out)?;
+        }
+    }
+    Ok(())
+}
+
+/// What a piece of text handed to [`Edit::document`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Shape {
+    /// YAML documents, as they stand in the input.
+    Stream,
+    /// One item of a `List`'s block sequence `items`, from the start of its
+    /// `-` line: parsed alone, a sequence of that one item.
+    ListItem,
+}
+
+/// What every document is edited with.
+struct Edit<'e, 'a> {
+    sidecars: &'e SidecarTexts,
+    trees: &'e SidecarTrees<'a>,
+    /// One-line containers named as the sidecars, standing in for them
+    /// where an edit is checked (see [`Edit::checked`]).
+    stand_ins: &'e SidecarTexts,
+    stand_in_trees: &'e SidecarTrees<'a>,
+    /// The columns at which the sidecars, written as block items, were
+    /// found to parse alone into their trees.
+    items_checked: std::cell::RefCell<Vec<usize>>,
+    editor: Editor,
+}
+
+impl Edit<'_, '_> {
+    /// Writes `chunk` with meshtop added to its pods: edited in place when
+    /// the edit checks out, else rewritten from the tree, else as it was
+    /// when it has no pod to change.
+    fn document(
+        &self,
+        chunk: &Chunk,
+        document: usize,
+        shape: Shape,
+        out: &mut Sink,
+    ) -> Result<(), InjectError> {
         let docs = load(chunk.text).map_err(|err| InjectError::InvalidYaml {
             document: document.max(1),
             line: chunk.first_line + err.marker().line(),
             column: err.marker().col() + 1,
             reason: err.info().to_owned(),
         })?;
-        let plans: Vec<Vec<PodEdit>> = docs.iter().map(plan_document).collect();
+        let plans: Vec<Vec<PodEdit>> = match shape {
+            Shape::Stream => docs.iter().map(plan_document).collect(),
+            Shape::ListItem => docs.iter().map(plan_item).collect(),
+        };
         if plans.iter().all(Vec::is_empty) {
-            out.push_str(chunk.text);
-            continue;
+            return out(chunk.text);
         }
-        let mut expected = docs.clone();
-        for (doc, edits) in expected.iter_mut().zip(&plans) {
-            for edit in edits {
-                apply_to_tree(doc, edit, &trees);
-            }
-        }
-        let edited = match editor {
-            Editor::Lossless => edit_lossless(chunk.text, &plans, &sidecars)
-                .filter(|edited| load(edited).is_ok_and(|reparsed| reparsed == expected)),
+        let edited = match self.editor {
+            Editor::Lossless => self.checked(chunk.text, &docs, &plans),
             Editor::Rewrite => None,
         };
-        match edited {
-            Some(edited) => out.push_str(&edited),
-            None => {
-                let rewritten =
-                    rewrite(&chunk, &expected).map_err(|reason| InjectError::Unsupported {
-                        document,
-                        line: chunk.first_line + 1,
-                        reason,
-                    })?;
-                out.push_str(&rewritten);
-            }
+        if let Some(edited) = edited {
+            return out(&edited);
+        }
+        let expected = expect(&docs, &plans, self.trees);
+        let unsupported = |reason| InjectError::Unsupported {
+            document,
+            line: chunk.first_line + 1,
+            reason,
+        };
+        let rewritten = match shape {
+            Shape::Stream => rewrite(chunk, &expected).map_err(unsupported)?,
+            Shape::ListItem => rewrite_item(chunk.text, &expected).map_err(unsupported)?,
+        };
+        out(&rewritten)
+    }
+
+    /// The lossless edit of `text`, when parsing it again gives what the
+    /// plans on the tree give.
+    ///
+    /// The inserted containers are most of the output, and parsing them
+    /// again for every pod is most of the work. So where every insertion
+    /// was a text splice (whole lines of block items at a column), the
+    /// check is made on the same splices of one-line stand-ins named as the
+    /// sidecars, and the sidecars' block items are checked once per column
+    /// to parse alone into their trees: lines of one item at one column, in
+    /// place of lines of another, mean the same to what surrounds them.
+    fn checked(&self, text: &str, docs: &[Yaml], plans: &[Vec<PodEdit>]) -> Option<String> {
+        let edited = edit_lossless(text, plans, self.sidecars)?;
+        let Some(splices) = &edited.splices else {
+            let expected = expect(docs, plans, self.trees);
+            return load(&edited.text)
+                .is_ok_and(|reparsed| reparsed == expected)
+                .then_some(edited.text);
+        };
+        let stand_in = line_endings_as(text, spliced(text, splices, self.stand_ins));
+        let expected = expect(docs, plans, self.stand_in_trees);
+        let same = load(&stand_in).is_ok_and(|reparsed| reparsed == expected);
+        let items_parse_alone = splices
+            .iter()
+            .all(|splice| self.items_parse_alone(splice.item_column));
+        (same && items_parse_alone).then_some(edited.text)
+    }
+
+    /// Whether each sidecar written as a block item at `column` parses
+    /// alone into its tree, and its stand-in into the stand-in's.
+    fn items_parse_alone(&self, column: usize) -> bool {
+        if self.items_checked.borrow().contains(&column) {
+            return true;
+        }
+        let parses = |texts: &SidecarTexts, trees: &SidecarTrees, sidecar| {
+            let item = block_item(texts.text(sidecar), column);
+            load(&item).is_ok_and(|docs| {
+                matches!(docs.as_slice(), [Yaml::Sequence(items)]
+                    if items.as_slice() == std::slice::from_ref(trees.tree(sidecar)))
+            })
+        };
+        let all = [Sidecar::Init, Sidecar::Proxy].into_iter().all(|sidecar| {
+            parses(self.sidecars, self.trees, sidecar)
+                && parses(self.stand_ins, self.stand_in_trees, sidecar)
+        });
+        if all {
+            self.items_checked.borrow_mut().push(column);
+        }
+        all
+    }
+}
+
+/// `docs` with the planned insertions made on the tree: what the output
+/// must mean.
+fn expect<'a>(
+    docs: &[Yaml<'a>],
+    plans: &[Vec<PodEdit>],
+    trees: &SidecarTrees<'a>,
+) -> Vec<Yaml<'a>> {
+    let mut expected = docs.to_vec();
+    for (doc, edits) in expected.iter_mut().zip(plans) {
+        for edit in edits {
+            apply_to_tree(doc, edit, trees);
         }
     }
-    Ok(out)
+    expected
 }
 
 fn check_options(options: &InjectOptions) -> Result<(), InjectError> {
@@ -343,6 +549,13 @@ securityContext:
         SidecarTexts { init, proxy }
     }
 
+    fn trees(&self) -> Option<SidecarTrees<'_>> {
+        Some(SidecarTrees {
+            init: load_one(&self.init)?,
+            proxy: load_one(&self.proxy)?,
+        })
+    }
+
     fn text(&self, sidecar: Sidecar) -> &str {
         match sidecar {
             Sidecar::Init => &self.init,
@@ -469,6 +682,268 @@ fn has_content(text: &str) -> bool {
     })
 }
 
+// ---------------------------------------------------------------------------
+// A `List`, one item at a time.
+//
+// `kubectl get -o yaml` answers with a `List` of every object asked for: one
+// document that may hold thousands of pods. Parsed, edited and checked
+// whole, it takes time and memory many times its size (trees of the input,
+// of the expected output and of the output, each node a few allocations).
+// Its items are independent, so each is cut out of the text and injected
+// alone, and only one item's trees exist at a time. The cut is checked, not
+// trusted: each item's text, parsed alone, must give the very events it gave
+// in the whole document. Whatever does not fit (a flow sequence, an item not
+// starting on its `-` line, anchors, tags) is injected whole, as any other
+// document.
+
+/// The byte ranges of a `List` document's items, each from the start of its
+/// `-` line to the next one's (comment lines between items go with the item
+/// above), when each can be injected on its own; `None` when the document
+/// is not such a `List`, or cannot be cut so.
+fn split_list(text: &str) -> Option<Vec<std::ops::Range<usize>>> {
+    /// Where the walk is relative to `items`.
+    #[derive(PartialEq)]
+    enum Items {
+        Before,
+        Inside,
+        After,
+    }
+    let mut starts = ByteOffsets::new(text);
+    let mut ends = ByteOffsets::new(text);
+    let mut parser = Parser::new_from_str(text);
+    // Per open collection, for a mapping: whether its next node is a key,
+    // and the keys it has (a duplicate is refused when the whole document is
+    // loaded, so it must not pass here).
+    let mut open: Vec<Option<(bool, std::collections::HashSet<Cow<str>>)>> = Vec::new();
+    let mut documents = 0;
+    let mut key: Option<Cow<str>> = None;
+    let mut is_list = false;
+    let mut items = Items::Before;
+    let mut cuts: Vec<usize> = Vec::new();
+    let mut fingerprints: Vec<u64> = Vec::new();
+    let mut fingerprint = std::hash::DefaultHasher::new();
+    let mut last_end = 0;
+    let mut items_end = None;
+    while let Some(next) = parser.next_event() {
+        let (event, span) = next.ok()?;
+        if !plain_event(&event) {
+            return None;
+        }
+        let start = starts.at(span.start.index())?;
+        let end = ends.at(span.end.index())?;
+        let opens = matches!(event, Event::SequenceStart(..) | Event::MappingStart(..));
+        let node = opens || matches!(event, Event::Scalar(..));
+        let depth = open.len();
+        // Which node is a key: only scalar ones, which the rewrite writes.
+        let mut is_key = false;
+        if let Some(Some((expect_key, keys))) = open.last_mut()
+            && node
+        {
+            is_key = std::mem::replace(expect_key, !*expect_key);
+            if is_key {
+                let Event::Scalar(name, ..) = &event else {
+                    return None;
+                };
+                if !keys.insert(name.clone()) {
+                    return None;
+                }
+            }
+        }
+        match depth {
+            0 => match event {
+                Event::DocumentStart(_) => {
+                    documents += 1;
+                    if documents > 1 {
+                        return None;
+                    }
+                }
+                // A block mapping: a flow one cannot be cut at lines.
+                Event::MappingStart(..) if !text[start..].starts_with('{') => {}
+                Event::StreamStart | Event::StreamEnd | Event::DocumentEnd => {}
+                _ => return None,
+            },
+            1 if node => {
+                if is_key {
+                    let Event::Scalar(name, ..) = &event else {
+                        return None;
+                    };
+                    key = Some(name.clone());
+                } else {
+                    match (key.as_deref(), &event) {
+                        (Some("kind"), Event::Scalar(kind, ..)) => is_list = kind.ends_with("List"),
+                        (Some("items"), Event::SequenceStart(..))
+                            if items == Items::Before && !text[start..].starts_with('[') =>
+                        {
+                            items = Items::Inside;
+                        }
+                        (Some("items"), _) => return None,
+                        _ => {}
+                    }
+                }
+            }
+            2 if items == Items::Inside && event == Event::SequenceEnd => {
+                items = Items::After;
+                fingerprints.push(std::hash::Hasher::finish(&fingerprint));
+                items_end = Some(end_of_line(text, last_end));
+            }
+            _ if items == Items::Inside => {
+                if depth == 2 && node {
+                    // A new item, which must start on its `-` line.
+                    let line = line_start(text, start);
+                    if text[line..start].trim() != "-" {
+                        return None;
+                    }
+                    if !cuts.is_empty() {
+                        fingerprints.push(std::hash::Hasher::finish(&fingerprint));
+                    }
+                    fingerprint = std::hash::DefaultHasher::new();
+                    cuts.push(line);
+                }
+                fingerprint_event(&event, &mut fingerprint);
+                last_end = last_end.max(end);
+            }
+            _ => {}
+        }
+        match event {
+            Event::MappingStart(..) => open.push(Some((true, Default::default()))),
+            Event::SequenceStart(..) => open.push(None),
+            Event::SequenceEnd | Event::MappingEnd => {
+                open.pop()?;
+            }
+            _ => {}
+        }
+    }
+    let items_end = items_end?;
+    if !is_list || cuts.is_empty() {
+        return None;
+    }
+    let ranges: Vec<_> = cuts
+        .iter()
+        .zip(cuts.iter().skip(1).chain([&items_end]))
+        .map(|(&start, &end)| start..end)
+        .collect();
+    let alone = ranges
+        .iter()
+        .zip(&fingerprints)
+        .all(|(range, expected)| item_fingerprint(&text[range.clone()]) == Some(*expected));
+    alone.then_some(ranges)
+}
+
+/// Whether an event carries no anchor, alias or tag: those tie an item to
+/// the rest of the document, or are written back only whole.
+fn plain_event(event: &Event) -> bool {
+    match event {
+        Event::Alias(_) => false,
+        Event::Scalar(_, _, anchor, tag)
+        | Event::SequenceStart(anchor, tag)
+        | Event::MappingStart(anchor, tag) => *anchor == 0 && tag.is_none(),
+        _ => true,
+    }
+}
+
+fn fingerprint_event(event: &Event, hasher: &mut std::hash::DefaultHasher) {
+    use std::hash::Hash;
+    match event {
+        Event::Scalar(value, style, ..) => {
+            1u8.hash(hasher);
+            value.hash(hasher);
+            style.hash(hasher);
+        }
+        Event::SequenceStart(..) => 2u8.hash(hasher),
+        Event::SequenceEnd => 3u8.hash(hasher),
+        Event::MappingStart(..) => 4u8.hash(hasher),
+        Event::MappingEnd => 5u8.hash(hasher),
+        _ => 6u8.hash(hasher),
+    }
+}
+
+/// The fingerprint of the one item of `text` parsed alone as a sequence.
+fn item_fingerprint(text: &str) -> Option<u64> {
+    let mut parser = Parser::new_from_str(text);
+    let mut events = Vec::new();
+    while let Some(next) = parser.next_event() {
+        let (event, _) = next.ok()?;
+        if !plain_event(&event) {
+            return None;
+        }
+        events.push(event);
+    }
+    // Stream and document around a sequence of one item.
+    let [
+        Event::StreamStart,
+        Event::DocumentStart(false),
+        Event::SequenceStart(..),
+        item @ ..,
+        Event::SequenceEnd,
+        Event::DocumentEnd,
+        Event::StreamEnd,
+    ] = events.as_slice()
+    else {
+        return None;
+    };
+    let mut depth = 0usize;
+    let mut fingerprint = std::hash::DefaultHasher::new();
+    for (index, event) in item.iter().enumerate() {
+        // One node: the item's own events close where they began.
+        if index > 0 && depth == 0 {
+            return None;
+        }
+        fingerprint_event(event, &mut fingerprint);
+        match event {
+            Event::SequenceStart(..) | Event::MappingStart(..) => depth += 1,
+            Event::SequenceEnd | Event::MappingEnd => depth = depth.checked_sub(1)?,
+            _ => {}
+        }
+    }
+    Some(std::hash::Hasher::finish(&fingerprint))
+}
+
+/// After the line break that ends the line holding `at` (or at `at` when it
+/// follows one).
+fn end_of_line(text: &str, at: usize) -> usize {
+    if at == 0 || text[..at].ends_with('\n') {
+        return at;
+    }
+    text[at..]
+        .find('\n')
+        .map_or(text.len(), |newline| at + newline + 1)
+}
+
+/// Byte offsets of the parser's character indices, counted forward from the
+/// last one asked for (the parser's positions mostly grow).
+struct ByteOffsets<'t> {
+    text: &'t str,
+    ascii: bool,
+    chars: usize,
+    bytes: usize,
+}
+
+impl<'t> ByteOffsets<'t> {
+    fn new(text: &'t str) -> Self {
+        ByteOffsets {
+            text,
+            ascii: text.is_ascii(),
+            chars: 0,
+            bytes: 0,
+        }
+    }
+
+    fn at(&mut self, chars: usize) -> Option<usize> {
+        if self.ascii {
+            return (chars <= self.text.len()).then_some(chars);
+        }
+        if chars < self.chars {
+            (self.chars, self.bytes) = (0, 0);
+        }
+        let mut rest = self.text[self.bytes..].chars();
+        while self.chars < chars {
+            self.bytes += rest.next()?.len_utf8();
+            self.chars += 1;
+        }
+        Some(self.bytes)
+    }
+}
+
 /// Parses strictly, keeping every scalar as written (style included).
 fn load(text: &str) -> Result<Vec<Yaml<'_>>, ScanError> {
     let mut parser = Parser::new_from_str(text);
@@ -524,6 +999,17 @@ struct PodEdit {
 fn plan_document(doc: &Yaml) -> Vec<PodEdit> {
     let mut edits = Vec::new();
     plan_object(doc, &mut Vec::new(), &mut edits);
+    edits
+}
+
+/// The edits of a `List` item parsed alone: a sequence of that one item.
+fn plan_item(doc: &Yaml) -> Vec<PodEdit> {
+    let mut edits = Vec::new();
+    if let Yaml::Sequence(items) = doc
+        && let [item] = items.as_slice()
+    {
+        plan_object(item, &mut vec![Step::Index(0)], &mut edits);
+    }
     edits
 }
 
@@ -710,46 +1196,62 @@ fn insert_before_containers<'a>(spec: &mut Mapping<'a>, init_containers: Yaml<'a
 /// text, in the layout of the pod's `containers`; yaml-edit's tree inserts
 /// into existing lists, which it does in their own layout, and anything the
 /// text splice does not recognise.
-fn edit_lossless(text: &str, plans: &[Vec<PodEdit>], sidecars: &SidecarTexts) -> Option<String> {
-    let edited = edit_lossless_lf(text, plans, sidecars)?;
-    // The insertions end their lines with `\n`; a file whose every line
-    // ends with `\r\n` keeps doing so.
-    let crlf = text.contains("\r\n") && text.matches('\n').count() == text.matches("\r\n").count();
-    Some(if crlf {
+fn edit_lossless(text: &str, plans: &[Vec<PodEdit>], sidecars: &SidecarTexts) -> Option<Edited> {
+    let mut edited = edit_lossless_lf(text, plans, sidecars)?;
+    edited.text = line_endings_as(text, edited.text);
+    Some(edited)
+}
+
+/// The insertions end their lines with `\n`; a file whose every line ends
+/// with `\r\n` keeps doing so.
+fn line_endings_as(input: &str, edited: String) -> String {
+    let crlf =
+        input.contains("\r\n") && input.matches('\n').count() == input.matches("\r\n").count();
+    if crlf {
         edited.replace("\r\n", "\n").replace('\n', "\r\n")
     } else {
         edited
-    })
+    }
 }
 
-fn edit_lossless_lf(text: &str, plans: &[Vec<PodEdit>], sidecars: &SidecarTexts) -> Option<String> {
+/// A chunk's text with meshtop inserted.
+struct Edited {
+    text: String,
+    /// When every insertion was a text splice: the splices, from last to
+    /// first (see [`Edit::checked`]).
+    splices: Option<Vec<Splice>>,
+}
+
+fn edit_lossless_lf(text: &str, plans: &[Vec<PodEdit>], sidecars: &SidecarTexts) -> Option<Edited> {
     let file = YamlFile::from_str(text).ok()?;
     let documents: Vec<Document> = file.documents().collect();
     if documents.len() != plans.len() {
         return None;
     }
     let mut splices = Vec::new();
-    let mut spliced = Vec::new();
+    let mut done = Vec::new();
     for (d, (document, edits)) in documents.iter().zip(plans).enumerate() {
         for (e, edit) in edits.iter().enumerate() {
-            if let Some(splice) = init_list_splice(text, document, edit, sidecars) {
+            if let Some(splice) = init_list_splice(text, document, edit) {
                 splices.push(splice);
-                spliced.push((d, e));
+                done.push((d, e));
             }
         }
     }
     splices.sort_by_key(|splice| std::cmp::Reverse(splice.range.start));
-    let mut edited = text.to_owned();
-    let mut end_of_previous = edited.len();
-    for splice in splices {
+    let mut end_of_previous = text.len();
+    for splice in &splices {
         if splice.range.end > end_of_previous {
             return None;
         }
         end_of_previous = splice.range.start;
-        edited.replace_range(splice.range, &splice.text);
     }
-    if spliced.len() == plans.iter().map(Vec::len).sum::<usize>() {
-        return Some(edited);
+    let edited = spliced(text, &splices, sidecars);
+    if done.len() == plans.iter().map(Vec::len).sum::<usize>() {
+        return Some(Edited {
+            text: edited,
+            splices: Some(splices),
+        });
     }
 
     let file = YamlFile::from_str(&edited).ok()?;
@@ -759,16 +1261,22 @@ fn edit_lossless_lf(text: &str, plans: &[Vec<PodEdit>], sidecars: &SidecarTexts)
     }
     for (d, (document, edits)) in documents.iter().zip(plans).enumerate() {
         for (e, edit) in edits.iter().enumerate() {
-            if !spliced.contains(&(d, e)) {
+            if !done.contains(&(d, e)) {
                 edit_pod(document, edit, sidecars)?;
             }
         }
     }
-    Some(file.to_string())
+    Some(Edited {
+        text: file.to_string(),
+        splices: None,
+    })
 }
 
 fn pod_spec(document: &Document, path: &[Step]) -> Option<yaml_edit::Mapping> {
-    let mut node = YamlNode::Mapping(document.as_mapping()?);
+    let mut node = match path.first() {
+        Some(Step::Index(_)) => YamlNode::Sequence(document.as_sequence()?),
+        _ => YamlNode::Mapping(document.as_mapping()?),
+    };
     for step in path {
         node = match step {
             Step::Key(key) => node.as_mapping()?.get(*key)?,
@@ -819,18 +1327,37 @@ fn edit_pod(document: &Document, edit: &PodEdit, sidecars: &SidecarTexts) -> Opt
 /// A replacement of `range` of the chunk's text by `text`.
 struct Splice {
     range: std::ops::Range<usize>,
-    text: String,
+    /// The `initContainers:` line (with the comment it had, if any).
+    key_line: String,
+    /// The sidecars to write, in order, as block items at `item_column`.
+    items: Vec<Sidecar>,
+    item_column: usize,
+}
+
+impl Splice {
+    fn text(&self, sidecars: &SidecarTexts) -> String {
+        let mut text = self.key_line.clone();
+        for &sidecar in &self.items {
+            text.push_str(&block_item(sidecars.text(sidecar), self.item_column));
+        }
+        text
+    }
+}
+
+/// `text` with the splices, sorted from last to first, made with these
+/// sidecars.
+fn spliced(text: &str, splices: &[Splice], sidecars: &SidecarTexts) -> String {
+    let mut edited = text.to_owned();
+    for splice in splices {
+        edited.replace_range(splice.range.clone(), &splice.text(sidecars));
+    }
+    edited
 }
 
 /// The text that adds a new `initContainers` before `containers`, or fills
 /// an empty one, laid out as `containers` is; `None` when the pod is not
 /// laid out in plain block style, or the list has items already.
-fn init_list_splice(
-    text: &str,
-    document: &Document,
-    edit: &PodEdit,
-    sidecars: &SidecarTexts,
-) -> Option<Splice> {
+fn init_list_splice(text: &str, document: &Document, edit: &PodEdit) -> Option<Splice> {
     if edit.init_list == InitList::Sequence {
         return None;
     }
@@ -842,16 +1369,14 @@ fn init_list_splice(
             .start,
     );
     let (column, item_offset) = block_layout(text, containers)?;
-    let items: String = new_list_order(edit)
-        .into_iter()
-        .map(|sidecar| block_item(sidecars.text(sidecar), column + item_offset))
-        .collect();
+    let items = new_list_order(edit);
     if edit.init_list == InitList::Missing {
         let at = start_of_comments_above(text, line_start(text, containers), column);
-        let key = format!("{}initContainers:\n", " ".repeat(column));
         return Some(Splice {
             range: at..at,
-            text: key + &items,
+            key_line: format!("{}initContainers:\n", " ".repeat(column)),
+            items,
+            item_column: column + item_offset,
         });
     }
 
@@ -888,10 +1413,11 @@ fn init_list_splice(
         replacement.push_str(comment);
     }
     replacement.push('\n');
-    replacement.push_str(&items);
     Some(Splice {
         range: start..end,
-        text: replacement,
+        key_line: replacement,
+        items,
+        item_column: column + item_offset,
     })
 }
 
@@ -982,6 +1508,18 @@ fn rewrite(chunk: &Chunk, docs: &[Yaml]) -> Result<String, String> {
             }
         }
     }
+    Ok(out)
+}
+
+/// A `List` item's text (see [`Shape::ListItem`]) rewritten from its tree,
+/// its `-` where it stood.
+fn rewrite_item(text: &str, docs: &[Yaml]) -> Result<String, String> {
+    let [Yaml::Sequence(items)] = docs else {
+        return Err("a list item that is not one".to_owned());
+    };
+    let column = text.len() - text.trim_start_matches(' ').len();
+    let mut out = String::with_capacity(text.len() * 2);
+    write_items(items, column, false, &mut out)?;
     Ok(out)
 }
 
@@ -1079,6 +1617,28 @@ fn inline(node: &Yaml) -> Result<String, String> {
 mod tests {
     use super::*;
 
+    fn inject_with(
+        input: &str,
+        options: &InjectOptions,
+        editor: Editor,
+    ) -> Result<String, InjectError> {
+        run(input, options, editor, Lists::ByItem)
+    }
+
+    fn run(
+        input: &str,
+        options: &InjectOptions,
+        editor: Editor,
+        lists: Lists,
+    ) -> Result<String, InjectError> {
+        let mut out = String::new();
+        super::inject_with(input, options, editor, lists, Pass::Write, &mut |text| {
+            out.push_str(text);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
     const TRICKY: &str = "\
 # a comment
 apiVersion: v1
@@ -1167,6 +1727,96 @@ spec:
         );
     }
 
+    /// `List`s laid out as `kubectl get -o yaml` and people write them.
+    const LISTS: &[&str] = &[
+        // Items at the key's column, a pod, a deployment, a config map.
+        "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Pod\n  metadata: {name: a}\n  spec:\n    containers:\n    - name: app\n      image: x\n- apiVersion: apps/v1\n  kind: Deployment\n  spec:\n    template:\n      spec:\n        initContainers:\n        - name: setup\n          image: y\n        containers:\n        - {name: app, image: x}\n- kind: ConfigMap\n  data: {a: b}\n",
+        // Items indented, comments between and after them, `kind` last.
+        "apiVersion: v1\nitems:\n  # the first\n  - kind: Pod\n    spec:\n      containers:\n        - name: app\n\n  # the second\n  - kind: Pod # inline\n    spec:\n      initContainers: []\n      containers:\n        - name: app\n  # trailing\nkind: List\nmetadata:\n  resourceVersion: \"\"\n",
+        // An item in flow style, a literal block, CRLF, non-ASCII.
+        "kind: List\r\nitems:\r\n- {kind: Pod, spec: {containers: [{name: app}]}}\r\n- kind: Pod\r\n  metadata:\r\n    annotations:\r\n      note: |\r\n        caf\u{e9} \u{2014} ok\r\n  spec:\r\n    containers:\r\n    - name: \u{e9}t\u{e9}\r\n",
+        // An explicit document among others, ending without a newline.
+        "kind: Pod\nspec:\n  containers:\n  - name: a\n---\nkind: PodList\nitems:\n- kind: Pod\n  spec:\n    containers:\n    - name: b",
+    ];
+
+    #[test]
+    fn lists_are_cut_into_items_that_parse_alone() {
+        let documents: Vec<&str> = LISTS
+            .iter()
+            .map(|list| list.rsplit("---\n").next().unwrap_or(list))
+            .collect();
+        for list in documents {
+            let items = split_list(list).expect("a list that can be cut");
+            assert!(items.len() >= 2 || list.contains("PodList"), "{list}");
+            for item in items {
+                assert!(list[item].trim_start().starts_with('-'));
+            }
+        }
+        // Not cut: anchors, a flow sequence, a list of one document among two.
+        for whole in [
+            "kind: List\nitems:\n- &a {kind: Pod}\n- *a\n",
+            "kind: List\nitems: [{kind: Pod}]\n",
+            "kind: List\nitems:\n-\n  kind: Pod\n",
+            "kind: Deployment\nitems:\n- a\n",
+            "kind: List\nitems:\n- a\n---\nkind: List\nitems:\n- b\n",
+            // Duplicate keys, which loading the whole document refuses.
+            "kind: List\nitems:\n- kind: Pod\n  kind: Pod\n",
+            "kind: List\nitems:\n- kind: Pod\nkind: List\n",
+        ] {
+            assert_eq!(split_list(whole), None, "{whole}");
+        }
+    }
+
+    #[test]
+    fn a_list_injected_item_by_item_is_what_it_is_injected_whole() {
+        let options = InjectOptions::default();
+        for list in LISTS {
+            let by_item = run(list, &options, Editor::Lossless, Lists::ByItem).expect("injects");
+            let whole = run(list, &options, Editor::Lossless, Lists::Whole).expect("injects");
+            fn trees(text: &str) -> Vec<Yaml<'_>> {
+                load(text)
+                    .expect("valid")
+                    .iter()
+                    .map(strip_styles)
+                    .collect()
+            }
+            assert_eq!(trees(&by_item), trees(&whole), "{list}");
+            // And what the tree says, written out from it without any
+            // stand-in check.
+            let rewritten = run(list, &options, Editor::Rewrite, Lists::Whole).expect("injects");
+            assert_eq!(trees(&by_item), trees(&rewritten), "{list}");
+            assert!(by_item.matches(PROXY_CONTAINER).count() >= 2, "{by_item}");
+            // Laid out as the input; only what cannot be edited in place is
+            // rewritten, and then only its item.
+            if !list.contains('{') || list.contains("ConfigMap") {
+                assert_eq!(by_item, whole, "{list}");
+            }
+            for comment in ["# the first", "# the second", "# inline", "# trailing"] {
+                assert_eq!(list.contains(comment), by_item.contains(comment));
+            }
+            // Injecting again changes nothing.
+            let again = run(&by_item, &options, Editor::Lossless, Lists::ByItem).expect("injects");
+            assert_eq!(again, by_item);
+        }
+    }
+
+    #[test]
+    fn nothing_is_written_when_a_later_document_is_invalid() {
+        let input = format!("{}---\nkind: Pod\nspec: [\n", LISTS[0]);
+        let mut out = Vec::new();
+        let err = inject_to(&input, &InjectOptions::default(), &mut out).expect_err("invalid");
+        assert!(
+            matches!(err, InjectError::InvalidYaml { document: 2, .. }),
+            "{err}"
+        );
+        assert!(out.is_empty());
+        inject_to(LISTS[0], &InjectOptions::default(), &mut out).expect("injects");
+        assert_eq!(
+            String::from_utf8(out).expect("utf-8"),
+            inject(LISTS[0], &InjectOptions::default()).expect("injects")
+        );
+    }
+
     #[test]
     fn directives_stay_with_their_document() {
         let input = "%YAML 1.2\n---\nkind: Pod\nspec:\n  containers:\n  - name: app\n";
@@ -1229,6 +1879,44 @@ spec:
             if let Ok(once) = inject(&text, &options) {
                 let twice = inject(&once, &options);
                 proptest::prop_assert_eq!(twice.as_deref(), Ok(once.as_str()));
+            }
+        }
+
+        /// A damaged `List`, injected item by item, means what it means
+        /// injected whole, and the streamed output is all or nothing.
+        #[test]
+        fn damaged_lists_inject_item_by_item_as_whole(
+            list in 0usize..LISTS.len(),
+            flips in proptest::collection::vec((0usize..400, proptest::prelude::any::<u8>()), 0..3),
+            cut in 1usize..400,
+        ) {
+            let mut bytes = LISTS[list].as_bytes().to_vec();
+            for (at, byte) in flips {
+                let len = bytes.len();
+                bytes[at % len] = byte;
+            }
+            bytes.truncate(cut);
+            let Ok(text) = String::from_utf8(bytes) else {
+                return Ok(());
+            };
+            let options = InjectOptions::default();
+            let by_item = run(&text, &options, Editor::Lossless, Lists::ByItem);
+            let whole = run(&text, &options, Editor::Lossless, Lists::Whole);
+            let mut streamed = Vec::new();
+            let to = inject_to(&text, &options, &mut streamed);
+            match (&by_item, &whole) {
+                (Ok(by_item), Ok(whole)) => {
+                    let trees = |text: &str| load(text).map(|docs| docs.iter().map(strip_styles).map(|d| format!("{d:?}")).collect::<Vec<_>>());
+                    proptest::prop_assert_eq!(trees(by_item), trees(whole));
+                    proptest::prop_assert!(to.is_ok());
+                    proptest::prop_assert_eq!(streamed.as_slice(), by_item.as_bytes());
+                }
+                (Err(_), Err(_)) => {
+                    proptest::prop_assert!(to.is_err());
+                    proptest::prop_assert!(streamed.is_empty());
+                }
+                (Ok(_), Err(err)) => proptest::prop_assert!(false, "only whole failed: {err}"),
+                (Err(err), Ok(_)) => proptest::prop_assert!(false, "only by item failed: {err}"),
             }
         }
     }
