@@ -310,6 +310,9 @@ pub struct ProxyArgs {
     /// How long protocol detection waits for a client whose first bytes may still be HTTP or TLS (or who sent none) while the server is silent; then the connection is opaque
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub detect_timeout: Duration,
+    /// Upstream connections dialled ahead for clients that have not sent a byte (so that servers that speak first are heard at once); past it, silent clients wait for one to be free
+    #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_eager_dials: u32,
     /// An opaque tunnel (TCP, TLS, an upgraded connection) in which no byte moved either way for this long is closed; 0 never
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
     pub idle_timeout: Duration,
@@ -580,6 +583,7 @@ impl ProxyArgs {
         config.drain_timeout = self.drain_timeout;
         config.connect_timeout = self.connect_timeout;
         config.detect_timeout = self.detect_timeout;
+        config.max_eager_dials = self.max_eager_dials as usize;
         config.idle_timeout = self.idle_timeout;
         config.body_timeout = self.body_timeout;
         config.replay_after_idle = self.replay_after_idle;

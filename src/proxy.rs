@@ -77,6 +77,12 @@ pub struct ProxyConfig {
     /// How long detection waits for a client whose bytes so far may still
     /// be HTTP or TLS (or who sent none), while the server is silent.
     pub detect_timeout: Duration,
+    /// Upstream connections held for clients that have not sent a byte yet
+    /// (dialled at accept, so that a server that speaks first is heard at
+    /// once). Past it, a silent client waits for one to be free, so that
+    /// idle clients cannot open as many upstream connections as they open
+    /// to the proxy. At least 1.
+    pub max_eager_dials: usize,
     /// An opaque tunnel in which no byte moved either way for this long is
     /// closed (zero: never).
     pub idle_timeout: Duration,
@@ -108,6 +114,7 @@ impl ProxyConfig {
             drain_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(10),
             detect_timeout: Duration::from_secs(10),
+            max_eager_dials: 256,
             idle_timeout: Duration::from_secs(3600),
             body_timeout: Duration::from_secs(60),
             capture_headers: Vec::new(),
@@ -272,6 +279,11 @@ impl Proxy {
             opaque_ports: self.config.opaque_ports.clone(),
             connect_timeout: self.config.connect_timeout,
             detect_timeout: self.config.detect_timeout,
+            eager_dials: Arc::new(tokio::sync::Semaphore::new(
+                self.config
+                    .max_eager_dials
+                    .clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
+            )),
             idle_timeout: self.config.idle_timeout,
             body_timeout: self.config.body_timeout,
             replay_after_idle: self.config.replay_after_idle,

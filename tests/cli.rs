@@ -422,4 +422,24 @@ fn inject_reads_a_file_or_stdin_and_rejects_invalid_yaml_in_one_line() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
     assert!(stderr.contains("document 2"), "{stderr}");
+    // The output is streamed, but nothing of it is written when any
+    // document fails: the first, valid one included.
+    assert!(output.stdout.is_empty());
+}
+
+#[test]
+fn a_zero_eager_dial_cap_is_refused_in_one_line() {
+    let output = meshtop_bin()
+        .args([
+            "proxy",
+            "--inbound",
+            "127.0.0.1:0=127.0.0.1:9",
+            "--max-eager-dials",
+            "0",
+        ])
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--max-eager-dials"), "{stderr}");
 }

@@ -329,3 +329,108 @@ async fn an_unresponsive_upstream_is_a_502_recorded_as_connect_timeout() {
     assert_eq!(record.server, Some(addr));
     proxy.stop().await;
 }
+
+/// A banner server that counts the connections it accepted.
+async fn counting_banner_server() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = TcpListener::bind(local0()).await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                if stream.write_all(b"220 hello\r\n").await.is_err() {
+                    return;
+                }
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = stream.read(&mut buf).await {
+                    if n == 0 || stream.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn silent_clients_hold_no_more_upstream_connections_than_the_cap() {
+    // Finding 7: 5,000 idle clients made 5,000 backend connections, each
+    // dialled at accept. Now at most --max-eager-dials are held for clients
+    // that have not sent a byte; server-first protocols still work, and a
+    // client that speaks is never held back by the cap. Both ways a waiting
+    // client may get its permit: during detection, and after it (a short
+    // detect timeout).
+    use std::sync::atomic::Ordering;
+    for detect_timeout in [Duration::from_secs(10), Duration::from_millis(50)] {
+        let (backend, accepted) = counting_banner_server().await;
+        let mut config = config(vec![ListenerConfig {
+            direction: Direction::Inbound,
+            addr: local0(),
+            target: Some(Dest::Addr(backend)),
+        }]);
+        config.max_eager_dials = 2;
+        config.detect_timeout = detect_timeout;
+        let proxy = TestProxy::start(config).await;
+
+        // Two silent clients hear the server first, through the cap.
+        let mut first = RawConn::connect(proxy.addr()).await;
+        assert_eq!(first.read_line().await, "220 hello");
+        let mut second = RawConn::connect(proxy.addr()).await;
+        assert_eq!(second.read_line().await, "220 hello");
+        // Three more wait for a permit.
+        let mut waiting = Vec::new();
+        for _ in 0..3 {
+            waiting.push(RawConn::connect(proxy.addr()).await);
+        }
+        // One that speaks goes through at once, and by the time it is
+        // answered the silent ones dialled nothing more.
+        let mut talker = RawConn::connect(proxy.addr()).await;
+        talker.send(b"EHLO x\r\n").await;
+        assert_eq!(talker.read_line().await, "220 hello");
+        assert_eq!(talker.read_line().await, "EHLO x");
+        assert_eq!(accepted.load(Ordering::SeqCst), 3, "{detect_timeout:?}");
+
+        // A permit is freed when a silent client leaves, and when one
+        // speaks: each time one waiting client is dialled.
+        drop(first);
+        let mut heard = within("a waiting client to be dialled", async {
+            loop {
+                for (i, conn) in waiting.iter_mut().enumerate() {
+                    let line =
+                        tokio::time::timeout(Duration::from_millis(20), conn.read_line()).await;
+                    if let Ok(line) = line {
+                        return (i, line);
+                    }
+                }
+            }
+        })
+        .await;
+        assert_eq!(heard.1, "220 hello");
+        waiting.remove(heard.0);
+        second.send(b"hi\r\n").await;
+        assert_eq!(second.read_line().await, "hi");
+        heard = within("another waiting client to be dialled", async {
+            loop {
+                for (i, conn) in waiting.iter_mut().enumerate() {
+                    let line =
+                        tokio::time::timeout(Duration::from_millis(20), conn.read_line()).await;
+                    if let Ok(line) = line {
+                        return (i, line);
+                    }
+                }
+            }
+        })
+        .await;
+        assert_eq!(heard.1, "220 hello");
+        assert_eq!(accepted.load(Ordering::SeqCst), 5, "{detect_timeout:?}");
+        drop((second, talker, waiting));
+        proxy.stop().await;
+    }
+}

@@ -9,6 +9,7 @@ use ::http::HeaderMap;
 use ::http::header::HeaderName;
 use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -48,6 +49,9 @@ pub struct Shared {
     pub connect_timeout: Duration,
     /// See [`crate::proxy::ProxyConfig::detect_timeout`].
     pub detect_timeout: Duration,
+    /// Permits for upstream connections held for clients that have not
+    /// sent a byte: see [`crate::proxy::ProxyConfig::max_eager_dials`].
+    pub eager_dials: Arc<tokio::sync::Semaphore>,
     /// See [`crate::proxy::ProxyConfig::idle_timeout`].
     pub idle_timeout: Duration,
     /// See [`crate::proxy::ProxyConfig::body_timeout`].
@@ -202,6 +206,7 @@ pub async fn serve(mut io: BoxIo, ctx: Arc<ConnCtx>, route: Route, connected: Op
             connected,
             TcpProtocol::Tcp,
             None,
+            None,
             &ctx,
             start,
             started,
@@ -209,16 +214,28 @@ pub async fn serve(mut io: BoxIo, ctx: Arc<ConnCtx>, route: Route, connected: Op
         .await;
     }
 
-    // Connect eagerly, so a server that speaks first is heard at once.
-    let mut connecting: Option<PendingConnect> = match (&route, &connected) {
-        (Route::Fixed(dest), None) => Some(Box::pin(ctx.shared.dial(dest.clone()))),
-        _ => None,
-    };
+    // Connect eagerly, so a server that speaks first is heard at once; but
+    // no more upstream connections are held for clients that have not sent
+    // a byte than `--max-eager-dials`: past it, a silent client waits for a
+    // permit, or until it speaks. The permit goes with its first byte.
+    let mut silent: Option<OwnedSemaphorePermit> = None;
+    let mut waiting_for_permit = false;
+    let mut connecting: Option<PendingConnect> = None;
+    if let (Route::Fixed(dest), None) = (&route, &connected) {
+        match ctx.shared.eager_dials.clone().try_acquire_owned() {
+            Ok(permit) => {
+                silent = Some(permit);
+                connecting = Some(Box::pin(ctx.shared.dial(dest.clone())));
+            }
+            Err(_) => waiting_for_permit = true,
+        }
+    }
     let mut connected = connected;
     let mut buf = BytesMut::with_capacity(1024);
 
     enum Event {
         Client(std::io::Result<usize>),
+        Permit(Option<OwnedSemaphorePermit>),
         Connected(Connected),
         ServerSpoke,
         ServerSentH2Settings,
@@ -248,6 +265,9 @@ pub async fn serve(mut io: BoxIo, ctx: Arc<ConnCtx>, route: Route, connected: Op
             read = io.read_buf(&mut buf), if buf.len() < MAX_SNIFF => Event::Client(read),
             done = async { connecting.as_mut().expect("guarded by the branch condition").await },
                 if connecting.is_some() => Event::Connected(done),
+            permit = ctx.shared.eager_dials.clone().acquire_owned(), if waiting_for_permit => {
+                Event::Permit(permit.ok())
+            }
             h2_settings = async {
                 let mut head = [0u8; H2_FRAME_HEADER];
                 match &connected {
@@ -264,7 +284,20 @@ pub async fn serve(mut io: BoxIo, ctx: Arc<ConnCtx>, route: Route, connected: Op
         };
         match event {
             Event::Client(Ok(0)) => break Protocol::Opaque,
-            Event::Client(Ok(_)) => {}
+            Event::Client(Ok(_)) => {
+                silent = None;
+                if let (true, Route::Fixed(dest)) = (waiting_for_permit, &route) {
+                    waiting_for_permit = false;
+                    connecting = Some(Box::pin(ctx.shared.dial(dest.clone())));
+                }
+            }
+            Event::Permit(permit) => {
+                waiting_for_permit = false;
+                if let (Some(permit), Route::Fixed(dest)) = (permit, &route) {
+                    silent = Some(permit);
+                    connecting = Some(Box::pin(ctx.shared.dial(dest.clone())));
+                }
+            }
             Event::Client(Err(err)) => {
                 tracing::debug!(error = %err, "client failed before its protocol was known");
                 let mut record = ctx.tcp_record(TcpProtocol::Tcp, None);
@@ -324,9 +357,48 @@ pub async fn serve(mut io: BoxIo, ctx: Arc<ConnCtx>, route: Route, connected: Op
     let connected = match (connected, connecting) {
         (Some(done), _) => done,
         (None, Some(pending)) => pending.await,
-        (None, None) => ctx.shared.dial(dest.clone()).await,
+        (None, None) => {
+            if buf.is_empty() && silent.is_none() {
+                // Still silent, and past detection: it dials under a permit
+                // too, or the cap would only delay idle clients.
+                match silent_permit(&ctx).await {
+                    Ok(permit) => silent = Some(permit),
+                    Err(error) => {
+                        let mut record = ctx.tcp_record(tcp_protocol, sni);
+                        record.start = start;
+                        tunnel::record_failed(&ctx, record, error, started);
+                        return;
+                    }
+                }
+            }
+            ctx.shared.dial(dest.clone()).await
+        }
     };
-    opaque(io, buf, connected, tcp_protocol, sni, &ctx, start, started).await;
+    opaque(
+        io,
+        buf,
+        connected,
+        tcp_protocol,
+        sni,
+        silent,
+        &ctx,
+        start,
+        started,
+    )
+    .await;
+}
+
+/// A permit to hold an upstream connection for a client that has not sent a
+/// byte, waited for no longer than the idle timeout (or until shutdown).
+async fn silent_permit(ctx: &ConnCtx) -> Result<OwnedSemaphorePermit, ErrorKind> {
+    let idle = ctx.shared.idle_timeout;
+    tokio::select! {
+        permit = ctx.shared.eager_dials.clone().acquire_owned() => {
+            permit.map_err(|_| ErrorKind::Shutdown)
+        }
+        () = tokio::time::sleep(idle), if !idle.is_zero() => Err(ErrorKind::IdleTimeout),
+        () = ctx.shared.shutdown.cancelled() => Err(ErrorKind::Shutdown),
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -336,6 +408,7 @@ async fn opaque(
     connected: Connected,
     protocol: TcpProtocol,
     sni: Option<String>,
+    silent: Option<OwnedSemaphorePermit>,
     ctx: &ConnCtx,
     start: SystemTime,
     started: Instant,
@@ -346,7 +419,7 @@ async fn opaque(
         Ok((stream, server)) => {
             record.server = Some(server);
             let client: BoxIo = Box::new(Prefixed::new(sniffed.freeze(), io));
-            tunnel::splice(client, stream, record, started, ctx).await;
+            tunnel::splice(client, stream, silent, record, started, ctx).await;
         }
         Err(err) => {
             tracing::debug!(error = %err, "opaque connection failed");

@@ -301,7 +301,7 @@ impl Forwarder {
                     Ok((client, upstream)) => {
                         let client: BoxIo = Box::new(TokioIo::new(client));
                         let upstream = TokioIo::new(upstream);
-                        tunnel::splice(client, upstream, record, Instant::now(), &ctx).await;
+                        tunnel::splice(client, upstream, None, record, Instant::now(), &ctx).await;
                     }
                     Err(err) => debug!(error = %err, "upgrade failed"),
                 }

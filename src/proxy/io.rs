@@ -86,6 +86,8 @@ pub struct Metered<I> {
     pub failed: bool,
     /// Told of every byte read, for an idle timeout.
     activity: Option<Arc<Activity>>,
+    /// Released with the first byte read.
+    until_read: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl<I> Metered<I> {
@@ -96,7 +98,14 @@ impl<I> Metered<I> {
             written: 0,
             failed: false,
             activity: None,
+            until_read: None,
         }
+    }
+
+    /// Holds `permit` until the first byte is read.
+    pub fn holding_until_read(mut self, permit: Option<tokio::sync::OwnedSemaphorePermit>) -> Self {
+        self.until_read = permit;
+        self
     }
 
     /// Tells `activity` whenever bytes are read.
@@ -124,10 +133,11 @@ impl<I: AsyncRead + Unpin> AsyncRead for Metered<I> {
         if let Poll::Ready(Ok(())) = result {
             let n = buf.filled().len() - before;
             self.read += n as u64;
-            if n > 0
-                && let Some(activity) = &self.activity
-            {
-                activity.touch();
+            if n > 0 {
+                self.until_read = None;
+                if let Some(activity) = &self.activity {
+                    activity.touch();
+                }
             }
         }
         self.note(result)

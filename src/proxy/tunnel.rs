@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::conn::ConnCtx;
 use super::io::{BoxIo, Metered};
@@ -14,9 +15,12 @@ use crate::telemetry::{ErrorKind, Record, TcpRecord};
 
 /// Copies between the client and the upstream until both directions end,
 /// then emits `record` (which names the server) with what was carried.
+/// `silent`, the permit of a client that has not sent a byte yet, goes with
+/// its first byte.
 pub async fn splice<U>(
     client: BoxIo,
     upstream: U,
+    silent: Option<OwnedSemaphorePermit>,
     mut record: TcpRecord,
     started: Instant,
     ctx: &ConnCtx,
@@ -24,7 +28,9 @@ pub async fn splice<U>(
     U: AsyncRead + AsyncWrite + Unpin,
 {
     let activity = Arc::new(Activity::default());
-    let mut client = Metered::new(client).watched(activity.clone());
+    let mut client = Metered::new(client)
+        .watched(activity.clone())
+        .holding_until_read(silent);
     let mut upstream = Metered::new(upstream).watched(activity.clone());
     let copied = tokio::select! {
         result = tokio::io::copy_bidirectional(&mut client, &mut upstream) => match result {
