@@ -1153,6 +1153,14 @@ async fn requests_cannot_hide_from_detection() {
             &b""[..],
             "GET",
         ),
+        // The same, with hop-by-hop fields: the head is written anew
+        // without them, from its request line, not from its first byte.
+        (
+            b"\r\n\r\nGET /echo?dodge=crlf-rewritten HTTP/1.1\r\nHost: t\r\n\
+              Connection: keep-alive, x-foo\r\nX-Foo: 1\r\n\r\n",
+            b"",
+            "GET",
+        ),
         (
             b"get /echo?dodge=lowercase HTTP/1.1\r\nHost: t\r\n\r\n",
             b"",

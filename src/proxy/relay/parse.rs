@@ -165,10 +165,18 @@ pub fn request(buf: &[u8], capture: &[HeaderName]) -> Request {
     let captured = captured(req.headers, capture);
     let rewritten = hop_by_hop.then(|| {
         // The request line as it came (CRLF-terminated: bare LFs went to
-        // hyper above), then the end-to-end fields.
-        let line = buf.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1);
+        // hyper above), without the empty lines that may precede it, then
+        // the end-to-end fields.
+        let start = buf[..len]
+            .iter()
+            .position(|&b| b != b'\r' && b != b'\n')
+            .unwrap_or(0);
+        let line = buf[start..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(start, |i| start + i + 1);
         let mut head = Vec::with_capacity(len);
-        head.extend_from_slice(&buf[..line]);
+        head.extend_from_slice(&buf[start..line]);
         write_end_to_end(&mut head, req.headers, false);
         head
     });
@@ -628,6 +636,19 @@ mod tests {
     }
 
     #[test]
+    fn a_rewritten_request_starts_at_its_request_line() {
+        let head = b"\r\n\r\nGET /a HTTP/1.1\r\nHost: t\r\nConnection: x-foo\r\nX-Foo: 1\r\n\r\n";
+        let Request::Plain(parsed) = request(head, &[]) else {
+            panic!("a plain request");
+        };
+        assert_eq!(parsed.len, head.len());
+        assert_eq!(
+            parsed.rewritten.as_deref(),
+            Some(&b"GET /a HTTP/1.1\r\nHost: t\r\n\r\n"[..])
+        );
+    }
+
+    #[test]
     fn hop_by_hop_fields_are_rewritten_out_of_a_request() {
         let head = plain(
             b"GET /a HTTP/1.1\r\nHost: web\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\n\
@@ -969,10 +990,15 @@ mod tests {
             host in "[a-z0-9.-]{1,30}(:[0-9]{1,5})?",
             extra in proptest::collection::vec(("x-[a-z]{1,10}", "[ -~]{0,40}"), 0..6),
             length in proptest::option::of(0u32..100_000),
+            connection in proptest::option::of("keep-alive|keep-alive, x-a|x-b"),
         ) {
             let mut head = format!("{empty}{method} {path} HTTP/1.1\r\nHost: {host}\r\n");
             for (name, value) in &extra {
                 head.push_str(&format!("{name}: {value}\r\n"));
+            }
+            // Hop-by-hop fields, which make the relay write the head anew.
+            if let Some(connection) = &connection {
+                head.push_str(&format!("Connection: {connection}\r\n"));
             }
             if let Some(length) = length {
                 head.push_str(&format!("Content-Length: {length}\r\n"));
@@ -993,6 +1019,15 @@ mod tests {
                 proptest::prop_assert_eq!(ours.path.as_str(), theirs.path.unwrap_or_default());
                 let host_range = ours.host.clone().expect("a host");
                 proptest::prop_assert_eq!(&head[host_range], host.as_str());
+                // A head written anew says the same request.
+                if let Some(rewritten) = &ours.rewritten {
+                    let mut fields = [httparse::EMPTY_HEADER; 64];
+                    let mut again = httparse::Request::new(&mut fields);
+                    let parsed = again.parse(rewritten);
+                    proptest::prop_assert!(matches!(parsed, Ok(httparse::Status::Complete(n)) if n == rewritten.len()), "{:?}", String::from_utf8_lossy(rewritten));
+                    proptest::prop_assert_eq!(again.method, theirs.method);
+                    proptest::prop_assert_eq!(again.path, theirs.path);
+                }
             }
         }
     }
