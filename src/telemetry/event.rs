@@ -247,21 +247,21 @@ pub struct StatusClasses {
 impl StatusClasses {
     pub fn add(&mut self, status: u16, n: u64) {
         match status / 100 {
-            1 => self.c1xx += n,
-            2 => self.c2xx += n,
-            3 => self.c3xx += n,
-            4 => self.c4xx += n,
-            5 => self.c5xx += n,
+            1 => self.c1xx = self.c1xx.saturating_add(n),
+            2 => self.c2xx = self.c2xx.saturating_add(n),
+            3 => self.c3xx = self.c3xx.saturating_add(n),
+            4 => self.c4xx = self.c4xx.saturating_add(n),
+            5 => self.c5xx = self.c5xx.saturating_add(n),
             _ => {}
         }
     }
 
     pub fn merge(&mut self, other: &StatusClasses) {
-        self.c1xx += other.c1xx;
-        self.c2xx += other.c2xx;
-        self.c3xx += other.c3xx;
-        self.c4xx += other.c4xx;
-        self.c5xx += other.c5xx;
+        self.c1xx = self.c1xx.saturating_add(other.c1xx);
+        self.c2xx = self.c2xx.saturating_add(other.c2xx);
+        self.c3xx = self.c3xx.saturating_add(other.c3xx);
+        self.c4xx = self.c4xx.saturating_add(other.c4xx);
+        self.c5xx = self.c5xx.saturating_add(other.c5xx);
     }
 }
 
@@ -702,6 +702,18 @@ fn push_ascii(out: &mut String, text: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_classes_from_a_sidecar_saturate_instead_of_wrapping() {
+        let mut classes = StatusClasses::default();
+        classes.add(503, u64::MAX);
+        classes.add(500, 2);
+        let mut other = StatusClasses::default();
+        other.add(200, u64::MAX);
+        classes.merge(&other);
+        classes.merge(&other);
+        assert_eq!((classes.c5xx, classes.c2xx), (u64::MAX, u64::MAX));
+    }
     use std::sync::Arc;
 
     fn record() -> RequestRecord {

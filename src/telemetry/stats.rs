@@ -228,25 +228,29 @@ impl UpstreamAggregate {
         if let Some(error) = record.error {
             *self.errors.entry(error).or_default() += 1;
         }
-        self.req_bytes += record.req_bytes;
-        self.resp_bytes += record.resp_bytes;
+        self.req_bytes = self.req_bytes.saturating_add(record.req_bytes);
+        self.resp_bytes = self.resp_bytes.saturating_add(record.resp_bytes);
         // An auto-resizing histogram accepts any value; bounded, its size is.
         let _ = self.latency.record(latency_micros(record.duration));
     }
 
     /// Adds another interval's aggregate of the same upstream.
     pub fn merge(&mut self, other: &UpstreamAggregate) {
-        self.requests += other.requests;
-        self.failures += other.failures;
+        // Saturating: a sidecar's counts cannot wrap, but nothing is lost by
+        // never wrapping.
+        self.requests = self.requests.saturating_add(other.requests);
+        self.failures = self.failures.saturating_add(other.failures);
         self.status.merge(&other.status);
         for (code, n) in &other.grpc_status {
-            *self.grpc_status.entry(*code).or_default() += n;
+            let count = self.grpc_status.entry(*code).or_default();
+            *count = count.saturating_add(*n);
         }
         for (kind, n) in &other.errors {
-            *self.errors.entry(*kind).or_default() += n;
+            let count = self.errors.entry(*kind).or_default();
+            *count = count.saturating_add(*n);
         }
-        self.req_bytes += other.req_bytes;
-        self.resp_bytes += other.resp_bytes;
+        self.req_bytes = self.req_bytes.saturating_add(other.req_bytes);
+        self.resp_bytes = self.resp_bytes.saturating_add(other.resp_bytes);
         let _ = self.latency.add(&other.latency);
     }
 
