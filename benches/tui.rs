@@ -13,12 +13,12 @@ use std::hint::black_box;
 use std::time::{Duration, UNIX_EPOCH};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use meshtop::filter::FilterExpr;
 use meshtop::telemetry::event::{
     Message, RequestEvent, Stats, StatusClasses, UpstreamStats, timestamp,
 };
 use meshtop::telemetry::stats::{encode_histogram, new_latency_histogram};
 use meshtop::telemetry::{Direction, HttpProtocol};
-use meshtop::tui::filter::FilterExpr;
 use meshtop::tui::input::UiState;
 use meshtop::tui::model::Model;
 use ratatui::Terminal;

@@ -13,11 +13,11 @@ use http::header::HeaderName;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+use crate::filter::FilterExpr;
 use crate::proxy::{DEFAULT_INBOUND, DEFAULT_OUTBOUND, Dest, ListenerConfig, Proxy, ProxyConfig};
 use crate::record::{RecordingWriter, SourceInfo};
 use crate::telemetry::Direction;
 use crate::tui::app::{Output, ReplayHandle, ShowError, ShowOptions, show};
-use crate::tui::filter::FilterExpr;
 use crate::tui::model::Window;
 use crate::tui::replay::{Control, Playback, Progress, Speed, play};
 use crate::tui::source::{Target, feed, spawn_sources};
@@ -235,7 +235,7 @@ pub struct DisplayArgs {
     /// No UI: print every message received as a JSON line, with its "source"
     #[arg(long)]
     pub json: bool,
-    /// Show only what matches, e.g. 'authority~voting status>=500' (see `?` in the UI)
+    /// Show only what matches, e.g. 'authority~voting status>=500' (the language: docs/filters.md, or `?` in the UI)
     #[arg(long, value_name = "EXPR")]
     pub filter: Option<FilterExpr>,
     /// Window of rates and percentiles: 10s, 1m or 5m (`w` cycles in the UI)

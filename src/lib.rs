@@ -4,6 +4,7 @@
 //!   original destination, detect the protocol and forward HTTP/1.1, HTTP/2,
 //!   gRPC and opaque TCP/TLS unchanged, recording every request.
 //! - [`telemetry`]: the records the proxy emits and the admin server.
+//! - [`filter`]: the filter language, one for the sidecar and the UI.
 //! - [`tui`]: `meshtop attach`, the terminal UI over one or many sidecars.
 //! - [`record`]: recordings of sessions: the file format, writing, reading.
 //! - [`demo`]: `meshtop demo`, emojivoto with a sidecar per service.
@@ -16,6 +17,7 @@
 
 pub mod cli;
 pub mod demo;
+pub mod filter;
 pub mod init;
 pub mod inject;
 pub mod netns;

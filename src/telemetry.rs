@@ -6,10 +6,10 @@
 pub mod admin;
 pub mod authority;
 pub mod event;
-pub mod filter;
 pub mod hub;
 pub mod metrics;
 pub mod record;
+pub mod route;
 pub mod stats;
 
 use std::sync::Arc;
@@ -25,7 +25,6 @@ pub use record::{
 
 use authority::AuthorityCap;
 use event::{Message, RequestEncoder, TcpEvent};
-use filter::EventFacts;
 use hub::{Hub, HubLimits};
 use metrics::{Metrics, UpstreamMetrics};
 use stats::Aggregator;
@@ -173,17 +172,11 @@ impl Folder<'_> {
                 }
                 self.aggregator.add(&record, authority);
                 if self.hub.has_subscribers() {
-                    let facts = EventFacts {
-                        direction: record.direction,
-                        authority: &record.authority,
-                        failed: record.is_failure(),
-                        duration_ms: event::millis(record.duration),
-                    };
                     // Room for a typical event, so encoding does not grow
                     // the buffer step by step.
                     let mut encoded = String::with_capacity(512);
                     self.encoder.encode(&record, &mut encoded);
-                    self.hub.publish(&facts, &encoded.into());
+                    self.hub.publish(&record, &encoded.into());
                 }
             }
             Record::Tcp(record) => {
@@ -191,11 +184,9 @@ impl Folder<'_> {
                 if self.hub.has_subscribers() {
                     let event = TcpEvent::from(&record);
                     let server = record.server.map(|s| s.to_string()).unwrap_or_default();
-                    let facts = EventFacts {
-                        direction: record.direction,
+                    let facts = crate::filter::TcpFacts {
+                        record: &record,
                         authority: record.sni.as_deref().unwrap_or(&server),
-                        failed: record.error.is_some(),
-                        duration_ms: event.duration_ms,
                     };
                     self.hub.publish(&facts, &hub::encode(&Message::Tcp(event)));
                 }

@@ -2,7 +2,6 @@
 //! sidecars) feed a model that merges their messages; views draw the model.
 //!
 //! - [`source`]: targets, connections with reconnect and backoff, the feed.
-//! - [`filter`]: filter expressions (`--filter`, `/`).
 //! - [`model`]: merged upstream stats, routes, errors, tap and sidecars.
 //! - [`input`]: the UI state and key handling (no terminal needed).
 //! - [`views`]: widgets that draw the model.
@@ -10,7 +9,6 @@
 //! - [`app`]: the attach command: the terminal loop, `--headless`, `--json`.
 
 pub mod app;
-pub mod filter;
 pub mod input;
 pub mod model;
 pub mod replay;

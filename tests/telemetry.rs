@@ -424,6 +424,86 @@ async fn stalled_subscriber_does_not_slow_traffic_and_learns_what_it_missed() {
 }
 
 #[tokio::test]
+async fn the_sidecar_filters_with_the_ui_filter_language() {
+    // Issue #16: one language, parsed and evaluated by one module in the
+    // sidecar and the UI. Every filtered subscriber gets exactly the events
+    // the UI's evaluation of the same expression keeps of all of them.
+    use meshtop::filter::FilterExpr;
+    use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+    let backend = backend().await;
+    let sidecar = Sidecar::start(telemetry_config(inbound(backend.addr))).await;
+    let expressions = [
+        "status>=500",
+        "authority=SHOP.example !method=GET",
+        "route=\"DELETE /status/{id}\"",
+        "route~{id} path~503",
+        "client=127.0.0.1 direction=inbound",
+        "failed latency<60s",
+        "error~reset",
+        "!status=200 sidecar~test grpc!=0",
+    ];
+    let mut all = Events::connect(sidecar.admin, "").await;
+    let mut filtered = Vec::new();
+    for expr in expressions {
+        let query = format!("?filter={}", utf8_percent_encode(expr, NON_ALPHANUMERIC));
+        filtered.push((expr, Events::connect(sidecar.admin, &query).await));
+    }
+    let mut client = http1_conn(sidecar.addr()).await;
+    for (method, path, host) in [
+        ("GET", "/status/200", "shop.example"),
+        ("POST", "/status/500", "cart.example"),
+        ("DELETE", "/status/503", "shop.example"),
+    ] {
+        client.ready().await.expect("keep-alive");
+        let mut request = get(path, host);
+        *request.method_mut() = method.parse().expect("a method");
+        let resp = client.send_request(request).await.expect("response");
+        body_bytes(resp).await;
+    }
+    let mut events = Vec::new();
+    while events.len() < 3 {
+        if let Message::Request(event) = all.next().await {
+            events.push(event);
+        }
+    }
+    let mut partial = 0;
+    for (expr, subscriber) in &mut filtered {
+        let filter: FilterExpr = expr.parse().expect("valid");
+        let expected: Vec<String> = events
+            .iter()
+            .filter(|e| filter.matches_request(&e.sidecar, e))
+            .filter_map(|e| e.path.clone())
+            .collect();
+        // Stats counting all three come after the events they count.
+        let (mut got, mut counted) = (Vec::new(), 0);
+        while counted < 3 {
+            match subscriber.next().await {
+                Message::Request(r) => got.push(r.path.unwrap_or_default()),
+                Message::Stats(s) => counted += s.upstreams.iter().map(|u| u.requests).sum::<u64>(),
+                _ => {}
+            }
+        }
+        assert_eq!(got, expected, "{expr}");
+        partial += usize::from((1..3).contains(&expected.len()));
+    }
+    // Most expressions keep some and drop some: the test is not vacuous.
+    assert!(partial >= 5, "{partial}");
+
+    // A bad term is a 400 that names it, from the expression or from an
+    // older parameter.
+    for (query, term) in [
+        ("filter=status%3E%3D5xx", "status>=5xx"),
+        ("filter=colour%3Dred", "colour=red"),
+        ("min_ms=fast", "min_ms=fast"),
+    ] {
+        let (status, body) = admin_get(sidecar.admin, &format!("/events?{query}")).await;
+        assert_eq!(status, 400, "{body}");
+        assert!(body.contains(term), "{body}");
+    }
+    sidecar.stop().await;
+}
+
+#[tokio::test]
 async fn filters_select_events_but_never_stats() {
     let backend = backend().await;
     let sidecar = Sidecar::start(telemetry_config(inbound(backend.addr))).await;

@@ -4,13 +4,13 @@
 //! state machine without a terminal.
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use meshtop::filter::FilterExpr;
 use meshtop::telemetry::event::{
     Dropped, Hello, ListenerDesc, Message, RequestEvent, SidecarDesc, Stats, StatusClasses,
     UpstreamStats,
 };
 use meshtop::telemetry::stats::{encode_histogram, new_latency_histogram};
 use meshtop::telemetry::{Direction, ErrorKind, HttpProtocol};
-use meshtop::tui::filter::FilterExpr;
 use meshtop::tui::input::{Action, Tab, UiState};
 use meshtop::tui::model::{Model, SortColumn, TAP_CAPACITY, UpstreamKey, Window};
 use meshtop::tui::source::{FeedItem, FeedKind};

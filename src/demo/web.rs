@@ -21,7 +21,7 @@ use super::proto::{
     FindByShortcodeRequest, ListAllEmojiRequest, ResultsRequest, VoteRequest, VoteResponse,
 };
 use super::{Dialer, EMOJI_AUTHORITY, VOTING_AUTHORITY};
-use crate::telemetry::filter::form_pairs;
+use crate::filter::form_pairs;
 
 /// web's gRPC clients. They dial web's sidecar (outbound), or with
 /// `--netns` the other pods (through the sidecar by the pod's rules), and

@@ -29,9 +29,9 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
 use super::event::{Hello, ListenerDesc, Message, SCHEMA_VERSION, SidecarDesc, timestamp};
-use super::filter::{Filter, form_pairs};
 use super::hub::{self, Hub, Subscriber};
 use super::metrics::Metrics;
+use crate::filter::{FilterExpr, form_pairs};
 use crate::proxy::BoundListener;
 
 /// How long a client may take to send its request head when the telemetry
@@ -318,6 +318,16 @@ fn events(
     mut req: Request<Incoming>,
     shutdown: CancellationToken,
 ) -> AdminResponse {
+    // First, so that a bad filter is explained to any client, curl too.
+    let filter = match FilterExpr::from_query(req.uri().query().unwrap_or("")) {
+        Ok(filter) => filter,
+        Err(reason) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                &format!("invalid filter: {reason} (see docs/filters.md)"),
+            );
+        }
+    };
     let headers = req.headers();
     let upgrade = headers
         .get(header::UPGRADE)
@@ -345,15 +355,6 @@ fn events(
             "unsupported WebSocket version: 13 is required",
         );
     }
-    let filter = match Filter::from_query(req.uri().query().unwrap_or("")) {
-        Ok(filter) => filter,
-        Err(reason) => {
-            return text(
-                StatusCode::BAD_REQUEST,
-                &format!("invalid filter: {reason}"),
-            );
-        }
-    };
     let subscriber = match telemetry.hub.subscribe(filter) {
         Ok(subscriber) => subscriber,
         Err(err) => return text(StatusCode::SERVICE_UNAVAILABLE, &err.to_string()),

@@ -17,9 +17,9 @@ use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::event::{Dropped, Message};
-use super::filter::{EventFacts, Filter};
 use super::metrics::Metrics;
 use super::stats::StatsSnapshot;
+use crate::filter::{Facts, FilterExpr};
 
 /// Request/tcp events a subscriber may have waiting; past that, or past
 /// its bytes (see [`HubLimits::queue_bytes`]), new events are dropped for
@@ -77,7 +77,7 @@ pub struct TooManySubscribers(pub usize);
 /// One subscriber's queue, written by the telemetry task and read by the
 /// subscriber's connection task.
 pub struct Subscriber {
-    filter: Filter,
+    filter: FilterExpr,
     queue: Mutex<Queue>,
     ready: Notify,
 }
@@ -151,7 +151,7 @@ impl Hub {
     /// A new subscriber, whose queue starts with the history (taken under
     /// the subscribers' lock, which publishing stats takes too: no interval
     /// is both in the history given and published to it, none is missed).
-    pub fn subscribe(&self, filter: Filter) -> Result<Arc<Subscriber>, TooManySubscribers> {
+    pub fn subscribe(&self, filter: FilterExpr) -> Result<Arc<Subscriber>, TooManySubscribers> {
         let mut subscribers = lock(&self.subscribers);
         if subscribers.len() >= self.limits.subscribers {
             return Err(TooManySubscribers(self.limits.subscribers));
@@ -192,7 +192,7 @@ impl Hub {
 
     /// Offers an encoded request/tcp event to every subscriber whose filter
     /// matches `facts`. Never waits.
-    pub fn publish(&self, facts: &EventFacts<'_>, encoded: &Utf8Bytes) {
+    pub fn publish(&self, facts: &dyn Facts, encoded: &Utf8Bytes) {
         let subscribers = lock(&self.subscribers);
         for subscriber in subscribers.iter() {
             if !subscriber.filter.matches(facts) {
@@ -341,12 +341,26 @@ mod tests {
     use crate::telemetry::record::Direction;
     use std::time::{Duration, SystemTime};
 
-    fn facts() -> EventFacts<'static> {
-        EventFacts {
+    fn facts() -> crate::telemetry::RequestRecord {
+        crate::telemetry::RequestRecord {
+            start: SystemTime::UNIX_EPOCH,
+            sidecar: "s".into(),
             direction: Direction::Inbound,
-            authority: "web",
-            failed: false,
-            duration_ms: 1.0,
+            protocol: crate::telemetry::HttpProtocol::Http1,
+            client: ([127, 0, 0, 1], 1000).into(),
+            server: None,
+            authority: "web".into(),
+            method: None,
+            path: None,
+            status: Some(200),
+            grpc_status: None,
+            grpc_message: None,
+            error: None,
+            duration: Duration::from_millis(1),
+            ttfb: None,
+            req_bytes: 0,
+            resp_bytes: 0,
+            headers: Vec::new(),
         }
     }
 
@@ -361,7 +375,7 @@ mod tests {
     #[test]
     fn a_full_queue_drops_counts_and_reports_once_there_is_room() {
         let hub = hub();
-        let sub = hub.subscribe(Filter::default()).expect("room");
+        let sub = hub.subscribe(FilterExpr::default()).expect("room");
         let event = Utf8Bytes::from_static("{}");
         for _ in 0..SUBSCRIBER_QUEUE + 7 {
             hub.publish(&facts(), &event);
@@ -382,7 +396,7 @@ mod tests {
     #[test]
     fn stats_are_never_dropped_and_coalesce_when_unsent() {
         let hub = hub();
-        let sub = hub.subscribe(Filter::default()).expect("room");
+        let sub = hub.subscribe(FilterExpr::default()).expect("room");
         for _ in 0..3 {
             let snapshot = StatsSnapshot {
                 end: SystemTime::now(),
@@ -406,7 +420,7 @@ mod tests {
             ..HubLimits::default()
         };
         let hub = Hub::new("s".into(), limits, Arc::new(Metrics::new()));
-        let sub = hub.subscribe(Filter::default()).expect("room");
+        let sub = hub.subscribe(FilterExpr::default()).expect("room");
         // Events of 60 KB paths: 17 fit in a mebibyte, 4096 would be 245 MB.
         let event = Utf8Bytes::from("x".repeat(60_000));
         for _ in 0..100 {
@@ -447,7 +461,7 @@ mod tests {
             hub.publish_stats(snapshot_at(secs));
         }
         assert_eq!(hub.history_len(), 5, "five seconds of history");
-        let sub = hub.subscribe(Filter::default()).expect("room");
+        let sub = hub.subscribe(FilterExpr::default()).expect("room");
         hub.publish_stats(snapshot_at(1_010));
         let batch = sub.take(10, "s");
         let backfill: Vec<Stats> = batch
@@ -477,7 +491,7 @@ mod tests {
         }
         let kept = hub.history_len();
         assert!((1..100).contains(&kept), "{kept}");
-        let sub = hub.subscribe(Filter::default()).expect("room");
+        let sub = hub.subscribe(FilterExpr::default()).expect("room");
         let bytes: usize = sub.take(0, "s").backfill.iter().map(|e| e.len()).sum();
         assert!(bytes <= 1000);
     }
@@ -485,10 +499,10 @@ mod tests {
     #[test]
     fn subscribers_past_the_limit_are_refused() {
         let hub = hub();
-        let a = hub.subscribe(Filter::default()).expect("room");
-        let _b = hub.subscribe(Filter::default()).expect("room");
-        assert!(hub.subscribe(Filter::default()).is_err());
+        let a = hub.subscribe(FilterExpr::default()).expect("room");
+        let _b = hub.subscribe(FilterExpr::default()).expect("room");
+        assert!(hub.subscribe(FilterExpr::default()).is_err());
         hub.unsubscribe(&a);
-        assert!(hub.subscribe(Filter::default()).is_ok());
+        assert!(hub.subscribe(FilterExpr::default()).is_ok());
     }
 }

@@ -11,12 +11,12 @@ use futures_util::StreamExt;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::filter::FilterExpr;
 use super::input::{Action, UiState};
 use super::model::{Model, Window, headless_table};
 use super::replay::{Control, Progress};
 use super::source::{FeedItem, FeedKind, FeedReceiver};
 use super::views;
+use crate::filter::FilterExpr;
 use crate::record::{RecordingError, RecordingWriter};
 
 /// How the attach command shows what it receives.

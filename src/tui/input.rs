@@ -9,8 +9,8 @@
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
-use super::filter::FilterExpr;
 use super::model::{Model, SortColumn, TapEntry, UpstreamKey, UpstreamRow, Window, sort_rows};
+use crate::filter::FilterExpr;
 
 /// The views, in the order of their number keys.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

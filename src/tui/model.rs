@@ -28,8 +28,8 @@ use std::time::SystemTime;
 
 use hdrhistogram::Histogram;
 
-use super::filter::FilterExpr;
 use super::source::{FeedItem, FeedKind};
+use crate::filter::FilterExpr;
 use crate::telemetry::Direction;
 use crate::telemetry::event::{Hello, MAX_AUTHORITY, Message, RequestEvent, Stats, truncate_field};
 use crate::telemetry::stats::{MAX_LATENCY_MICROS, decode_histogram, new_latency_histogram};
@@ -1083,15 +1083,13 @@ fn success_rate(requests: u64, failures: u64) -> Option<f64> {
     (requests > 0).then(|| 1.0 - failures.min(requests) as f64 / requests as f64)
 }
 
-/// The route of a request: `service/method` for gRPC, else the method and
-/// the path without its query.
+/// The route of a request ([`crate::telemetry::route`]).
 pub fn route_of(event: &RequestEvent) -> String {
-    let path = event.path.as_deref().unwrap_or("");
-    let path = path.split_once('?').map_or(path, |(p, _)| p);
-    if event.protocol == crate::telemetry::HttpProtocol::Grpc {
-        return path.trim_start_matches('/').to_owned();
-    }
-    format!("{} {}", event.method.as_deref().unwrap_or("-"), path)
+    crate::telemetry::route::route(
+        event.protocol == crate::telemetry::HttpProtocol::Grpc,
+        event.method.as_deref(),
+        event.path.as_deref(),
+    )
 }
 
 /// What a second of history holds.

@@ -310,10 +310,10 @@ const HELP_KEYS: [(&str, &str); 16] = [
 ];
 
 const HELP_FILTER: [&str; 4] = [
-    "filter terms, all must hold, ! negates:",
-    "  authority~TEXT  path~TEXT  method=GET  sidecar~TEXT",
-    "  direction=inbound  status>=500  grpc!=0  latency>100ms",
-    "  failed       e.g. authority~voting !status<500",
+    "filter terms, all must hold, ! negates (docs/filters.md):",
+    "  authority~TEXT  path~TEXT  method=GET  sidecar~TEXT  route~TEXT",
+    "  client=IP  error=connect_refused  direction=inbound  status>=500",
+    "  grpc!=0  latency>100ms  failed   e.g. route=\"GET /users/{id}\"",
 ];
 
 impl Widget for &HelpOverlay {

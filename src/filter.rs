@@ -1,28 +1,212 @@
-//! Filter expressions of the terminal UI (`--filter EXPR` and the `/` key):
-//! space-separated terms that must all hold, such as
-//! `authority~voting status>=500 !method=GET latency>100ms`.
+//! The filter language, one for the whole of meshtop: the sidecar's
+//! `/events?filter=EXPR`, `attach --filter`, the UI's `/` key, `--headless`,
+//! `--json` and `replay` parse and evaluate it here, so the same words mean
+//! the same everywhere. docs/filters.md is its user documentation.
+//!
+//! An expression is space-separated terms that must all hold, such as
+//! `authority~voting status>=500 !method=GET latency>100ms`:
 //!
 //! | term | holds when |
 //! |---|---|
-//! | `authority~TEXT`, `path~TEXT`, `method~TEXT`, `sidecar~TEXT` | the field contains TEXT, ignoring case |
-//! | `authority=TEXT` (also `path`, `method`, `sidecar`; `!=`) | the field equals TEXT, ignoring case |
+//! | `authority~TEXT` (also `path`, `method`, `sidecar`, `route`, `client`, `error`) | the field contains TEXT, ignoring case |
+//! | `authority=TEXT` (the same fields; `!=`) | the field equals TEXT, ignoring case |
 //! | `direction=inbound` (`!=`) | the request crossed the pod boundary that way |
 //! | `status>=500` (`=`, `!=`, `<`, `>`, `<=`, `>=`) | the upstream's HTTP status compares so |
 //! | `grpc!=0` (same operators) | the gRPC status compares so |
 //! | `latency>100ms` (same operators; `us`, `ms`, `s`, bare numbers are ms) | the request's duration compares so |
 //! | `failed` | the request is a failure ([`is_failure`]) |
 //!
-//! Any term may start with `!` to negate it. A comparison with a value the
-//! request does not have (no status because meshtop made up the response,
-//! no grpc-status on plain HTTP, no path on CONNECT) is false, so its
-//! negation is true: `!status>=500` keeps requests without a status.
-//! Values cannot contain spaces: the space separates terms.
+//! `route` is the request's route ([`crate::telemetry::route`]), `client`
+//! the client's IP address (without its port), `error` the error kind
+//! (`connect_refused`, …). Any term may start with `!` to negate it. A
+//! comparison with a value the request does not have (no status because
+//! meshtop made up the response, no grpc-status on plain HTTP, no path on
+//! CONNECT or on an opaque connection) is false, so its negation is true:
+//! `!status>=500` keeps requests without a status. The space separates
+//! terms; a value with spaces goes in double quotes
+//! (`route="GET /users/{id}"`).
+//!
+//! What a term looks at comes from [`Facts`], which the UI's decoded events
+//! and the sidecar's own records both provide.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
 use crate::telemetry::event::RequestEvent;
-use crate::telemetry::{Direction, is_failure};
+use crate::telemetry::{Direction, HttpProtocol, is_failure};
+
+/// What a filter looks at in one request (or opaque connection, which has
+/// no path, method, status or route).
+pub trait Facts {
+    fn sidecar(&self) -> &str;
+    fn direction(&self) -> Direction;
+    fn authority(&self) -> &str;
+    fn path(&self) -> Option<&str>;
+    fn method(&self) -> Option<&str>;
+    fn status(&self) -> Option<u16>;
+    fn grpc_status(&self) -> Option<u32>;
+    fn duration_ms(&self) -> f64;
+    fn failed(&self) -> bool;
+    /// The client's IP address, without its port.
+    fn client_ip(&self) -> Option<Cow<'_, str>>;
+    /// The error kind, as on the wire.
+    fn error(&self) -> Option<&str>;
+    /// See [`crate::telemetry::route`]; computed only when a term asks.
+    fn route(&self) -> Option<String>;
+}
+
+/// A request event as the UI has it, with the name of the sidecar it came
+/// from (the UI's name for it, which may differ from the event's own).
+pub struct EventFacts<'a> {
+    pub sidecar: &'a str,
+    pub event: &'a RequestEvent,
+}
+
+impl Facts for EventFacts<'_> {
+    fn sidecar(&self) -> &str {
+        self.sidecar
+    }
+    fn direction(&self) -> Direction {
+        self.event.direction
+    }
+    fn authority(&self) -> &str {
+        &self.event.authority
+    }
+    fn path(&self) -> Option<&str> {
+        self.event.path.as_deref()
+    }
+    fn method(&self) -> Option<&str> {
+        self.event.method.as_deref()
+    }
+    fn status(&self) -> Option<u16> {
+        self.event.status
+    }
+    fn grpc_status(&self) -> Option<u32> {
+        self.event.grpc_status
+    }
+    fn duration_ms(&self) -> f64 {
+        self.event.duration_ms
+    }
+    fn failed(&self) -> bool {
+        is_failure(self.event.status, self.event.grpc_status, self.event.error)
+    }
+    fn client_ip(&self) -> Option<Cow<'_, str>> {
+        Some(Cow::Borrowed(ip_of(&self.event.client)))
+    }
+    fn error(&self) -> Option<&str> {
+        self.event.error.map(|e| e.as_str())
+    }
+    fn route(&self) -> Option<String> {
+        Some(crate::telemetry::route::route(
+            self.event.protocol == HttpProtocol::Grpc,
+            self.event.method.as_deref(),
+            self.event.path.as_deref(),
+        ))
+    }
+}
+
+impl Facts for crate::telemetry::RequestRecord {
+    fn sidecar(&self) -> &str {
+        &self.sidecar
+    }
+    fn direction(&self) -> Direction {
+        self.direction
+    }
+    fn authority(&self) -> &str {
+        &self.authority
+    }
+    fn path(&self) -> Option<&str> {
+        self.path.as_deref()
+    }
+    fn method(&self) -> Option<&str> {
+        self.method.as_ref().map(http::Method::as_str)
+    }
+    fn status(&self) -> Option<u16> {
+        self.status
+    }
+    fn grpc_status(&self) -> Option<u32> {
+        self.grpc_status
+    }
+    fn duration_ms(&self) -> f64 {
+        crate::telemetry::event::millis(self.duration)
+    }
+    fn failed(&self) -> bool {
+        self.is_failure()
+    }
+    fn client_ip(&self) -> Option<Cow<'_, str>> {
+        Some(Cow::Owned(self.client.ip().to_string()))
+    }
+    fn error(&self) -> Option<&str> {
+        self.error.map(|e| e.as_str())
+    }
+    fn route(&self) -> Option<String> {
+        Some(crate::telemetry::route::route(
+            self.protocol == HttpProtocol::Grpc,
+            self.method.as_ref().map(http::Method::as_str),
+            self.path.as_deref(),
+        ))
+    }
+}
+
+/// An opaque connection as the sidecar has it: its authority is its TLS
+/// server name, else the server's address, as in its event.
+pub struct TcpFacts<'a> {
+    pub record: &'a crate::telemetry::TcpRecord,
+    pub authority: &'a str,
+}
+
+impl Facts for TcpFacts<'_> {
+    fn sidecar(&self) -> &str {
+        &self.record.sidecar
+    }
+    fn direction(&self) -> Direction {
+        self.record.direction
+    }
+    fn authority(&self) -> &str {
+        self.authority
+    }
+    fn path(&self) -> Option<&str> {
+        None
+    }
+    fn method(&self) -> Option<&str> {
+        None
+    }
+    fn status(&self) -> Option<u16> {
+        None
+    }
+    fn grpc_status(&self) -> Option<u32> {
+        None
+    }
+    fn duration_ms(&self) -> f64 {
+        crate::telemetry::event::millis(self.record.duration)
+    }
+    fn failed(&self) -> bool {
+        self.record.error.is_some()
+    }
+    fn client_ip(&self) -> Option<Cow<'_, str>> {
+        Some(Cow::Owned(self.record.client.ip().to_string()))
+    }
+    fn error(&self) -> Option<&str> {
+        self.record.error.map(|e| e.as_str())
+    }
+    fn route(&self) -> Option<String> {
+        None
+    }
+}
+
+/// The address part of `ip:port` or `[ip]:port` (the text itself when it
+/// has no port).
+pub fn ip_of(addr: &str) -> &str {
+    if let Some(rest) = addr.strip_prefix('[') {
+        return rest.split_once(']').map_or(rest, |(ip, _)| ip);
+    }
+    match addr.rsplit_once(':') {
+        // One colon: IPv4 with a port; more: a bare IPv6 address.
+        Some((ip, port)) if !ip.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => ip,
+        _ => addr,
+    }
+}
 
 /// A parsed filter expression. The default (and the empty text) is the
 /// filter that keeps everything.
@@ -68,10 +252,12 @@ pub enum FilterErrorKind {
     },
     #[error("'failed' takes no operator or value (use failed or !failed)")]
     FailedTakesNoValue,
+    #[error("a value with spaces goes in double quotes, as a whole: route=\"GET /users/{{id}}\"")]
+    UnbalancedQuote,
 }
 
-const KNOWN_FIELDS: &str =
-    "authority, path, method, sidecar, direction, status, grpc, latency, failed";
+const KNOWN_FIELDS: &str = "authority, path, method, sidecar, route, client, error, direction, \
+     status, grpc, latency, failed";
 const TEXT_OPERATORS: &str = "~, = or !=";
 const EQUALITY_OPERATORS: &str = "= or !=";
 const NUMERIC_OPERATORS: &str = "=, !=, <, >, <= or >=";
@@ -102,6 +288,9 @@ enum TextField {
     Path,
     Method,
     Sidecar,
+    Route,
+    Client,
+    Error,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -153,28 +342,35 @@ impl FilterExpr {
 
     /// Whether a request event from the sidecar named `sidecar` passes.
     pub fn matches_request(&self, sidecar: &str, event: &RequestEvent) -> bool {
+        self.matches(&EventFacts { sidecar, event })
+    }
+
+    /// Whether a request (or connection) passes.
+    pub fn matches<F: Facts + ?Sized>(&self, facts: &F) -> bool {
         self.terms.iter().all(|term| {
             let holds = match &term.condition {
-                Condition::Text { field, op, value } => {
-                    let actual = match field {
-                        TextField::Authority => Some(event.authority.as_str()),
-                        TextField::Path => event.path.as_deref(),
-                        TextField::Method => event.method.as_deref(),
-                        TextField::Sidecar => Some(sidecar),
-                    };
-                    actual.is_some_and(|actual| text_holds(*op, actual, value))
-                }
+                Condition::Text { field, op, value } => match field {
+                    TextField::Authority => text_holds(*op, facts.authority(), value),
+                    TextField::Path => facts.path().is_some_and(|a| text_holds(*op, a, value)),
+                    TextField::Method => facts.method().is_some_and(|a| text_holds(*op, a, value)),
+                    TextField::Sidecar => text_holds(*op, facts.sidecar(), value),
+                    TextField::Route => facts.route().is_some_and(|a| text_holds(*op, &a, value)),
+                    TextField::Client => facts
+                        .client_ip()
+                        .is_some_and(|a| text_holds(*op, &a, value)),
+                    TextField::Error => facts.error().is_some_and(|a| text_holds(*op, a, value)),
+                },
                 Condition::Direction { equal, direction } => {
-                    (event.direction == *direction) == *equal
+                    (facts.direction() == *direction) == *equal
                 }
                 Condition::Status(cmp, wanted) => {
-                    event.status.is_some_and(|s| cmp.holds(s, *wanted))
+                    facts.status().is_some_and(|s| cmp.holds(s, *wanted))
                 }
                 Condition::Grpc(cmp, wanted) => {
-                    event.grpc_status.is_some_and(|g| cmp.holds(g, *wanted))
+                    facts.grpc_status().is_some_and(|g| cmp.holds(g, *wanted))
                 }
-                Condition::LatencyMs(cmp, wanted) => cmp.holds(event.duration_ms, *wanted),
-                Condition::Failed => is_failure(event.status, event.grpc_status, event.error),
+                Condition::LatencyMs(cmp, wanted) => cmp.holds(facts.duration_ms(), *wanted),
+                Condition::Failed => facts.failed(),
             };
             holds != term.negated
         })
@@ -236,8 +432,7 @@ impl FromStr for FilterExpr {
 
     fn from_str(s: &str) -> Result<FilterExpr, FilterError> {
         let text = s.trim();
-        let terms = text
-            .split_whitespace()
+        let terms = split_terms(text)
             .map(|term| {
                 parse_term(term).map_err(|kind| FilterError {
                     term: term.to_owned(),
@@ -250,6 +445,98 @@ impl FromStr for FilterExpr {
             text: text.to_owned(),
         })
     }
+}
+
+/// The terms of an expression: separated by spaces, except inside double
+/// quotes (`route="GET /users/{id}"`).
+fn split_terms(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = text.trim_start();
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut quoted = false;
+        let end = rest
+            .char_indices()
+            .find(|&(_, c)| {
+                if c == '"' {
+                    quoted = !quoted;
+                }
+                c.is_whitespace() && !quoted
+            })
+            .map_or(rest.len(), |(i, _)| i);
+        let (term, after) = rest.split_at(end);
+        rest = after.trim_start();
+        Some(term)
+    })
+}
+
+impl FilterExpr {
+    /// The filter of an `/events` query string: `filter=EXPR`, and the
+    /// older parameters as aliases of terms: `direction=D` is
+    /// `direction=D`, `authority=TEXT` is `authority~TEXT`, `failures=1` is
+    /// `failed` (`0` adds nothing), `min_ms=N` is `latency>N`. Other
+    /// parameters (`token`) are not the filter's. An error names the term,
+    /// or the parameter it came from.
+    pub fn from_query(query: &str) -> Result<FilterExpr, FilterError> {
+        let mut terms = Vec::new();
+        let mut texts = Vec::new();
+        for (key, value) in form_pairs(query) {
+            let term = match key.as_str() {
+                "filter" => {
+                    let expr: FilterExpr = value.parse()?;
+                    terms.extend(expr.terms);
+                    if !expr.text.is_empty() {
+                        texts.push(expr.text);
+                    }
+                    continue;
+                }
+                "direction" => format!("direction={value}"),
+                "authority" => format!("authority~{value}"),
+                "failures" => match value.as_str() {
+                    "1" | "true" => "failed".to_owned(),
+                    "0" | "false" => continue,
+                    _ => {
+                        return Err(FilterError {
+                            term: format!("failures={value}"),
+                            kind: FilterErrorKind::BadValue {
+                                value,
+                                expected: "1 or 0",
+                            },
+                        });
+                    }
+                },
+                "min_ms" => format!("latency>{value}"),
+                _ => continue,
+            };
+            // One term, spaces and all: the parameter is one value.
+            let parsed = parse_term(&term).map_err(|kind| FilterError {
+                term: format!("{key}={value}"),
+                kind,
+            })?;
+            terms.push(parsed);
+            texts.push(term);
+        }
+        Ok(FilterExpr {
+            terms,
+            text: texts.join(" "),
+        })
+    }
+}
+
+/// `key=value` pairs of a query string, percent-decoded (`+` as space).
+pub fn form_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    query.split('&').filter(|p| !p.is_empty()).map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (decode(key), decode(value))
+    })
+}
+
+fn decode(s: &str) -> String {
+    let spaced = s.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 impl fmt::Display for FilterExpr {
@@ -291,6 +578,14 @@ fn parse_term(term: &str) -> Result<Term, FilterErrorKind> {
         _ => 1,
     };
     let (op, value) = op_and_value.split_at(op_len);
+    let value = match value.strip_prefix('"') {
+        Some(quoted) => quoted
+            .strip_suffix('"')
+            .filter(|inner| !inner.contains('"'))
+            .ok_or(FilterErrorKind::UnbalancedQuote)?,
+        None if value.contains('"') => return Err(FilterErrorKind::UnbalancedQuote),
+        None => value,
+    };
     let bad_operator = || FilterErrorKind::BadOperator {
         field: field.name(),
         op: op.to_owned(),
@@ -411,6 +706,9 @@ impl Field {
             "path" => Field::Text(TextField::Path),
             "method" => Field::Text(TextField::Method),
             "sidecar" => Field::Text(TextField::Sidecar),
+            "route" => Field::Text(TextField::Route),
+            "client" => Field::Text(TextField::Client),
+            "error" => Field::Text(TextField::Error),
             "direction" => Field::Direction,
             "status" => Field::Status,
             "grpc" => Field::Grpc,
@@ -426,6 +724,9 @@ impl Field {
             Field::Text(TextField::Path) => "path",
             Field::Text(TextField::Method) => "method",
             Field::Text(TextField::Sidecar) => "sidecar",
+            Field::Text(TextField::Route) => "route",
+            Field::Text(TextField::Client) => "client",
+            Field::Text(TextField::Error) => "error",
             Field::Direction => "direction",
             Field::Status => "status",
             Field::Grpc => "grpc",
@@ -449,6 +750,9 @@ impl Field {
             Field::Text(TextField::Path) => "path~TEXT",
             Field::Text(TextField::Method) => "method=GET",
             Field::Text(TextField::Sidecar) => "sidecar~TEXT",
+            Field::Text(TextField::Route) => "route~/users",
+            Field::Text(TextField::Client) => "client=10.1.0.7",
+            Field::Text(TextField::Error) => "error=connect_refused",
             Field::Direction => "direction=inbound",
             Field::Status => "status>=500",
             Field::Grpc => "grpc!=0",
@@ -493,6 +797,71 @@ mod tests {
 
     fn keeps(expr: &str, event: &RequestEvent) -> bool {
         parse(expr).matches_request("web-7d4b9c", event)
+    }
+
+    #[test]
+    fn route_client_and_error_terms() {
+        let mut e = event();
+        assert!(keeps("route=/emojivoto.v1.VotingService/VoteDoughnut", &e));
+        assert!(keeps("route~votedoughnut client=10.1.0.7", &e));
+        assert!(!keeps("client=10.1.0.70", &e));
+        assert!(keeps("client~10.1.", &e));
+        // No error: `error` terms are false, their negations true.
+        assert!(!keeps("error~connect", &e) && keeps("!error~connect", &e));
+        e.error = Some(ErrorKind::ConnectRefused);
+        assert!(keeps("error=connect_refused", &e));
+        e.protocol = HttpProtocol::Http1;
+        e.method = Some("GET".into());
+        e.path = Some("/users/42?x=1".into());
+        assert!(keeps("route=\"GET /users/{id}\"", &e));
+        assert!(!keeps("route=\"GET /users/42\"", &e));
+        e.client = "[fd00::7]:8080".into();
+        assert!(keeps("client=fd00::7", &e));
+    }
+
+    #[test]
+    fn quoted_values_keep_their_spaces() {
+        let filter = parse(r#"route="GET /a b"  status=200"#);
+        assert_eq!(filter.terms.len(), 2);
+        for bad in [r#"route="GET /a"#, r#"route=GET"x"#, r#"route="a"b""#] {
+            let err = bad.parse::<FilterExpr>().expect_err(bad);
+            assert_eq!(err.kind, FilterErrorKind::UnbalancedQuote, "{bad}");
+        }
+    }
+
+    #[test]
+    fn client_addresses_lose_their_port() {
+        assert_eq!(ip_of("10.1.0.7:52144"), "10.1.0.7");
+        assert_eq!(ip_of("[fd00::7]:80"), "fd00::7");
+        assert_eq!(ip_of("fd00::7"), "fd00::7");
+        assert_eq!(ip_of("10.1.0.7"), "10.1.0.7");
+    }
+
+    #[test]
+    fn query_parameters_are_aliases_of_terms() {
+        let e = event();
+        let query = |q: &str| FilterExpr::from_query(q).unwrap_or_else(|err| panic!("{q}: {err}"));
+        // `authority` was a substring match, and stays one.
+        assert!(query("authority=voting&token=x").matches_request("w", &e));
+        assert!(query("direction=outbound&min_ms=1").matches_request("w", &e));
+        assert!(!query("min_ms=2").matches_request("w", &e));
+        assert!(query("failures=1").matches_request("w", &e));
+        assert!(query("failures=0").is_empty());
+        assert!(query("filter=grpc%3D2%20method%3Dpost&authority=Voting").matches_request("w", &e));
+        assert_eq!(
+            query("filter=grpc%3D2&failures=1").as_str(),
+            "grpc=2 failed"
+        );
+        for (bad, term) in [
+            ("min_ms=fast", "min_ms=fast"),
+            ("failures=maybe", "failures=maybe"),
+            ("direction=up", "direction=up"),
+            ("filter=colour%3Dred", "colour=red"),
+        ] {
+            let err = FilterExpr::from_query(bad).expect_err(bad);
+            assert_eq!(err.term, term);
+            assert!(!err.to_string().contains('\n'));
+        }
     }
 
     fn error(expr: &str) -> FilterErrorKind {
@@ -822,14 +1191,25 @@ mod tests {
         /// parses matches any event without panicking and shows as typed.
         #[test]
         fn any_text_parses_or_names_its_bad_term(
-            text in "[ a-z!=~<>0-9.:*_-]{0,40}",
+            text in "[ a-z!=~<>0-9.:*_\"-]{0,40}",
         ) {
             match text.parse::<FilterExpr>() {
                 Ok(expr) => {
                     proptest::prop_assert_eq!(expr.to_string(), text.trim());
                     let _ = expr.matches_upstream(Direction::Inbound, "web-svc:80");
+                    let _ = expr.matches_request("web", &event());
                 }
                 Err(err) => proptest::prop_assert!(text.contains(err.term.as_str())),
+            }
+        }
+
+        /// Any query string gives a filter or a one-line reason naming a
+        /// term or parameter.
+        #[test]
+        fn any_query_gives_a_filter_or_a_reason(query in "[ -~]{0,60}") {
+            if let Err(err) = FilterExpr::from_query(&query) {
+                proptest::prop_assert!(!err.to_string().contains('\n'));
+                proptest::prop_assert!(!err.term.is_empty());
             }
         }
     }
