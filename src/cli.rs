@@ -20,7 +20,7 @@ use crate::telemetry::Direction;
 use crate::tui::app::{Output, ReplayHandle, ShowError, ShowOptions, show};
 use crate::tui::model::Window;
 use crate::tui::replay::{Control, Playback, Progress, Speed, play};
-use crate::tui::source::{Target, feed, spawn_sources};
+use crate::tui::source::{Target, feed, spawn_sources, subscription};
 
 /// Exit code for bad arguments and for failing to start.
 pub const EXIT_USAGE: u8 = 2;
@@ -644,10 +644,19 @@ async fn run_attach(args: AttachArgs) -> ExitCode {
         Err(code) => return code,
     };
     let (tx, rx) = feed();
-    let _sources = spawn_sources(&targets, args.sources.token(), tx, shutdown.clone());
+    let filter = args.display.filter.clone().unwrap_or_default();
+    let (subscription, filter_rx) = subscription(&filter, recorder.is_some());
+    let _sources = spawn_sources(
+        &targets,
+        args.sources.token(),
+        tx,
+        shutdown.clone(),
+        filter_rx,
+    );
     let options = ShowOptions {
         output,
-        filter: args.display.filter.clone().unwrap_or_default(),
+        filter,
+        subscription,
         window: args.display.window,
         duration: args.duration,
         recorder,
@@ -735,10 +744,18 @@ async fn run_record(args: RecordArgs) -> ExitCode {
         tokio::spawn(signals.cancel_on_signal(shutdown.clone()));
     }
     let (tx, rx) = feed();
-    let _sources = spawn_sources(&targets, args.sources.token(), tx, shutdown.clone());
+    let (subscription, filter_rx) = subscription(&FilterExpr::default(), true);
+    let _sources = spawn_sources(
+        &targets,
+        args.sources.token(),
+        tx,
+        shutdown.clone(),
+        filter_rx,
+    );
     let options = ShowOptions {
         output: Output::Silent,
         filter: FilterExpr::default(),
+        subscription,
         window: Window::default(),
         duration: args.duration,
         recorder: Some(writer),
@@ -824,6 +841,7 @@ async fn run_replay(args: ReplayArgs) -> ExitCode {
     let options = ShowOptions {
         output,
         filter: args.display.filter.clone().unwrap_or_default(),
+        subscription: None,
         window: args.display.window,
         duration: None,
         recorder: None,
@@ -903,10 +921,13 @@ async fn run_demo(args: DemoArgs, pods: Option<&crate::demo::pods::DemoPods>) ->
         }
     };
     let (tx, rx) = feed();
-    let _sources = spawn_sources(&targets, None, tx, shutdown.clone());
+    let filter = args.display.filter.clone().unwrap_or_default();
+    let (subscription, filter_rx) = subscription(&filter, recorder.is_some());
+    let _sources = spawn_sources(&targets, None, tx, shutdown.clone(), filter_rx);
     let options = ShowOptions {
         output,
-        filter: args.display.filter.clone().unwrap_or_default(),
+        filter,
+        subscription,
         window: args.display.window,
         duration: args.duration,
         recorder,

@@ -303,7 +303,9 @@ fn a_restarted_sidecar_is_noticed_and_nothing_is_counted_twice() {
     let mut model = Model::new(["a".to_string()]);
     model.ingest(&FeedItem {
         source: 0,
-        kind: FeedKind::Live,
+        kind: FeedKind::Live {
+            filter: String::new(),
+        },
     });
     model.ingest_message(0, &hello("web", T0 - 10));
     model.ingest_message(
@@ -326,7 +328,9 @@ fn a_restarted_sidecar_is_noticed_and_nothing_is_counted_twice() {
     // The sidecar came back as a new process: its counters start from zero.
     model.ingest(&FeedItem {
         source: 0,
-        kind: FeedKind::Live,
+        kind: FeedKind::Live {
+            filter: String::new(),
+        },
     });
     model.ingest_message(0, &hello("web", T0 + 1));
     model.ingest_message(
@@ -355,7 +359,9 @@ fn invalid_messages_are_counted_not_fatal() {
     });
     model.ingest(&FeedItem {
         source: 7,
-        kind: FeedKind::Live,
+        kind: FeedKind::Live {
+            filter: String::new(),
+        },
     });
     assert_eq!(model.sidecars()[1].invalid, 1);
     assert_eq!(

@@ -9,10 +9,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures_util::SinkExt;
+use meshtop::filter::FilterExpr;
 use meshtop::proxy::{Dest, ListenerConfig, ProxyConfig};
 use meshtop::telemetry::Direction;
 use meshtop::telemetry::event::{Hello, Message, RequestEvent};
-use meshtop::tui::source::{FeedKind, FeedReceiver, Target, feed, spawn_sources};
+use meshtop::tui::source::{FeedKind, FeedReceiver, Target, feed, spawn_sources, subscription};
 use support::*;
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite;
@@ -27,18 +28,37 @@ struct Feed {
     pending: Vec<VecDeque<FeedKind>>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
+    /// Changes the filter the sources subscribe with (`None` when recording).
+    filter: Option<tokio::sync::watch::Sender<FilterExpr>>,
 }
 
 impl Feed {
     fn attach(targets: &[Target], token: Option<&str>) -> Feed {
+        Feed::subscribed(targets, token, &FilterExpr::default(), false)
+    }
+
+    fn subscribed(
+        targets: &[Target],
+        token: Option<&str>,
+        filter: &FilterExpr,
+        recording: bool,
+    ) -> Feed {
         let (tx, rx) = feed();
         let shutdown = CancellationToken::new();
-        let tracker = spawn_sources(targets, token.map(str::to_owned), tx, shutdown.clone());
+        let (filter, filter_rx) = subscription(filter, recording);
+        let tracker = spawn_sources(
+            targets,
+            token.map(str::to_owned),
+            tx,
+            shutdown.clone(),
+            filter_rx,
+        );
         Feed {
             rx,
             pending: vec![VecDeque::new(); targets.len()],
             shutdown,
             tracker,
+            filter,
         }
     }
 
@@ -165,7 +185,10 @@ async fn two_sidecars_feed_one_channel_tagged_by_source() {
     // Each source says Connecting, then Live, then passes on the hello.
     for (source, name) in [(0, "one"), (1, "two")] {
         assert!(matches!(feed.next_from(source).await, FeedKind::Connecting));
-        assert!(matches!(feed.next_from(source).await, FeedKind::Live));
+        assert!(matches!(
+            feed.next_from(source).await,
+            FeedKind::Live { .. }
+        ));
         match feed.next_from(source).await {
             FeedKind::Message {
                 message: Message::Hello(hello),
@@ -290,7 +313,7 @@ async fn the_token_is_sent_and_a_wrong_one_fails_for_good() {
 
     let mut right = Feed::attach(&targets, Some("s3cret"));
     assert!(matches!(right.next_from(0).await, FeedKind::Connecting));
-    assert!(matches!(right.next_from(0).await, FeedKind::Live));
+    assert!(matches!(right.next_from(0).await, FeedKind::Live { .. }));
     assert_eq!(right.hello_from(0).await.sidecar.name, "guarded");
 
     for token in [Some("guess"), None] {
@@ -369,7 +392,7 @@ async fn frames_that_are_not_the_schema_are_reported_not_fatal() {
 
     let mut feed = Feed::attach(&[target(addr)], None);
     assert!(matches!(feed.next_from(0).await, FeedKind::Connecting));
-    assert!(matches!(feed.next_from(0).await, FeedKind::Live));
+    assert!(matches!(feed.next_from(0).await, FeedKind::Live { .. }));
     let mut reasons = Vec::new();
     for _ in 0..3 {
         match feed.next_from(0).await {
@@ -404,4 +427,133 @@ async fn frames_that_are_not_the_schema_are_reported_not_fatal() {
         .await
         .expect("the fake server ends cleanly");
     feed.stop().await;
+}
+
+/// GETs of these paths through `sidecar`, each read to the end.
+async fn requests_through(sidecar: &Sidecar, paths: &[&str]) {
+    let mut client = http1_conn(sidecar.addr()).await;
+    for path in paths {
+        client.ready().await.expect("keep-alive");
+        let resp = within("a response", client.send_request(get(path, "shop.svc")))
+            .await
+            .expect("the sidecar answers");
+        body_bytes(resp).await;
+    }
+}
+
+/// The paths of the request events `source` passes on until live stats
+/// (not backfilled) have counted `requests` requests; every item also goes
+/// into `model`.
+async fn paths_until_counted(
+    feed: &mut Feed,
+    source: usize,
+    requests: u64,
+    model: &mut meshtop::tui::model::Model,
+) -> Vec<String> {
+    within("stats counting the requests", async {
+        let (mut paths, mut counted) = (Vec::new(), 0);
+        while counted < requests {
+            let kind = feed.next_from(source).await;
+            model.ingest(&meshtop::tui::source::FeedItem {
+                source,
+                kind: kind.clone(),
+            });
+            match kind {
+                FeedKind::Message {
+                    message: Message::Request(r),
+                    ..
+                } => paths.push(r.path.unwrap_or_default()),
+                FeedKind::Message {
+                    message: Message::Stats(s),
+                    ..
+                } if !s.backfill => counted += s.upstreams.iter().map(|u| u.requests).sum::<u64>(),
+                _ => {}
+            }
+        }
+        paths
+    })
+    .await
+}
+
+#[tokio::test]
+async fn the_filter_is_pushed_down_and_a_change_resubscribes_without_counting_twice() {
+    // Issue #16: the UI's filter goes to the sidecar, so that filtered-out
+    // events never cross the port-forward; changing it re-subscribes, and
+    // the stats stay exact across the change.
+    let backend = backend().await;
+    let sidecar = Sidecar::start(named("web", backend.addr)).await;
+    let target: Target = format!(":{}", sidecar.admin.port()).parse().expect("valid");
+    let filter: FilterExpr = "status>=500".parse().expect("valid");
+    let mut feed = Feed::subscribed(std::slice::from_ref(&target), None, &filter, false);
+    let mut model = meshtop::tui::model::Model::new([target.to_string()]);
+    assert!(matches!(feed.next_from(0).await, FeedKind::Connecting));
+    match feed.next_from(0).await {
+        FeedKind::Live { filter } => assert_eq!(filter, "status>=500"),
+        other => panic!("expected Live, got {other:?}"),
+    }
+    model.ingest(&meshtop::tui::source::FeedItem {
+        source: 0,
+        kind: FeedKind::Live {
+            filter: "status>=500".into(),
+        },
+    });
+    requests_through(&sidecar, &["/status/200", "/status/500"]).await;
+    let paths = paths_until_counted(&mut feed, 0, 2, &mut model).await;
+    assert_eq!(paths, ["/status/500"]);
+
+    // A new filter: the source subscribes again with it.
+    let sender = feed.filter.as_ref().expect("not recording");
+    sender.send_replace("path~200".parse().expect("valid"));
+    within("the new subscription", async {
+        loop {
+            match feed.next_from(0).await {
+                FeedKind::Live { filter } => {
+                    assert_eq!(filter, "path~200");
+                    let kind = FeedKind::Live { filter };
+                    model.ingest(&meshtop::tui::source::FeedItem { source: 0, kind });
+                    break;
+                }
+                FeedKind::Reconnecting { reason, .. } => panic!("not a failure: {reason}"),
+                _ => {}
+            }
+        }
+    })
+    .await;
+    requests_through(&sidecar, &["/status/200", "/status/503"]).await;
+    let paths = paths_until_counted(&mut feed, 0, 2, &mut model).await;
+    assert_eq!(paths, ["/status/200"]);
+    // Four requests, counted once each, though the second subscription
+    // began with the sidecar's history of the first two.
+    let key = meshtop::tui::model::UpstreamKey {
+        direction: Direction::Inbound,
+        authority: "shop.svc".into(),
+    };
+    let row = model
+        .upstream_row(&key, meshtop::tui::model::Window::FiveMinutes)
+        .expect("the upstream");
+    assert_eq!((row.requests, row.failures), (4, 2));
+    assert_eq!(
+        model.sidecars()[0].subscription.as_deref(),
+        Some("path~200")
+    );
+    feed.stop().await;
+    sidecar.stop().await;
+}
+
+#[tokio::test]
+async fn a_recording_subscribes_to_every_event() {
+    let backend = backend().await;
+    let sidecar = Sidecar::start(named("web", backend.addr)).await;
+    let target: Target = format!(":{}", sidecar.admin.port()).parse().expect("valid");
+    let filter: FilterExpr = "status>=500".parse().expect("valid");
+    let mut feed = Feed::subscribed(std::slice::from_ref(&target), None, &filter, true);
+    assert!(feed.filter.is_none());
+    assert!(matches!(feed.next_from(0).await, FeedKind::Connecting));
+    assert!(matches!(feed.next_from(0).await, FeedKind::Live { filter } if filter.is_empty()));
+    requests_through(&sidecar, &["/status/200", "/status/500"]).await;
+    let mut model = meshtop::tui::model::Model::new([target.to_string()]);
+    let paths = paths_until_counted(&mut feed, 0, 2, &mut model).await;
+    assert_eq!(paths, ["/status/200", "/status/500"]);
+    feed.stop().await;
+    sidecar.stop().await;
 }

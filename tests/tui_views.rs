@@ -159,7 +159,9 @@ fn fixture() -> Model {
     ]);
     model.ingest(&FeedItem {
         source: 0,
-        kind: FeedKind::Live,
+        kind: FeedKind::Live {
+            filter: String::new(),
+        },
     });
     model.ingest_message(
         0,

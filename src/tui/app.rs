@@ -37,6 +37,9 @@ pub enum Output {
 pub struct ShowOptions {
     pub output: Output,
     pub filter: FilterExpr,
+    /// Where a changed filter goes for the sources to subscribe with (see
+    /// [`crate::tui::source::subscription`]); `None`: they keep theirs.
+    pub subscription: Option<watch::Sender<FilterExpr>>,
     pub window: Window,
     /// Stop after this long.
     pub duration: Option<Duration>,
@@ -270,6 +273,7 @@ pub async fn show(
                 ui: &mut ui,
                 tape: &mut tape,
                 replay: options.replay.as_ref(),
+                subscription: options.subscription.as_ref(),
             };
             let result = tui_loop(
                 &mut terminal,
@@ -296,6 +300,7 @@ struct Session<'a> {
     ui: &'a mut UiState,
     tape: &'a mut Tape,
     replay: Option<&'a ReplayHandle>,
+    subscription: Option<&'a watch::Sender<FilterExpr>>,
 }
 
 async fn tui_loop(
@@ -354,6 +359,7 @@ async fn tui_loop(
                         if action == Action::Quit {
                             return Ok(());
                         }
+                        session.push_filter();
                     }
                     match (session.ui.paused, frozen.is_some()) {
                         (true, false) => frozen = Some(Box::new(session.model.clone())),
@@ -374,6 +380,20 @@ async fn tui_loop(
 }
 
 impl Session<'_> {
+    /// Sends the UI's filter to the sources when it changed, for them to
+    /// subscribe with.
+    fn push_filter(&self) {
+        if let Some(subscription) = self.subscription {
+            subscription.send_if_modified(|pushed| {
+                let changed = *pushed != self.ui.filter;
+                if changed {
+                    *pushed = self.ui.filter.clone();
+                }
+                changed
+            });
+        }
+    }
+
     fn ingest(&mut self, item: &FeedItem) {
         if let Some(error) = self.tape.write(item) {
             self.ui.recording = false;

@@ -314,6 +314,9 @@ pub struct SidecarState {
     /// The end of the newest interval of `stats` taken from the sidecar's
     /// current run: backfilled ones up to it were taken before.
     stats_through: Option<SystemTime>,
+    /// The filter the sidecar selects our events by (empty: every event),
+    /// as of the latest connection; `None` before one (and in a replay).
+    pub subscription: Option<String>,
 }
 
 impl SidecarState {
@@ -332,6 +335,7 @@ impl SidecarState {
             last_invalid: None,
             clock_offset_ms: None,
             stats_through: None,
+            subscription: None,
         }
     }
 
@@ -428,7 +432,10 @@ impl Model {
         match &item.kind {
             FeedKind::Reset => {}
             FeedKind::Connecting => sidecar.state = SourceState::Connecting,
-            FeedKind::Live => sidecar.state = SourceState::Live,
+            FeedKind::Live { filter } => {
+                sidecar.state = SourceState::Live;
+                sidecar.subscription = Some(filter.clone());
+            }
             FeedKind::Reconnecting { reason, retry_in } => {
                 sidecar.state = SourceState::Reconnecting {
                     reason: reason.clone(),

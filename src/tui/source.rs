@@ -8,6 +8,13 @@
 //! drops events for this subscriber and says so with a `dropped` message,
 //! while `stats` stay exact. Backpressure thus ends at the sidecar, never
 //! in our memory.
+//!
+//! The UI's filter is pushed down to every sidecar (`/events?filter=`), so
+//! that filtered-out events never cross the port-forward nor fill a queue:
+//! a changed filter re-subscribes each source at once. Stats lose nothing
+//! by it: the new subscription starts with the sidecar's history, which the
+//! model merges without counting twice. A recording keeps every event (the
+//! filter applies at replay), so recording sessions subscribe to all.
 
 use std::fmt;
 use std::str::FromStr;
@@ -16,7 +23,7 @@ use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt;
 use http::{HeaderValue, StatusCode};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio_tungstenite::tungstenite;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -24,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::filter::FilterExpr;
 use crate::telemetry::event::{Message, SCHEMA_VERSION};
 
 /// A sidecar to attach to: `ws://host:port/events` (any path and query
@@ -178,8 +186,11 @@ pub enum FeedKind {
     /// backwards rebuilds the model from the start).
     Reset,
     Connecting,
-    /// The WebSocket handshake succeeded; a `hello` comes next.
-    Live,
+    /// The WebSocket handshake succeeded; a `hello` comes next. `filter`:
+    /// what the sidecar was asked to select events by (empty: all).
+    Live {
+        filter: String,
+    },
     /// A valid message, and its raw JSON text as received (for `--json` and
     /// recording, which pass it on unchanged).
     Message {
@@ -307,7 +318,8 @@ impl FeedItem {
             FeedKind::Invalid { reason }
             | FeedKind::Reconnecting { reason, .. }
             | FeedKind::Failed { reason } => reason.len() + 128,
-            FeedKind::Reset | FeedKind::Connecting | FeedKind::Live => 64,
+            FeedKind::Reset | FeedKind::Connecting => 64,
+            FeedKind::Live { filter } => filter.len() + 64,
         }
     }
 }
@@ -398,6 +410,7 @@ pub fn spawn_sources(
     token: Option<String>,
     tx: FeedSender,
     shutdown: CancellationToken,
+    filter: watch::Receiver<FilterExpr>,
 ) -> TaskTracker {
     let tracker = TaskTracker::new();
     for (index, target) in targets.iter().enumerate() {
@@ -407,12 +420,32 @@ pub fn spawn_sources(
             token: token.clone(),
             tx: tx.clone(),
             shutdown: shutdown.clone(),
+            filter: filter.clone(),
+            follows_filter: true,
         };
         let span = tracing::info_span!("source", index, url = %target);
         tracker.spawn(source.run().instrument(span));
     }
     tracker.close();
     tracker
+}
+
+/// The filter the sources subscribe with, and the sender that changes it:
+/// `None` when recording, whose sources subscribe to every event.
+pub fn subscription(
+    filter: &FilterExpr,
+    recording: bool,
+) -> (
+    Option<watch::Sender<FilterExpr>>,
+    watch::Receiver<FilterExpr>,
+) {
+    if recording {
+        // The sender goes at once: the sources see the filter never change.
+        let (_, rx) = watch::channel(FilterExpr::default());
+        return (None, rx);
+    }
+    let (tx, rx) = watch::channel(filter.clone());
+    (Some(tx), rx)
 }
 
 /// One target's connection loop.
@@ -422,6 +455,10 @@ struct Source {
     token: Option<String>,
     tx: FeedSender,
     shutdown: CancellationToken,
+    /// What to subscribe with; a change re-subscribes.
+    filter: watch::Receiver<FilterExpr>,
+    /// False once the filter's sender is gone: it cannot change any more.
+    follows_filter: bool,
 }
 
 /// How one connection ended.
@@ -432,16 +469,22 @@ enum Ended {
     Retry { reason: String, got_hello: bool },
     /// Do not try again.
     Fail(String),
+    /// The filter changed: subscribe again with it, at once.
+    Resubscribe,
 }
 
 type WsStream =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 impl Source {
-    async fn run(self) {
+    async fn run(mut self) {
         let mut backoff = Backoff::new();
         loop {
             let (reason, got_hello) = match self.connect_and_read().await {
+                Ended::Resubscribe => {
+                    tracing::debug!("source subscribes again with a new filter");
+                    continue;
+                }
                 Ended::Stop => {
                     tracing::debug!("source stopped");
                     return;
@@ -482,11 +525,12 @@ impl Source {
         }
     }
 
-    async fn connect_and_read(&self) -> Ended {
+    async fn connect_and_read(&mut self) -> Ended {
         if !self.emit(FeedKind::Connecting).await {
             return Ended::Stop;
         }
-        let request = match self.request() {
+        let filter = self.filter.borrow_and_update().clone();
+        let request = match self.request(&filter) {
             Ok(request) => request,
             Err(reason) => return Ended::Fail(reason),
         };
@@ -509,16 +553,27 @@ impl Source {
             Ok(Ok((ws, _response))) => ws,
         };
         tracing::debug!("source live");
-        if !self.emit(FeedKind::Live).await {
+        let filter = filter.to_string();
+        if !self.emit(FeedKind::Live { filter }).await {
             return Ended::Stop;
         }
         self.read(ws).await
     }
 
-    fn request(&self) -> Result<http::Request<()>, String> {
-        let mut request = self
-            .target
-            .url
+    /// The WebSocket request: the target's URL with the filter added to its
+    /// query (the sidecar keeps what all of its parameters select).
+    fn request(&self, filter: &FilterExpr) -> Result<http::Request<()>, String> {
+        let mut url = self.target.url.clone();
+        if !filter.is_empty() {
+            let encoded = percent_encoding::utf8_percent_encode(
+                filter.as_str(),
+                percent_encoding::NON_ALPHANUMERIC,
+            );
+            url.push(if url.contains('?') { '&' } else { '?' });
+            url.push_str("filter=");
+            url.push_str(&encoded.to_string());
+        }
+        let mut request = url
             .as_str()
             .into_client_request()
             .map_err(|e| format!("cannot make a request for {}: {e}", self.target))?;
@@ -533,7 +588,7 @@ impl Source {
         Ok(request)
     }
 
-    async fn read(&self, mut ws: WsStream) -> Ended {
+    async fn read(&mut self, mut ws: WsStream) -> Ended {
         let mut frames = Frames::default();
         loop {
             let quiet_limit = frames.quiet_limit();
@@ -541,6 +596,14 @@ impl Source {
                 () = self.shutdown.cancelled() => {
                     let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.close(None)).await;
                     return Ended::Stop;
+                }
+                changed = self.filter.changed(), if self.follows_filter => {
+                    if changed.is_err() {
+                        self.follows_filter = false;
+                        continue;
+                    }
+                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.close(None)).await;
+                    return Ended::Resubscribe;
                 }
                 next = tokio::time::timeout(quiet_limit, ws.next()) => next,
             };
