@@ -195,6 +195,49 @@ impl Facts for TcpFacts<'_> {
     }
 }
 
+impl Facts for crate::telemetry::event::TcpEvent {
+    fn sidecar(&self) -> &str {
+        &self.sidecar
+    }
+    fn direction(&self) -> Direction {
+        self.direction
+    }
+    /// As in the sidecar: the TLS server name, else the server's address.
+    fn authority(&self) -> &str {
+        self.sni
+            .as_deref()
+            .or(self.server.as_deref())
+            .unwrap_or_default()
+    }
+    fn path(&self) -> Option<&str> {
+        None
+    }
+    fn method(&self) -> Option<&str> {
+        None
+    }
+    fn status(&self) -> Option<u16> {
+        None
+    }
+    fn grpc_status(&self) -> Option<u32> {
+        None
+    }
+    fn duration_ms(&self) -> f64 {
+        self.duration_ms
+    }
+    fn failed(&self) -> bool {
+        self.error.is_some()
+    }
+    fn client_ip(&self) -> Option<Cow<'_, str>> {
+        Some(Cow::Borrowed(ip_of(&self.client)))
+    }
+    fn error(&self) -> Option<&str> {
+        self.error.map(|e| e.as_str())
+    }
+    fn route(&self) -> Option<String> {
+        None
+    }
+}
+
 /// The address part of `ip:port` or `[ip]:port` (the text itself when it
 /// has no port).
 pub fn ip_of(addr: &str) -> &str {
@@ -343,6 +386,18 @@ impl FilterExpr {
     /// Whether a request event from the sidecar named `sidecar` passes.
     pub fn matches_request(&self, sidecar: &str, event: &RequestEvent) -> bool {
         self.matches(&EventFacts { sidecar, event })
+    }
+
+    /// Whether a message passes: request and tcp events by their facts
+    /// (named by their own sidecar), every other message always (the
+    /// filter selects events; stats, hellos and drops describe the source).
+    pub fn keeps_message(&self, message: &crate::telemetry::event::Message) -> bool {
+        use crate::telemetry::event::Message;
+        match message {
+            Message::Request(event) => self.matches_request(&event.sidecar, event),
+            Message::Tcp(event) => self.matches(event),
+            _ => true,
+        }
     }
 
     /// Whether a request (or connection) passes.

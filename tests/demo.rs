@@ -237,3 +237,68 @@ async fn the_demo_shows_only_what_the_filter_matches() {
         "{table}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_prints_only_the_events_the_filter_keeps() {
+    // Issue #16: `demo --json --filter failed` printed successes, and
+    // `authority~voting` other services' events. The filter applies to the
+    // events printed whether the sidecars filtered them (the default) or
+    // sent everything (a recording session).
+    let recording =
+        std::env::temp_dir().join(format!("meshtop-json-filter-{}.ndjson", std::process::id()));
+    let _ = std::fs::remove_file(&recording);
+    let record = recording.to_string_lossy().into_owned();
+    for extra in [&[][..], &["--record", record.as_str()][..]] {
+        let mut args = vec![
+            "demo",
+            "--json",
+            "--filter",
+            "failed authority~voting",
+            "--duration",
+            "4s",
+            "--admin-base",
+            "0",
+            "--rate",
+            "40",
+        ];
+        args.extend_from_slice(extra);
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_meshtop"))
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .output();
+        let output = within("the demo to finish", output).await.expect("runs");
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let messages: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        let requests: Vec<&serde_json::Value> =
+            messages.iter().filter(|m| m["type"] == "request").collect();
+        assert!(
+            !requests.is_empty(),
+            "{extra:?}: no failure to voting shown"
+        );
+        for request in &requests {
+            let failed = request["status"].as_u64().is_some_and(|s| s >= 500)
+                || request["grpc_status"].as_u64().is_some_and(|g| g != 0)
+                || !request["error"].is_null();
+            assert!(failed, "{extra:?}: {request}");
+            let authority = request["authority"].as_str().unwrap_or_default();
+            assert!(authority.contains("voting"), "{extra:?}: {request}");
+        }
+        // Stats are never filtered.
+        assert!(messages.iter().any(|m| m["type"] == "stats"));
+    }
+    // The recording kept everything: successes and other services too.
+    let recorded = std::fs::read_to_string(&recording).expect("the recording");
+    assert!(recorded.contains("emoji-svc"));
+    let _ = std::fs::remove_file(&recording);
+}

@@ -285,6 +285,25 @@ async fn replay_json_prints_the_messages_with_their_source() {
         "{lines:?}"
     );
     assert_eq!(lines.iter().filter(|l| l["type"] == "request").count(), 5);
+    // The recording kept every event; the filter applies at replay.
+    let output = finished(
+        meshtop(&[
+            "replay",
+            file.as_str(),
+            "--json",
+            "--speed",
+            "max",
+            "--filter",
+            "authority=nothing.example",
+        ])
+        .spawn()
+        .expect("runs"),
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!stdout.contains("\"type\":\"request\""), "{stdout}");
+    assert!(stdout.contains("\"type\":\"stats\""), "{stdout}");
     sidecar.stop().await;
 }
 

@@ -169,7 +169,9 @@ pub async fn show(
                         if let Some(error) = tape.write(&item) {
                             eprintln!("meshtop: {error}");
                         }
-                        if let FeedKind::Message { raw, .. } = &item.kind {
+                        if let FeedKind::Message { raw, message, .. } = &item.kind
+                            && options.filter.keeps_message(message)
+                        {
                             let source = targets.get(item.source).map_or("", String::as_str);
                             if write_json_line(&mut out, source, raw).is_err() {
                                 break;
