@@ -452,9 +452,30 @@ pub fn parse() -> Result<Cli, ExitCode> {
         _ => {
             let rendered = err.render().to_string();
             let line = rendered.lines().next().unwrap_or("invalid arguments");
-            eprintln!("meshtop: {}", line.trim_start_matches("error: "));
+            let line = line.trim_start_matches("error: ");
+            match suggestion(&err) {
+                Some(suggested) => eprintln!("meshtop: {line} (did you mean '{suggested}'?)"),
+                None => eprintln!("meshtop: {line}"),
+            }
             ExitCode::from(EXIT_USAGE)
         }
+    })
+}
+
+/// What clap suggests for a typo (a subcommand, a flag, a value), kept in
+/// the one line a usage error gets.
+fn suggestion(err: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue};
+    [
+        ContextKind::SuggestedSubcommand,
+        ContextKind::SuggestedArg,
+        ContextKind::SuggestedValue,
+    ]
+    .into_iter()
+    .find_map(|kind| match err.get(kind)? {
+        ContextValue::String(s) => Some(s.clone()),
+        ContextValue::Strings(all) => all.first().cloned(),
+        _ => None,
     })
 }
 

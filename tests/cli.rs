@@ -443,3 +443,17 @@ fn a_zero_eager_dial_cap_is_refused_in_one_line() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--max-eager-dials"), "{stderr}");
 }
+
+#[test]
+fn typos_get_a_suggestion_in_their_one_line() {
+    for (args, suggested) in [
+        (&["atach"][..], "did you mean 'attach'?"),
+        (&["demo", "--rat", "5"][..], "did you mean '--rate'?"),
+    ] {
+        let output = meshtop_bin().args(args).output().expect("runs");
+        assert_eq!(output.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(suggested), "{stderr}");
+    }
+}

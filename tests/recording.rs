@@ -479,13 +479,16 @@ fn files_that_are_not_recordings_are_clear_errors() {
         ),
         ("text.txt", b"hello\nworld\n".to_vec(), "not JSON"),
         ("binary.bin", binary.clone(), "not JSON"),
-        ("binary.zst", binary, "does not decompress"),
+        // Read by their content, whatever their name says.
+        ("binary.zst", binary, "not JSON"),
+        ("plain.ndjson.zst", b"{\"format\":1}\n".to_vec(), "format"),
+        ("compressed.ndjson", compressed_header, "damaged"),
+        // A zstd frame that is cut or damaged after its magic bytes.
         (
-            "plain.ndjson.zst",
-            b"{\"format\":1}\n".to_vec(),
-            "does not decompress",
+            "cut.ndjson",
+            vec![0x28, 0xB5, 0x2F, 0xFD, 0xFF],
+            "decompress",
         ),
-        ("compressed.ndjson", compressed_header, "zstd-compressed"),
         ("zeros.ndjson", vec![0; 10 << 20], "longer than"),
     ];
     for (name, content, reason) in cases {

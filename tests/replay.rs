@@ -458,3 +458,22 @@ async fn tokens_in_targets_are_not_written_into_recordings() {
         assert!(!logged.contains(secret), "{logged}");
     }
 }
+
+/// Issue #16: a zstd recording is recognised by its magic bytes, whatever
+/// its name; a plain one named `.zst` is read as what it is.
+#[tokio::test]
+async fn recordings_are_read_by_their_content_not_their_name() {
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/emojivoto.ndjson.zst");
+    let (expected, _) = replay_headless(shipped).await;
+    let renamed = TempFile::new("renamed.ndjson");
+    std::fs::copy(shipped, &renamed.0).expect("copy");
+    let (table, stderr) = replay_headless(renamed.as_str()).await;
+    assert_eq!(table, expected, "{stderr}");
+
+    let compressed = std::fs::read(shipped).expect("the shipped recording");
+    let plain = zstd::decode_all(compressed.as_slice()).expect("zstd");
+    let misnamed = TempFile::new("plain.ndjson.zst");
+    std::fs::write(&misnamed.0, plain).expect("write");
+    let (table, stderr) = replay_headless(misnamed.as_str()).await;
+    assert_eq!(table, expected, "{stderr}");
+}

@@ -70,8 +70,9 @@ pub struct SourceInfo {
     pub name: Option<String>,
 }
 
-/// Whether `path` is written and read zstd-compressed: exactly when its
-/// name ends in `.zst`.
+/// Whether `path` is written zstd-compressed: exactly when its name ends in
+/// `.zst`. A reader goes by the content instead ([`ZSTD_MAGIC`]), so that a
+/// renamed recording still replays.
 pub fn is_zstd(path: &Path) -> bool {
     path.extension().is_some_and(|ext| ext == "zst")
 }
@@ -138,9 +139,8 @@ pub(crate) enum HeaderProblem {
 pub(crate) fn parse_header(line: &[u8]) -> Result<Header, HeaderProblem> {
     let not = |reason: String| HeaderProblem::NotARecording(reason);
     if line.starts_with(&ZSTD_MAGIC) {
-        return Err(not(
-            "it is zstd-compressed but its name does not end in .zst".to_owned(),
-        ));
+        // Only reached through a zstd frame inside the decompressed text.
+        return Err(not("it holds a zstd frame inside another".to_owned()));
     }
     let value: serde_json::Value = serde_json::from_slice(line)
         .map_err(|err| not(format!("its first line is not JSON ({err})")))?;

@@ -14,7 +14,7 @@ use std::time::Duration;
 use super::Header;
 use super::RecordingError;
 use super::format::{
-    HeaderProblem, Line, MAX_HEADER_BYTES, MAX_LINE_BYTES, is_zstd, one_line, parse_header,
+    HeaderProblem, Line, MAX_HEADER_BYTES, MAX_LINE_BYTES, one_line, parse_header,
     split_written_line,
 };
 use crate::telemetry::event::{Message, SCHEMA_VERSION};
@@ -118,8 +118,25 @@ impl RecordingReader {
         if !metadata.is_file() && !metadata.file_type().is_fifo() {
             return Err(not_a_recording("not a regular file or a pipe"));
         }
-        let file = BufReader::with_capacity(READ_BUFFER, FileRead(file));
-        let input: Box<dyn BufRead + Send> = if is_zstd(&path) {
+        // Compressed or not by its first bytes, whatever its name says; read
+        // whole, as a pipe may give them a few at a time.
+        let mut file = FileRead(file);
+        let mut magic = [0u8; 4];
+        let mut got = 0;
+        while got < magic.len() {
+            match file.read(&mut magic[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(open_error(err)),
+            }
+        }
+        let compressed = magic == super::format::ZSTD_MAGIC;
+        let file = BufReader::with_capacity(
+            READ_BUFFER,
+            std::io::Cursor::new(magic[..got].to_vec()).chain(file),
+        );
+        let input: Box<dyn BufRead + Send> = if compressed {
             let decoder = zstd::Decoder::with_buffer(file).map_err(open_error)?;
             Box::new(BufReader::with_capacity(READ_BUFFER, decoder))
         } else {
