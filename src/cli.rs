@@ -631,7 +631,10 @@ async fn run_proxy(args: ProxyArgs) -> ExitCode {
     let proxy = match Proxy::bind(config).await {
         Ok(proxy) => proxy,
         Err(err) => {
-            eprintln!("meshtop: {err}");
+            match err.way_out() {
+                Some(way_out) => eprintln!("meshtop: {err}; {way_out}"),
+                None => eprintln!("meshtop: {err}"),
+            }
             return ExitCode::from(EXIT_USAGE);
         }
     };
@@ -901,6 +904,12 @@ async fn run_demo(args: DemoArgs, pods: Option<&crate::demo::pods::DemoPods>) ->
     };
     let demo = match started {
         Ok(demo) => demo,
+        Err(crate::demo::DemoError::Bind(err)) if err.in_use() => {
+            eprintln!(
+                "meshtop: {err}; another demo or sidecar may be running: --admin-base 0 picks free ports"
+            );
+            return ExitCode::from(EXIT_USAGE);
+        }
         Err(err) => {
             eprintln!("meshtop: {err}");
             return ExitCode::from(EXIT_USAGE);

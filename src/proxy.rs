@@ -131,8 +131,27 @@ impl ProxyConfig {
 pub struct BindError {
     pub what: String,
     pub addr: SocketAddr,
+    /// The flag that sets this address (`--admin`, …).
+    pub flag: &'static str,
     #[source]
     pub source: std::io::Error,
+}
+
+impl BindError {
+    /// Whether another socket holds the address already.
+    pub fn in_use(&self) -> bool {
+        self.source.kind() == std::io::ErrorKind::AddrInUse
+    }
+
+    /// What the user can do about it, when anything.
+    pub fn way_out(&self) -> Option<String> {
+        self.in_use().then(|| {
+            format!(
+                "another process listens there: give this one another address with {}",
+                self.flag
+            )
+        })
+    }
 }
 
 /// A bound proxy, ready to run.
@@ -181,12 +200,21 @@ impl Proxy {
     ) -> Result<Proxy, BindError> {
         let mut listeners = Vec::with_capacity(config.listeners.len());
         for listener in &config.listeners {
-            let bound = bind(listener.addr, &format!("{} listener", listener.direction)).await?;
+            let flag = match listener.direction {
+                Direction::Inbound => "--inbound",
+                Direction::Outbound => "--outbound",
+            };
+            let bound = bind(
+                listener.addr,
+                &format!("{} listener", listener.direction),
+                flag,
+            )
+            .await?;
             listeners.push((listener.clone(), bound));
         }
-        let admin = bind(config.admin, "admin").await?;
+        let admin = bind(config.admin, "admin", "--admin").await?;
         let public_admin = match config.public_admin {
-            Some(addr) => Some(bind(addr, "public admin").await?),
+            Some(addr) => Some(bind(addr, "public admin", "--public-admin").await?),
             None => None,
         };
         let bound = listeners
@@ -366,9 +394,10 @@ impl Proxy {
     }
 }
 
-async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, BindError> {
+async fn bind(addr: SocketAddr, what: &str, flag: &'static str) -> Result<TcpListener, BindError> {
     TcpListener::bind(addr).await.map_err(|source| BindError {
         what: what.to_owned(),
+        flag,
         addr,
         source,
     })

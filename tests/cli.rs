@@ -457,3 +457,38 @@ fn typos_get_a_suggestion_in_their_one_line() {
         assert!(stderr.contains(suggested), "{stderr}");
     }
 }
+
+#[tokio::test]
+async fn a_port_in_use_names_the_way_out() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+    let admin = format!("127.0.0.1:{port}");
+    let proxy = meshtop_bin()
+        .args([
+            "proxy",
+            "--inbound",
+            "127.0.0.1:0=127.0.0.1:9",
+            "--admin",
+            &admin,
+        ])
+        .output()
+        .expect("runs");
+    let demo = meshtop_bin()
+        .args([
+            "demo",
+            "--headless",
+            "--duration",
+            "1s",
+            "--admin-base",
+            &port.to_string(),
+        ])
+        .output()
+        .expect("runs");
+    for (output, way_out) in [(proxy, "--admin"), (demo, "--admin-base 0")] {
+        assert_eq!(output.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+        assert!(stderr.contains("in use"), "{stderr}");
+        assert!(stderr.contains(way_out), "{stderr}");
+    }
+}
