@@ -39,20 +39,73 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the sidecar proxy: forward every connection unchanged and record every request
+    #[command(after_help = EXAMPLES_PROXY)]
     Proxy(Box<ProxyArgs>),
     /// Attach to one or many sidecars and show their traffic live
+    #[command(after_help = EXAMPLES_ATTACH)]
     Attach(AttachArgs),
     /// Record what one or many sidecars send to a file, without a UI
+    #[command(after_help = EXAMPLES_RECORD)]
     Record(RecordArgs),
     /// Replay a recording in the same UI as attach
+    #[command(after_help = EXAMPLES_REPLAY)]
     Replay(ReplayArgs),
     /// Run emojivoto with a sidecar per service, and attach to them
+    #[command(after_help = EXAMPLES_DEMO)]
     Demo(DemoArgs),
     /// Add meshtop's init container and sidecar to the pods of Kubernetes manifests
+    #[command(after_help = EXAMPLES_INJECT)]
     Inject(InjectArgs),
     /// Program the pod's iptables to redirect its TCP traffic to the sidecar (an init container)
+    #[command(after_help = EXAMPLES_INIT)]
     Init(InitArgs),
 }
+
+const EXAMPLES_PROXY: &str = "\
+Examples:
+  meshtop proxy --inbound 127.0.0.1:8081=127.0.0.1:8080
+      put a sidecar in front of a service on :8080
+  meshtop proxy
+      in a pod after `meshtop init`: inbound on :15006, outbound on :15001
+  meshtop attach :15090
+      then watch it";
+
+const EXAMPLES_ATTACH: &str = "\
+Examples:
+  kubectl port-forward deploy/web 15090 & meshtop attach :15090
+  meshtop attach :15090 :15091 --filter 'failed route~vote'
+  meshtop attach :15090 --headless --duration 30s --window 1m
+  meshtop attach :15090 --json --filter 'status>=500' | jq .path
+  meshtop attach :15090 --record session.ndjson.zst
+Filters: docs/filters.md";
+
+const EXAMPLES_RECORD: &str = "\
+Examples:
+  meshtop record :15090 :15091 -o incident.ndjson.zst --duration 10m
+  meshtop replay incident.ndjson.zst";
+
+const EXAMPLES_REPLAY: &str = "\
+Examples:
+  meshtop replay incident.ndjson.zst
+  meshtop replay incident.ndjson.zst --speed 4 --filter failed
+  meshtop replay incident.ndjson.zst --headless --speed max";
+
+const EXAMPLES_DEMO: &str = "\
+Examples:
+  meshtop demo
+  meshtop demo --admin-base 0 --failure-rate 0.1
+  meshtop demo --headless --duration 10s";
+
+const EXAMPLES_INJECT: &str = "\
+Examples:
+  meshtop inject deploy.yml | kubectl apply -f -
+  kubectl get deploy -o yaml | meshtop inject - | kubectl apply -f -";
+
+const EXAMPLES_INIT: &str = "\
+Examples:
+  meshtop init --dry-run
+      print the iptables rules without applying them
+  meshtop init --dry-run --uninstall";
 
 #[derive(Debug, Args)]
 pub struct InitArgs {
@@ -1080,6 +1133,58 @@ impl StopSignals {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The words of a command line, with single quotes as the shell reads
+    /// them (all the examples need).
+    fn words(line: &str) -> Vec<String> {
+        let mut words = Vec::new();
+        let mut word = String::new();
+        let mut quoted = false;
+        for c in line.chars() {
+            match c {
+                '\'' => quoted = !quoted,
+                ' ' if !quoted => {
+                    if !word.is_empty() {
+                        words.push(std::mem::take(&mut word));
+                    }
+                }
+                c => word.push(c),
+            }
+        }
+        if !word.is_empty() {
+            words.push(word);
+        }
+        words
+    }
+
+    #[test]
+    fn every_example_in_help_parses() {
+        let mut parsed = 0;
+        for examples in [
+            EXAMPLES_PROXY,
+            EXAMPLES_ATTACH,
+            EXAMPLES_RECORD,
+            EXAMPLES_REPLAY,
+            EXAMPLES_DEMO,
+            EXAMPLES_INJECT,
+            EXAMPLES_INIT,
+        ] {
+            for line in examples.lines() {
+                // Each `meshtop …` of the line, up to a pipe or `&`.
+                for part in line.split(['|', '&']) {
+                    let command = part.trim();
+                    if !command.starts_with("meshtop ") {
+                        continue;
+                    }
+                    if let Err(err) = Cli::try_parse_from(words(command)) {
+                        panic!("{command:?}: {err}");
+                    }
+                    parsed += 1;
+                }
+            }
+        }
+        assert!(parsed >= 15, "{parsed}");
+    }
 
     #[test]
     fn listener_specs_parse() {
