@@ -738,6 +738,7 @@ async fn run_attach(args: AttachArgs) -> ExitCode {
         duration: args.duration,
         recorder,
         replay: None,
+        note: None,
     };
     let names = targets.iter().map(|t| t.to_string()).collect();
     let result = show(names, rx, options, shutdown.clone()).await;
@@ -837,6 +838,7 @@ async fn run_record(args: RecordArgs) -> ExitCode {
         duration: args.duration,
         recorder: Some(writer),
         replay: None,
+        note: None,
     };
     let names = targets.iter().map(|t| t.to_string()).collect();
     let result = show(names, rx, options, shutdown.clone()).await;
@@ -923,6 +925,7 @@ async fn run_replay(args: ReplayArgs) -> ExitCode {
         duration: None,
         recorder: None,
         replay: Some(ReplayHandle { control, progress }),
+        note: None,
     };
     session_exit_code(show(targets, rx, options, shutdown).await)
 }
@@ -973,6 +976,15 @@ async fn run_demo(args: DemoArgs, pods: Option<&crate::demo::pods::DemoPods>) ->
         .iter()
         .filter_map(|(_, addr)| format!("{addr}").parse().ok())
         .collect();
+    // Printed before the UI opens, and kept at the head of its status line.
+    let note = match pods {
+        Some(pods) => format!(
+            "emojivoto: http://{} (netns {})",
+            demo.web,
+            pods.node_netns()
+        ),
+        None => format!("emojivoto: http://{}", demo.web_sidecar),
+    };
     match pods {
         Some(pods) => {
             let addrs: Vec<String> = demo.admins.iter().map(|(_, a)| a.to_string()).collect();
@@ -1015,6 +1027,7 @@ async fn run_demo(args: DemoArgs, pods: Option<&crate::demo::pods::DemoPods>) ->
         duration: args.duration,
         recorder,
         replay: None,
+        note: Some(note),
     };
     let names = targets.iter().map(|t| t.to_string()).collect();
     let result = show(names, rx, options, shutdown.clone()).await;

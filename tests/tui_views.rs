@@ -1067,3 +1067,18 @@ fn tap_model_more(model: &mut Model, from: u64, n: u64) {
         );
     }
 }
+
+#[test]
+fn the_demo_says_where_emojivoto_answers_in_the_status_line() {
+    let model = fixture();
+    let mut ui = ui();
+    ui.note = Some("emojivoto: http://127.0.0.1:40711".into());
+    for (width, height) in [(80, 24), (160, 48)] {
+        let text = screen(&model, &ui, width, height);
+        let status = text.lines().last().expect("a status line");
+        assert!(
+            status.contains("emojivoto: http://127.0.0.1:40711 │ ? help"),
+            "{status}"
+        );
+    }
+}

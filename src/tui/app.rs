@@ -47,6 +47,8 @@ pub struct ShowOptions {
     pub recorder: Option<RecordingWriter>,
     /// Set when the feed is a replay: the UI controls the player.
     pub replay: Option<ReplayHandle>,
+    /// Kept at the head of the TUI's status line (see [`UiState::note`]).
+    pub note: Option<String>,
 }
 
 /// The UI's end of a replay player.
@@ -269,6 +271,7 @@ pub async fn show(
             let mut ui = UiState::new(options.filter.clone());
             ui.window = options.window;
             ui.recording = tape.writer.is_some();
+            ui.note = options.note.clone();
             let mut terminal = ratatui::try_init()?;
             let mut session = Session {
                 model: &mut model,

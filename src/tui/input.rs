@@ -127,6 +127,9 @@ pub struct UiState {
     /// A one-off message for the status line (e.g. why a key did nothing),
     /// cleared by the next key.
     pub hint: Option<String>,
+    /// What the session is about, kept at the head of the status line
+    /// (the demo: where emojivoto answers).
+    pub note: Option<String>,
 }
 
 /// How far a movement key moves.
@@ -173,6 +176,7 @@ impl UiState {
             replay: None,
             recording: false,
             hint: None,
+            note: None,
         }
     }
 

@@ -276,10 +276,14 @@ impl Widget for &StatusLine<'_> {
             let follow = if ui.tap_follow { "unfollow" } else { "follow" };
             keys.insert(4, ("f", follow));
         }
-        let spans: Vec<Span> = keys
-            .into_iter()
-            .flat_map(|(key, what)| [Span::raw(key).bold(), Span::raw(format!(" {what}  ")).dim()])
-            .collect();
+        let mut spans: Vec<Span> = Vec::new();
+        if let Some(note) = &ui.note {
+            spans.push(Span::raw(note.as_str()).cyan());
+            spans.push(Span::raw(" │ ").dim());
+        }
+        spans.extend(keys.into_iter().flat_map(|(key, what)| {
+            [Span::raw(key).bold(), Span::raw(format!(" {what}  ")).dim()]
+        }));
         Line::from(spans).render(first, buf);
     }
 }
