@@ -885,6 +885,10 @@ async fn run_replay(args: ReplayArgs) -> ExitCode {
             stats.skipped
         );
     }
+    if let Err(reason) = check_playback(args.from, args.to, entries.last().map(|e| e.t)) {
+        eprintln!("meshtop: {}: {reason}", args.file.display());
+        return ExitCode::from(EXIT_USAGE);
+    }
     let targets: Vec<String> = header.sources.iter().map(|s| s.target.clone()).collect();
     let shutdown = CancellationToken::new();
     if let Ok(signals) = StopSignals::register() {
@@ -903,6 +907,7 @@ async fn run_replay(args: ReplayArgs) -> ExitCode {
         speed: args.speed,
         paused: false,
         finished: false,
+        seeked: None,
     });
     let playback = Playback {
         from: args.from.unwrap_or_default(),
@@ -1101,6 +1106,42 @@ fn run_inject(args: InjectArgs) -> ExitCode {
             ExitCode::from(EXIT_USAGE)
         }
     }
+}
+
+/// `--from` and `--to` must fall within the recording (`length`: the time
+/// of its last message) and in that order.
+fn check_playback(
+    from: Option<Duration>,
+    to: Option<Duration>,
+    length: Option<Duration>,
+) -> Result<(), String> {
+    let length = length.unwrap_or_default();
+    // Whole seconds, or milliseconds below one.
+    let show = |d: Duration| {
+        let d = if d >= Duration::from_secs(1) {
+            Duration::from_secs(d.as_secs())
+        } else {
+            Duration::from_millis(d.subsec_millis().into())
+        };
+        humantime::format_duration(d).to_string()
+    };
+    for (flag, offset) in [("--from", from), ("--to", to)] {
+        if let Some(offset) = offset
+            && offset > length
+        {
+            return Err(format!(
+                "{flag} {} is past the end of the recording ({} long)",
+                show(offset),
+                show(length)
+            ));
+        }
+    }
+    if let (Some(from), Some(to)) = (from, to)
+        && from > to
+    {
+        return Err(format!("--from {} is after --to {}", show(from), show(to)));
+    }
+    Ok(())
 }
 
 /// The sidecar `meshtop attach` attaches to when given no target.

@@ -477,3 +477,40 @@ async fn recordings_are_read_by_their_content_not_their_name() {
     let (table, stderr) = replay_headless(misnamed.as_str()).await;
     assert_eq!(table, expected, "{stderr}");
 }
+
+/// Issue #16: `--from` or `--to` outside the recording is a one-line error.
+#[tokio::test]
+async fn offsets_outside_the_recording_are_refused() {
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/emojivoto.ndjson.zst");
+    for (args, says) in [
+        (&["--from", "99m"][..], "past the end"),
+        (&["--to", "99m"][..], "past the end"),
+        (&["--from", "20s", "--to", "10s"][..], "after --to"),
+    ] {
+        let mut all = vec!["replay", file, "--headless"];
+        all.extend_from_slice(args);
+        let output = finished(meshtop(&all).spawn().expect("runs")).await;
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(says), "{stderr}");
+    }
+    // Within it, fine.
+    let output = finished(
+        meshtop(&[
+            "replay",
+            file,
+            "--headless",
+            "--speed",
+            "max",
+            "--from",
+            "10s",
+            "--to",
+            "20s",
+        ])
+        .spawn()
+        .expect("runs"),
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(0));
+}

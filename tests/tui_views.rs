@@ -463,6 +463,36 @@ fn help_overlay() {
     snapshot_both_sizes("help", &fixture(), &ui);
 }
 
+fn replaying(ui: &mut UiState) {
+    ui.replay = Some(meshtop::tui::replay::Progress {
+        position: std::time::Duration::from_secs(25),
+        length: std::time::Duration::from_secs(180),
+        speed: meshtop::tui::replay::Speed::Factor(8.0),
+        paused: false,
+        finished: false,
+        seeked: None,
+    });
+}
+
+#[test]
+fn a_replay_says_it_is_one_and_helps_with_its_own_keys() {
+    // Issue #16: the header said `4/4 live` and `?` listed `g G first/last
+    // row` and `space pause the screen`, which act on the player there.
+    let model = fixture();
+    let mut ui = ui();
+    replaying(&mut ui);
+    let text = screen(&model, &ui, 80, 24);
+    let header = text.lines().next().expect("a header");
+    assert!(header.contains("replay 0:25 / 3:00 8×"), "{header}");
+    assert!(!header.contains("live"), "{header}");
+    ui.help = true;
+    snapshot_both_sizes("replay_help", &model, &ui);
+    let help = screen(&model, &ui, 160, 48);
+    assert!(help.contains("play / pause the replay"), "{help}");
+    assert!(!help.contains("pause the screen"), "{help}");
+    assert!(!help.contains("g G, Home End"), "{help}");
+}
+
 #[test]
 fn header_markers_filter_and_sort_column() {
     let model = fixture();

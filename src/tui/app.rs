@@ -417,8 +417,14 @@ fn replay_control(replay: &ReplayHandle, key: KeyEvent, ui: &UiState, seeks: &mu
     if ui.filter_input.is_some() || ui.help {
         return false;
     }
-    let position = replay.progress.borrow().position;
-    let length = replay.progress.borrow().length;
+    let progress = *replay.progress.borrow();
+    let length = progress.length;
+    // Keys pressed faster than the player takes them add up: a seek still
+    // on its way is where the next one starts from.
+    let position = match replay.control.borrow().seek {
+        Some((id, target)) if progress.seeked != Some(id) => target,
+        _ => progress.position,
+    };
     let mut seek = |to: Duration| {
         *seeks += 1;
         let id = *seeks;
@@ -468,6 +474,50 @@ mod tests {
     }
 
     #[test]
+    fn seek_keys_pressed_faster_than_the_player_all_count() {
+        let (control, control_rx) = watch::channel(Control {
+            paused: false,
+            speed: Speed::Factor(1.0),
+            seek: None,
+        });
+        let (progress_tx, progress) = watch::channel(Progress {
+            position: Duration::from_secs(30),
+            length: Duration::from_secs(100),
+            speed: Speed::Factor(1.0),
+            paused: false,
+            finished: false,
+            seeked: None,
+        });
+        let replay = ReplayHandle { control, progress };
+        let ui = UiState::new(FilterExpr::default());
+        let mut seeks = 0;
+        for _ in 0..4 {
+            assert!(replay_control(
+                &replay,
+                key(KeyCode::Right),
+                &ui,
+                &mut seeks
+            ));
+        }
+        assert_eq!(control_rx.borrow().seek, Some((4, Duration::from_secs(70))));
+        // Once the player took it and moved on, seeks start from where it is.
+        progress_tx.send_modify(|p| {
+            p.position = Duration::from_secs(75);
+            p.seeked = Some(4);
+        });
+        assert!(replay_control(&replay, key(KeyCode::Left), &ui, &mut seeks));
+        assert_eq!(control_rx.borrow().seek, Some((5, Duration::from_secs(65))));
+        // Never past the end.
+        for _ in 0..10 {
+            replay_control(&replay, key(KeyCode::Right), &ui, &mut seeks);
+        }
+        assert_eq!(
+            control_rx.borrow().seek.map(|s| s.1),
+            Some(Duration::from_secs(100))
+        );
+    }
+
+    #[test]
     fn replay_keys_drive_the_player() {
         let (control, control_rx) = watch::channel(Control {
             paused: false,
@@ -480,6 +530,7 @@ mod tests {
             speed: Speed::Factor(1.0),
             paused: false,
             finished: false,
+            seeked: None,
         });
         let replay = ReplayHandle { control, progress };
         let mut ui = UiState::new(FilterExpr::default());
@@ -519,7 +570,8 @@ mod tests {
             &ui,
             &mut seeks
         ));
-        assert_eq!(control_rx.borrow().seek, Some((2, Duration::from_secs(40))));
+        // The left seek is still on its way: right goes on from its target.
+        assert_eq!(control_rx.borrow().seek, Some((2, Duration::from_secs(30))));
         assert!(replay_control(
             &replay,
             key(KeyCode::Char('g')),

@@ -82,6 +82,9 @@ pub struct Progress {
     pub speed: Speed,
     pub paused: bool,
     pub finished: bool,
+    /// The id of the last seek taken (see [`Control::seek`]): a later one
+    /// is still on its way, and the next seek goes on from its target.
+    pub seeked: Option<u64>,
 }
 
 /// What part of a recording to play, and how.
@@ -156,6 +159,7 @@ pub async fn play(
             speed: state.speed,
             paused: state.paused,
             finished: next >= entries.len() || entries[next].t > end,
+            seeked: last_seek,
         });
         if let Some(up_to) = catch_up_to.take() {
             while next < entries.len() && entries[next].t <= up_to {
@@ -275,6 +279,7 @@ mod tests {
             speed: Speed::Max,
             paused: false,
             finished: false,
+            seeked: None,
         });
         let playback = Playback {
             from: Duration::from_secs(3),
@@ -301,6 +306,7 @@ mod tests {
             speed: Speed::Factor(1.0),
             paused: false,
             finished: false,
+            seeked: None,
         });
         let player = tokio::spawn(play(
             entries(10),

@@ -85,7 +85,10 @@ impl Widget for &Screen<'_> {
         }
         Widget::render(&StatusLine { ui }, layout.status, buf);
         if ui.help {
-            Widget::render(&HelpOverlay, area, buf);
+            let help = HelpOverlay {
+                replay: ui.replay.is_some(),
+            };
+            Widget::render(&help, area, buf);
         }
     }
 }
@@ -166,8 +169,30 @@ impl Widget for &Header<'_> {
         } else {
             Style::new().green()
         };
+        // A replay is never live: it says where it is instead.
+        let source = match &ui.replay {
+            Some(p) => {
+                let state = if p.finished {
+                    "  end"
+                } else if p.paused {
+                    "  paused"
+                } else {
+                    ""
+                };
+                Span::styled(
+                    format!(
+                        "replay {} / {} {}{state}",
+                        replay_clock(p.position),
+                        replay_clock(p.length),
+                        p.speed.label()
+                    ),
+                    Style::new().cyan(),
+                )
+            }
+            None => Span::styled(format!("{live}/{attached} live"), live_style),
+        };
         let mut figures = vec![
-            Span::styled(format!("{live}/{attached} live"), live_style),
+            source,
             Span::raw(format!("  {} rps", format_rps(summary.rps))),
             Span::raw("  "),
             Span::styled(
@@ -267,7 +292,11 @@ impl Widget for &StatusLine<'_> {
             ("1-5", "views"),
             ("enter", "detail"),
             ("/", "filter"),
-            ("space", if ui.paused { "resume" } else { "pause" }),
+            match (&ui.replay, ui.paused) {
+                (Some(_), _) => ("space", "play/pause"),
+                (None, true) => ("space", "resume"),
+                (None, false) => ("space", "pause"),
+            },
             ("e", "failures"),
             ("w", "window"),
             ("s/S", "sort"),
@@ -288,8 +317,20 @@ impl Widget for &StatusLine<'_> {
     }
 }
 
-/// The `?` overlay: every key, and the filter syntax.
-pub struct HelpOverlay;
+/// The `?` overlay: every key that does something here (a replay's keys
+/// in a replay), and the filter syntax.
+pub struct HelpOverlay {
+    pub replay: bool,
+}
+
+/// What some keys do in a replay instead (see [`HELP_KEYS`]).
+const HELP_REPLAY_KEYS: [(&str, &str); 5] = [
+    ("Home End", "first / last row"),
+    ("space", "play / pause the replay"),
+    ("← →", "seek 10 s back / forward"),
+    ("+ -", "play faster / slower"),
+    ("g G", "start / end of the recording"),
+];
 
 const HELP_KEYS: [(&str, &str); 16] = [
     ("?", "this help (esc or ? closes it)"),
@@ -322,7 +363,19 @@ const HELP_FILTER: [&str; 4] = [
 
 impl Widget for &HelpOverlay {
     fn render(self, area: Rect, buf: &mut Buffer) {
-        let mut lines: Vec<Line> = HELP_KEYS
+        let keys: Vec<(&str, &str)> = if self.replay {
+            // g, G and space act on the player; the rest as live.
+            let mut keys: Vec<(&str, &str)> = HELP_KEYS
+                .iter()
+                .copied()
+                .filter(|(key, _)| !["g G, Home End", "space"].contains(key))
+                .collect();
+            keys.extend(HELP_REPLAY_KEYS);
+            keys
+        } else {
+            HELP_KEYS.to_vec()
+        };
+        let mut lines: Vec<Line> = keys
             .iter()
             .map(|(key, what)| {
                 Line::from(vec![
@@ -409,6 +462,11 @@ fn compact_count(n: u64) -> String {
     }
 }
 
+/// `m:ss` of a place in a recording.
+fn replay_clock(d: std::time::Duration) -> String {
+    format!("{}:{:02}", d.as_secs() / 60, d.as_secs() % 60)
+}
+
 /// The replay progress bar: position, length and speed.
 struct ReplayBar<'a> {
     progress: &'a crate::tui::replay::Progress,
@@ -432,12 +490,10 @@ impl Widget for &ReplayBar<'_> {
         } else {
             "playing"
         };
-        let clock =
-            |d: std::time::Duration| format!("{}:{:02}", d.as_secs() / 60, d.as_secs() % 60);
         let label = format!(
             " {state} {} / {}  {}  (space pause, +/- speed, ←/→ seek 10s, g/G start/end) ",
-            clock(p.position),
-            clock(p.length),
+            replay_clock(p.position),
+            replay_clock(p.length),
             p.speed.label()
         );
         ratatui::widgets::LineGauge::default()
