@@ -743,20 +743,25 @@ async fn run_attach(args: AttachArgs) -> ExitCode {
     let names = targets.iter().map(|t| t.to_string()).collect();
     let result = show(names, rx, options, shutdown.clone()).await;
     shutdown.cancel();
-    session_exit_code(result)
+    session_exit_code(result, true)
 }
 
 /// How a showing command exits: 0, 2 without a terminal, 1 when the
-/// terminal or the recording failed.
-fn session_exit_code(result: Result<crate::tui::app::Shown, ShowError>) -> ExitCode {
+/// terminal or the recording failed, or (`live`) when no target ever
+/// connected (see [`report_unconnected`]).
+fn session_exit_code(result: Result<crate::tui::app::Shown, ShowError>, live: bool) -> ExitCode {
     match result {
-        Ok(shown) => match shown.recorded {
-            Some(Err(err)) => {
-                eprintln!("meshtop: {err}");
-                ExitCode::FAILURE
+        Ok(shown) => {
+            let connected = !live || report_unconnected(&shown.model);
+            match shown.recorded {
+                Some(Err(err)) => {
+                    eprintln!("meshtop: {err}");
+                    ExitCode::FAILURE
+                }
+                _ if !connected => ExitCode::FAILURE,
+                _ => ExitCode::SUCCESS,
             }
-            _ => ExitCode::SUCCESS,
-        },
+        }
         Err(err @ ShowError::NotATerminal) => {
             eprintln!("meshtop: {err}");
             ExitCode::from(EXIT_USAGE)
@@ -766,6 +771,17 @@ fn session_exit_code(result: Result<crate::tui::app::Shown, ShowError>) -> ExitC
             ExitCode::FAILURE
         }
     }
+}
+
+/// Names on stderr, one line each, the targets that never connected (no
+/// `hello` came) and why; returns whether any target did connect. A session
+/// in which none did ran, but has nothing to show: its command exits 1.
+fn report_unconnected(model: &crate::tui::model::Model) -> bool {
+    let never = model.never_connected();
+    for (target, why) in &never {
+        eprintln!("meshtop: {target} never connected: {why}");
+    }
+    never.len() < model.sidecars().len()
 }
 
 /// The recording asked for with `--record`, created with its header.
@@ -843,10 +859,17 @@ async fn run_record(args: RecordArgs) -> ExitCode {
     let names = targets.iter().map(|t| t.to_string()).collect();
     let result = show(names, rx, options, shutdown.clone()).await;
     shutdown.cancel();
+    let connected = result
+        .as_ref()
+        .is_ok_and(|shown| report_unconnected(&shown.model));
     match result.map(|shown| shown.recorded) {
         Ok(Some(Ok(messages))) => {
             println!("wrote {messages} messages to {}", args.output.display());
-            ExitCode::SUCCESS
+            if connected {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
         }
         Ok(Some(Err(err))) => {
             eprintln!("meshtop: {err}");
@@ -932,7 +955,7 @@ async fn run_replay(args: ReplayArgs) -> ExitCode {
         replay: Some(ReplayHandle { control, progress }),
         note: None,
     };
-    session_exit_code(show(targets, rx, options, shutdown).await)
+    session_exit_code(show(targets, rx, options, shutdown).await, false)
 }
 
 fn demo_pods() -> Result<crate::demo::pods::DemoPods, crate::netns::NetnsError> {
@@ -1037,7 +1060,7 @@ async fn run_demo(args: DemoArgs, pods: Option<&crate::demo::pods::DemoPods>) ->
     let names = targets.iter().map(|t| t.to_string()).collect();
     let result = show(names, rx, options, shutdown.clone()).await;
     shutdown.cancel();
-    session_exit_code(result)
+    session_exit_code(result, true)
 }
 
 fn run_init(args: InitArgs) -> ExitCode {

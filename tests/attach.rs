@@ -179,3 +179,81 @@ async fn an_unreachable_sidecar_does_not_block_the_others() {
     assert!(last.contains("reachable.example"), "{last}");
     sidecar.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn targets_that_never_connect_are_named_with_why_and_exit_1() {
+    // Issue #16: nothing listening, or a plain HTTP server, printed empty
+    // tables and exited 0 with nothing on stderr; `record` said `wrote 0
+    // messages`.
+    let closed = format!(":{}", closed_port().port());
+    let http = backend().await;
+    let not_meshtop = format!("ws://{}/events", http.addr);
+    let recording =
+        std::env::temp_dir().join(format!("meshtop-never-{}.ndjson", std::process::id()));
+    let _ = std::fs::remove_file(&recording);
+    let record = recording.to_string_lossy().into_owned();
+    let runs: [Vec<&str>; 3] = [
+        vec![
+            "attach",
+            &closed,
+            &not_meshtop,
+            "--headless",
+            "--duration",
+            "2s",
+        ],
+        vec![
+            "attach",
+            &closed,
+            &not_meshtop,
+            "--json",
+            "--duration",
+            "2s",
+        ],
+        vec![
+            "record",
+            &closed,
+            &not_meshtop,
+            "-o",
+            &record,
+            "--duration",
+            "2s",
+        ],
+    ];
+    for args in runs {
+        let output = within("the command to end", meshtop(&args).output())
+            .await
+            .expect("runs");
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let lines: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.contains("never connected"))
+            .collect();
+        assert_eq!(lines.len(), 2, "{args:?}: {stderr}");
+        assert!(lines[0].contains(&closed), "{stderr}");
+        assert!(lines[0].contains("refused"), "{stderr}");
+        assert!(lines[1].contains(&http.addr.to_string()), "{stderr}");
+    }
+    let _ = std::fs::remove_file(&recording);
+
+    // One that connects: exit 0, and the other still named.
+    let sidecar = Sidecar::start(sidecar_config(http.addr, "web")).await;
+    let live = format!(":{}", sidecar.admin.port());
+    let output = within(
+        "attach to end",
+        meshtop(&["attach", &live, &closed, "--headless", "--duration", "2s"]).output(),
+    )
+    .await
+    .expect("runs");
+    assert_eq!(output.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        stderr
+            .lines()
+            .filter(|l| l.contains("never connected"))
+            .count(),
+        1,
+        "{stderr}"
+    );
+    sidecar.stop().await;
+}

@@ -317,6 +317,8 @@ pub struct SidecarState {
     /// The filter the sidecar selects our events by (empty: every event),
     /// as of the latest connection; `None` before one (and in a replay).
     pub subscription: Option<String>,
+    /// Why the latest connection attempt failed, if one did.
+    pub last_problem: Option<String>,
 }
 
 impl SidecarState {
@@ -336,6 +338,17 @@ impl SidecarState {
             clock_offset_ms: None,
             stats_through: None,
             subscription: None,
+            last_problem: None,
+        }
+    }
+
+    /// Why no hello came from this sidecar: the last failure, the last
+    /// message that was not ours, or that it is still trying.
+    pub fn why_not_connected(&self) -> String {
+        match (&self.last_problem, &self.last_invalid) {
+            (Some(problem), _) => problem.clone(),
+            (None, Some(invalid)) => format!("it sent what no meshtop sidecar sends: {invalid}"),
+            (None, None) => "no answer yet".into(),
         }
     }
 
@@ -437,12 +450,14 @@ impl Model {
                 sidecar.subscription = Some(filter.clone());
             }
             FeedKind::Reconnecting { reason, retry_in } => {
+                sidecar.last_problem = Some(reason.clone());
                 sidecar.state = SourceState::Reconnecting {
                     reason: reason.clone(),
                     retry_in_ms: u64::try_from(retry_in.as_millis()).unwrap_or(u64::MAX),
                 }
             }
             FeedKind::Failed { reason } => {
+                sidecar.last_problem = Some(reason.clone());
                 sidecar.state = SourceState::Failed {
                     reason: reason.clone(),
                 }
@@ -714,6 +729,16 @@ impl Model {
 
     pub fn sidecars(&self) -> &[SidecarState] {
         &self.sidecars
+    }
+
+    /// The sidecars no hello ever came from, with why (see
+    /// [`SidecarState::why_not_connected`]).
+    pub fn never_connected(&self) -> Vec<(&str, String)> {
+        self.sidecars
+            .iter()
+            .filter(|s| s.hello.is_none())
+            .map(|s| (s.target.as_str(), s.why_not_connected()))
+            .collect()
     }
 
     pub fn live_sidecars(&self) -> usize {

@@ -34,7 +34,7 @@ pub use tap::TapView;
 pub use upstreams::UpstreamsView;
 
 use super::input::{Tab, UiState};
-use super::model::{Model, format_latency, format_rps, format_success};
+use super::model::{Model, SourceState, format_latency, format_rps, format_success};
 use crate::telemetry::Direction;
 use grid::text_width;
 
@@ -69,9 +69,13 @@ pub struct Screen<'a> {
 impl Widget for &Screen<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
         let (model, ui) = (self.model, self.ui);
-        let layout = ScreenLayout::new(area, ui);
+        let banner = NotLiveBanner::new(model, ui);
+        let layout = ScreenLayout::new(area, ui, banner.is_some());
         Widget::render(&Header { model, ui }, layout.header, buf);
         Widget::render(&TabBar { ui }, layout.tabs, buf);
+        if let Some(banner) = &banner {
+            Widget::render(banner, layout.banner, buf);
+        }
         let body = layout.body;
         match ui.tab {
             Tab::Upstreams => Widget::render(&UpstreamsView { model, ui }, body, buf),
@@ -98,6 +102,8 @@ impl Widget for &Screen<'_> {
 struct ScreenLayout {
     header: Rect,
     tabs: Rect,
+    /// The sidecars that are not live (empty when all are).
+    banner: Rect,
     body: Rect,
     /// The replay progress bar (empty when live).
     replay: Rect,
@@ -105,7 +111,7 @@ struct ScreenLayout {
 }
 
 impl ScreenLayout {
-    fn new(area: Rect, ui: &UiState) -> Self {
+    fn new(area: Rect, ui: &UiState, banner: bool) -> Self {
         let error_lines = match (&ui.filter_input, &ui.filter_error) {
             (Some(_), Some(error)) => {
                 let width = usize::from(area.width).max(1);
@@ -117,9 +123,10 @@ impl ScreenLayout {
         };
         let status_height = u16::try_from(1 + error_lines).unwrap_or(1);
         let replay_height = u16::from(ui.replay.is_some());
-        let [header, tabs, body, replay, status] = Layout::vertical([
+        let [header, tabs, banner, body, replay, status] = Layout::vertical([
             Constraint::Length(1),
             Constraint::Length(1),
+            Constraint::Length(u16::from(banner)),
             Constraint::Min(0),
             Constraint::Length(replay_height),
             Constraint::Length(status_height),
@@ -128,6 +135,7 @@ impl ScreenLayout {
         ScreenLayout {
             header,
             tabs,
+            banner,
             body,
             replay,
             status,
@@ -139,7 +147,7 @@ impl ScreenLayout {
 /// typed text, or at the edge when that is off screen.
 fn filter_cursor(area: Rect, ui: &UiState) -> Option<Position> {
     let input = ui.filter_input.as_deref()?;
-    let status = ScreenLayout::new(area, ui).status;
+    let status = ScreenLayout::new(area, ui, false).status;
     if status.is_empty() {
         return None;
     }
@@ -230,6 +238,51 @@ impl Widget for &Header<'_> {
             Layout::horizontal([Constraint::Min(0), Constraint::Length(marker_width)]).areas(area);
         Line::from(figures).render(left, buf);
         markers.right_aligned().render(right, buf);
+    }
+}
+
+/// One line naming the sidecars that are not live, and why: a source that
+/// never connected, or lost its connection, is never silent. Not shown in a
+/// replay, whose sources are the recording.
+pub struct NotLiveBanner {
+    text: String,
+}
+
+impl NotLiveBanner {
+    pub fn new(model: &Model, ui: &UiState) -> Option<NotLiveBanner> {
+        if ui.replay.is_some() {
+            return None;
+        }
+        let down: Vec<String> = model
+            .sidecars()
+            .iter()
+            .filter(|s| s.state != SourceState::Live)
+            .map(|s| {
+                let why = match &s.state {
+                    SourceState::Connecting if s.last_problem.is_none() => "connecting".to_owned(),
+                    SourceState::Failed { reason } => format!("gave up: {reason}"),
+                    _ => s.why_not_connected(),
+                };
+                // A sidecar never heard from is known by its target.
+                let name = match &s.hello {
+                    Some(hello) => hello.sidecar.name.as_str(),
+                    None => s.target.as_str(),
+                };
+                format!("{name} ({why})")
+            })
+            .collect();
+        (!down.is_empty()).then(|| NotLiveBanner {
+            text: format!(" not live: {}", down.join(" · ")),
+        })
+    }
+}
+
+impl Widget for &NotLiveBanner {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        Line::from(self.text.as_str())
+            .black()
+            .on_yellow()
+            .render(area, buf);
     }
 }
 
