@@ -108,6 +108,15 @@ fn sidecar_detail(sidecar: &SidecarState, evicted: u64) -> Paragraph<'_> {
         Span::raw(format!("{} ", sidecar.target)).bold(),
         Span::styled(sidecar.state.label(), state_style(&sidecar.state)),
     ])];
+    // What the subscription selects comes first: it says what the events
+    // shown cover.
+    match sidecar.subscription.as_deref() {
+        Some("") => lines.push(Line::from("subscribed to every event")),
+        Some(filter) => lines.push(Line::from(format!(
+            "subscribed to the events that match: {filter} (the rest never leave the sidecar)"
+        ))),
+        None => {}
+    }
     if let Some(hello) = &sidecar.hello {
         let listeners: Vec<String> = hello
             .listeners
@@ -136,13 +145,6 @@ fn sidecar_detail(sidecar: &SidecarState, evicted: u64) -> Paragraph<'_> {
         "{} events received; {} invalid messages{last_invalid}",
         sidecar.events, sidecar.invalid
     )));
-    match sidecar.subscription.as_deref() {
-        Some("") => lines.push(Line::from("subscribed to every event")),
-        Some(filter) => lines.push(Line::from(format!(
-            "subscribed to the events that match: {filter} (the rest never leave the sidecar)"
-        ))),
-        None => {}
-    }
     if let Some(ms) = sidecar.clock_offset_ms.filter(|_| sidecar.clock_skewed()) {
         let way = if ms > 0 { "ahead of" } else { "behind" };
         lines.push(Line::from(format!(
