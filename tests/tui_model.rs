@@ -642,3 +642,93 @@ fn upstreams_with_the_widest_histograms_are_evicted_to_stay_within_the_bound() {
     };
     assert!(model.upstream_row(&newest, Window::TenSeconds).is_some());
 }
+
+#[test]
+fn errors_are_grouped_by_route_and_named() {
+    // Issue #16: grouped by (upstream, kind) with the latest path, the
+    // Errors view blamed /VoteDoughnut for the failures of VoteDog,
+    // VoteClap and VotePig; codes showed as bare numbers.
+    let mut model = Model::new(["a".to_owned()]);
+    model.ingest_message(
+        0,
+        &stats("web", T0, "voting-svc.emojivoto:8080", &[1000], 0),
+    );
+    let methods = ["VoteDog", "VoteClap", "VotePig", "VoteDog"];
+    for method in methods {
+        let path = format!("/emojivoto.v1.VotingService/{method}");
+        let message = request(
+            "web",
+            "voting-svc.emojivoto:8080",
+            &path,
+            200,
+            Some(2),
+            None,
+        );
+        model.ingest_message(0, &message);
+    }
+    model.ingest_message(
+        0,
+        &request(
+            "web",
+            "web-svc.emojivoto:80",
+            "/api/vote?choice=1",
+            500,
+            None,
+            None,
+        ),
+    );
+    model.ingest_message(
+        0,
+        &request(
+            "web",
+            "web-svc.emojivoto:80",
+            "/api/vote?choice=2",
+            200,
+            None,
+            Some(ErrorKind::ConnectRefused),
+        ),
+    );
+    let errors = model.errors(&FilterExpr::default(), Some(&voting()));
+    let rows: Vec<(String, String, u64)> = errors
+        .iter()
+        .map(|e| (e.key.route.clone(), e.key.kind.to_string(), e.count))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (
+                "/emojivoto.v1.VotingService/VoteDog".to_owned(),
+                "UNKNOWN (2)".to_owned(),
+                2
+            ),
+            (
+                "/emojivoto.v1.VotingService/VoteClap".to_owned(),
+                "UNKNOWN (2)".to_owned(),
+                1
+            ),
+            (
+                "/emojivoto.v1.VotingService/VotePig".to_owned(),
+                "UNKNOWN (2)".to_owned(),
+                1
+            ),
+        ]
+    );
+    // Two failures in the current second of a 10 s window.
+    let dog = &errors[0];
+    assert!((dog.per_second(Window::TenSeconds, T0 as i64) - 0.2).abs() < 1e-9);
+    assert_eq!(dog.first_seen, dog.last_seen);
+    let all = model.errors(&FilterExpr::default(), None);
+    let names: Vec<String> = all.iter().map(|e| e.key.kind.to_string()).collect();
+    assert!(
+        names.contains(&"500 Internal Server Error".to_owned()),
+        "{names:?}"
+    );
+    assert!(names.contains(&"connect refused".to_owned()), "{names:?}");
+    // The two web failures are one route: the query is not part of it.
+    let web: Vec<&str> = all
+        .iter()
+        .filter(|e| e.key.upstream.authority.starts_with("web"))
+        .map(|e| e.key.route.as_str())
+        .collect();
+    assert_eq!(web, ["GET /api/vote", "GET /api/vote"]);
+}

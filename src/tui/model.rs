@@ -229,18 +229,59 @@ pub enum FailureKind {
 }
 
 impl std::fmt::Display for FailureKind {
+    /// Codes with their names: `UNKNOWN (2)`, `500 Internal Server Error`,
+    /// `connect refused`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            FailureKind::Error(kind) => f.write_str(kind),
-            FailureKind::Grpc(code) => write!(f, "grpc {code}"),
-            FailureKind::Status(status) => write!(f, "HTTP {status}"),
+            FailureKind::Error(kind) => f.write_str(&kind.replace('_', " ")),
+            FailureKind::Grpc(code) => match grpc_code_name(*code) {
+                Some(name) => write!(f, "{name} ({code})"),
+                None => write!(f, "gRPC {code}"),
+            },
+            FailureKind::Status(0) => f.write_str("no status"),
+            FailureKind::Status(status) => {
+                let reason = http::StatusCode::from_u16(*status)
+                    .ok()
+                    .and_then(|s| s.canonical_reason());
+                match reason {
+                    Some(reason) => write!(f, "{status} {reason}"),
+                    None => write!(f, "HTTP {status}"),
+                }
+            }
         }
     }
 }
 
+/// The name of a standard gRPC status code.
+pub fn grpc_code_name(code: u32) -> Option<&'static str> {
+    const NAMES: [&str; 17] = [
+        "OK",
+        "CANCELLED",
+        "UNKNOWN",
+        "INVALID_ARGUMENT",
+        "DEADLINE_EXCEEDED",
+        "NOT_FOUND",
+        "ALREADY_EXISTS",
+        "PERMISSION_DENIED",
+        "RESOURCE_EXHAUSTED",
+        "FAILED_PRECONDITION",
+        "ABORTED",
+        "OUT_OF_RANGE",
+        "UNIMPLEMENTED",
+        "INTERNAL",
+        "UNAVAILABLE",
+        "DATA_LOSS",
+        "UNAUTHENTICATED",
+    ];
+    NAMES.get(usize::try_from(code).ok()?).copied()
+}
+
+/// A failure group: one upstream, one route, one way of failing.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ErrorKey {
     pub upstream: UpstreamKey,
+    /// See [`crate::telemetry::route`].
+    pub route: String,
     pub kind: FailureKind,
 }
 
@@ -248,11 +289,29 @@ pub struct ErrorKey {
 pub struct ErrorRow {
     pub key: ErrorKey,
     pub count: u64,
-    /// `ts` of the latest such failure.
+    /// `ts` of the first and the latest such failure.
+    pub first_seen: String,
     pub last_seen: String,
     pub example_path: Option<String>,
     pub example_message: Option<String>,
+    /// Failures per second of the model clock, the newest last, for at most
+    /// the longest window.
+    seconds: VecDeque<(i64, u64)>,
     seen_order: u64,
+}
+
+impl ErrorRow {
+    /// Failures per second over `window`, ending at `now_sec`.
+    pub fn per_second(&self, window: Window, now_sec: i64) -> f64 {
+        let since = now_sec - window.seconds();
+        let count: u64 = self
+            .seconds
+            .iter()
+            .filter(|(sec, _)| *sec > since && *sec <= now_sec)
+            .map(|(_, n)| n)
+            .sum();
+        count as f64 / window.seconds() as f64
+    }
 }
 
 /// A request in the tap.
@@ -580,18 +639,25 @@ impl Model {
         } else {
             FailureKind::Status(event.status.unwrap_or(0))
         };
-        let key = ErrorKey { upstream, kind };
+        let key = ErrorKey {
+            upstream,
+            route: route_of(event),
+            kind,
+        };
         if !self.errors.contains_key(&key) && self.errors.len() >= ERROR_GROUPS {
             // The least recently seen tenth goes at once, so that a stream
             // of new groups costs one scan per hundred of them, not one each.
             evict_oldest(&mut self.errors, ERROR_GROUPS / 10, |e| e.seen_order);
         }
+        let now = self.now_sec.unwrap_or(0);
         let row = self.errors.entry(key.clone()).or_insert_with(|| ErrorRow {
             key,
             count: 0,
+            first_seen: event.ts.clone(),
             last_seen: String::new(),
             example_path: None,
             example_message: None,
+            seconds: VecDeque::new(),
             seen_order: 0,
         });
         row.count = row.count.saturating_add(1);
@@ -600,6 +666,18 @@ impl Model {
         row.example_path.clone_from(&event.path);
         if event.grpc_message.is_some() {
             row.example_message.clone_from(&event.grpc_message);
+        }
+        match row.seconds.back_mut() {
+            Some((sec, n)) if *sec == now => *n = n.saturating_add(1),
+            _ => row.seconds.push_back((now, 1)),
+        }
+        let longest = Window::FiveMinutes.seconds();
+        while row
+            .seconds
+            .front()
+            .is_some_and(|(sec, _)| *sec <= now - longest)
+        {
+            row.seconds.pop_front();
         }
     }
 

@@ -85,7 +85,8 @@ impl Widget for &DetailView<'_> {
 
         let error_rows = model.errors(&ui.filter, Some(key));
         let inner = section(format!(" failures ({}) ", error_rows.len()), errors, buf);
-        error_grid(&error_rows, false, inner.width).render(inner, buf);
+        let now = model.now_sec().unwrap_or(0);
+        error_grid(&error_rows, false, inner.width, ui.window, now).render(inner, buf);
     }
 }
 

@@ -1,6 +1,7 @@
-//! View 3, Errors: every failure grouped by upstream and kind (HTTP status,
-//! grpc-status or error), with its count, when it was last seen, and an
-//! example path and grpc-message; the selected group in full below.
+//! View 3, Errors: every failure grouped by upstream, route and how it
+//! failed (HTTP status, gRPC status or error, with their names), with its
+//! count, its rate over the window, when it was first and last seen, and
+//! the last grpc-message; the selected group in full below.
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -12,7 +13,7 @@ use super::clock;
 use super::grid::{ALWAYS, Column, Grid, GridRow};
 use super::{direction_header, direction_label};
 use crate::tui::input::UiState;
-use crate::tui::model::{ErrorRow, Model};
+use crate::tui::model::{ErrorRow, Model, Window};
 
 /// Paths and messages are cut sooner than authorities.
 const TEXT_MIN: usize = 16;
@@ -36,7 +37,8 @@ impl Widget for &ErrorsView<'_> {
         } else {
             (area, None)
         };
-        error_grid(&rows, true, area.width)
+        let now = self.model.now_sec().unwrap_or(0);
+        error_grid(&rows, true, area.width, self.ui.window, now)
             .selected(selected)
             .render(table, buf);
         let (Some(detail), Some(row)) = (detail, selected.map(|i| &rows[i])) else {
@@ -44,13 +46,22 @@ impl Widget for &ErrorsView<'_> {
         };
         let upstream = &row.key.upstream;
         let lines = vec![
-            Line::from(format!("{} {}", upstream.direction, upstream.authority)).bold(),
             Line::from(format!(
-                "{} × {}, the last at {}",
-                row.key.kind, row.count, row.last_seen
+                "{} {} {}",
+                upstream.direction, upstream.authority, row.key.route
+            ))
+            .bold(),
+            Line::from(format!(
+                "{} × {} since attach, {:.2}/s over the last {}; first at {}, the last at {}",
+                row.key.kind,
+                row.count,
+                row.per_second(self.ui.window, now),
+                self.ui.window.label(),
+                row.first_seen,
+                row.last_seen
             )),
             Line::from(format!(
-                "path: {}",
+                "last path: {}",
                 row.example_path.as_deref().unwrap_or("-")
             )),
             Line::from(format!(
@@ -66,18 +77,27 @@ impl Widget for &ErrorsView<'_> {
 }
 
 /// Failure groups as a table; `with_upstream` adds the upstream's columns
-/// (this view lists every upstream, the detail view one).
-pub fn error_grid(rows: &[ErrorRow], with_upstream: bool, width: u16) -> Grid<'static> {
+/// (this view lists every upstream, the detail view one). RATE is over
+/// `window`, ending at `now_sec`; COUNT since attach.
+pub fn error_grid(
+    rows: &[ErrorRow],
+    with_upstream: bool,
+    width: u16,
+    window: Window,
+    now_sec: i64,
+) -> Grid<'static> {
     let mut columns = Vec::new();
     if with_upstream {
         columns.push(Column::text(direction_header(width), 4));
         columns.push(Column::text("UPSTREAM", ALWAYS).fill().middle());
     }
     columns.extend([
-        Column::text("KIND", ALWAYS),
+        Column::text("ROUTE", ALWAYS).fill().middle(),
+        Column::text("FAILURE", ALWAYS),
         Column::number("COUNT", ALWAYS),
-        Column::text("LAST SEEN", 3),
-        Column::text("PATH", 2).fill(),
+        Column::number("RATE/S", 3),
+        Column::text("FIRST", 5),
+        Column::text("LAST", 3),
         Column::text("GRPC-MESSAGE", 1).fill(),
     ]);
     let grid_rows = rows
@@ -90,10 +110,12 @@ pub fn error_grid(rows: &[ErrorRow], with_upstream: bool, width: u16) -> Grid<'s
                 cells.push(upstream.authority.clone());
             }
             cells.extend([
+                row.key.route.clone(),
                 row.key.kind.to_string(),
                 row.count.to_string(),
+                format!("{:.2}", row.per_second(window, now_sec)),
+                clock(&row.first_seen, false).to_owned(),
                 clock(&row.last_seen, false).to_owned(),
-                row.example_path.clone().unwrap_or_else(|| "-".into()),
                 row.example_message.clone().unwrap_or_else(|| "-".into()),
             ]);
             GridRow {
