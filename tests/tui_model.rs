@@ -713,9 +713,13 @@ fn errors_are_grouped_by_route_and_named() {
             ),
         ]
     );
-    // Two failures in the current second of a 10 s window.
+    // Two failures in the one second watched so far: 2/s, not 2 over a
+    // 10 s window that the session did not watch; once 10 s are watched,
+    // 0.2/s.
     let dog = &errors[0];
-    assert!((dog.per_second(Window::TenSeconds, T0 as i64) - 0.2).abs() < 1e-9);
+    assert!((dog.per_second(Window::TenSeconds, T0 as i64) - 2.0).abs() < 1e-9);
+    assert!((dog.per_second(Window::TenSeconds, T0 as i64 + 9) - 0.2).abs() < 1e-9);
+    assert!((dog.per_second(Window::TenSeconds, T0 as i64 + 10)).abs() < 1e-9);
     assert_eq!(dog.first_seen, dog.last_seen);
     let all = model.errors(&FilterExpr::default(), None);
     let names: Vec<String> = all.iter().map(|e| e.key.kind.to_string()).collect();

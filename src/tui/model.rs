@@ -297,20 +297,28 @@ pub struct ErrorRow {
     /// Failures per second of the model clock, the newest last, for at most
     /// the longest window.
     seconds: VecDeque<(i64, u64)>,
+    /// The first second of the model clock: before it nothing was watched,
+    /// so a window reaching further back is shorter.
+    watched_since: i64,
     seen_order: u64,
 }
 
 impl ErrorRow {
-    /// Failures per second over `window`, ending at `now_sec`.
+    /// Failures per second over `window` ending at `now_sec`, or over the
+    /// part of it since the session began watching.
     pub fn per_second(&self, window: Window, now_sec: i64) -> f64 {
-        let since = now_sec - window.seconds();
+        let span = window
+            .seconds()
+            .min(now_sec.saturating_sub(self.watched_since).saturating_add(1))
+            .max(1);
+        let since = now_sec - span;
         let count: u64 = self
             .seconds
             .iter()
             .filter(|(sec, _)| *sec > since && *sec <= now_sec)
             .map(|(_, n)| n)
             .sum();
-        count as f64 / window.seconds() as f64
+        count as f64 / span as f64
     }
 }
 
@@ -446,6 +454,8 @@ pub struct Model {
     tap: VecDeque<TapEntry>,
     /// The model clock: the newest `stats` second seen (Unix seconds).
     now_sec: Option<i64>,
+    /// The first second the clock was set to.
+    clock_start: Option<i64>,
     /// Increases with every request event; orders "least recently seen".
     event_counter: u64,
     /// Increases with every stats message: what the summary depends on.
@@ -481,6 +491,7 @@ impl Model {
             errors: HashMap::new(),
             tap: VecDeque::new(),
             now_sec: None,
+            clock_start: None,
             event_counter: 0,
             stats_version: 0,
             summary_cache: std::cell::RefCell::new(None),
@@ -650,6 +661,7 @@ impl Model {
             evict_oldest(&mut self.errors, ERROR_GROUPS / 10, |e| e.seen_order);
         }
         let now = self.now_sec.unwrap_or(0);
+        let clock_start = self.clock_start;
         let row = self.errors.entry(key.clone()).or_insert_with(|| ErrorRow {
             key,
             count: 0,
@@ -658,6 +670,7 @@ impl Model {
             example_path: None,
             example_message: None,
             seconds: VecDeque::new(),
+            watched_since: clock_start.unwrap_or(now),
             seen_order: 0,
         });
         row.count = row.count.saturating_add(1);
@@ -780,6 +793,7 @@ impl Model {
     /// of its aggregate, and history older than [`HISTORY_SECONDS`] goes.
     fn advance_clock(&mut self, sec: i64) {
         let previous = self.now_sec.replace(sec);
+        self.clock_start.get_or_insert(sec);
         for sidecar in &mut self.sidecars {
             sidecar.events_per_sec = std::mem::take(&mut sidecar.events_this_second);
         }
