@@ -736,3 +736,38 @@ fn errors_are_grouped_by_route_and_named() {
         .collect();
     assert_eq!(web, ["GET /api/vote", "GET /api/vote"]);
 }
+
+#[test]
+fn the_header_counts_each_call_once_not_once_per_hop() {
+    // Issue #16: the bot sends 10 rps and the header said 50. A call seen
+    // leaving the caller's pod and entering the callee's is one call.
+    let mut model = Model::new(["a".to_owned()]);
+    let rows = [
+        (Direction::Outbound, "web-svc.emojivoto:80", 10),
+        (Direction::Inbound, "web-svc.emojivoto:80", 10),
+        (Direction::Outbound, "emoji-svc.emojivoto:8080", 10),
+        (Direction::Inbound, "emoji-svc.emojivoto:8080", 10),
+        (Direction::Outbound, "voting-svc.emojivoto:8080", 5),
+        (Direction::Inbound, "voting-svc.emojivoto:8080", 5),
+        // Called, but by no attached sidecar's pod's callee: counted.
+        (Direction::Outbound, "api.github.com:443", 2),
+    ];
+    for sec in T0..T0 + 10 {
+        for (direction, authority, n) in rows {
+            let Message::Stats(mut stats) = stats("s", sec, authority, &vec![1000; n], 0) else {
+                unreachable!()
+            };
+            stats.upstreams[0].direction = direction;
+            model.ingest_message(0, &Message::Stats(stats));
+        }
+    }
+    let summary = model.summary(Window::TenSeconds, &FilterExpr::default());
+    assert!((summary.rps - 27.0).abs() < 1e-9, "{}", summary.rps);
+    // Seen only leaving (the inbound rows filtered out), a call counts there.
+    let outbound: FilterExpr = "direction=outbound".parse().expect("valid");
+    let summary = model.summary(Window::TenSeconds, &outbound);
+    assert!((summary.rps - 27.0).abs() < 1e-9, "{}", summary.rps);
+    let inbound: FilterExpr = "direction=inbound".parse().expect("valid");
+    let summary = model.summary(Window::TenSeconds, &inbound);
+    assert!((summary.rps - 25.0).abs() < 1e-9, "{}", summary.rps);
+}

@@ -873,7 +873,10 @@ impl Model {
     }
 
     /// Totals over the given rows' window aggregates: summed rates, the
-    /// merged success rate and the p99 of all their latencies together.
+    /// merged success rate and the p99 of all their latencies together, of
+    /// distinct calls: an outbound row whose authority an attached sidecar
+    /// serves (it has an inbound row too) is the same calls again, and is
+    /// left out.
     pub fn summary(&self, window: Window, filter: &FilterExpr) -> Summary {
         let key = SummaryKey {
             window,
@@ -894,8 +897,21 @@ impl Model {
         let now = self.now_sec.unwrap_or(0);
         let mut merged = new_latency_histogram();
         let (mut requests, mut failures, mut rps) = (0u64, 0u64, 0.0);
+        // Each call once: one seen both leaving its caller's pod and
+        // entering its callee's (both sidecars attached) counts at the
+        // callee, whose inbound row carries the same authority.
+        let served: std::collections::HashSet<&str> = self
+            .upstreams
+            .keys()
+            .filter(|k| k.direction == Direction::Inbound)
+            .filter(|k| filter.matches_upstream(k.direction, &k.authority))
+            .map(|k| k.authority.as_str())
+            .collect();
         for (key, state) in &self.upstreams {
             if !filter.matches_upstream(key.direction, &key.authority) {
+                continue;
+            }
+            if key.direction == Direction::Outbound && served.contains(key.authority.as_str()) {
                 continue;
             }
             let aggregate = &state.windows[window.index()];
