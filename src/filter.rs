@@ -42,10 +42,19 @@ pub trait Facts {
     fn sidecar(&self) -> &str;
     fn direction(&self) -> Direction;
     fn authority(&self) -> &str;
-    fn path(&self) -> Option<&str>;
-    fn method(&self) -> Option<&str>;
-    fn status(&self) -> Option<u16>;
-    fn grpc_status(&self) -> Option<u32>;
+    // The HTTP fields: an opaque connection has none of them.
+    fn path(&self) -> Option<&str> {
+        None
+    }
+    fn method(&self) -> Option<&str> {
+        None
+    }
+    fn status(&self) -> Option<u16> {
+        None
+    }
+    fn grpc_status(&self) -> Option<u32> {
+        None
+    }
     fn duration_ms(&self) -> f64;
     fn failed(&self) -> bool;
     /// The client's IP address, without its port.
@@ -53,7 +62,9 @@ pub trait Facts {
     /// The error kind, as on the wire.
     fn error(&self) -> Option<&str>;
     /// See [`crate::telemetry::route`]; computed only when a term asks.
-    fn route(&self) -> Option<String>;
+    fn route(&self) -> Option<String> {
+        None
+    }
 }
 
 /// A request event as the UI has it, with the name of the sidecar it came
@@ -166,18 +177,6 @@ impl Facts for TcpFacts<'_> {
     fn authority(&self) -> &str {
         self.authority
     }
-    fn path(&self) -> Option<&str> {
-        None
-    }
-    fn method(&self) -> Option<&str> {
-        None
-    }
-    fn status(&self) -> Option<u16> {
-        None
-    }
-    fn grpc_status(&self) -> Option<u32> {
-        None
-    }
     fn duration_ms(&self) -> f64 {
         crate::telemetry::event::millis(self.record.duration)
     }
@@ -189,9 +188,6 @@ impl Facts for TcpFacts<'_> {
     }
     fn error(&self) -> Option<&str> {
         self.record.error.map(|e| e.as_str())
-    }
-    fn route(&self) -> Option<String> {
-        None
     }
 }
 
@@ -209,18 +205,6 @@ impl Facts for crate::telemetry::event::TcpEvent {
             .or(self.server.as_deref())
             .unwrap_or_default()
     }
-    fn path(&self) -> Option<&str> {
-        None
-    }
-    fn method(&self) -> Option<&str> {
-        None
-    }
-    fn status(&self) -> Option<u16> {
-        None
-    }
-    fn grpc_status(&self) -> Option<u32> {
-        None
-    }
     fn duration_ms(&self) -> f64 {
         self.duration_ms
     }
@@ -232,9 +216,6 @@ impl Facts for crate::telemetry::event::TcpEvent {
     }
     fn error(&self) -> Option<&str> {
         self.error.map(|e| e.as_str())
-    }
-    fn route(&self) -> Option<String> {
-        None
     }
 }
 

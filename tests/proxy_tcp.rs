@@ -359,6 +359,21 @@ async fn counting_banner_server() -> (
     (addr, accepted)
 }
 
+/// The first line any of `conns` reads, and which one read it.
+async fn first_line_of(conns: &mut [RawConn], what: &str) -> (usize, String) {
+    within(what, async {
+        loop {
+            for (i, conn) in conns.iter_mut().enumerate() {
+                let line = tokio::time::timeout(Duration::from_millis(20), conn.read_line()).await;
+                if let Ok(line) = line {
+                    return (i, line);
+                }
+            }
+        }
+    })
+    .await
+}
+
 #[tokio::test]
 async fn silent_clients_hold_no_more_upstream_connections_than_the_cap() {
     // Finding 7: 5,000 idle clients made 5,000 backend connections, each
@@ -400,34 +415,12 @@ async fn silent_clients_hold_no_more_upstream_connections_than_the_cap() {
         // A permit is freed when a silent client leaves, and when one
         // speaks: each time one waiting client is dialled.
         drop(first);
-        let mut heard = within("a waiting client to be dialled", async {
-            loop {
-                for (i, conn) in waiting.iter_mut().enumerate() {
-                    let line =
-                        tokio::time::timeout(Duration::from_millis(20), conn.read_line()).await;
-                    if let Ok(line) = line {
-                        return (i, line);
-                    }
-                }
-            }
-        })
-        .await;
+        let mut heard = first_line_of(&mut waiting, "a waiting client to be dialled").await;
         assert_eq!(heard.1, "220 hello");
         waiting.remove(heard.0);
         second.send(b"hi\r\n").await;
         assert_eq!(second.read_line().await, "hi");
-        heard = within("another waiting client to be dialled", async {
-            loop {
-                for (i, conn) in waiting.iter_mut().enumerate() {
-                    let line =
-                        tokio::time::timeout(Duration::from_millis(20), conn.read_line()).await;
-                    if let Ok(line) = line {
-                        return (i, line);
-                    }
-                }
-            }
-        })
-        .await;
+        heard = first_line_of(&mut waiting, "another waiting client to be dialled").await;
         assert_eq!(heard.1, "220 hello");
         assert_eq!(accepted.load(Ordering::SeqCst), 5, "{detect_timeout:?}");
         drop((second, talker, waiting));

@@ -473,8 +473,12 @@ mod tests {
         KeyEvent::new(code, KeyModifiers::NONE)
     }
 
-    #[test]
-    fn seek_keys_pressed_faster_than_the_player_all_count() {
+    /// A player handle at 0:30 of 1:40, playing at 1×, and its other ends.
+    fn player_at_30s_of_100s() -> (
+        ReplayHandle,
+        watch::Receiver<Control>,
+        watch::Sender<Progress>,
+    ) {
         let (control, control_rx) = watch::channel(Control {
             paused: false,
             speed: Speed::Factor(1.0),
@@ -488,7 +492,12 @@ mod tests {
             finished: false,
             seeked: None,
         });
-        let replay = ReplayHandle { control, progress };
+        (ReplayHandle { control, progress }, control_rx, progress_tx)
+    }
+
+    #[test]
+    fn seek_keys_pressed_faster_than_the_player_all_count() {
+        let (replay, control_rx, progress_tx) = player_at_30s_of_100s();
         let ui = UiState::new(FilterExpr::default());
         let mut seeks = 0;
         for _ in 0..4 {
@@ -519,20 +528,7 @@ mod tests {
 
     #[test]
     fn replay_keys_drive_the_player() {
-        let (control, control_rx) = watch::channel(Control {
-            paused: false,
-            speed: Speed::Factor(1.0),
-            seek: None,
-        });
-        let (progress_tx, progress) = watch::channel(Progress {
-            position: Duration::from_secs(30),
-            length: Duration::from_secs(100),
-            speed: Speed::Factor(1.0),
-            paused: false,
-            finished: false,
-            seeked: None,
-        });
-        let replay = ReplayHandle { control, progress };
+        let (replay, control_rx, progress_tx) = player_at_30s_of_100s();
         let mut ui = UiState::new(FilterExpr::default());
         let mut seeks = 0;
         assert!(replay_control(
