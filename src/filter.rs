@@ -412,10 +412,26 @@ impl FilterExpr {
         })
     }
 
-    /// For rows that are whole upstreams (merged over sidecars and
-    /// requests): only `authority` and `direction` terms apply; the others
-    /// describe single requests and are ignored, so `status>=500` still
-    /// shows every upstream rather than none.
+    /// Whether a term names something only single requests have (not
+    /// `authority` or `direction`, which whole upstreams have too): figures
+    /// for upstreams under such a filter can only be counted from the
+    /// request events that pass it.
+    pub fn needs_events(&self) -> bool {
+        !self.terms.iter().all(|term| {
+            matches!(
+                term.condition,
+                Condition::Text {
+                    field: TextField::Authority,
+                    ..
+                } | Condition::Direction { .. }
+            )
+        })
+    }
+
+    /// Whether a whole upstream (merged over sidecars and requests)
+    /// passes: only `authority` and `direction` terms apply. The others
+    /// describe single requests, so a filter with any of them is counted
+    /// from events instead ([`FilterExpr::needs_events`]).
     pub fn matches_upstream(&self, direction: Direction, authority: &str) -> bool {
         self.terms.iter().all(|term| {
             let holds = match &term.condition {

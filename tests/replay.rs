@@ -514,3 +514,184 @@ async fn offsets_outside_the_recording_are_refused() {
     .await;
     assert_eq!(output.status.code(), Some(0));
 }
+
+/// Requests and failures per (direction, authority).
+type Counts = std::collections::BTreeMap<(String, String), (u64, u64)>;
+
+/// Replays `file` with `extra` arguments at full speed; its stdout.
+async fn replay_output(file: &str, extra: &[&str]) -> String {
+    let mut args = vec!["replay", file, "--speed", "max"];
+    args.extend_from_slice(extra);
+    let output = finished(meshtop(&args).spawn().expect("runs")).await;
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{extra:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Seconds between the first and the last stats of a `--json` replay.
+fn header_seconds(json: &str) -> u64 {
+    let seconds: Vec<i64> = json
+        .lines()
+        .filter(|l| l.contains("\"type\":\"stats\""))
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["ts"].as_str().and_then(meshtop::tui::model::unix_seconds))
+        .collect();
+    let (first, last) = (seconds.iter().min(), seconds.iter().max());
+    first.zip(last).map_or(1, |(first, last)| {
+        u64::try_from(last - first).unwrap_or(1).max(1)
+    })
+}
+
+/// Every field of the filter language, on the shipped recording of the
+/// demo's real sidecars: `--json`, the `--headless` table, and the rows
+/// and error groups the Upstreams and Errors views show count the same
+/// requests and failures for every upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_output_counts_the_same_traffic_under_every_filter_field() {
+    use meshtop::filter::FilterExpr;
+    use meshtop::tui::input::UiState;
+    use meshtop::tui::model::{Figures, Model, Window};
+    use meshtop::tui::source::{FeedItem, FeedKind};
+
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/emojivoto.ndjson.zst");
+    let (header, entries, _) = meshtop::record::reader::load(file).expect("the recording loads");
+    let origin = humantime::parse_rfc3339(&header.created_at).expect("created_at");
+    let mut model = Model::new(header.sources.iter().map(|s| s.target.clone()));
+    for entry in entries {
+        let Ok(message) = entry.message else { continue };
+        model.ingest(&FeedItem {
+            source: entry.src,
+            kind: FeedKind::Message {
+                message,
+                raw: entry.raw,
+                received: Some(origin + entry.t),
+            },
+        });
+    }
+    // One filter per field, each selecting some of the recording's traffic.
+    let filters = [
+        ("authority~voting", false),
+        ("direction=outbound", false),
+        ("sidecar=web", true),
+        ("path~Vote", true),
+        ("method=POST", true),
+        ("status>=500", true),
+        ("grpc!=0", true),
+        ("latency>1ms", true),
+        ("failed", true),
+        ("route~VoteDoughnut", true),
+        ("client~127.0.0.1 direction=inbound", true),
+        ("!error~refused !failed", true),
+    ];
+    for (text, from_events) in filters {
+        let filter: FilterExpr = text.parse().expect("a valid filter");
+        // --json: the events that pass.
+        let json = replay_output(file, &["--json", "--filter", text]).await;
+        let mut from_json = Counts::new();
+        for line in json.lines() {
+            let value: serde_json::Value = serde_json::from_str(line).expect("json");
+            if value["type"] == "request" {
+                let key = (
+                    value["direction"].as_str().expect("direction").to_owned(),
+                    value["authority"].as_str().expect("authority").to_owned(),
+                );
+                let event: meshtop::telemetry::event::RequestEvent =
+                    serde_json::from_value(value.clone()).expect("a request event");
+                let failed = event.is_failure();
+                let counts = from_json.entry(key).or_default();
+                counts.0 += 1;
+                counts.1 += u64::from(failed);
+            }
+        }
+        assert!(!from_json.is_empty(), "{text} selects something");
+        // --headless: the final table's REQUESTS and FAILURES.
+        let headless =
+            replay_output(file, &["--headless", "--window", "5m", "--filter", text]).await;
+        let table = final_table(headless.as_bytes());
+        let mut from_table = Counts::new();
+        for line in table.lines().skip(1).filter(|l| !l.starts_with('(')) {
+            let cells: Vec<&str> = line.split_whitespace().collect();
+            from_table.insert(
+                (cells[0].to_owned(), cells[1].to_owned()),
+                (
+                    cells[8].parse().expect("requests"),
+                    cells[9].parse().expect("failures"),
+                ),
+            );
+        }
+        assert_eq!(
+            table
+                .lines()
+                .last()
+                .is_some_and(|l| l.starts_with("(from events")),
+            from_events,
+            "{text}: the table says where its figures come from:\n{table}"
+        );
+        // The views: the Upstreams view's rows, the Errors view's groups.
+        let ui = UiState::new(filter.clone());
+        let mut from_view = Counts::new();
+        for row in ui.upstream_rows(&model) {
+            from_view.insert(
+                (row.key.direction.to_string(), row.key.authority.clone()),
+                (row.requests, row.failures),
+            );
+        }
+        let mut from_errors = Counts::new();
+        for group in model.errors(&filter, None) {
+            let key = (
+                group.key.upstream.direction.to_string(),
+                group.key.upstream.authority.clone(),
+            );
+            from_errors.entry(key).or_default().1 += group.count;
+        }
+        assert_eq!(from_table, from_view, "{text}: headless and the view");
+        let failures_of = |counts: &Counts| -> Vec<((String, String), u64)> {
+            counts
+                .iter()
+                .filter(|(_, c)| c.1 > 0)
+                .map(|(k, c)| (k.clone(), c.1))
+                .collect()
+        };
+        assert_eq!(
+            failures_of(&from_errors),
+            failures_of(&from_json),
+            "{text}: errors and --json"
+        );
+        if from_events {
+            // Counted from the same events: exactly the same.
+            assert_eq!(from_view, from_json, "{text}: the view and --json");
+            assert!(
+                matches!(
+                    model.figures(Window::FiveMinutes, &filter),
+                    Figures::Events { dropped: 0, .. }
+                ),
+                "{text}"
+            );
+        } else {
+            // Exact figures from stats: each second's requests are in the
+            // `stats` after it, so the events of the recording's last
+            // second (and the history sent before its first event) are
+            // counted by one and not the other. The same upstreams, and
+            // within two seconds of their traffic.
+            assert_eq!(
+                from_view.keys().collect::<Vec<_>>(),
+                from_json.keys().collect::<Vec<_>>(),
+                "{text}"
+            );
+            let seconds = header_seconds(&json);
+            for (key, (requests, _)) in &from_json {
+                let two_seconds = 2 * requests.div_ceil(seconds) + 1;
+                let shown = from_view[key].0;
+                assert!(
+                    shown.abs_diff(*requests) <= two_seconds,
+                    "{text}: {key:?} shows {shown}, --json has {requests}"
+                );
+            }
+            assert_eq!(model.figures(Window::FiveMinutes, &filter), Figures::Stats);
+        }
+    }
+}

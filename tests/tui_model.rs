@@ -771,3 +771,167 @@ fn the_header_counts_each_call_once_not_once_per_hop() {
     let summary = model.summary(Window::TenSeconds, &inbound);
     assert!((summary.rps - 25.0).abs() < 1e-9, "{}", summary.rps);
 }
+
+/// Under a filter on what single requests have, rows, the header and the
+/// error groups are counted from the events that pass, and say how much of
+/// the window they cover and how many events the sidecars dropped.
+#[test]
+fn figures_from_events_say_what_they_cover_and_what_was_dropped() {
+    use meshtop::tui::model::Figures;
+    let mut model = Model::new(["a".to_string()]);
+    let feed = |model: &mut Model, kind: FeedKind| model.ingest(&FeedItem { source: 0, kind });
+    let message = |message: Message, sec: u64| FeedKind::Message {
+        raw: "{}".into(),
+        message,
+        received: at(T0 + sec),
+    };
+    feed(&mut model, message(hello("web", T0), 0));
+    feed(
+        &mut model,
+        FeedKind::Live {
+            filter: String::new(),
+        },
+    );
+    for sec in 0..30 {
+        for status in [200, 200, 503] {
+            let event = request(
+                "web",
+                "voting-svc.emojivoto:8080",
+                "/vote",
+                status,
+                None,
+                None,
+            );
+            feed(&mut model, message(event, sec));
+        }
+        feed(
+            &mut model,
+            message(
+                simple_stats("web", T0 + sec, "voting-svc.emojivoto:8080", 3, 1),
+                sec,
+            ),
+        );
+    }
+    feed(
+        &mut model,
+        message(Message::Dropped(Dropped { count: 4, total: 4 }), 29),
+    );
+    let failed: FilterExpr = "failed".parse().expect("valid");
+    let rows = model.upstream_rows(Window::OneMinute, &failed, false);
+    assert_eq!(rows.len(), 1);
+    assert_eq!((rows[0].requests, rows[0].failures), (30, 30));
+    assert!(
+        (rows[0].rps - 1.0).abs() < 1e-9,
+        "30 failures in 30 s: {}",
+        rows[0].rps
+    );
+    assert_eq!(rows[0].success, Some(0.0));
+    let summary = model.summary(Window::OneMinute, &failed);
+    assert!((summary.rps - 1.0).abs() < 1e-9);
+    assert_eq!(
+        model.figures(Window::OneMinute, &failed),
+        Figures::Events {
+            covered: 30,
+            window: 60,
+            dropped: 4
+        }
+    );
+    assert_eq!(
+        model
+            .figures(Window::TenSeconds, &failed)
+            .label()
+            .as_deref(),
+        Some("from events · 4 dropped")
+    );
+    assert_eq!(
+        model.figures(Window::OneMinute, &failed).label().as_deref(),
+        Some("from events · 30s of 1m · 4 dropped")
+    );
+    let errors = model.errors(&failed, None);
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].count, 30);
+    // An exact filter keeps exact figures.
+    let exact: FilterExpr = "authority~voting".parse().expect("valid");
+    assert_eq!(model.figures(Window::OneMinute, &exact), Figures::Stats);
+    assert_eq!(
+        model.upstream_rows(Window::OneMinute, &exact, false)[0].requests,
+        90
+    );
+
+    // The sidecar now sends only failures (the filter pushed down), then
+    // only slow requests: what came under the first filter is not all
+    // the second selects, so the second's figures begin anew.
+    feed(
+        &mut model,
+        FeedKind::Live {
+            filter: "failed".into(),
+        },
+    );
+    assert_eq!(
+        model.upstream_rows(Window::OneMinute, &failed, false)[0].requests,
+        30
+    );
+    feed(
+        &mut model,
+        message(
+            simple_stats("web", T0 + 31, "voting-svc.emojivoto:8080", 0, 0),
+            31,
+        ),
+    );
+    feed(
+        &mut model,
+        FeedKind::Live {
+            filter: "latency>1ms".into(),
+        },
+    );
+    let slow: FilterExpr = "latency>1ms".parse().expect("valid");
+    assert!(
+        model
+            .upstream_rows(Window::OneMinute, &slow, false)
+            .is_empty()
+    );
+    assert_eq!(
+        model.figures(Window::OneMinute, &slow),
+        Figures::Events {
+            covered: 1,
+            window: 60,
+            dropped: 0
+        }
+    );
+}
+
+/// The tap's bound ends what events can tell: figures then cover only the
+/// seconds it holds whole.
+#[test]
+fn figures_from_events_cover_only_what_the_tap_holds() {
+    use meshtop::tui::model::{Figures, TAP_CAPACITY};
+    let mut model = Model::new(["a".to_string()]);
+    let per_second = TAP_CAPACITY as u64 / 20 + 10;
+    for sec in 0..40 {
+        for _ in 0..per_second {
+            let event = request("web", "voting-svc.emojivoto:8080", "/vote", 503, None, None);
+            model.ingest(&FeedItem {
+                source: 0,
+                kind: FeedKind::Message {
+                    raw: "{}".into(),
+                    message: event,
+                    received: at(T0 + sec),
+                },
+            });
+        }
+    }
+    let failed: FilterExpr = "failed".parse().expect("valid");
+    // 40 s of events, a little over 19 s of them held: the first second
+    // held is partly gone, so the 19 whole seconds after it are counted.
+    assert_eq!(
+        model.figures(Window::OneMinute, &failed),
+        Figures::Events {
+            covered: 19,
+            window: 60,
+            dropped: 0
+        }
+    );
+    let rows = model.upstream_rows(Window::OneMinute, &failed, false);
+    assert_eq!(rows[0].requests, 19 * per_second);
+    assert!((rows[0].rps - per_second as f64).abs() < 1e-9);
+}

@@ -506,6 +506,20 @@ fn header_markers_filter_and_sort_column() {
     insta::assert_snapshot!("header_markers_80x24", screen(&model, &ui, 80, 24));
 }
 
+/// A filter on what single requests have: the rows and the header are
+/// counted from the events that pass, and the header says so.
+#[test]
+fn figures_from_events_are_labelled_in_the_header() {
+    let model = fixture();
+    let mut ui = ui();
+    ui.filter = "failed".parse().expect("a valid filter");
+    let text = screen(&model, &ui, 160, 48);
+    assert!(text.contains("from events"), "{text}");
+    insta::assert_snapshot!("figures_from_events_160x48", text);
+    ui.filter = "direction=outbound".parse().expect("a valid filter");
+    assert!(!screen(&model, &ui, 160, 48).contains("from events"));
+}
+
 #[test]
 fn a_rejected_filter_shows_its_error_under_the_input() {
     let model = fixture();

@@ -34,6 +34,9 @@ use crate::telemetry::Direction;
 use crate::telemetry::event::{Hello, MAX_AUTHORITY, Message, RequestEvent, Stats, truncate_field};
 use crate::telemetry::stats::{MAX_LATENCY_MICROS, decode_histogram, new_latency_histogram};
 
+mod by_events;
+pub use by_events::Figures;
+
 /// Seconds of per-upstream history kept (charts and the largest window).
 pub const HISTORY_SECONDS: usize = 600;
 /// Requests kept for the tap view.
@@ -304,6 +307,43 @@ pub struct ErrorRow {
 }
 
 impl ErrorRow {
+    fn new(key: ErrorKey, event: &RequestEvent, watched_since: i64) -> ErrorRow {
+        ErrorRow {
+            key,
+            count: 0,
+            first_seen: event.ts.clone(),
+            last_seen: String::new(),
+            example_path: None,
+            example_message: None,
+            seconds: VecDeque::new(),
+            watched_since,
+            seen_order: 0,
+        }
+    }
+
+    /// Counts one more failure of this group, seen at second `now`.
+    fn add(&mut self, event: &RequestEvent, now: i64, order: u64) {
+        self.count = self.count.saturating_add(1);
+        self.last_seen.clone_from(&event.ts);
+        self.seen_order = order;
+        self.example_path.clone_from(&event.path);
+        if event.grpc_message.is_some() {
+            self.example_message.clone_from(&event.grpc_message);
+        }
+        match self.seconds.back_mut() {
+            Some((sec, n)) if *sec == now => *n = n.saturating_add(1),
+            _ => self.seconds.push_back((now, 1)),
+        }
+        let longest = Window::FiveMinutes.seconds();
+        while self
+            .seconds
+            .front()
+            .is_some_and(|(sec, _)| *sec <= now - longest)
+        {
+            self.seconds.pop_front();
+        }
+    }
+
     /// Failures per second over `window` ending at `now_sec`, or over the
     /// part of it since the session began watching.
     pub fn per_second(&self, window: Window, now_sec: i64) -> f64 {
@@ -326,6 +366,8 @@ impl ErrorRow {
 #[derive(Clone, Debug, PartialEq)]
 pub struct TapEntry {
     pub source: usize,
+    /// The second of the model clock it was received at.
+    pub sec: i64,
     pub event: RequestEvent,
 }
 
@@ -473,6 +515,18 @@ pub struct Model {
     tap_bytes: usize,
     /// Upstreams evicted to stay within [`MAX_UPSTREAMS`] and [`UPSTREAM_BYTES`].
     evicted_upstreams: u64,
+    /// The first second from which the tap holds every request event the
+    /// sidecars delivered for the current subscriptions: later than the
+    /// clock's start once the tap lost events to its bounds, or a
+    /// subscription narrowed from one filter to another (see
+    /// [`by_events`]).
+    events_complete_since: Option<i64>,
+    /// Events the sidecars said they dropped, per second of the model
+    /// clock, for the longest window.
+    drops: VecDeque<(i64, u64)>,
+    /// The last figures counted from events, for as long as the same
+    /// question is asked of the same events.
+    events_cache: std::cell::RefCell<Option<std::rc::Rc<by_events::EventFigures>>>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -499,6 +553,9 @@ impl Model {
             upstream_bytes: 0,
             tap_bytes: 0,
             evicted_upstreams: 0,
+            events_complete_since: None,
+            drops: VecDeque::new(),
+            events_cache: std::cell::RefCell::new(None),
         }
     }
 
@@ -517,7 +574,20 @@ impl Model {
             FeedKind::Connecting => sidecar.state = SourceState::Connecting,
             FeedKind::Live { filter } => {
                 sidecar.state = SourceState::Live;
+                // Events received under another non-empty filter are not
+                // all the events the new one selects (under none, they
+                // are).
+                let narrowed = sidecar
+                    .subscription
+                    .as_ref()
+                    .is_some_and(|before| !before.is_empty() && before != filter);
                 sidecar.subscription = Some(filter.clone());
+                if narrowed && let Some(now) = self.now_sec {
+                    self.events_complete_since = Some(
+                        self.events_complete_since
+                            .map_or(now, |since| since.max(now)),
+                    );
+                }
             }
             FeedKind::Reconnecting { reason, retry_in } => {
                 sidecar.last_problem = Some(reason.clone());
@@ -581,7 +651,14 @@ impl Model {
                 sidecar.state = SourceState::Live;
             }
             Message::Dropped(dropped) => {
-                sidecar.dropped = sidecar.dropped_before.saturating_add(dropped.total);
+                let total = sidecar.dropped_before.saturating_add(dropped.total);
+                let more = total.saturating_sub(sidecar.dropped);
+                sidecar.dropped = total;
+                let now = self.now_sec.unwrap_or(0);
+                match self.drops.back_mut() {
+                    Some((sec, n)) if *sec == now => *n = n.saturating_add(more),
+                    _ => self.drops.push_back((now, more)),
+                }
             }
             Message::Tcp(_) => {
                 sidecar.events = sidecar.events.saturating_add(1);
@@ -631,11 +708,19 @@ impl Model {
         }
         let weight = tap_weight(&event);
         self.tap_bytes += weight;
-        self.tap.push_back(TapEntry { source, event });
+        let sec = self.now_sec.unwrap_or(0);
+        self.tap.push_back(TapEntry { source, sec, event });
         while self.tap.len() > TAP_CAPACITY || (self.tap_bytes > TAP_BYTES && self.tap.len() > 1) {
             match self.tap.pop_front() {
                 Some(gone) => {
-                    self.tap_bytes = self.tap_bytes.saturating_sub(tap_weight(&gone.event))
+                    self.tap_bytes = self.tap_bytes.saturating_sub(tap_weight(&gone.event));
+                    // Part of that second is gone: figures from events
+                    // begin after it.
+                    let after = gone.sec.saturating_add(1);
+                    self.events_complete_since = Some(
+                        self.events_complete_since
+                            .map_or(after, |since| since.max(after)),
+                    );
                 }
                 None => break,
             }
@@ -643,18 +728,7 @@ impl Model {
     }
 
     fn record_failure(&mut self, upstream: UpstreamKey, event: &RequestEvent, order: u64) {
-        let kind = if let Some(error) = event.error {
-            FailureKind::Error(error.as_str().to_owned())
-        } else if let Some(code) = event.grpc_status.filter(|c| *c != 0) {
-            FailureKind::Grpc(code)
-        } else {
-            FailureKind::Status(event.status.unwrap_or(0))
-        };
-        let key = ErrorKey {
-            upstream,
-            route: route_of(event),
-            kind,
-        };
+        let key = error_key(upstream, event);
         if !self.errors.contains_key(&key) && self.errors.len() >= ERROR_GROUPS {
             // The least recently seen tenth goes at once, so that a stream
             // of new groups costs one scan per hundred of them, not one each.
@@ -662,36 +736,10 @@ impl Model {
         }
         let now = self.now_sec.unwrap_or(0);
         let clock_start = self.clock_start;
-        let row = self.errors.entry(key.clone()).or_insert_with(|| ErrorRow {
-            key,
-            count: 0,
-            first_seen: event.ts.clone(),
-            last_seen: String::new(),
-            example_path: None,
-            example_message: None,
-            seconds: VecDeque::new(),
-            watched_since: clock_start.unwrap_or(now),
-            seen_order: 0,
-        });
-        row.count = row.count.saturating_add(1);
-        row.last_seen.clone_from(&event.ts);
-        row.seen_order = order;
-        row.example_path.clone_from(&event.path);
-        if event.grpc_message.is_some() {
-            row.example_message.clone_from(&event.grpc_message);
-        }
-        match row.seconds.back_mut() {
-            Some((sec, n)) if *sec == now => *n = n.saturating_add(1),
-            _ => row.seconds.push_back((now, 1)),
-        }
-        let longest = Window::FiveMinutes.seconds();
-        while row
-            .seconds
-            .front()
-            .is_some_and(|(sec, _)| *sec <= now - longest)
-        {
-            row.seconds.pop_front();
-        }
+        self.errors
+            .entry(key.clone())
+            .or_insert_with(|| ErrorRow::new(key, event, clock_start.unwrap_or(now)))
+            .add(event, now, order);
     }
 
     fn ingest_stats(&mut self, source: usize, stats: &Stats, received: Option<SystemTime>) {
@@ -794,6 +842,11 @@ impl Model {
     fn advance_clock(&mut self, sec: i64) {
         let previous = self.now_sec.replace(sec);
         self.clock_start.get_or_insert(sec);
+        self.events_complete_since.get_or_insert(sec);
+        let longest = Window::FiveMinutes.seconds();
+        while self.drops.front().is_some_and(|(s, _)| *s <= sec - longest) {
+            self.drops.pop_front();
+        }
         for sidecar in &mut self.sidecars {
             sidecar.events_per_sec = std::mem::take(&mut sidecar.events_this_second);
         }
@@ -853,6 +906,13 @@ impl Model {
         filter: &FilterExpr,
         failures_only: bool,
     ) -> Vec<UpstreamRow> {
+        if filter.needs_events() {
+            let mut rows = self.event_figures(filter).rows[window.index()].clone();
+            if failures_only {
+                rows.retain(|row| row.failures > 0 && row.success.is_some_and(|s| s < 1.0));
+            }
+            return rows;
+        }
         let now = self.now_sec.unwrap_or(0);
         self.upstreams
             .iter()
@@ -894,37 +954,26 @@ impl Model {
     }
 
     fn compute_summary(&self, window: Window, filter: &FilterExpr) -> Summary {
+        if filter.needs_events() {
+            return self.event_figures(filter).summary[window.index()].clone();
+        }
         let now = self.now_sec.unwrap_or(0);
-        let mut merged = new_latency_histogram();
-        let (mut requests, mut failures, mut rps) = (0u64, 0u64, 0.0);
-        // Each call once: one seen both leaving its caller's pod and
-        // entering its callee's (both sidecars attached) counts at the
-        // callee, whose inbound row carries the same authority.
-        let served: std::collections::HashSet<&str> = self
+        let parts: Vec<SummaryPart> = self
             .upstreams
-            .keys()
-            .filter(|k| k.direction == Direction::Inbound)
-            .filter(|k| filter.matches_upstream(k.direction, &k.authority))
-            .map(|k| k.authority.as_str())
+            .iter()
+            .filter(|(key, _)| filter.matches_upstream(key.direction, &key.authority))
+            .map(|(key, state)| {
+                let aggregate = &state.windows[window.index()];
+                SummaryPart {
+                    key,
+                    requests: aggregate.requests,
+                    failures: aggregate.failures,
+                    rps: aggregate.requests as f64 / state.span(window, now) as f64,
+                    latency: &aggregate.latency,
+                }
+            })
             .collect();
-        for (key, state) in &self.upstreams {
-            if !filter.matches_upstream(key.direction, &key.authority) {
-                continue;
-            }
-            if key.direction == Direction::Outbound && served.contains(key.authority.as_str()) {
-                continue;
-            }
-            let aggregate = &state.windows[window.index()];
-            requests = requests.saturating_add(aggregate.requests);
-            failures = failures.saturating_add(aggregate.failures);
-            rps += aggregate.requests as f64 / state.span(window, now) as f64;
-            let _ = merged.add(&aggregate.latency);
-        }
-        Summary {
-            rps,
-            success: success_rate(requests, failures),
-            p99: (!merged.is_empty()).then(|| merged.value_at_quantile(0.99)),
-        }
+        distinct_calls(&parts)
     }
 
     /// Requests and failures per second for the last `seconds` seconds of
@@ -1001,15 +1050,23 @@ impl Model {
     /// Failure groups passing the filter, most frequent first; for one
     /// upstream with `only`.
     pub fn errors(&self, filter: &FilterExpr, only: Option<&UpstreamKey>) -> Vec<ErrorRow> {
-        let mut rows: Vec<ErrorRow> = self
-            .errors
-            .values()
-            .filter(|e| only.is_none_or(|k| &e.key.upstream == k))
-            .filter(|e| {
-                filter.matches_upstream(e.key.upstream.direction, &e.key.upstream.authority)
-            })
-            .cloned()
-            .collect();
+        let mut rows: Vec<ErrorRow> = if filter.needs_events() {
+            self.event_figures(filter)
+                .errors
+                .iter()
+                .filter(|e| only.is_none_or(|k| &e.key.upstream == k))
+                .cloned()
+                .collect()
+        } else {
+            self.errors
+                .values()
+                .filter(|e| only.is_none_or(|k| &e.key.upstream == k))
+                .filter(|e| {
+                    filter.matches_upstream(e.key.upstream.direction, &e.key.upstream.authority)
+                })
+                .cloned()
+                .collect()
+        };
         rows.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.key.cmp(&b.key)));
         rows
     }
@@ -1219,8 +1276,63 @@ impl RouteState {
     }
 }
 
+/// One upstream's share of the header's figures.
+struct SummaryPart<'a> {
+    key: &'a UpstreamKey,
+    requests: u64,
+    failures: u64,
+    rps: f64,
+    latency: &'a Histogram<u64>,
+}
+
+/// The header's figures over upstreams, counting each call once: one seen
+/// both leaving its caller's pod and entering its callee's (both sidecars
+/// attached) counts at the callee, whose inbound row carries the same
+/// authority.
+fn distinct_calls(parts: &[SummaryPart]) -> Summary {
+    let served: std::collections::HashSet<&str> = parts
+        .iter()
+        .filter(|p| p.key.direction == Direction::Inbound)
+        .map(|p| p.key.authority.as_str())
+        .collect();
+    let mut merged = new_latency_histogram();
+    let (mut requests, mut failures, mut rps) = (0u64, 0u64, 0.0);
+    for part in parts {
+        if part.key.direction == Direction::Outbound && served.contains(part.key.authority.as_str())
+        {
+            continue;
+        }
+        requests = requests.saturating_add(part.requests);
+        failures = failures.saturating_add(part.failures);
+        rps += part.rps;
+        let _ = merged.add(part.latency);
+    }
+    Summary {
+        rps,
+        success: success_rate(requests, failures),
+        p99: (!merged.is_empty()).then(|| merged.value_at_quantile(0.99)),
+    }
+}
+
 fn success_rate(requests: u64, failures: u64) -> Option<f64> {
     (requests > 0).then(|| 1.0 - failures.min(requests) as f64 / requests as f64)
+}
+
+/// The group a failed request counts in: its upstream, its route and what
+/// the failure was.
+fn error_key(upstream: UpstreamKey, event: &RequestEvent) -> ErrorKey {
+    let kind = if let Some(error) = event.error {
+        FailureKind::Error(error.as_str().to_owned())
+    } else if let Some(code) = event.grpc_status.filter(|c| *c != 0) {
+        FailureKind::Grpc(code)
+    } else {
+        FailureKind::Status(event.status.unwrap_or(0))
+    };
+    ErrorKey {
+        upstream,
+        route: route_of(event),
+        kind,
+    }
 }
 
 /// The route of a request ([`crate::telemetry::route`]).
@@ -1458,7 +1570,9 @@ pub fn format_rps(rps: f64) -> String {
 }
 
 /// The plain-text upstream table of `--headless` and replay: a header line,
-/// then one aligned line per upstream, sorted by direction and authority.
+/// then one aligned line per upstream, sorted by direction and authority,
+/// and, when the figures are counted from events, a last line saying so
+/// (see [`Figures::label`]).
 pub fn headless_table(model: &Model, window: Window, filter: &FilterExpr) -> String {
     let mut rows = model.upstream_rows(window, filter, false);
     rows.sort_by(|a, b| a.key.cmp(&b.key));
@@ -1521,6 +1635,9 @@ pub fn headless_table(model: &Model, window: Window, filter: &FilterExpr) -> Str
     push(&header.map(String::from));
     for line in &lines {
         push(line);
+    }
+    if let Some(label) = model.figures(window, filter).label() {
+        out.push_str(&format!("({label})\n"));
     }
     out
 }

@@ -213,6 +213,9 @@ impl Widget for &Header<'_> {
         if !ui.filter.is_empty() {
             figures.push(Span::raw(format!("  filter {}", ui.filter.as_str())).cyan());
         }
+        if let Some(label) = model.figures(ui.window, &ui.filter).label() {
+            figures.push(Span::raw(format!("  {label}")).yellow());
+        }
         if ui.failures_only {
             figures.push(Span::raw("  failures only").red());
         }
@@ -407,11 +410,12 @@ const HELP_KEYS: [(&str, &str); 16] = [
     ("f", "tap: follow the newest requests"),
 ];
 
-const HELP_FILTER: [&str; 4] = [
+const HELP_FILTER: [&str; 5] = [
     "filter terms, all must hold, ! negates (docs/filters.md):",
     "  authority~TEXT  path~TEXT  method=GET  sidecar~TEXT  route~TEXT",
     "  client=IP  error=connect_refused  direction=inbound  status>=500",
     "  grpc!=0  latency>100ms  failed   e.g. route=\"GET /users/{id}\"",
+    "  authority and direction keep figures exact; others count events",
 ];
 
 impl Widget for &HelpOverlay {
