@@ -11,6 +11,9 @@
 # × 10 streams), and prints instructions per request and the costliest
 # functions (inclusive). SUBSCRIBER=1 attaches examples/bench_subscriber.
 # MESHTOP=/path/to/meshtop measures another build (say, of main) instead.
+# PATHS="/a /users/1 /users/2" spreads the requests over these paths (each
+# connection asks for them in turn), so that the per-route aggregates
+# have several routes to count.
 # Counts repeat within about 0.3 % between runs, where wall-clock figures on
 # this shared machine move by ±20 % (docs/benchmarks.md).
 set -euo pipefail
@@ -19,6 +22,7 @@ PROTO=${PROTO:-h1}
 REQUESTS=${REQUESTS:-20000}
 WARMUP=${WARMUP:-5000}
 SUBSCRIBER=${SUBSCRIBER:-0}
+PATHS=${PATHS:-/}
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 OUT=${OUT:-$ROOT/target/bench-callgrind}
@@ -78,11 +82,13 @@ if [[ $SUBSCRIBER == 1 ]]; then
     done
 fi
 
+URIS=()
+for path in $PATHS; do URIS+=("http://127.0.0.1:$PORT$path"); done
 load() { # requests
     if [[ $PROTO == h2 ]]; then
-        h2load -n "$1" -c 10 -m 10 "http://127.0.0.1:$PORT/" >"$OUT/h2load.out"
+        h2load -n "$1" -c 10 -m 10 "${URIS[@]}" >"$OUT/h2load.out"
     else
-        h2load --h1 -n "$1" -c 50 "http://127.0.0.1:$PORT/" >"$OUT/h2load.out"
+        h2load --h1 -n "$1" -c 50 "${URIS[@]}" >"$OUT/h2load.out"
     fi
     grep -q "succeeded, 0 failed, 0 errored" "$OUT/h2load.out" ||
         grep -q "$1 succeeded" "$OUT/h2load.out" || die "load failed: $(grep requests: "$OUT/h2load.out")"
@@ -96,7 +102,7 @@ callgrind_control -d "$PROXY_PID" >/dev/null
 # a sequence number.
 DUMP=$(ls -t "$OUT"/callgrind.out.* | head -1)
 TOTAL=$(sed -n 's/^summary: *//p;s/^totals: *//p' "$DUMP" | head -1)
-say "$MESHTOP: proto $PROTO, $REQUESTS requests, subscriber $SUBSCRIBER"
+say "$MESHTOP: proto $PROTO, $REQUESTS requests, subscriber $SUBSCRIBER, paths $PATHS"
 printf 'instructions per request: %d\n' $((TOTAL / REQUESTS))
 callgrind_annotate --inclusive=yes "$DUMP" >"$OUT/inclusive.txt" 2>/dev/null
 callgrind_annotate "$DUMP" >"$OUT/self.txt" 2>/dev/null

@@ -71,6 +71,7 @@ async fn events_to_one_subscriber(total: u64) -> (f64, u64) {
         namespace: None,
         version: "bench".into(),
         started_at: SystemTime::now(),
+        addresses: Vec::new(),
     };
     let state = Arc::new(AdminState::new(info, Vec::new(), Some(access)));
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");

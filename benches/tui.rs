@@ -15,7 +15,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use meshtop::filter::FilterExpr;
 use meshtop::telemetry::event::{
-    Message, RequestEvent, Stats, StatusClasses, UpstreamStats, timestamp,
+    Counts, Message, RequestEvent, Stats, StatusClasses, UpstreamStats, timestamp,
 };
 use meshtop::telemetry::stats::{encode_histogram, new_latency_histogram};
 use meshtop::telemetry::{Direction, HttpProtocol};
@@ -100,14 +100,18 @@ fn model_with_upstreams(n: usize) -> Model {
                         Direction::Inbound
                     },
                     authority: format!("service-{u:03}.namespace-{}.svc.cluster.local:8080", u % 7),
-                    requests: 20,
-                    failures: 1,
-                    status,
-                    grpc_status: Default::default(),
-                    errors: Default::default(),
-                    req_bytes: 100,
-                    resp_bytes: 1000,
-                    latency: encode_histogram(&latency),
+                    counts: Counts {
+                        requests: 20,
+                        failures: 1,
+                        status,
+                        grpc_status: Default::default(),
+                        errors: Default::default(),
+                        req_bytes: 100,
+                        resp_bytes: 1000,
+                        latency: encode_histogram(&latency),
+                    },
+                    routes: Vec::new(),
+                    clients: Vec::new(),
                 }
             })
             .collect();
@@ -190,14 +194,18 @@ fn model_stats(sec: u64) -> Message {
         upstreams: vec![UpstreamStats {
             direction: Direction::Outbound,
             authority: "svc-1.emojivoto:8080".into(),
-            requests: 100,
-            failures: 0,
-            status,
-            grpc_status: Default::default(),
-            errors: Default::default(),
-            req_bytes: 500,
-            resp_bytes: 1200,
-            latency: encode_histogram(&latency),
+            counts: Counts {
+                requests: 100,
+                failures: 0,
+                status,
+                grpc_status: Default::default(),
+                errors: Default::default(),
+                req_bytes: 500,
+                resp_bytes: 1200,
+                latency: encode_histogram(&latency),
+            },
+            routes: Vec::new(),
+            clients: Vec::new(),
         }],
     })
 }

@@ -392,6 +392,15 @@ pub struct ProxyArgs {
     /// Distinct authorities in aggregates and metrics; more are counted as "other"
     #[arg(long, value_name = "N", default_value_t = 1000)]
     pub max_authorities: usize,
+    /// Routes per upstream with stats of their own each interval; more are counted as "other"
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub max_routes: usize,
+    /// Client addresses per inbound upstream with stats of their own each interval; more are counted as "other"
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub max_clients: usize,
+    /// The pod's own IP addresses, said in `hello` so that a UI can name the caller (default: the addresses of its network interfaces but loopback)
+    #[arg(long, env = "POD_IP", value_name = "IP", value_delimiter = ',')]
+    pub pod_ip: Vec<std::net::IpAddr>,
     /// Require `Authorization: Bearer TOKEN` (or ?token=) on /events; metrics stay scrapeable
     #[arg(
         long,
@@ -667,6 +676,11 @@ impl ProxyArgs {
         config.telemetry.hub.queue_bytes = self.subscriber_queue;
         config.telemetry.hub.history = self.history;
         config.telemetry.max_authorities = self.max_authorities;
+        config.telemetry.breakdown = crate::telemetry::stats::Limits {
+            routes: self.max_routes,
+            clients: self.max_clients,
+        };
+        config.pod_ips = self.pod_ip.clone();
         config.telemetry.admin_token = self.admin_token.clone().filter(|t| !t.is_empty());
         config
     }

@@ -230,6 +230,9 @@ fn sidecar_config(name: &str, admin: SocketAddr, listeners: Vec<ListenerConfig>)
     config.namespace = Some(NAMESPACE.into());
     // The demo's clients keep their connections open; stopping need not wait.
     config.drain_timeout = Duration::from_millis(500);
+    // Every demo "pod" is this host's loopback: that is where its calls
+    // come from, not the host's interfaces.
+    config.pod_ips = vec![std::net::IpAddr::from([127, 0, 0, 1])];
     config
 }
 

@@ -21,7 +21,7 @@ pub mod stall;
 pub mod tunnel;
 pub mod upstream;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -90,6 +90,9 @@ pub struct ProxyConfig {
     /// ended (zero: never).
     pub body_timeout: Duration,
     pub capture_headers: Vec<HeaderName>,
+    /// The pod's own addresses, said in `hello`; empty: those of its
+    /// network interfaces (see [`pod_addresses`]).
+    pub pod_ips: Vec<IpAddr>,
     pub telemetry: TelemetryConfig,
     /// Records that may wait for the telemetry before new ones are dropped.
     pub record_capacity: usize,
@@ -118,10 +121,36 @@ impl ProxyConfig {
             idle_timeout: Duration::from_secs(3600),
             body_timeout: Duration::from_secs(60),
             capture_headers: Vec::new(),
+            pod_ips: Vec::new(),
             telemetry: TelemetryConfig::default(),
             record_capacity: 16 * 1024,
             replay_after_idle: Duration::from_secs(1),
         }
+    }
+}
+
+/// The pod's addresses: `given` when any, else every address of its
+/// network interfaces but loopback and link-local ones (a sidecar shares
+/// its pod's network namespace, so these are the pod's IPs).
+pub fn pod_addresses(given: &[IpAddr]) -> Vec<IpAddr> {
+    if !given.is_empty() {
+        return given.to_vec();
+    }
+    let mut found: Vec<IpAddr> = if_addrs::get_if_addrs()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|interface| interface.ip())
+        .filter(|ip| !ip.is_loopback() && !is_link_local(ip))
+        .collect();
+    found.sort();
+    found.dedup();
+    found
+}
+
+fn is_link_local(ip: &IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_link_local(),
+        IpAddr::V6(v6) => v6.segments()[0] & 0xffc0 == 0xfe80,
     }
 }
 
@@ -230,6 +259,7 @@ impl Proxy {
             namespace: config.namespace.clone(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             started_at: SystemTime::now(),
+            addresses: pod_addresses(&config.pod_ips),
         };
         let access = telemetry.as_ref().map(|(t, _)| TelemetryAccess {
             hub: t.hub.clone(),

@@ -40,6 +40,8 @@ pub struct TelemetryConfig {
     /// Distinct authorities tracked in aggregates and metrics; more are
     /// counted as `other`.
     pub max_authorities: usize,
+    /// Routes and clients per upstream with counts of their own.
+    pub breakdown: stats::Limits,
     /// When set, `/events` and `/metrics` require this bearer token.
     pub admin_token: Option<String>,
     /// How long an admin client may take to send its request head (or
@@ -56,6 +58,7 @@ impl Default for TelemetryConfig {
             stats_interval: Duration::from_secs(1),
             hub: HubLimits::default(),
             max_authorities: 1000,
+            breakdown: stats::Limits::default(),
             admin_token: None,
             handshake_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(30),
@@ -102,7 +105,7 @@ impl Telemetry {
             hub: &hub,
             metrics: &metrics,
             authorities: AuthorityCap::new(config.max_authorities),
-            aggregator: Aggregator::default(),
+            aggregator: Aggregator::new(config.breakdown),
             interval_start: Instant::now(),
             records_dropped: 0,
             fields_truncated: 0,

@@ -153,7 +153,7 @@ async fn a_recording_across_a_sidecar_restart_replays_every_request_once() {
     let mut counted = 0;
     while counted < 20 {
         if let meshtop::telemetry::event::Message::Stats(s) = events.next().await {
-            counted += s.upstreams.iter().map(|u| u.requests).sum::<u64>();
+            counted += s.upstreams.iter().map(|u| u.counts.requests).sum::<u64>();
         }
     }
     drop(events);

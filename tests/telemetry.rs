@@ -303,13 +303,18 @@ async fn stats_are_exact_and_their_histograms_decode() {
             for upstream in stats.upstreams {
                 assert_eq!(upstream.authority, "stats.example");
                 assert_eq!(upstream.direction, Direction::Inbound);
-                let latency = decode_histogram(&upstream.latency).expect("the histogram decodes");
-                assert_eq!(latency.len(), upstream.requests, "one sample per request");
+                let latency =
+                    decode_histogram(&upstream.counts.latency).expect("the histogram decodes");
+                assert_eq!(
+                    latency.len(),
+                    upstream.counts.requests,
+                    "one sample per request"
+                );
                 merged.add(&latency).expect("histograms merge");
-                requests += upstream.requests;
-                failures += upstream.failures;
-                c5xx += upstream.status.c5xx;
-                c2xx += upstream.status.c2xx;
+                requests += upstream.counts.requests;
+                failures += upstream.counts.failures;
+                c5xx += upstream.counts.status.c5xx;
+                c2xx += upstream.counts.status.c2xx;
             }
         }
     })
@@ -319,6 +324,116 @@ async fn stats_are_exact_and_their_histograms_decode() {
     assert_eq!(c5xx, N / 10);
     assert_eq!(c2xx, N - N / 10);
     assert_eq!(merged.len(), N);
+    sidecar.stop().await;
+}
+
+/// `stats` count each route and each client of an upstream as they count
+/// the upstream, and `hello` names the pod's addresses.
+#[tokio::test]
+async fn stats_break_upstreams_down_by_route_and_client() {
+    let backend = backend().await;
+    let mut config = telemetry_config(inbound(backend.addr));
+    config.pod_ips = vec!["10.1.2.3".parse().expect("literal")];
+    let sidecar = Sidecar::start(config).await;
+    let mut events = Events::connect(sidecar.admin, "").await;
+    let Message::Hello(hello) = events.next().await else {
+        panic!("hello first");
+    };
+    assert_eq!(hello.addresses, ["10.1.2.3"]);
+    let mut client = http1_conn(sidecar.addr()).await;
+    let paths = [
+        "/echo",
+        "/status/503",
+        "/status/500?q=1",
+        "/echo",
+        "/bytes/7",
+    ];
+    const N: u64 = 100;
+    for i in 0..N {
+        client.ready().await.expect("keep-alive");
+        let path = paths[i as usize % paths.len()];
+        let resp = client
+            .send_request(get(path, "routes.example"))
+            .await
+            .expect("response");
+        body_bytes(resp).await;
+    }
+    let mut routes: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+    let mut clients: std::collections::BTreeMap<String, u64> = Default::default();
+    let mut requests = 0;
+    within("stats covering every request", async {
+        while requests < N {
+            let Message::Stats(stats) = events.next().await else {
+                continue;
+            };
+            for upstream in stats.upstreams {
+                requests += upstream.counts.requests;
+                for route in upstream.routes {
+                    let latency = decode_histogram(&route.counts.latency).expect("decodes");
+                    assert_eq!(latency.len(), route.counts.requests);
+                    let entry = routes.entry(route.route).or_default();
+                    entry.0 += route.counts.requests;
+                    entry.1 += route.counts.failures;
+                }
+                for client in upstream.clients {
+                    *clients.entry(client.client).or_default() += client.counts.requests;
+                }
+            }
+        }
+    })
+    .await;
+    let expected: std::collections::BTreeMap<String, (u64, u64)> = [
+        ("GET /bytes/{id}".to_owned(), (20, 0)),
+        ("GET /echo".to_owned(), (40, 0)),
+        ("GET /status/{id}".to_owned(), (40, 40)),
+    ]
+    .into();
+    assert_eq!(routes, expected);
+    assert_eq!(clients, [("127.0.0.1".to_owned(), N)].into());
+    sidecar.stop().await;
+}
+
+/// Past `--max-routes`, routes are counted as `other`: nothing is lost.
+#[tokio::test]
+async fn routes_past_the_bound_are_counted_as_other() {
+    let backend = backend().await;
+    let mut config = telemetry_config(inbound(backend.addr));
+    config.telemetry.breakdown.routes = 1;
+    let sidecar = Sidecar::start(config).await;
+    let mut events = Events::connect(sidecar.admin, "").await;
+    let mut client = http1_conn(sidecar.addr()).await;
+    const N: u64 = 30;
+    for i in 0..N {
+        client.ready().await.expect("keep-alive");
+        let resp = client
+            .send_request(get(
+                &format!("/route-{}", ["a", "b", "c"][i as usize % 3]),
+                "routes.example",
+            ))
+            .await
+            .expect("response");
+        body_bytes(resp).await;
+    }
+    let (mut requests, mut in_routes) = (0, 0);
+    within("stats covering every request", async {
+        while requests < N {
+            let Message::Stats(stats) = events.next().await else {
+                continue;
+            };
+            for upstream in stats.upstreams {
+                requests += upstream.counts.requests;
+                assert!(upstream.routes.len() <= 2, "one route and other");
+                assert!(upstream.routes.iter().skip(1).all(|r| r.route == "other"));
+                in_routes += upstream
+                    .routes
+                    .iter()
+                    .map(|r| r.counts.requests)
+                    .sum::<u64>();
+            }
+        }
+    })
+    .await;
+    assert_eq!(in_routes, N);
     sidecar.stop().await;
 }
 
@@ -405,7 +520,9 @@ async fn stalled_subscriber_does_not_slow_traffic_and_learns_what_it_missed() {
             match serde_json::from_str::<Message>(&text).expect("schema") {
                 Message::Request(_) => received += 1,
                 Message::Dropped(d) => missed = d.total,
-                Message::Stats(s) => counted += s.upstreams.iter().map(|u| u.requests).sum::<u64>(),
+                Message::Stats(s) => {
+                    counted += s.upstreams.iter().map(|u| u.counts.requests).sum::<u64>()
+                }
                 _ => {}
             }
         }
@@ -479,7 +596,9 @@ async fn the_sidecar_filters_with_the_ui_filter_language() {
         while counted < 3 {
             match subscriber.next().await {
                 Message::Request(r) => got.push(r.path.unwrap_or_default()),
-                Message::Stats(s) => counted += s.upstreams.iter().map(|u| u.requests).sum::<u64>(),
+                Message::Stats(s) => {
+                    counted += s.upstreams.iter().map(|u| u.counts.requests).sum::<u64>()
+                }
                 _ => {}
             }
         }
@@ -535,7 +654,9 @@ async fn filters_select_events_but_never_stats() {
         while counted < 3 {
             match events.next().await {
                 Message::Request(r) => panic!("filtered subscriber got {r:?}"),
-                Message::Stats(s) => counted += s.upstreams.iter().map(|u| u.requests).sum::<u64>(),
+                Message::Stats(s) => {
+                    counted += s.upstreams.iter().map(|u| u.counts.requests).sum::<u64>()
+                }
                 _ => {}
             }
         }
@@ -741,7 +862,7 @@ async fn metrics_parse_and_count_every_request() {
     let mut seen = 0;
     while seen < N {
         if let Message::Stats(s) = events.next().await {
-            seen += s.upstreams.iter().map(|u| u.requests).sum::<u64>();
+            seen += s.upstreams.iter().map(|u| u.counts.requests).sum::<u64>();
         }
     }
     let (status, text) = admin_get(sidecar.admin, "/metrics").await;
@@ -979,6 +1100,24 @@ async fn the_published_json_schema_matches_the_messages() {
             .collect();
     upstream_required.sort();
     assert_eq!(keys(&stats["upstreams"][0]), upstream_required);
+    // Its routes and clients: the counts' fields and their own name.
+    let upstream_schema = &schema["$defs"]["stats"]["properties"]["upstreams"]["items"];
+    for (part, name) in [("routes", "route"), ("clients", "client")] {
+        let part_schema = &upstream_schema["properties"][part]["items"];
+        let mut part_required: Vec<String> = part_schema["required"]
+            .as_array()
+            .expect("array")
+            .iter()
+            .map(|f| f.as_str().expect("names").to_owned())
+            .collect();
+        part_required.sort();
+        let mut counts_and_name = required("counts");
+        counts_and_name.push(name.to_owned());
+        counts_and_name.sort();
+        assert_eq!(part_required, counts_and_name, "{part}");
+        let entry = &stats["upstreams"][0][part][0];
+        assert_eq!(keys(entry), part_required, "{part}: {stats}");
+    }
     let dropped = serde_json::to_value(Message::Dropped(meshtop::telemetry::event::Dropped {
         count: 1,
         total: 2,
@@ -1012,7 +1151,7 @@ async fn authorities_past_the_cap_are_counted_as_other() {
         match events.next().await {
             Message::Stats(s) => {
                 for u in s.upstreams {
-                    *authorities.entry(u.authority).or_insert(0) += u.requests;
+                    *authorities.entry(u.authority).or_insert(0) += u.counts.requests;
                 }
             }
             Message::Request(r) => named.push(r.authority),
@@ -1398,7 +1537,7 @@ async fn junk_hosts_cannot_hold_the_authority_labels_for_good() {
     while by_label.values().sum::<u64>() < (MAX + 3 + 5) as u64 {
         if let Message::Stats(s) = events.next().await {
             for u in s.upstreams {
-                *by_label.entry(u.authority).or_insert(0u64) += u.requests;
+                *by_label.entry(u.authority).or_insert(0u64) += u.counts.requests;
             }
         }
     }

@@ -6,8 +6,8 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use meshtop::filter::FilterExpr;
 use meshtop::telemetry::event::{
-    Dropped, Hello, Message, RequestEvent, SidecarDesc, Stats, StatusClasses, UpstreamStats,
-    timestamp,
+    Counts, Dropped, Hello, Message, RequestEvent, SidecarDesc, Stats, StatusClasses,
+    UpstreamStats, timestamp,
 };
 use meshtop::telemetry::stats::{encode_histogram, new_latency_histogram};
 use meshtop::telemetry::{Direction, ErrorKind, HttpProtocol};
@@ -31,6 +31,7 @@ fn hello(name: &str, started_at: u64) -> Message {
             started_at: ts(started_at),
         },
         listeners: Vec::new(),
+        addresses: Vec::new(),
         ts: None,
     })
 }
@@ -53,14 +54,18 @@ fn stats(sidecar: &str, sec: u64, authority: &str, durations: &[u64], failures: 
         upstreams: vec![UpstreamStats {
             direction: Direction::Outbound,
             authority: authority.into(),
-            requests: durations.len() as u64,
-            failures,
-            status,
-            grpc_status: Default::default(),
-            errors: Default::default(),
-            req_bytes: 0,
-            resp_bytes: 0,
-            latency: encode_histogram(&latency),
+            counts: Counts {
+                requests: durations.len() as u64,
+                failures,
+                status,
+                grpc_status: Default::default(),
+                errors: Default::default(),
+                req_bytes: 0,
+                resp_bytes: 0,
+                latency: encode_histogram(&latency),
+            },
+            routes: Vec::new(),
+            clients: Vec::new(),
         }],
     })
 }
@@ -98,6 +103,8 @@ fn request(
         headers: None,
     })
 }
+
+const VOTING: &str = "voting-svc.emojivoto:8080";
 
 fn voting() -> UpstreamKey {
     UpstreamKey {
@@ -371,7 +378,7 @@ fn invalid_messages_are_counted_not_fatal() {
     // Stats with a broken histogram still count requests.
     let mut broken = stats("web", T0, "svc:80", &[1000; 3], 0);
     if let Message::Stats(s) = &mut broken {
-        s.upstreams[0].latency = "garbage".into();
+        s.upstreams[0].counts.latency = "garbage".into();
     }
     model.ingest_message(0, &broken);
     let key = UpstreamKey {
@@ -568,8 +575,8 @@ fn totals_saturate_instead_of_wrapping() {
     for sec in T0..T0 + 3 {
         let mut message = simple_stats("web", sec, "web-svc.emojivoto:80", 1, 0);
         if let Message::Stats(stats) = &mut message {
-            stats.upstreams[0].requests = u64::MAX;
-            stats.upstreams[0].failures = u64::MAX;
+            stats.upstreams[0].counts.requests = u64::MAX;
+            stats.upstreams[0].counts.failures = u64::MAX;
         }
         model.ingest_message(0, &message);
     }
@@ -934,4 +941,191 @@ fn figures_from_events_cover_only_what_the_tap_holds() {
     let rows = model.upstream_rows(Window::OneMinute, &failed, false);
     assert_eq!(rows[0].requests, 19 * per_second);
     assert!((rows[0].rps - per_second as f64).abs() < 1e-9);
+}
+
+/// The Detail view's routes: exact, from the routes in `stats`, over the
+/// window asked for; from request events when the sidecars send none.
+#[test]
+fn routes_come_from_stats_over_the_window_when_sidecars_send_them() {
+    use meshtop::telemetry::event::RouteStats;
+    use meshtop::tui::model::RouteFigures;
+    let mut model = Model::new(["a".to_string(), "b".to_string()]);
+    let with_routes = |sidecar: &str, sec: u64, routes: &[(&str, &[u64], u64)]| {
+        let durations: Vec<u64> = routes.iter().flat_map(|r| r.1.iter().copied()).collect();
+        let failures = routes.iter().map(|r| r.2).sum();
+        let Message::Stats(mut stats) = stats(sidecar, sec, VOTING, &durations, failures) else {
+            unreachable!()
+        };
+        stats.upstreams[0].routes = routes
+            .iter()
+            .map(|(route, durations, failures)| {
+                let Message::Stats(part) = stats_of(durations, *failures) else {
+                    unreachable!()
+                };
+                RouteStats {
+                    route: (*route).into(),
+                    counts: part.upstreams[0].counts.clone(),
+                }
+            })
+            .collect();
+        Message::Stats(stats)
+    };
+    // 20 s of two sidecars' stats: VoteDog twice a second from each, with
+    // a failure every other second from one; VotePig once, 15 s ago.
+    for sec in 0..20u64 {
+        let mut routes: Vec<(&str, &[u64], u64)> = vec![("/v1/VoteDog", &[1000, 3000], sec % 2)];
+        if sec == 5 {
+            routes.push(("/v1/VotePig", &[50_000], 0));
+        }
+        let now = at(T0 + sec);
+        model.ingest_message_at(0, &with_routes("web", T0 + sec, &routes), now);
+        model.ingest_message_at(1, &with_routes("bot", T0 + sec, &routes[..1]), now);
+    }
+    let key = voting();
+    let RouteFigures::Exact(rows) = model.route_figures(&key, Window::OneMinute) else {
+        panic!("exact routes")
+    };
+    assert_eq!(rows.len(), 2);
+    assert_eq!((rows[0].route.as_str(), rows[0].count), ("/v1/VoteDog", 80));
+    assert_eq!(rows[0].rps, Some(4.0));
+    assert_eq!(rows[0].success, Some(1.0 - 20.0 / 80.0));
+    assert_eq!(rows[0].p50.map(|p| p / 100), Some(10));
+    assert_eq!((rows[1].route.as_str(), rows[1].count), ("/v1/VotePig", 1));
+    // The last 10 s: VotePig is outside.
+    let RouteFigures::Exact(rows) = model.route_figures(&key, Window::TenSeconds) else {
+        panic!("exact routes")
+    };
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].count, 40);
+
+    // A sidecar that sends no routes: the routes of its request events.
+    let mut old = Model::new(["a".to_string()]);
+    old.ingest_message(0, &simple_stats("web", T0, VOTING, 3, 0));
+    old.ingest_message(
+        0,
+        &request("web", VOTING, "/v1/VoteDog", 200, Some(0), None),
+    );
+    match old.route_figures(&key, Window::OneMinute) {
+        RouteFigures::FromEvents(rows) => assert_eq!(rows[0].route, "/v1/VoteDog"),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Stats of one upstream with these durations, for their counts.
+fn stats_of(durations: &[u64], failures: u64) -> Message {
+    stats("x", T0, VOTING, durations, failures)
+}
+
+/// A sidecar that goes away leaves its rows marked stale and out of the
+/// header; its rates are over the time it was watched, so the outage does
+/// not read as a time without traffic; and nothing is counted twice when
+/// it comes back.
+#[test]
+fn rows_of_a_gone_sidecar_are_stale_and_outages_are_not_zero_traffic() {
+    let mut model = Model::new(["web".to_string(), "bot".to_string()]);
+    let feed =
+        |model: &mut Model, source: usize, kind: FeedKind| model.ingest(&FeedItem { source, kind });
+    let message = |message: Message, sec: u64| FeedKind::Message {
+        raw: "{}".into(),
+        message,
+        received: at(T0 + sec),
+    };
+    feed(&mut model, 0, message(hello("web", T0), 0));
+    feed(&mut model, 1, message(hello("vote-bot", T0), 0));
+    for sec in 0..30 {
+        feed(
+            &mut model,
+            0,
+            message(simple_stats("web", T0 + sec, VOTING, 10, 0), sec),
+        );
+        feed(
+            &mut model,
+            1,
+            message(
+                simple_stats("vote-bot", T0 + sec, "web-svc.emojivoto:80", 5, 0),
+                sec,
+            ),
+        );
+    }
+    let live_rps = model.summary(Window::OneMinute, &FilterExpr::default()).rps;
+    assert!((live_rps - 15.0).abs() < 1e-9, "{live_rps}");
+
+    // web goes away; vote-bot's stats keep the clock going.
+    feed(
+        &mut model,
+        0,
+        FeedKind::Reconnecting {
+            reason: "connection refused".into(),
+            retry_in: Duration::from_secs(1),
+        },
+    );
+    for sec in 30..45 {
+        feed(
+            &mut model,
+            1,
+            message(
+                simple_stats("vote-bot", T0 + sec, "web-svc.emojivoto:80", 5, 0),
+                sec,
+            ),
+        );
+    }
+    let row = model
+        .upstream_row(&voting(), Window::OneMinute)
+        .expect("row");
+    assert_eq!(
+        row.stale,
+        Some(15),
+        "14 s after its last stats, as the clock reads"
+    );
+    assert!(
+        (row.rps - 10.0).abs() < 1e-9,
+        "over the 30 s watched: {}",
+        row.rps
+    );
+    let bot = model.upstream_row(&web(), Window::OneMinute).expect("row");
+    assert_eq!(bot.stale, None);
+    let summary = model.summary(Window::OneMinute, &FilterExpr::default());
+    assert!(
+        (summary.rps - 5.0).abs() < 1e-9,
+        "the stale row left the header: {}",
+        summary.rps
+    );
+    let table = headless_table(&model, Window::OneMinute, &FilterExpr::default());
+    let voting_line = table.lines().find(|l| l.contains(VOTING)).expect("voting");
+    assert!(voting_line.ends_with("15s"), "{table}");
+
+    // web comes back, restarted: 15 s more at 10 requests/s.
+    feed(&mut model, 0, message(hello("web", T0 + 45), 45));
+    feed(
+        &mut model,
+        0,
+        FeedKind::Live {
+            filter: String::new(),
+        },
+    );
+    for sec in 45..60 {
+        feed(
+            &mut model,
+            0,
+            message(simple_stats("web", T0 + sec, VOTING, 10, 0), sec),
+        );
+        feed(
+            &mut model,
+            1,
+            message(
+                simple_stats("vote-bot", T0 + sec, "web-svc.emojivoto:80", 5, 0),
+                sec,
+            ),
+        );
+    }
+    let row = model
+        .upstream_row(&voting(), Window::OneMinute)
+        .expect("row");
+    assert_eq!(row.stale, None);
+    assert_eq!(row.requests, 450, "every second once");
+    assert!(
+        (row.rps - 10.0).abs() < 1e-9,
+        "450 requests over the 45 s watched, not the 60 s of the window: {}",
+        row.rps
+    );
 }

@@ -466,7 +466,9 @@ async fn paths_until_counted(
                 FeedKind::Message {
                     message: Message::Stats(s),
                     ..
-                } if !s.backfill => counted += s.upstreams.iter().map(|u| u.requests).sum::<u64>(),
+                } if !s.backfill => {
+                    counted += s.upstreams.iter().map(|u| u.counts.requests).sum::<u64>()
+                }
                 _ => {}
             }
         }

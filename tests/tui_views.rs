@@ -6,7 +6,7 @@
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use meshtop::filter::FilterExpr;
 use meshtop::telemetry::event::{
-    Dropped, Hello, ListenerDesc, Message, RequestEvent, SidecarDesc, Stats, StatusClasses,
+    Counts, Dropped, Hello, ListenerDesc, Message, RequestEvent, SidecarDesc, Stats, StatusClasses,
     UpstreamStats,
 };
 use meshtop::telemetry::stats::{encode_histogram, new_latency_histogram};
@@ -45,6 +45,7 @@ fn hello(name: &str, started_at: &str, listeners: Vec<ListenerDesc>) -> Message 
             started_at: started_at.into(),
         },
         listeners,
+        addresses: Vec::new(),
         ts: None,
     })
 }
@@ -74,14 +75,18 @@ fn stats(sidecar: &str, sec: u64, upstreams: &[Upstream]) -> Message {
             UpstreamStats {
                 direction: u.direction,
                 authority: u.authority.into(),
-                requests,
-                failures: u.failures,
-                status,
-                grpc_status: Default::default(),
-                errors: Default::default(),
-                req_bytes: requests * 120,
-                resp_bytes: requests * 800,
-                latency: encode_histogram(&latency),
+                counts: Counts {
+                    requests,
+                    failures: u.failures,
+                    status,
+                    grpc_status: Default::default(),
+                    errors: Default::default(),
+                    req_bytes: requests * 120,
+                    resp_bytes: requests * 800,
+                    latency: encode_histogram(&latency),
+                },
+                routes: Vec::new(),
+                clients: Vec::new(),
             }
         })
         .collect();
@@ -504,6 +509,39 @@ fn header_markers_filter_and_sort_column() {
     ui.window = Window::OneMinute;
     ui.filter = "direction=outbound".parse().expect("a valid filter");
     insta::assert_snapshot!("header_markers_80x24", screen(&model, &ui, 80, 24));
+}
+
+/// A sidecar that went away: the banner says why, its rows are dimmed and
+/// say how long ago their last stats came, and the header leaves them out.
+#[test]
+fn a_gone_sidecars_rows_are_stale_under_the_banner() {
+    let mut model = fixture();
+    let before = model.summary(Window::TenSeconds, &FilterExpr::default());
+    model.ingest(&FeedItem {
+        source: 1,
+        kind: FeedKind::Reconnecting {
+            reason: "connection reset by peer".into(),
+            retry_in: std::time::Duration::from_secs(2),
+        },
+    });
+    let ui = ui();
+    let stale: Vec<String> = ui
+        .upstream_rows(&model)
+        .iter()
+        .filter(|r| r.stale.is_some())
+        .map(|r| r.key.authority.clone())
+        .collect();
+    assert!(!stale.is_empty(), "voting's sidecar sent stats");
+    // voting's inbound row left the header; the calls to it now count at
+    // their caller's outbound row, which the header had left out for
+    // being the same calls.
+    let after = model.summary(Window::TenSeconds, &FilterExpr::default());
+    assert_ne!(after, before);
+    let text = screen(&model, &ui, 160, 48);
+    assert!(text.contains("· stale"), "{text}");
+    assert!(text.contains("connection reset by peer"), "{text}");
+    insta::assert_snapshot!("stale_rows_160x48", text);
+    insta::assert_snapshot!("stale_rows_80x24", screen(&model, &ui, 80, 24));
 }
 
 /// A filter on what single requests have: the rows and the header are

@@ -68,6 +68,8 @@ pub struct SidecarInfo {
     pub version: String,
     /// Lets a client notice a restarted sidecar.
     pub started_at: SystemTime,
+    /// The pod's own addresses.
+    pub addresses: Vec<std::net::IpAddr>,
 }
 
 /// The parts of the telemetry the admin server serves.
@@ -155,6 +157,7 @@ fn hello_message(info: &SidecarInfo, listeners: &[BoundListener]) -> Hello {
                 target: l.target.as_ref().map(|t| t.to_string()),
             })
             .collect(),
+        addresses: info.addresses.iter().map(ToString::to_string).collect(),
         ts: None,
     }
 }

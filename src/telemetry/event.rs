@@ -73,6 +73,11 @@ pub struct Hello {
     pub schema: u32,
     pub sidecar: SidecarDesc,
     pub listeners: Vec<ListenerDesc>,
+    /// The pod's own IP addresses (`--pod-ip`, else its interfaces'), so
+    /// that a reader can name the sidecar a request came from by its
+    /// client address. Absent from sidecars before it was added.
+    #[serde(default)]
+    pub addresses: Vec<String>,
     /// The sidecar's clock when it said hello, RFC 3339 (absent from
     /// sidecars before it was added): a reader compares it with its own to
     /// tell how far the sidecar's clock is off before any `stats` arrive.
@@ -215,6 +220,24 @@ pub struct Stats {
 pub struct UpstreamStats {
     pub direction: Direction,
     pub authority: String,
+    #[serde(flatten)]
+    pub counts: Counts,
+    /// The same counts per route ([`crate::telemetry::route`]): at most
+    /// the sidecar's `--max-routes`, the rest under `other`. Absent from
+    /// sidecars before it was added.
+    #[serde(default)]
+    pub routes: Vec<RouteStats>,
+    /// Inbound only: the same counts per client IP address, at most the
+    /// sidecar's `--max-clients`, the rest under `other`. Absent from
+    /// sidecars before it was added.
+    #[serde(default)]
+    pub clients: Vec<ClientStats>,
+}
+
+/// What `stats` count of a set of requests: an upstream's, or those of
+/// one of its routes or clients.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Counts {
     pub requests: u64,
     pub failures: u64,
     pub status: StatusClasses,
@@ -227,6 +250,25 @@ pub struct UpstreamStats {
     /// HdrHistogram of durations in microseconds, V2 compressed (deflate)
     /// serialization, base64-encoded.
     pub latency: String,
+}
+
+/// One route of an upstream during one interval.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RouteStats {
+    /// The route, or `other` for the routes past the sidecar's bound.
+    pub route: String,
+    #[serde(flatten)]
+    pub counts: Counts,
+}
+
+/// One client of an inbound upstream during one interval.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClientStats {
+    /// The client's IP address (no port), or `other` for the clients past
+    /// the sidecar's bound.
+    pub client: String,
+    #[serde(flatten)]
+    pub counts: Counts,
 }
 
 /// Requests per HTTP status class.

@@ -10,24 +10,37 @@
 /// The route of a request (see the module documentation). `method` is `-`
 /// when unknown; a request without a path (CONNECT) is its method alone.
 pub fn route(grpc: bool, method: Option<&str>, path: Option<&str>) -> String {
+    let mut route = String::new();
+    route_into(&mut route, grpc, method, path);
+    route
+}
+
+/// [`route`], appended to `out` (so that a caller reusing one buffer
+/// allocates nothing per request).
+pub fn route_into(out: &mut String, grpc: bool, method: Option<&str>, path: Option<&str>) {
     let method = method.unwrap_or("-");
     let Some(path) = path else {
-        return method.to_owned();
+        out.push_str(method);
+        return;
     };
-    let path = path.split_once(['?', '#']).map_or(path, |(path, _)| path);
+    let end = path
+        .bytes()
+        .position(|b| b == b'?' || b == b'#')
+        .unwrap_or(path.len());
+    let path = &path[..end];
     if grpc {
-        return path.to_owned();
+        out.push_str(path);
+        return;
     }
-    let mut route = String::with_capacity(method.len() + 1 + path.len());
-    route.push_str(method);
-    route.push(' ');
+    out.reserve(method.len() + 1 + path.len());
+    out.push_str(method);
+    out.push(' ');
     for (index, segment) in path.split('/').enumerate() {
         if index > 0 {
-            route.push('/');
+            out.push('/');
         }
-        route.push_str(if is_id(segment) { "{id}" } else { segment });
+        out.push_str(if is_id(segment) { "{id}" } else { segment });
     }
-    route
 }
 
 /// Whether a path segment looks like an identifier rather than a name.
@@ -39,6 +52,11 @@ fn is_id(segment: &str) -> bool {
     let digits = bytes.iter().filter(|b| b.is_ascii_digit()).count();
     if digits == bytes.len() {
         return true;
+    }
+    // Every other kind is 16 characters or more: most segments are names
+    // shorter than that, and end here.
+    if bytes.len() < 16 {
+        return false;
     }
     if is_uuid(bytes) {
         return true;

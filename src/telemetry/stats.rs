@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
+use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
 use base64::Engine;
@@ -17,10 +18,13 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use foldhash::HashMap;
 use hdrhistogram::Histogram;
-use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
+use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
 
-use super::event::{Stats, StatusClasses, UpstreamStats, timestamp};
-use super::record::{Direction, ErrorKind, RequestRecord};
+use super::event::{
+    ClientStats, Counts, RouteStats, Stats, StatusClasses, UpstreamStats, timestamp,
+};
+use super::record::{Direction, ErrorKind, HttpProtocol, RequestRecord};
+use super::route::route_into;
 
 /// Significant digits of every latency histogram.
 pub const LATENCY_SIGFIG: u8 = 3;
@@ -64,17 +68,81 @@ pub fn latency_micros(duration: Duration) -> u64 {
         .clamp(1, MAX_LATENCY_MICROS)
 }
 
-/// The V2 compressed (deflate) serialization of `histogram`, base64-encoded.
+/// The V2 compressed (deflate) serialization of `histogram`, base64-encoded:
+/// the bytes hdrhistogram's `V2DeflateSerializer` writes, by a
+/// [`HistogramEncoder`] kept per thread.
 pub fn encode_histogram(histogram: &Histogram<u64>) -> String {
-    let mut bytes = Vec::new();
-    // Serializing into a Vec cannot fail for a histogram built by this crate.
-    if V2DeflateSerializer::new()
-        .serialize(histogram, &mut bytes)
-        .is_err()
-    {
-        bytes.clear();
+    thread_local! {
+        static ENCODER: std::cell::RefCell<HistogramEncoder> =
+            std::cell::RefCell::new(HistogramEncoder::new());
     }
-    BASE64.encode(bytes)
+    ENCODER.with(|encoder| encoder.borrow_mut().encode(histogram))
+}
+
+/// Writes what hdrhistogram's `V2DeflateSerializer` writes, keeping its
+/// buffers and its deflate compressor from one histogram to the next:
+/// setting a compressor up (a few hundred KB of tables to allocate and
+/// clear) cost a third of encoding a histogram, and a sidecar encodes one
+/// per upstream, route and client every interval (docs/benchmarks.md,
+/// "Per-route and per-client stats"). Checked byte for byte against the
+/// serializer it replaces.
+pub struct HistogramEncoder {
+    serializer: V2Serializer,
+    compress: flate2::Compress,
+    plain: Vec<u8>,
+    out: Vec<u8>,
+}
+
+impl Default for HistogramEncoder {
+    fn default() -> Self {
+        HistogramEncoder::new()
+    }
+}
+
+impl HistogramEncoder {
+    pub fn new() -> Self {
+        HistogramEncoder {
+            serializer: V2Serializer::new(),
+            // The level and zlib framing of `V2DeflateSerializer`.
+            compress: flate2::Compress::new(flate2::Compression::default(), true),
+            plain: Vec::new(),
+            out: Vec::new(),
+        }
+    }
+
+    pub fn encode(&mut self, histogram: &Histogram<u64>) -> String {
+        self.plain.clear();
+        self.out.clear();
+        // Serializing into a Vec, or compressing one into another, cannot
+        // fail for a histogram built by this crate.
+        if self
+            .serializer
+            .serialize(histogram, &mut self.plain)
+            .is_err()
+        {
+            return String::new();
+        }
+        self.out
+            .extend_from_slice(&V2_COMPRESSED_COOKIE.to_be_bytes());
+        self.out.extend_from_slice(&[0; 4]);
+        self.compress.reset();
+        loop {
+            self.out.reserve(self.plain.len() / 2 + 64);
+            let consumed = usize::try_from(self.compress.total_in()).unwrap_or(usize::MAX);
+            let input = self.plain.get(consumed..).unwrap_or_default();
+            match self
+                .compress
+                .compress_vec(input, &mut self.out, flate2::FlushCompress::Finish)
+            {
+                Ok(flate2::Status::StreamEnd) => break,
+                Ok(_) => {}
+                Err(_) => return String::new(),
+            }
+        }
+        let length = u32::try_from(self.out.len() - 8).unwrap_or(u32::MAX);
+        self.out[4..8].copy_from_slice(&length.to_be_bytes());
+        BASE64.encode(&self.out)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -185,11 +253,107 @@ fn check_v2_header(plain: &[u8]) -> Result<(), HistogramDecodeError> {
     Ok(())
 }
 
-/// One upstream's aggregate over an interval.
+/// How many durations [`Latencies`] keeps as plain values before it turns
+/// them into a histogram: as many bytes as a histogram's smallest counts.
+const FEW_LATENCIES: usize = 1024;
+
+/// The durations of an interval's requests, in microseconds (see
+/// [`latency_micros`]): the values themselves while there are few, an
+/// HdrHistogram past [`FEW_LATENCIES`]. A histogram's counts take 16 to
+/// 90 KB however few requests it holds, and an interval has one for each
+/// upstream, route and client that had any: this way what they hold grows
+/// with the requests, not with the number of routes and clients.
 #[derive(Clone, Debug)]
-pub struct UpstreamAggregate {
-    pub direction: Direction,
-    pub authority: String,
+pub enum Latencies {
+    Few(Vec<u64>),
+    Many(Box<Histogram<u64>>),
+}
+
+impl Default for Latencies {
+    fn default() -> Self {
+        Latencies::Few(Vec::new())
+    }
+}
+
+impl Latencies {
+    pub fn record(&mut self, micros: u64) {
+        match self {
+            Latencies::Few(values) if values.len() < FEW_LATENCIES => values.push(micros),
+            Latencies::Few(values) => {
+                let mut histogram = new_latency_histogram();
+                for value in values.iter().chain([&micros]) {
+                    // An auto-resizing histogram accepts any value.
+                    let _ = histogram.record(*value);
+                }
+                *self = Latencies::Many(Box::new(histogram));
+            }
+            Latencies::Many(histogram) => {
+                let _ = histogram.record(micros);
+            }
+        }
+    }
+
+    pub fn merge(&mut self, other: &Latencies) {
+        match other {
+            Latencies::Few(values) => {
+                for value in values {
+                    self.record(*value);
+                }
+            }
+            Latencies::Many(theirs) => match self {
+                Latencies::Many(ours) => {
+                    let _ = ours.add(&**theirs);
+                }
+                Latencies::Few(values) => {
+                    let mut histogram = (**theirs).clone();
+                    for value in values.iter() {
+                        let _ = histogram.record(*value);
+                    }
+                    *self = Latencies::Many(Box::new(histogram));
+                }
+            },
+        }
+    }
+
+    /// How many durations there are.
+    pub fn len(&self) -> u64 {
+        match self {
+            Latencies::Few(values) => values.len() as u64,
+            Latencies::Many(histogram) => histogram.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The durations as a histogram.
+    pub fn to_histogram(&self) -> Histogram<u64> {
+        match self {
+            Latencies::Few(values) => {
+                let mut histogram = new_latency_histogram();
+                for value in values {
+                    let _ = histogram.record(*value);
+                }
+                histogram
+            }
+            Latencies::Many(histogram) => (**histogram).clone(),
+        }
+    }
+
+    /// The durations as a `latency` field ([`encode_histogram`]).
+    pub fn encode(&self) -> String {
+        match self {
+            Latencies::Few(_) => encode_histogram(&self.to_histogram()),
+            Latencies::Many(histogram) => encode_histogram(histogram),
+        }
+    }
+}
+
+/// What an interval counts of a set of requests: an upstream's, or one of
+/// its routes' or clients'.
+#[derive(Clone, Debug, Default)]
+pub struct Counters {
     pub requests: u64,
     pub failures: u64,
     pub status: StatusClasses,
@@ -197,26 +361,11 @@ pub struct UpstreamAggregate {
     pub errors: BTreeMap<ErrorKind, u64>,
     pub req_bytes: u64,
     pub resp_bytes: u64,
-    pub latency: Histogram<u64>,
+    pub latency: Latencies,
 }
 
-impl UpstreamAggregate {
-    fn new(direction: Direction, authority: String) -> Self {
-        UpstreamAggregate {
-            direction,
-            authority,
-            requests: 0,
-            failures: 0,
-            status: StatusClasses::default(),
-            grpc_status: BTreeMap::new(),
-            errors: BTreeMap::new(),
-            req_bytes: 0,
-            resp_bytes: 0,
-            latency: new_latency_histogram(),
-        }
-    }
-
-    fn add(&mut self, record: &RequestRecord) {
+impl Counters {
+    fn add(&mut self, record: &RequestRecord, micros: u64) {
         self.requests += 1;
         self.failures += u64::from(record.is_failure());
         if let Some(status) = record.status {
@@ -230,12 +379,11 @@ impl UpstreamAggregate {
         }
         self.req_bytes = self.req_bytes.saturating_add(record.req_bytes);
         self.resp_bytes = self.resp_bytes.saturating_add(record.resp_bytes);
-        // An auto-resizing histogram accepts any value; bounded, its size is.
-        let _ = self.latency.record(latency_micros(record.duration));
+        self.latency.record(micros);
     }
 
-    /// Adds another interval's aggregate of the same upstream.
-    pub fn merge(&mut self, other: &UpstreamAggregate) {
+    /// Adds another interval's counts of the same requests' kind.
+    pub fn merge(&mut self, other: &Counters) {
         // Saturating: a sidecar's counts cannot wrap, but nothing is lost by
         // never wrapping.
         self.requests = self.requests.saturating_add(other.requests);
@@ -251,13 +399,12 @@ impl UpstreamAggregate {
         }
         self.req_bytes = self.req_bytes.saturating_add(other.req_bytes);
         self.resp_bytes = self.resp_bytes.saturating_add(other.resp_bytes);
-        let _ = self.latency.add(&other.latency);
+        self.latency.merge(&other.latency);
     }
 
-    fn to_message(&self) -> UpstreamStats {
-        UpstreamStats {
-            direction: self.direction,
-            authority: self.authority.clone(),
+    /// The counts as sent; `latency` is given when already encoded.
+    fn to_message(&self, latency: Option<&str>) -> Counts {
+        Counts {
             requests: self.requests,
             failures: self.failures,
             status: self.status,
@@ -273,7 +420,210 @@ impl UpstreamAggregate {
                 .collect(),
             req_bytes: self.req_bytes,
             resp_bytes: self.resp_bytes,
-            latency: encode_histogram(&self.latency),
+            latency: latency.map_or_else(|| self.latency.encode(), str::to_owned),
+        }
+    }
+}
+
+/// The label of the routes and clients past an upstream's bound.
+pub const OTHER: &str = "other";
+
+/// The longest route counted under its own name: longer ones (a path of
+/// kilobytes) count as [`OTHER`], so that a route label stays readable and
+/// what an interval holds stays small.
+pub const MAX_ROUTE: usize = 256;
+
+/// An upstream's counters by route or by client: at most `max` keys of
+/// their own, the rest under [`OTHER`].
+///
+/// While every request has had the same key (an upstream with one route,
+/// or one caller), that key's counters are the upstream's own: they are
+/// not kept twice, and are copied out of the upstream's only when a second
+/// key appears. That is what keeps the breakdown nearly free for most
+/// upstreams (docs/benchmarks.md).
+#[derive(Clone, Debug)]
+pub struct Breakdown<K> {
+    /// The one key of every request so far, when `named` and `other` are
+    /// empty.
+    sole: Option<K>,
+    named: HashMap<K, Counters>,
+    other: Option<Counters>,
+    max: usize,
+}
+
+impl<K: std::hash::Hash + Eq + Clone + Ord> Breakdown<K> {
+    fn new(max: usize) -> Self {
+        Breakdown {
+            sole: None,
+            named: HashMap::default(),
+            other: None,
+            max,
+        }
+    }
+
+    /// Counts a record under `key` (`None`: under [`OTHER`]). `whole` is
+    /// the upstream's counters before this record; `room` what the
+    /// aggregator as a whole may still name, past which new keys count as
+    /// [`OTHER`].
+    fn add<Q>(
+        &mut self,
+        key: Option<&Q>,
+        whole: &Counters,
+        record: &RequestRecord,
+        micros: u64,
+        room: &mut usize,
+    ) where
+        K: std::borrow::Borrow<Q>,
+        Q: std::hash::Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        if self.named.is_empty() && self.other.is_none() {
+            match (&self.sole, key) {
+                (Some(sole), Some(key)) if sole.borrow() == key => return,
+                (None, Some(key)) if whole.requests == 0 && self.max > 0 && *room > 0 => {
+                    *room -= 1;
+                    self.sole = Some(key.to_owned());
+                    return;
+                }
+                _ => self.materialize(whole),
+            }
+        }
+        if let Some(key) = key {
+            // One lookup for a known key, the common case.
+            if let Some(counters) = self.named.get_mut(key) {
+                counters.add(record, micros);
+                return;
+            }
+            if self.named.len() < self.max && *room > 0 {
+                *room -= 1;
+                let mut counters = Counters::default();
+                counters.add(record, micros);
+                self.named.insert(key.to_owned(), counters);
+                return;
+            }
+        }
+        self.other
+            .get_or_insert_with(Counters::default)
+            .add(record, micros);
+    }
+
+    /// Gives the sole key the counters it shares with the upstream.
+    fn materialize(&mut self, whole: &Counters) {
+        if let Some(sole) = self.sole.take() {
+            self.named.insert(sole, whole.clone());
+        }
+    }
+
+    /// Keys with counts of their own, `other` aside.
+    pub fn named_len(&self) -> usize {
+        self.named.len() + usize::from(self.sole.is_some())
+    }
+
+    /// Adds a later interval's breakdown (`ours` and `theirs` are the two
+    /// upstreams' counters), keeping the bound.
+    fn merge(&mut self, ours: &Counters, later: &Breakdown<K>, theirs: &Counters) {
+        self.materialize(ours);
+        let mut later = later.clone();
+        later.materialize(theirs);
+        // In key order, so that which keys keep their own counts does not
+        // depend on a hash map's order.
+        let mut named: Vec<(&K, &Counters)> = later.named.iter().collect();
+        named.sort_by(|a, b| a.0.cmp(b.0));
+        for (key, counters) in named {
+            let room = self.named.len() < self.max;
+            match self.named.get_mut(key) {
+                Some(kept) => kept.merge(counters),
+                None if room => {
+                    self.named.insert(key.clone(), counters.clone());
+                }
+                None => self
+                    .other
+                    .get_or_insert_with(Counters::default)
+                    .merge(counters),
+            }
+        }
+        if let Some(other) = &later.other {
+            self.other
+                .get_or_insert_with(Counters::default)
+                .merge(other);
+        }
+    }
+
+    /// Named entries sorted by key, then [`OTHER`]; `whole` is the
+    /// upstream's counters (the sole key's).
+    fn entries<'a>(
+        &'a self,
+        whole: &'a Counters,
+    ) -> impl Iterator<Item = (Option<&'a K>, &'a Counters)> {
+        let mut named: Vec<(&K, &Counters)> = self.named.iter().collect();
+        named.extend(self.sole.iter().map(|sole| (sole, whole)));
+        named.sort_by(|a, b| a.0.cmp(b.0));
+        named
+            .into_iter()
+            .map(|(k, c)| (Some(k), c))
+            .chain(self.other.iter().map(|c| (None, c)))
+    }
+}
+
+/// One upstream's aggregate over an interval.
+#[derive(Clone, Debug)]
+pub struct UpstreamAggregate {
+    pub direction: Direction,
+    pub authority: String,
+    pub counters: Counters,
+    pub routes: Breakdown<String>,
+    /// Inbound only (outbound, the client is this pod).
+    pub clients: Breakdown<IpAddr>,
+}
+
+impl UpstreamAggregate {
+    fn new(direction: Direction, authority: String, limits: Limits) -> Self {
+        UpstreamAggregate {
+            direction,
+            authority,
+            counters: Counters::default(),
+            routes: Breakdown::new(limits.routes),
+            clients: Breakdown::new(limits.clients),
+        }
+    }
+
+    /// Adds another interval's aggregate of the same upstream.
+    pub fn merge(&mut self, other: &UpstreamAggregate) {
+        self.routes
+            .merge(&self.counters, &other.routes, &other.counters);
+        self.clients
+            .merge(&self.counters, &other.clients, &other.counters);
+        self.counters.merge(&other.counters);
+    }
+
+    fn to_message(&self) -> UpstreamStats {
+        let counts = self.counters.to_message(None);
+        // A route or client with every request of the upstream has the
+        // same durations: its histogram is the upstream's, already encoded
+        // (compressing one costs as much as folding a few hundred records).
+        let part = |counters: &Counters| {
+            let whole = counters.requests == self.counters.requests;
+            counters.to_message(whole.then_some(counts.latency.as_str()))
+        };
+        UpstreamStats {
+            direction: self.direction,
+            authority: self.authority.clone(),
+            routes: self
+                .routes
+                .entries(&self.counters)
+                .map(|(route, counters)| RouteStats {
+                    route: route.map_or(OTHER, String::as_str).to_owned(),
+                    counts: part(counters),
+                })
+                .collect(),
+            clients: self
+                .clients
+                .entries(&self.counters)
+                .map(|(client, counters)| ClientStats {
+                    client: client.map_or_else(|| OTHER.to_owned(), IpAddr::to_string),
+                    counts: part(counters),
+                })
+                .collect(),
+            counts,
         }
     }
 }
@@ -321,28 +671,132 @@ impl StatsSnapshot {
     }
 }
 
+/// How finely an interval's aggregates break an upstream down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Routes per upstream with counts of their own (`--max-routes`).
+    pub routes: usize,
+    /// Clients per inbound upstream with counts of their own
+    /// (`--max-clients`).
+    pub clients: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            routes: 100,
+            clients: 100,
+        }
+    }
+}
+
+/// Routes and clients with counts of their own in one interval, over all
+/// upstreams: past it, new ones count as [`OTHER`] until the interval
+/// ends. With the authorities' own bound, this bounds what an interval
+/// holds (a few MB) however many distinct paths and clients arrive.
+pub const MAX_BREAKDOWN_ENTRIES: usize = 20_000;
+
 /// Folds request records into per-upstream aggregates until the interval
 /// is taken.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Aggregator {
     /// Inbound and outbound, by authority: looked up by `&str`, so adding
     /// a record to a known upstream allocates nothing.
     upstreams: [HashMap<String, UpstreamAggregate>; 2],
+    limits: Limits,
+    /// Routes and clients this interval may still name
+    /// ([`MAX_BREAKDOWN_ENTRIES`]).
+    room: usize,
+    /// The route of the last record added, and what it was computed from:
+    /// records in a row often share their method and path, and comparing
+    /// them costs less than computing the route again.
+    route: RouteMemo,
+}
+
+#[derive(Debug, Default)]
+struct RouteMemo {
+    grpc: bool,
+    method: Option<String>,
+    path: Option<String>,
+    route: String,
+}
+
+impl RouteMemo {
+    fn route(&mut self, grpc: bool, method: Option<&str>, path: Option<&str>) -> &str {
+        let same = self.grpc == grpc
+            && self.method.as_deref() == method
+            && self.path.as_deref() == path
+            && !self.route.is_empty();
+        if !same {
+            self.grpc = grpc;
+            remember(&mut self.method, method);
+            remember(&mut self.path, path);
+            self.route.clear();
+            route_into(&mut self.route, grpc, method, path);
+        }
+        &self.route
+    }
+}
+
+/// Sets `slot` to `value`, reusing its allocation.
+fn remember(slot: &mut Option<String>, value: Option<&str>) {
+    match (slot.as_mut(), value) {
+        (Some(kept), Some(value)) => {
+            kept.clear();
+            kept.push_str(value);
+        }
+        _ => *slot = value.map(str::to_owned),
+    }
+}
+
+impl Default for Aggregator {
+    fn default() -> Self {
+        Aggregator::new(Limits::default())
+    }
 }
 
 impl Aggregator {
+    pub fn new(limits: Limits) -> Self {
+        Aggregator {
+            upstreams: Default::default(),
+            limits,
+            room: MAX_BREAKDOWN_ENTRIES,
+            route: RouteMemo::default(),
+        }
+    }
+
     /// Adds a record under `authority` (already capped by
     /// [`AuthorityCap`](super::authority::AuthorityCap)).
     pub fn add(&mut self, record: &RequestRecord, authority: &str) {
         let upstreams = &mut self.upstreams[record.direction as usize];
-        match upstreams.get_mut(authority) {
-            Some(upstream) => upstream.add(record),
-            None => {
-                let mut upstream = UpstreamAggregate::new(record.direction, authority.to_owned());
-                upstream.add(record);
-                upstreams.insert(authority.to_owned(), upstream);
-            }
+        let upstream = match upstreams.get_mut(authority) {
+            Some(upstream) => upstream,
+            None => upstreams.entry(authority.to_owned()).or_insert_with(|| {
+                UpstreamAggregate::new(record.direction, authority.to_owned(), self.limits)
+            }),
+        };
+        let micros = latency_micros(record.duration);
+        let route = self.route.route(
+            record.protocol == HttpProtocol::Grpc,
+            record.method.as_ref().map(http::Method::as_str),
+            record.path.as_deref(),
+        );
+        let route = (route.len() <= MAX_ROUTE).then_some(route);
+        // The breakdowns first: they take the upstream's counters as they
+        // were before this record.
+        upstream
+            .routes
+            .add(route, &upstream.counters, record, micros, &mut self.room);
+        if record.direction == Direction::Inbound {
+            upstream.clients.add(
+                Some(&record.client.ip()),
+                &upstream.counters,
+                record,
+                micros,
+                &mut self.room,
+            );
         }
+        upstream.counters.add(record, micros);
     }
 
     /// The interval's aggregates; the aggregator starts afresh.
@@ -353,6 +807,7 @@ impl Aggregator {
             .flat_map(|by_authority| by_authority.drain().map(|(_, u)| u))
             .collect();
         upstreams.sort_by(|a, b| (a.direction, &a.authority).cmp(&(b.direction, &b.authority)));
+        self.room = MAX_BREAKDOWN_ENTRIES;
         StatsSnapshot {
             end,
             interval,
@@ -405,17 +860,17 @@ mod tests {
         assert_eq!(stats.upstreams.len(), 2);
         let a = &stats.upstreams[0];
         assert_eq!(
-            (a.authority.as_str(), a.requests, a.failures),
+            (a.authority.as_str(), a.counts.requests, a.counts.failures),
             ("a", 100, 10)
         );
-        assert_eq!((a.status.c2xx, a.status.c5xx), (90, 10));
-        assert_eq!((a.req_bytes, a.resp_bytes), (100, 200));
-        let latency = decode_histogram(&a.latency).expect("decodes");
+        assert_eq!((a.counts.status.c2xx, a.counts.status.c5xx), (90, 10));
+        assert_eq!((a.counts.req_bytes, a.counts.resp_bytes), (100, 200));
+        let latency = decode_histogram(&a.counts.latency).expect("decodes");
         assert_eq!(latency.len(), 100);
         assert_eq!(latency.max(), latency.highest_equivalent(10_000));
         let b = &stats.upstreams[1];
-        assert_eq!(b.grpc_status.get("2"), Some(&1));
-        assert_eq!(b.failures, 1);
+        assert_eq!(b.counts.grpc_status.get("2"), Some(&1));
+        assert_eq!(b.counts.failures, 1);
         assert!(
             agg.take(SystemTime::now(), Duration::from_secs(1))
                 .upstreams
@@ -434,9 +889,9 @@ mod tests {
         first.merge(&second);
         assert_eq!(first.interval, Duration::from_secs(2));
         assert_eq!(first.upstreams.len(), 2);
-        assert_eq!(first.upstreams[0].requests, 2);
-        assert_eq!(first.upstreams[0].failures, 1);
-        assert_eq!(first.upstreams[0].latency.len(), 2);
+        assert_eq!(first.upstreams[0].counters.requests, 2);
+        assert_eq!(first.upstreams[0].counters.failures, 1);
+        assert_eq!(first.upstreams[0].counters.latency.len(), 2);
     }
 
     #[test]
@@ -499,7 +954,7 @@ mod tests {
         // allocate, for every one of them in a message.
         let wide = Histogram::<u64>::new_with_bounds(1, 1 << 63, 5).expect("valid");
         let mut bytes = Vec::new();
-        V2DeflateSerializer::new()
+        hdrhistogram::serialization::V2DeflateSerializer::new()
             .serialize(&wide, &mut bytes)
             .expect("serializes");
         assert!(matches!(
@@ -541,6 +996,158 @@ mod tests {
         ));
     }
 
+    fn with(mut record: RequestRecord, path: &str, client: &str) -> RequestRecord {
+        record.path = Some(path.into());
+        record.client = client.parse().expect("literal");
+        record
+    }
+
+    #[test]
+    fn routes_and_clients_count_like_their_upstream_within_their_bounds() {
+        let mut agg = Aggregator::new(Limits {
+            routes: 2,
+            clients: 1,
+        });
+        for (path, client, status) in [
+            ("/users/1", "10.0.0.1:1", 200),
+            ("/users/2?x=1", "10.0.0.1:2", 503),
+            ("/health", "10.0.0.2:1", 200),
+            ("/other-thing", "10.0.0.3:1", 200),
+        ] {
+            agg.add(&with(record("a", 100, status, None), path, client), "a");
+        }
+        let stats = agg
+            .take(SystemTime::now(), Duration::from_secs(1))
+            .to_message("s");
+        let upstream = &stats.upstreams[0];
+        let routes: Vec<(&str, u64, u64)> = upstream
+            .routes
+            .iter()
+            .map(|r| (r.route.as_str(), r.counts.requests, r.counts.failures))
+            .collect();
+        assert_eq!(
+            routes,
+            [
+                ("GET /health", 1, 0),
+                ("GET /users/{id}", 2, 1),
+                ("other", 1, 0)
+            ]
+        );
+        let users = &upstream.routes[1].counts;
+        assert_eq!((users.status.c2xx, users.status.c5xx), (1, 1));
+        assert_eq!(decode_histogram(&users.latency).expect("decodes").len(), 2);
+        let clients: Vec<(&str, u64)> = upstream
+            .clients
+            .iter()
+            .map(|c| (c.client.as_str(), c.counts.requests))
+            .collect();
+        assert_eq!(clients, [("10.0.0.1", 2), ("other", 2)]);
+        // The parts add up to the whole.
+        let sum: u64 = upstream.routes.iter().map(|r| r.counts.requests).sum();
+        assert_eq!(sum, upstream.counts.requests);
+    }
+
+    #[test]
+    fn the_remembered_route_is_the_route_of_each_record() {
+        let mut memo = RouteMemo::default();
+        let cases = [
+            (false, Some("GET"), Some("/users/1")),
+            (false, Some("GET"), Some("/users/1")),
+            (false, Some("POST"), Some("/users/1")),
+            (true, Some("POST"), Some("/users/1")),
+            (false, None, Some("/users/1")),
+            (false, None, None),
+            (false, Some("CONNECT"), None),
+            (false, Some("GET"), Some("/a?x=1")),
+            (false, Some("GET"), Some("/a?x=2")),
+        ];
+        for (grpc, method, path) in cases.iter().chain(cases.iter().rev()) {
+            assert_eq!(
+                memo.route(*grpc, *method, *path),
+                crate::telemetry::route::route(*grpc, *method, *path),
+                "{grpc} {method:?} {path:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn outbound_upstreams_have_no_clients_and_long_routes_are_other() {
+        let mut agg = Aggregator::default();
+        let mut outbound = with(record("a", 100, 200, None), "/", "10.0.0.1:1");
+        outbound.direction = Direction::Outbound;
+        agg.add(&outbound, "a");
+        let long = format!("/{}", "x".repeat(MAX_ROUTE));
+        agg.add(&with(record("a", 100, 200, None), &long, "10.0.0.1:1"), "a");
+        let stats = agg
+            .take(SystemTime::now(), Duration::from_secs(1))
+            .to_message("s");
+        let (inbound, outbound) = (&stats.upstreams[0], &stats.upstreams[1]);
+        assert_eq!(inbound.routes[0].route, OTHER);
+        assert!(outbound.clients.is_empty());
+        assert_eq!(outbound.routes[0].route, "GET /");
+    }
+
+    #[test]
+    fn an_interval_names_at_most_so_many_routes_and_clients_in_all() {
+        let mut agg = Aggregator::default();
+        let authorities = MAX_BREAKDOWN_ENTRIES / 100 + 10;
+        for a in 0..authorities {
+            for r in 0..100 {
+                let path = format!("/r{r}");
+                agg.add(
+                    &with(record("x", 100, 200, None), &path, "10.0.0.1:1"),
+                    &format!("svc-{a}"),
+                );
+            }
+        }
+        let snapshot = agg.take(SystemTime::now(), Duration::from_secs(1));
+        let named: usize = snapshot
+            .upstreams
+            .iter()
+            .map(|u| u.routes.named_len() + u.clients.named_len())
+            .sum();
+        assert_eq!(named, MAX_BREAKDOWN_ENTRIES);
+        let requests: u64 = snapshot
+            .upstreams
+            .iter()
+            .flat_map(|u| u.routes.entries(&u.counters))
+            .map(|(_, c)| c.requests)
+            .sum();
+        assert_eq!(requests, authorities as u64 * 100, "nothing is lost");
+        // The next interval starts with room again.
+        agg.add(&with(record("x", 100, 200, None), "/r", "10.0.0.1:1"), "y");
+        let next = agg.take(SystemTime::now(), Duration::from_secs(1));
+        assert_eq!(next.upstreams[0].routes.named_len(), 1);
+    }
+
+    #[test]
+    fn coalesced_breakdowns_keep_their_bound_and_totals() {
+        let limits = Limits {
+            routes: 2,
+            clients: 2,
+        };
+        let mut agg = Aggregator::new(limits);
+        agg.add(&with(record("a", 100, 200, None), "/a", "10.0.0.1:1"), "a");
+        agg.add(&with(record("a", 100, 200, None), "/b", "10.0.0.1:1"), "a");
+        let mut first = agg.take(SystemTime::now(), Duration::from_secs(1));
+        agg.add(&with(record("a", 100, 200, None), "/c", "10.0.0.2:1"), "a");
+        agg.add(&with(record("a", 100, 200, None), "/a", "10.0.0.3:1"), "a");
+        first.merge(&agg.take(SystemTime::now(), Duration::from_secs(1)));
+        let stats = first.to_message("s");
+        let routes: Vec<(&str, u64)> = stats.upstreams[0]
+            .routes
+            .iter()
+            .map(|r| (r.route.as_str(), r.counts.requests))
+            .collect();
+        assert_eq!(routes, [("GET /a", 2), ("GET /b", 1), ("other", 1)]);
+        let clients: Vec<(&str, u64)> = stats.upstreams[0]
+            .clients
+            .iter()
+            .map(|c| (c.client.as_str(), c.counts.requests))
+            .collect();
+        assert_eq!(clients, [("10.0.0.1", 2), ("10.0.0.2", 1), ("other", 1)]);
+    }
+
     #[test]
     fn the_longest_latencies_a_sidecar_records_decode_merged_or_not() {
         let mut agg = Aggregator::default();
@@ -550,7 +1157,7 @@ mod tests {
         agg.add(&record("a", MAX_LATENCY_MICROS * 3, 200, None), "a");
         first.merge(&agg.take(SystemTime::now(), Duration::from_secs(1)));
         let stats = first.to_message("s");
-        let latency = decode_histogram(&stats.upstreams[0].latency).expect("decodes");
+        let latency = decode_histogram(&stats.upstreams[0].counts.latency).expect("decodes");
         assert_eq!(latency.len(), 3);
         assert_eq!(
             latency.max(),
@@ -591,6 +1198,108 @@ mod tests {
                 if let Ok(histogram) = decode_bytes(&bytes) {
                     prop_assert!(histogram.high() <= 2 * MAX_LATENCY_MICROS);
                     prop_assert!(histogram.distinct_values() <= 34 * 1024);
+                }
+            }
+
+            /// Routes and clients count as a plain tally does: the first
+            /// `max` keys of an interval by their own name, the rest as
+            /// `other`, with the latencies of their own requests.
+            #[test]
+            fn breakdowns_count_as_a_plain_tally(
+                requests in proptest::collection::vec((0usize..5, 0usize..4, 1u64..2048), 1..200),
+            ) {
+                let mut agg = Aggregator::new(Limits { routes: 3, clients: 2 });
+                let tally = |keys: Vec<String>, max: usize| {
+                    let mut named: Vec<String> = Vec::new();
+                    let mut counts: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+                    for (key, micros) in keys.into_iter().zip(requests.iter().map(|r| r.2)) {
+                        let name = if named.contains(&key) || named.len() < max {
+                            if !named.contains(&key) {
+                                named.push(key.clone());
+                            }
+                            key
+                        } else {
+                            OTHER.to_owned()
+                        };
+                        let entry = counts.entry(name).or_default();
+                        entry.0 += 1;
+                        entry.1 += micros;
+                    }
+                    counts
+                };
+                for (route, client, micros) in &requests {
+                    let path = format!("/r{route}");
+                    let client = format!("10.0.0.{client}:1");
+                    agg.add(&with(record("a", *micros, 200, None), &path, &client), "a");
+                }
+                let stats = agg.take(SystemTime::now(), Duration::from_secs(1)).to_message("s");
+                let sum = |counts: &Counts| {
+                    let latency = decode_histogram(&counts.latency).expect("decodes");
+                    (counts.requests, latency.iter_recorded().map(|v| v.value_iterated_to() * v.count_at_value()).sum::<u64>())
+                };
+                let routes: BTreeMap<String, (u64, u64)> = stats.upstreams[0]
+                    .routes
+                    .iter()
+                    .map(|r| (r.route.clone(), sum(&r.counts)))
+                    .collect();
+                let clients: BTreeMap<String, (u64, u64)> = stats.upstreams[0]
+                    .clients
+                    .iter()
+                    .map(|c| (c.client.clone(), sum(&c.counts)))
+                    .collect();
+                let expected_routes = tally(requests.iter().map(|r| format!("GET /r{}", r.0)).collect(), 3);
+                let expected_clients = tally(requests.iter().map(|r| format!("10.0.0.{}", r.1)).collect(), 2);
+                // Durations below 2048 µs are exact in a 3-digit histogram.
+                prop_assert_eq!(routes, expected_routes);
+                prop_assert_eq!(clients, expected_clients);
+            }
+
+            /// Kept as values or as a histogram, merged in any order, the
+            /// durations encode to exactly the histogram of all of them.
+            #[test]
+            fn latencies_encode_as_the_histogram_of_their_values(
+                first in proptest::collection::vec(1u64..=MAX_LATENCY_MICROS, 0..1500),
+                second in proptest::collection::vec(1u64..=MAX_LATENCY_MICROS, 0..1500),
+            ) {
+                let mut expected = new_latency_histogram();
+                let (mut a, mut b) = (Latencies::default(), Latencies::default());
+                for value in &first {
+                    expected.record(*value).expect("auto-resizing");
+                    a.record(*value);
+                }
+                for value in &second {
+                    expected.record(*value).expect("auto-resizing");
+                    b.record(*value);
+                }
+                let mut ab = a.clone();
+                ab.merge(&b);
+                b.merge(&a);
+                prop_assert_eq!(ab.len(), expected.len());
+                prop_assert_eq!(ab.to_histogram(), expected.clone());
+                prop_assert_eq!(b.to_histogram(), expected.clone());
+                prop_assert_eq!(ab.encode(), encode_histogram(&expected));
+            }
+
+            /// The kept encoder writes exactly what hdrhistogram's own
+            /// serializer writes, histogram after histogram.
+            #[test]
+            fn the_kept_encoder_writes_what_the_serializer_writes(
+                histograms in proptest::collection::vec(
+                    proptest::collection::vec((1u64..=MAX_LATENCY_MICROS, 1u64..1000), 0..40),
+                    1..4,
+                ),
+            ) {
+                let mut encoder = HistogramEncoder::new();
+                for values in &histograms {
+                    let mut histogram = new_latency_histogram();
+                    for (value, count) in values {
+                        histogram.record_n(*value, *count).expect("auto-resizing");
+                    }
+                    let mut bytes = Vec::new();
+                    hdrhistogram::serialization::V2DeflateSerializer::new()
+                        .serialize(&histogram, &mut bytes)
+                        .expect("serializes");
+                    prop_assert_eq!(encoder.encode(&histogram), BASE64.encode(&bytes));
                 }
             }
 

@@ -442,7 +442,7 @@ impl UiState {
                 let len = self
                     .detail
                     .as_ref()
-                    .map_or(0, |key| model.routes(key).len());
+                    .map_or(0, |key| model.route_figures(key, self.window).rows().len());
                 self.selected.route = movement.apply(self.selected.route, len);
             }
             Tab::Errors => {

@@ -31,7 +31,9 @@ use hdrhistogram::Histogram;
 use super::source::{FeedItem, FeedKind};
 use crate::filter::FilterExpr;
 use crate::telemetry::Direction;
-use crate::telemetry::event::{Hello, MAX_AUTHORITY, Message, RequestEvent, Stats, truncate_field};
+use crate::telemetry::event::{
+    Hello, MAX_AUTHORITY, Message, RequestEvent, RouteStats, Stats, truncate_field,
+};
 use crate::telemetry::stats::{MAX_LATENCY_MICROS, decode_histogram, new_latency_histogram};
 
 mod by_events;
@@ -128,6 +130,18 @@ struct Second {
     /// The `latency` fields received for this second (one per sidecar),
     /// still compressed: decoded again only when the second leaves a window.
     latency: Vec<Arc<str>>,
+    /// Each sidecar's routes of this upstream in this second, as sent;
+    /// decoded only when the Detail view asks ([`Model::route_figures`]).
+    routes: Vec<RouteSecond>,
+}
+
+/// One route's share of one sidecar's `stats` of a second.
+#[derive(Clone, Debug)]
+struct RouteSecond {
+    route: Arc<str>,
+    requests: u64,
+    failures: u64,
+    latency: Arc<str>,
 }
 
 /// A window's running aggregate: what entered minus what left.
@@ -155,8 +169,11 @@ struct UpstreamState {
     windows: [WindowAggregate; 3],
     total_requests: u64,
     total_failures: u64,
-    /// First second this upstream was seen (for rates before a window fills).
+    /// First second this upstream was seen (for rates before a window
+    /// fills, when no sidecar's `stats` named it yet).
     first_sec: i64,
+    /// The sidecars whose `stats` named it, and the last second each did.
+    sources: Vec<(usize, i64)>,
     last_seen_sec: i64,
     routes: HashMap<String, RouteState>,
     /// The model's activity counter when this upstream last changed: what
@@ -195,6 +212,10 @@ pub struct UpstreamRow {
     /// Totals since attach.
     pub requests: u64,
     pub failures: u64,
+    /// Seconds since its last `stats` when none of the sidecars that send
+    /// them is live any more: its figures are history, and the header's
+    /// totals leave it out.
+    pub stale: Option<i64>,
 }
 
 /// The header line's figures, over all rows.
@@ -215,12 +236,34 @@ pub struct LatencyBucket {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct RouteRow {
-    /// `METHOD /path` for HTTP, `service/method` for gRPC.
+    /// See [`crate::telemetry::route`].
     pub route: String,
+    /// Requests: in the window for exact figures, since attach for those
+    /// from events (see [`RouteFigures`]).
     pub count: u64,
+    /// Requests per second over the window (exact figures only).
+    pub rps: Option<f64>,
     pub success: Option<f64>,
     pub p50: Option<u64>,
     pub p99: Option<u64>,
+}
+
+/// An upstream's routes, and where their figures come from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RouteFigures {
+    /// From the routes in `stats`, over the window asked for.
+    Exact(Vec<RouteRow>),
+    /// From request events since attach: no `stats` in the window had
+    /// routes (a sidecar from before they were added).
+    FromEvents(Vec<RouteRow>),
+}
+
+impl RouteFigures {
+    pub fn rows(&self) -> &[RouteRow] {
+        match self {
+            RouteFigures::Exact(rows) | RouteFigures::FromEvents(rows) => rows,
+        }
+    }
 }
 
 /// What a failure was: an error kind, a gRPC status, or an HTTP status.
@@ -428,6 +471,11 @@ pub struct SidecarState {
     pub subscription: Option<String>,
     /// Why the latest connection attempt failed, if one did.
     pub last_problem: Option<String>,
+    /// The seconds of the model clock its `stats` were placed at, oldest
+    /// first, for [`HISTORY_SECONDS`]: the time it was watched. A rate is
+    /// requests over the seconds watched, so an outage does not read as a
+    /// time without traffic.
+    covered: VecDeque<i64>,
 }
 
 impl SidecarState {
@@ -448,7 +496,22 @@ impl SidecarState {
             stats_through: None,
             subscription: None,
             last_problem: None,
+            covered: VecDeque::new(),
         }
+    }
+
+    /// Notes that `stats` of second `sec` arrived.
+    fn cover(&mut self, sec: i64) {
+        match self.covered.iter().rposition(|s| *s <= sec) {
+            Some(i) if self.covered[i] == sec => {}
+            Some(i) => self.covered.insert(i + 1, sec),
+            None => self.covered.push_front(sec),
+        }
+    }
+
+    /// Whether it was live and is not any more.
+    fn gone(&self) -> bool {
+        self.hello.is_some() && self.state != SourceState::Live
     }
 
     /// Why no hello came from this sidecar: the last failure, the last
@@ -500,7 +563,8 @@ pub struct Model {
     clock_start: Option<i64>,
     /// Increases with every request event; orders "least recently seen".
     event_counter: u64,
-    /// Increases with every stats message: what the summary depends on.
+    /// Increases with every stats message and every change of a sidecar's
+    /// connection: what the summary depends on.
     stats_version: u64,
     /// The last summary, for as long as the same question is asked of the
     /// same stats (merging every upstream's histogram on each frame would
@@ -524,6 +588,11 @@ pub struct Model {
     /// Events the sidecars said they dropped, per second of the model
     /// clock, for the longest window.
     drops: VecDeque<(i64, u64)>,
+    /// The last routes asked for, for as long as the same question is asked
+    /// of the same stats.
+    #[allow(clippy::type_complexity)]
+    routes_cache:
+        std::cell::RefCell<Option<((UpstreamKey, Window, u64, Option<i64>), RouteFigures)>>,
     /// The last figures counted from events, for as long as the same
     /// question is asked of the same events.
     events_cache: std::cell::RefCell<Option<std::rc::Rc<by_events::EventFigures>>>,
@@ -555,6 +624,7 @@ impl Model {
             evicted_upstreams: 0,
             events_complete_since: None,
             drops: VecDeque::new(),
+            routes_cache: std::cell::RefCell::new(None),
             events_cache: std::cell::RefCell::new(None),
         }
     }
@@ -569,6 +639,14 @@ impl Model {
         let Some(sidecar) = self.sidecars.get_mut(item.source) else {
             return;
         };
+        if matches!(
+            item.kind,
+            FeedKind::Live { .. } | FeedKind::Reconnecting { .. } | FeedKind::Failed { .. }
+        ) {
+            // Whether a sidecar is live decides which rows are stale, and
+            // stale rows leave the header.
+            self.stats_version += 1;
+        }
         match &item.kind {
             FeedKind::Reset => {}
             FeedKind::Connecting => sidecar.state = SourceState::Connecting,
@@ -779,9 +857,10 @@ impl Model {
             }
         };
         let now = self.now_sec.unwrap_or(sec);
+        self.sidecars[source].cover(sec);
         let mut counts = 0usize;
         for (i, upstream) in stats.upstreams.iter().enumerate() {
-            let latency = decode_histogram(&upstream.latency).ok();
+            let latency = decode_histogram(&upstream.counts.latency).ok();
             counts += latency.as_ref().map_or(0, Histogram::distinct_values);
             let mut authority = upstream.authority.clone();
             truncate_field(&mut authority, MAX_AUTHORITY);
@@ -795,13 +874,18 @@ impl Model {
             let state = self.upstreams.entry(key).or_insert_with(UpstreamState::new);
             let before = if fresh { 0 } else { state.weight() };
             state.last_active = activity;
+            match state.sources.iter_mut().find(|(s, _)| *s == source) {
+                Some((_, last)) => *last = (*last).max(sec),
+                None => state.sources.push((source, sec)),
+            }
             state.add_second(
                 sec,
                 now,
-                upstream.requests,
-                upstream.failures.min(upstream.requests),
-                &upstream.latency,
+                upstream.counts.requests,
+                upstream.counts.failures.min(upstream.counts.requests),
+                &upstream.counts.latency,
                 latency.as_ref(),
+                &upstream.routes,
             );
             let after = state.weight();
             self.upstream_bytes = self
@@ -849,6 +933,13 @@ impl Model {
         }
         for sidecar in &mut self.sidecars {
             sidecar.events_per_sec = std::mem::take(&mut sidecar.events_this_second);
+            while sidecar
+                .covered
+                .front()
+                .is_some_and(|s| sec.saturating_sub(*s) >= HISTORY_SECONDS as i64)
+            {
+                sidecar.covered.pop_front();
+            }
         }
         let Some(previous) = previous else {
             return;
@@ -913,11 +1004,10 @@ impl Model {
             }
             return rows;
         }
-        let now = self.now_sec.unwrap_or(0);
         self.upstreams
             .iter()
             .filter(|(key, _)| filter.matches_upstream(key.direction, &key.authority))
-            .map(|(key, state)| state.row(key, window, now))
+            .map(|(key, state)| self.row_of(key, state, window))
             .filter(|row| {
                 !failures_only || row.failures > 0 && row.success.is_some_and(|s| s < 1.0)
             })
@@ -926,10 +1016,61 @@ impl Model {
 
     /// The row of one upstream.
     pub fn upstream_row(&self, key: &UpstreamKey, window: Window) -> Option<UpstreamRow> {
-        let now = self.now_sec.unwrap_or(0);
         self.upstreams
             .get(key)
-            .map(|state| state.row(key, window, now))
+            .map(|state| self.row_of(key, state, window))
+    }
+
+    fn row_of(&self, key: &UpstreamKey, state: &UpstreamState, window: Window) -> UpstreamRow {
+        let now = self.now_sec.unwrap_or(0);
+        state.row(
+            key,
+            window,
+            self.watched_seconds(state, window, now),
+            self.stale_for(state, now),
+        )
+    }
+
+    /// The seconds of `window`, ending at `now`, in which a sidecar whose
+    /// `stats` name this upstream delivered `stats`: the time its figures
+    /// cover. A sidecar that was down (or not yet attached) for part of the
+    /// window did not see zero traffic; it was not watched.
+    fn watched_seconds(&self, state: &UpstreamState, window: Window, now: i64) -> i64 {
+        let since = now.saturating_sub(window.seconds());
+        let in_window = |source: usize| {
+            self.sidecars[source]
+                .covered
+                .iter()
+                .rev()
+                .skip_while(move |s| **s > now)
+                .take_while(move |s| **s > since)
+        };
+        let watched = match state.sources.as_slice() {
+            [] => state.span(window, now),
+            [(source, _)] => in_window(*source).count() as i64,
+            sources => {
+                let mut seconds: Vec<i64> = sources
+                    .iter()
+                    .flat_map(|(s, _)| in_window(*s).copied())
+                    .collect();
+                seconds.sort_unstable();
+                seconds.dedup();
+                seconds.len() as i64
+            }
+        };
+        watched.max(1)
+    }
+
+    /// [`UpstreamRow::stale`].
+    fn stale_for(&self, state: &UpstreamState, now: i64) -> Option<i64> {
+        let mut last = None;
+        for (source, sec) in &state.sources {
+            if !self.sidecars[*source].gone() {
+                return None;
+            }
+            last = last.max(Some(*sec));
+        }
+        last.map(|last| now.saturating_sub(last).max(0))
     }
 
     /// Totals over the given rows' window aggregates: summed rates, the
@@ -958,17 +1099,20 @@ impl Model {
             return self.event_figures(filter).summary[window.index()].clone();
         }
         let now = self.now_sec.unwrap_or(0);
+        // Stale rows are history: the header says what flows now.
         let parts: Vec<SummaryPart> = self
             .upstreams
             .iter()
             .filter(|(key, _)| filter.matches_upstream(key.direction, &key.authority))
+            .filter(|(_, state)| self.stale_for(state, now).is_none())
             .map(|(key, state)| {
                 let aggregate = &state.windows[window.index()];
                 SummaryPart {
                     key,
                     requests: aggregate.requests,
                     failures: aggregate.failures,
-                    rps: aggregate.requests as f64 / state.span(window, now) as f64,
+                    rps: aggregate.requests as f64
+                        / self.watched_seconds(state, window, now) as f64,
                     latency: &aggregate.latency,
                 }
             })
@@ -1027,6 +1171,65 @@ impl Model {
         (buckets, quantiles)
     }
 
+    /// An upstream's routes over `window`: exact, from the routes in the
+    /// sidecars' `stats`, when they carry any in the window; else counted
+    /// from request events since attach (sidecars before routes were
+    /// added to `stats`, or recordings of them). Most requested first.
+    pub fn route_figures(&self, key: &UpstreamKey, window: Window) -> RouteFigures {
+        let question = (key.clone(), window, self.stats_version, self.now_sec);
+        if let Some((asked, figures)) = &*self.routes_cache.borrow()
+            && *asked == question
+        {
+            return figures.clone();
+        }
+        let figures = match self.exact_routes(key, window) {
+            Some(rows) => RouteFigures::Exact(rows),
+            None => RouteFigures::FromEvents(self.routes(key)),
+        };
+        *self.routes_cache.borrow_mut() = Some((question, figures.clone()));
+        figures
+    }
+
+    fn exact_routes(&self, key: &UpstreamKey, window: Window) -> Option<Vec<RouteRow>> {
+        let state = self.upstreams.get(key)?;
+        let now = self.now_sec.unwrap_or(0);
+        let since = now - window.seconds();
+        let mut routes: HashMap<&str, (u64, u64, Histogram<u64>)> = HashMap::new();
+        for second in state
+            .seconds
+            .iter()
+            .filter(|s| s.sec > since && s.sec <= now)
+        {
+            for part in &second.routes {
+                let entry = routes
+                    .entry(&part.route)
+                    .or_insert_with(|| (0, 0, new_latency_histogram()));
+                entry.0 = entry.0.saturating_add(part.requests);
+                entry.1 = entry.1.saturating_add(part.failures);
+                if let Ok(latency) = decode_histogram(&part.latency) {
+                    let _ = entry.2.add(&latency);
+                }
+            }
+        }
+        if routes.is_empty() {
+            return None;
+        }
+        let span = self.watched_seconds(state, window, now) as f64;
+        let mut rows: Vec<RouteRow> = routes
+            .into_iter()
+            .map(|(route, (requests, failures, latency))| RouteRow {
+                route: route.to_owned(),
+                count: requests,
+                rps: Some(requests as f64 / span),
+                success: success_rate(requests, failures),
+                p50: (!latency.is_empty()).then(|| latency.value_at_quantile(0.5)),
+                p99: (!latency.is_empty()).then(|| latency.value_at_quantile(0.99)),
+            })
+            .collect();
+        rows.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.route.cmp(&b.route)));
+        Some(rows)
+    }
+
     /// The routes seen in request events of an upstream, most requested first.
     pub fn routes(&self, key: &UpstreamKey) -> Vec<RouteRow> {
         let Some(state) = self.upstreams.get(key) else {
@@ -1038,6 +1241,7 @@ impl Model {
             .map(|(route, r)| RouteRow {
                 route: route.clone(),
                 count: r.count,
+                rps: None,
                 success: success_rate(r.count, r.failures),
                 p50: (!r.latency.is_empty()).then(|| r.latency.value_at_quantile(0.5)),
                 p99: (!r.latency.is_empty()).then(|| r.latency.value_at_quantile(0.99)),
@@ -1087,6 +1291,7 @@ impl UpstreamState {
             // Set by the first stats; an upstream known only from request
             // events has no rate yet.
             first_sec: i64::MAX,
+            sources: Vec::new(),
             last_seen_sec: i64::MIN,
             routes: HashMap::new(),
             last_active: 0,
@@ -1142,6 +1347,7 @@ impl UpstreamState {
     }
 
     /// Adds one sidecar's stats for second `sec` (the clock is at `now`).
+    #[allow(clippy::too_many_arguments)]
     fn add_second(
         &mut self,
         sec: i64,
@@ -1150,6 +1356,7 @@ impl UpstreamState {
         failures: u64,
         encoded: &str,
         latency: Option<&Histogram<u64>>,
+        routes: &[RouteStats],
     ) {
         self.total_requests = self.total_requests.saturating_add(requests);
         self.total_failures = self.total_failures.saturating_add(failures);
@@ -1171,7 +1378,25 @@ impl UpstreamState {
         // A histogram that did not decode is not kept: it would only fail
         // to decode again when its second leaves a window.
         let kept: Vec<Arc<str>> = latency.map(|_| Arc::from(encoded)).into_iter().collect();
-        self.seconds_bytes += SECOND_OVERHEAD + kept.iter().map(|e| e.len()).sum::<usize>();
+        // What a sidecar sends at most (its bound and `other`); a longer
+        // list is not a sidecar's, and its tail is not kept.
+        let routes: Vec<RouteSecond> = routes
+            .iter()
+            .take(ROUTES_PER_UPSTREAM + 1)
+            .map(|r| {
+                let mut route = r.route.clone();
+                truncate_field(&mut route, MAX_AUTHORITY);
+                RouteSecond {
+                    route: Arc::from(route),
+                    requests: r.counts.requests,
+                    failures: r.counts.failures.min(r.counts.requests),
+                    latency: Arc::from(r.counts.latency.as_str()),
+                }
+            })
+            .collect();
+        self.seconds_bytes += SECOND_OVERHEAD
+            + kept.iter().map(|e| e.len()).sum::<usize>()
+            + routes.iter().map(route_second_weight).sum::<usize>();
         let position = self.seconds.iter().rposition(|s| s.sec <= sec);
         match position {
             Some(i) if self.seconds[i].sec == sec => {
@@ -1179,6 +1404,7 @@ impl UpstreamState {
                 second.requests = second.requests.saturating_add(requests);
                 second.failures = second.failures.saturating_add(failures);
                 second.latency.extend(kept);
+                second.routes.extend(routes);
             }
             _ => {
                 let at = position.map_or(0, |i| i + 1);
@@ -1189,6 +1415,7 @@ impl UpstreamState {
                         requests,
                         failures,
                         latency: kept,
+                        routes,
                     },
                 );
             }
@@ -1233,15 +1460,24 @@ impl UpstreamState {
         }
     }
 
-    /// Seconds the window covers for this upstream: the whole window, or
-    /// less while it has not been seen that long.
+    /// Seconds the window covers for this upstream, when no sidecar's
+    /// `stats` named it: the whole window, or less while it has not been
+    /// seen that long.
     fn span(&self, window: Window, now: i64) -> i64 {
         now.saturating_sub(self.first_sec)
             .saturating_add(1)
             .clamp(1, window.seconds())
     }
 
-    fn row(&self, key: &UpstreamKey, window: Window, now: i64) -> UpstreamRow {
+    /// `watched`: the seconds of the window its figures cover
+    /// ([`Model::watched_seconds`]); `stale`: see [`UpstreamRow::stale`].
+    fn row(
+        &self,
+        key: &UpstreamKey,
+        window: Window,
+        watched: i64,
+        stale: Option<i64>,
+    ) -> UpstreamRow {
         let aggregate = &self.windows[window.index()];
         let latency = &aggregate.latency;
         // One pass over the counts for all three percentiles.
@@ -1253,7 +1489,7 @@ impl UpstreamState {
         };
         UpstreamRow {
             key: key.clone(),
-            rps: aggregate.requests as f64 / self.span(window, now) as f64,
+            rps: aggregate.requests as f64 / watched.max(1) as f64,
             success: success_rate(aggregate.requests, aggregate.failures),
             p50,
             p90,
@@ -1261,6 +1497,7 @@ impl UpstreamState {
             max: (!latency.is_empty()).then(|| latency.max()),
             requests: self.total_requests,
             failures: self.total_failures,
+            stale,
         }
     }
 }
@@ -1346,7 +1583,13 @@ pub fn route_of(event: &RequestEvent) -> String {
 
 /// What a second of history holds.
 fn second_weight(second: &Second) -> usize {
-    SECOND_OVERHEAD + second.latency.iter().map(|e| e.len()).sum::<usize>()
+    SECOND_OVERHEAD
+        + second.latency.iter().map(|e| e.len()).sum::<usize>()
+        + second.routes.iter().map(route_second_weight).sum::<usize>()
+}
+
+fn route_second_weight(route: &RouteSecond) -> usize {
+    ROUTE_OVERHEAD + route.route.len() + route.latency.len()
 }
 
 /// What a route holds.
@@ -1430,8 +1673,12 @@ fn bounded_hello(hello: &Hello) -> Hello {
         schema: hello.schema,
         sidecar: hello.sidecar.clone(),
         listeners: hello.listeners.iter().take(LISTENERS).cloned().collect(),
+        addresses: hello.addresses.iter().take(LISTENERS).cloned().collect(),
         ts: hello.ts.clone(),
     };
+    for address in &mut hello.addresses {
+        truncate_field(address, MAX_AUTHORITY);
+    }
     let desc = &mut hello.sidecar;
     for field in [&mut desc.name, &mut desc.version, &mut desc.started_at] {
         truncate_field(field, MAX_AUTHORITY);
@@ -1570,7 +1817,9 @@ pub fn format_rps(rps: f64) -> String {
 }
 
 /// The plain-text upstream table of `--headless` and replay: a header line,
-/// then one aligned line per upstream, sorted by direction and authority,
+/// then one aligned line per upstream, sorted by direction and authority
+/// (STALE: seconds since the last `stats` of a row whose sidecars are all
+/// gone, else `-`),
 /// and, when the figures are counted from events, a last line saying so
 /// (see [`Figures::label`]).
 pub fn headless_table(model: &Model, window: Window, filter: &FilterExpr) -> String {
@@ -1587,8 +1836,9 @@ pub fn headless_table(model: &Model, window: Window, filter: &FilterExpr) -> Str
         "MAX",
         "REQUESTS",
         "FAILURES",
+        "STALE",
     ];
-    let lines: Vec<[String; 10]> = rows
+    let lines: Vec<[String; 11]> = rows
         .iter()
         .map(|r| {
             [
@@ -1602,6 +1852,7 @@ pub fn headless_table(model: &Model, window: Window, filter: &FilterExpr) -> Str
                 format_latency(r.max),
                 r.requests.to_string(),
                 r.failures.to_string(),
+                r.stale.map_or_else(|| "-".to_owned(), |s| format!("{s}s")),
             ]
         })
         .collect();
@@ -1685,14 +1936,18 @@ mod tests {
             .map(|i| crate::telemetry::event::UpstreamStats {
                 direction: Direction::Inbound,
                 authority: format!("in-{i}:80"),
-                requests: 1,
-                failures: 0,
-                status: Default::default(),
-                grpc_status: Default::default(),
-                errors: Default::default(),
-                req_bytes: 0,
-                resp_bytes: 0,
-                latency: crate::telemetry::stats::encode_histogram(&latency),
+                counts: crate::telemetry::event::Counts {
+                    requests: 1,
+                    failures: 0,
+                    status: Default::default(),
+                    grpc_status: Default::default(),
+                    errors: Default::default(),
+                    req_bytes: 0,
+                    resp_bytes: 0,
+                    latency: crate::telemetry::stats::encode_histogram(&latency),
+                },
+                routes: Vec::new(),
+                clients: Vec::new(),
             })
             .collect();
         let stats = Stats {

@@ -237,5 +237,6 @@ fn row(
         max: latency.map(Histogram::max),
         requests,
         failures,
+        stale: None,
     }
 }

@@ -17,7 +17,7 @@ use super::grid::{ALWAYS, Column, Grid, GridRow};
 use super::{WIDE, compact_count, success_style};
 use crate::tui::input::UiState;
 use crate::tui::model::{
-    LatencyBucket, Model, RouteRow, UpstreamKey, UpstreamRow, format_latency, format_rps,
+    LatencyBucket, Model, RouteFigures, UpstreamKey, UpstreamRow, format_latency, format_rps,
     format_success,
 };
 
@@ -78,10 +78,22 @@ impl Widget for &DetailView<'_> {
         }
         .render(rates, buf);
 
-        let route_rows = model.routes(key);
-        let title = format!(" routes ({}, from request events) ", route_rows.len());
+        // Routes over the same window as the latency next to them, and
+        // which window that is.
+        let figures = model.route_figures(key, ui.window);
+        let title = match &figures {
+            RouteFigures::Exact(rows) => {
+                format!(" routes ({}), last {} ", rows.len(), ui.window.label())
+            }
+            RouteFigures::FromEvents(rows) => {
+                format!(
+                    " routes ({}), from request events since attach ",
+                    rows.len()
+                )
+            }
+        };
         let inner = section(title, routes, buf);
-        route_grid(&route_rows, ui.selected.route).render(inner, buf);
+        route_grid(&figures, ui.selected.route).render(inner, buf);
 
         let error_rows = model.errors(&ui.filter, Some(key));
         let inner = section(format!(" failures ({}) ", error_rows.len()), errors, buf);
@@ -287,31 +299,44 @@ impl Widget for RateChart<'_> {
     }
 }
 
-fn route_grid(rows: &[RouteRow], selected: usize) -> Grid<'static> {
-    let columns = vec![
-        Column::text("ROUTE", ALWAYS).fill(),
-        Column::number("COUNT", ALWAYS),
+/// The routes table: with exact figures, requests/s and requests in the
+/// window; from events, requests since attach.
+fn route_grid(figures: &RouteFigures, selected: usize) -> Grid<'static> {
+    let exact = matches!(figures, RouteFigures::Exact(_));
+    let mut columns = vec![Column::text("ROUTE", ALWAYS).fill()];
+    if exact {
+        columns.push(Column::number("RPS", ALWAYS));
+    }
+    columns.extend([
+        Column::number("REQUESTS", ALWAYS),
         Column::number("SUCCESS", ALWAYS),
         Column::number("P50", 1),
         Column::number("P99", 2),
-    ];
+    ]);
+    let rows = figures.rows();
     let grid_rows = rows
         .iter()
-        .map(|row| GridRow {
-            cells: vec![
-                row.route.clone(),
+        .map(|row| {
+            let mut cells = vec![row.route.clone()];
+            if exact {
+                cells.push(format_rps(row.rps.unwrap_or(0.0)));
+            }
+            cells.extend([
                 row.count.to_string(),
                 format_success(row.success),
                 format_latency(row.p50),
                 format_latency(row.p99),
-            ],
-            style: success_style(row.success),
+            ]);
+            GridRow {
+                cells,
+                style: success_style(row.success),
+            }
         })
         .collect();
     let selected = rows.len().checked_sub(1).map(|last| selected.min(last));
     Grid::new(columns, grid_rows)
         .selected(selected)
-        .empty("no request events for this upstream yet")
+        .empty("no requests for this upstream in this window")
 }
 
 #[cfg(test)]

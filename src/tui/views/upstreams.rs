@@ -99,7 +99,13 @@ fn upstream_grid(rows: &[UpstreamRow], ui: &UiState, width: u16) -> Grid<'static
         .map(|row| GridRow {
             cells: vec![
                 direction_label(row.key.direction, width).to_owned(),
-                row.key.authority.clone(),
+                match row.stale {
+                    // At the end, which a cut keeps in view.
+                    Some(seconds) => {
+                        format!("{} · stale {}", row.key.authority, stale_age(seconds))
+                    }
+                    None => row.key.authority.clone(),
+                },
                 format_rps(row.rps),
                 format_success(row.success),
                 format_latency(row.p50),
@@ -123,8 +129,21 @@ fn ascending(column: SortColumn) -> bool {
     )
 }
 
-/// Red below 95 % success; yellow below 99 % or with a p99 over a second.
+/// How long ago a stale row's last `stats` came: `12s`, `3m`, `2h`.
+pub fn stale_age(seconds: i64) -> String {
+    match seconds {
+        ..120 => format!("{seconds}s"),
+        120..7200 => format!("{}m", seconds / 60),
+        _ => format!("{}h", seconds / 3600),
+    }
+}
+
+/// Dim when stale; else red below 95 % success, yellow below 99 % or with
+/// a p99 over a second.
 fn upstream_style(row: &UpstreamRow) -> Style {
+    if row.stale.is_some() {
+        return Style::new().dim();
+    }
     match row.success {
         Some(s) if s < SUCCESS_RED => Style::new().red(),
         Some(s) if s < SUCCESS_YELLOW => Style::new().yellow(),
