@@ -65,7 +65,8 @@ async fn headless_prints_exact_merged_tables_from_two_sidecars() {
             "P99",
             "MAX",
             "REQUESTS",
-            "FAILURES"
+            "FAILURES",
+            "STALE"
         ]
     );
     assert_eq!(lines.len(), 2, "{last}");
@@ -74,6 +75,7 @@ async fn headless_prints_exact_merged_tables_from_two_sidecars() {
     assert_eq!(row[1], "web-svc.emojivoto:80");
     assert_eq!(row[8], "50", "requests from both sidecars: {last}");
     assert_eq!(row[9], "5", "failures: {last}");
+    assert_eq!(row[10], "-", "both sidecars live to the end: {last}");
     assert_eq!(row[3], "90.0%");
     for latency in &row[4..8] {
         assert!(

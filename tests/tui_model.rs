@@ -411,7 +411,7 @@ fn the_headless_table_is_aligned_with_units() {
     assert_eq!(lines.len(), 3);
     assert!(lines[0].starts_with("DIRECTION  AUTHORITY"));
     for column in [
-        "RPS", "SUCCESS", "P50", "P90", "P99", "MAX", "REQUESTS", "FAILURES",
+        "RPS", "SUCCESS", "P50", "P90", "P99", "MAX", "REQUESTS", "FAILURES", "STALE",
     ] {
         assert!(lines[0].contains(column), "{column}");
     }
@@ -1030,22 +1030,19 @@ fn rows_of_a_gone_sidecar_are_stale_and_outages_are_not_zero_traffic() {
         message,
         received: at(T0 + sec),
     };
+    // A second of stats: vote-bot's, and web's while it is there.
+    let second = |model: &mut Model, sec: u64, web: bool| {
+        if web {
+            let stats = simple_stats("web", T0 + sec, VOTING, 10, 0);
+            feed(model, 0, message(stats, sec));
+        }
+        let stats = simple_stats("vote-bot", T0 + sec, "web-svc.emojivoto:80", 5, 0);
+        feed(model, 1, message(stats, sec));
+    };
     feed(&mut model, 0, message(hello("web", T0), 0));
     feed(&mut model, 1, message(hello("vote-bot", T0), 0));
     for sec in 0..30 {
-        feed(
-            &mut model,
-            0,
-            message(simple_stats("web", T0 + sec, VOTING, 10, 0), sec),
-        );
-        feed(
-            &mut model,
-            1,
-            message(
-                simple_stats("vote-bot", T0 + sec, "web-svc.emojivoto:80", 5, 0),
-                sec,
-            ),
-        );
+        second(&mut model, sec, true);
     }
     let live_rps = model.summary(Window::OneMinute, &FilterExpr::default()).rps;
     assert!((live_rps - 15.0).abs() < 1e-9, "{live_rps}");
@@ -1060,14 +1057,7 @@ fn rows_of_a_gone_sidecar_are_stale_and_outages_are_not_zero_traffic() {
         },
     );
     for sec in 30..45 {
-        feed(
-            &mut model,
-            1,
-            message(
-                simple_stats("vote-bot", T0 + sec, "web-svc.emojivoto:80", 5, 0),
-                sec,
-            ),
-        );
+        second(&mut model, sec, false);
     }
     let row = model
         .upstream_row(&voting(), Window::OneMinute)
@@ -1104,19 +1094,7 @@ fn rows_of_a_gone_sidecar_are_stale_and_outages_are_not_zero_traffic() {
         },
     );
     for sec in 45..60 {
-        feed(
-            &mut model,
-            0,
-            message(simple_stats("web", T0 + sec, VOTING, 10, 0), sec),
-        );
-        feed(
-            &mut model,
-            1,
-            message(
-                simple_stats("vote-bot", T0 + sec, "web-svc.emojivoto:80", 5, 0),
-                sec,
-            ),
-        );
+        second(&mut model, sec, true);
     }
     let row = model
         .upstream_row(&voting(), Window::OneMinute)
@@ -1128,4 +1106,38 @@ fn rows_of_a_gone_sidecar_are_stale_and_outages_are_not_zero_traffic() {
         "450 requests over the 45 s watched, not the 60 s of the window: {}",
         row.rps
     );
+}
+
+/// With no sidecar live no message marks the time: the clock goes on with
+/// the UI's own, so a stale row's age grows. While every sidecar is live,
+/// only their messages move it, as in a replay.
+#[test]
+fn the_clock_goes_on_while_a_sidecar_is_gone() {
+    let mut model = Model::new(["web".to_string()]);
+    let message = |message: Message, sec: u64| FeedItem {
+        source: 0,
+        kind: FeedKind::Message {
+            raw: "{}".into(),
+            message,
+            received: at(T0 + sec),
+        },
+    };
+    model.ingest(&message(hello("web", T0), 0));
+    for sec in 0..10 {
+        model.ingest(&message(simple_stats("web", T0 + sec, VOTING, 10, 0), sec));
+    }
+    model.tick(UNIX_EPOCH + Duration::from_secs(T0 + 30));
+    assert_eq!(model.now_sec(), Some((T0 + 9) as i64), "all live: no tick");
+    model.ingest(&FeedItem {
+        source: 0,
+        kind: FeedKind::Failed {
+            reason: "connection refused".into(),
+        },
+    });
+    model.tick(UNIX_EPOCH + Duration::from_secs(T0 + 30));
+    let row = model
+        .upstream_row(&voting(), Window::OneMinute)
+        .expect("row");
+    assert_eq!(row.stale, Some(21));
+    assert!((row.rps - 10.0).abs() < 1e-9, "{}", row.rps);
 }

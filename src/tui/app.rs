@@ -4,7 +4,7 @@
 //! as they come and draws at `--fps`.
 
 use std::io::{self, IsTerminal, Write};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crossterm::event::{Event, EventStream, KeyCode, KeyEvent, KeyEventKind};
 use futures_util::StreamExt;
@@ -187,9 +187,14 @@ pub async fn show(
                         }
                         model.ingest(&item);
                     }
-                    _ = tape_tick.tick() => if let Some(error) = tape.tick() {
-                        eprintln!("meshtop: {error}");
-                    },
+                    _ = tape_tick.tick() => {
+                        if let Some(error) = tape.tick() {
+                            eprintln!("meshtop: {error}");
+                        }
+                        if options.replay.is_none() {
+                            model.tick(SystemTime::now());
+                        }
+                    }
                     _ = &mut deadline => break,
                     _ = shutdown.cancelled() => break,
                 }
@@ -232,9 +237,14 @@ pub async fn show(
                             return Ok(Shown { model, recorded: tape.finish() });
                         }
                     }
-                    _ = tape_tick.tick() => if let Some(error) = tape.tick() {
-                        eprintln!("meshtop: {error}");
-                    },
+                    _ = tape_tick.tick() => {
+                        if let Some(error) = tape.tick() {
+                            eprintln!("meshtop: {error}");
+                        }
+                        if options.replay.is_none() {
+                            model.tick(SystemTime::now());
+                        }
+                    }
                     _ = &mut deadline => break,
                     _ = shutdown.cancelled() => break,
                 }
@@ -350,10 +360,15 @@ async fn tui_loop(
                 let shown = frozen.as_deref().unwrap_or(session.model);
                 terminal.draw(|frame| views::draw(frame, shown, session.ui))?;
             }
-            _ = tape_tick.tick() => if let Some(error) = session.tape.tick() {
-                session.ui.recording = false;
-                session.ui.hint = Some(error);
-            },
+            _ = tape_tick.tick() => {
+                if let Some(error) = session.tape.tick() {
+                    session.ui.recording = false;
+                    session.ui.hint = Some(error);
+                }
+                if session.replay.is_none() {
+                    session.model.tick(SystemTime::now());
+                }
+            }
             event = keys.next() => match event {
                 Some(Ok(Event::Key(key))) if key.kind != KeyEventKind::Release => {
                     let replay_key = session

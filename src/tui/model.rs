@@ -687,6 +687,22 @@ impl Model {
         }
     }
 
+    /// Moves the clock on to `now` (the UI's clock) while a sidecar is not
+    /// live: no message marks the time then, yet a stale row's age and the
+    /// windows must go on. While every sidecar is live their messages move
+    /// the clock, exactly as in a replay of the session.
+    pub fn tick(&mut self, now: SystemTime) {
+        if self.sidecars.iter().all(|s| s.state == SourceState::Live) {
+            return;
+        }
+        if let (Some(sec), Some(clock)) = (system_seconds(now), self.now_sec)
+            && sec > clock
+        {
+            self.advance_clock(sec);
+            self.stats_version += 1;
+        }
+    }
+
     /// Takes in one message from source `source`, as received at the time
     /// it gives itself (see [`Model::ingest_message_at`]).
     pub fn ingest_message(&mut self, source: usize, message: &Message) {
