@@ -232,6 +232,57 @@ pub fn ip_of(addr: &str) -> &str {
     }
 }
 
+/// What the figures for whole upstreams under a filter are counted from
+/// (docs/filters.md, "Exact or from events").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Scope {
+    /// Only `authority` and `direction`: whole upstreams, from `stats`.
+    Upstreams,
+    /// Also `sidecar` or `route`: from `stats` too, which are per sidecar
+    /// and carry each upstream's routes.
+    Stats,
+    /// Anything else (`status`, `latency`, `failed`, …): from the request
+    /// events that pass.
+    Events,
+}
+
+/// One sidecar's `stats` of an upstream, or of one of its routes, as a
+/// filter of [`Scope::Stats`] sees them: no field of single requests.
+pub struct StatsFacts<'a> {
+    pub sidecar: &'a str,
+    pub direction: Direction,
+    pub authority: &'a str,
+    pub route: Option<&'a str>,
+}
+
+impl Facts for StatsFacts<'_> {
+    fn sidecar(&self) -> &str {
+        self.sidecar
+    }
+    fn direction(&self) -> Direction {
+        self.direction
+    }
+    fn authority(&self) -> &str {
+        self.authority
+    }
+    // Never asked under a filter of `Scope::Stats`.
+    fn duration_ms(&self) -> f64 {
+        0.0
+    }
+    fn failed(&self) -> bool {
+        false
+    }
+    fn client_ip(&self) -> Option<Cow<'_, str>> {
+        None
+    }
+    fn error(&self) -> Option<&str> {
+        None
+    }
+    fn route(&self) -> Option<String> {
+        self.route.map(str::to_owned)
+    }
+}
+
 /// A parsed filter expression. The default (and the empty text) is the
 /// filter that keeps everything.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -412,19 +463,61 @@ impl FilterExpr {
         })
     }
 
-    /// Whether a term names something only single requests have (not
-    /// `authority` or `direction`, which whole upstreams have too): figures
-    /// for upstreams under such a filter can only be counted from the
-    /// request events that pass it.
-    pub fn needs_events(&self) -> bool {
-        !self.terms.iter().all(|term| {
-            matches!(
-                term.condition,
+    /// What figures for upstreams under this filter can be counted from.
+    pub fn scope(&self) -> Scope {
+        let mut scope = Scope::Upstreams;
+        for term in &self.terms {
+            match term.condition {
                 Condition::Text {
                     field: TextField::Authority,
                     ..
-                } | Condition::Direction { .. }
-            )
+                }
+                | Condition::Direction { .. } => {}
+                Condition::Text {
+                    field: TextField::Sidecar | TextField::Route,
+                    ..
+                } => scope = scope.max(Scope::Stats),
+                _ => return Scope::Events,
+            }
+        }
+        scope
+    }
+
+    /// Whether a term names something `stats` do not count by (see
+    /// [`Scope::Events`]).
+    pub fn needs_events(&self) -> bool {
+        self.scope() == Scope::Events
+    }
+
+    /// Whether a term names the route.
+    pub fn names_route(&self) -> bool {
+        self.names(TextField::Route)
+    }
+
+    /// Whether a term names the sidecar.
+    pub fn names_sidecar(&self) -> bool {
+        self.names(TextField::Sidecar)
+    }
+
+    fn names(&self, wanted: TextField) -> bool {
+        self.terms
+            .iter()
+            .any(|term| matches!(term.condition, Condition::Text { field, .. } if field == wanted))
+    }
+
+    /// Whether a sidecar named `name` passes: only `sidecar` terms apply
+    /// (the Sidecars view lists the sidecars a filter names).
+    pub fn matches_sidecar(&self, name: &str) -> bool {
+        self.terms.iter().all(|term| {
+            let holds = match &term.condition {
+                Condition::Text {
+                    field: TextField::Sidecar,
+                    op,
+                    value,
+                } => text_holds(*op, name, value),
+                _ => return true,
+            };
+            holds != term.negated
         })
     }
 
@@ -818,6 +911,34 @@ impl Field {
 mod tests {
     use super::*;
     use crate::telemetry::{ErrorKind, HttpProtocol};
+
+    #[test]
+    fn the_scope_is_the_widest_any_term_needs() {
+        for (text, scope) in [
+            ("", Scope::Upstreams),
+            ("authority~voting !direction=inbound", Scope::Upstreams),
+            ("sidecar=web", Scope::Stats),
+            ("authority~voting !route~Pig", Scope::Stats),
+            ("route~Vote status>=500", Scope::Events),
+            ("failed sidecar=web", Scope::Events),
+            ("client=10.0.0.1", Scope::Events),
+            ("latency>1ms", Scope::Events),
+        ] {
+            let filter: FilterExpr = text.parse().expect("valid");
+            assert_eq!(filter.scope(), scope, "{text}");
+            assert_eq!(filter.needs_events(), scope == Scope::Events, "{text}");
+        }
+        let route: FilterExpr = "!route~Pig".parse().expect("valid");
+        assert!(route.names_route() && !route.names_sidecar());
+        let facts = |route| StatsFacts {
+            sidecar: "web",
+            direction: Direction::Inbound,
+            authority: "voting:8080",
+            route,
+        };
+        assert!(route.matches(&facts(Some("/v1/VoteDog"))));
+        assert!(!route.matches(&facts(Some("/v1/VotePig"))));
+    }
 
     fn event() -> RequestEvent {
         RequestEvent {

@@ -947,29 +947,9 @@ fn figures_from_events_cover_only_what_the_tap_holds() {
 /// window asked for; from request events when the sidecars send none.
 #[test]
 fn routes_come_from_stats_over_the_window_when_sidecars_send_them() {
-    use meshtop::telemetry::event::RouteStats;
     use meshtop::tui::model::RouteFigures;
     let mut model = Model::new(["a".to_string(), "b".to_string()]);
-    let with_routes = |sidecar: &str, sec: u64, routes: &[(&str, &[u64], u64)]| {
-        let durations: Vec<u64> = routes.iter().flat_map(|r| r.1.iter().copied()).collect();
-        let failures = routes.iter().map(|r| r.2).sum();
-        let Message::Stats(mut stats) = stats(sidecar, sec, VOTING, &durations, failures) else {
-            unreachable!()
-        };
-        stats.upstreams[0].routes = routes
-            .iter()
-            .map(|(route, durations, failures)| {
-                let Message::Stats(part) = stats_of(durations, *failures) else {
-                    unreachable!()
-                };
-                RouteStats {
-                    route: (*route).into(),
-                    counts: part.upstreams[0].counts.clone(),
-                }
-            })
-            .collect();
-        Message::Stats(stats)
-    };
+    let with_routes = stats_with_routes;
     // 20 s of two sidecars' stats: VoteDog twice a second from each, with
     // a failure every other second from one; VotePig once, 15 s ago.
     for sec in 0..20u64 {
@@ -1009,6 +989,30 @@ fn routes_come_from_stats_over_the_window_when_sidecars_send_them() {
         RouteFigures::FromEvents(rows) => assert_eq!(rows[0].route, "/v1/VoteDog"),
         other => panic!("{other:?}"),
     }
+}
+
+/// A sidecar's stats of second `sec` for voting, with these routes:
+/// (route, durations, failures).
+fn stats_with_routes(sidecar: &str, sec: u64, routes: &[(&str, &[u64], u64)]) -> Message {
+    use meshtop::telemetry::event::RouteStats;
+    let durations: Vec<u64> = routes.iter().flat_map(|r| r.1.iter().copied()).collect();
+    let failures = routes.iter().map(|r| r.2).sum();
+    let Message::Stats(mut stats) = stats(sidecar, sec, VOTING, &durations, failures) else {
+        unreachable!()
+    };
+    stats.upstreams[0].routes = routes
+        .iter()
+        .map(|(route, durations, failures)| {
+            let Message::Stats(part) = stats_of(durations, *failures) else {
+                unreachable!()
+            };
+            RouteStats {
+                route: (*route).into(),
+                counts: part.upstreams[0].counts.clone(),
+            }
+        })
+        .collect();
+    Message::Stats(stats)
 }
 
 /// Stats of one upstream with these durations, for their counts.
@@ -1140,4 +1144,61 @@ fn the_clock_goes_on_while_a_sidecar_is_gone() {
         .expect("row");
     assert_eq!(row.stale, Some(21));
     assert!((row.rps - 10.0).abs() < 1e-9, "{}", row.rps);
+}
+
+/// A filter on sidecars or routes is counted exactly from `stats`, in
+/// windows kept up to date as stats arrive and seconds leave: the same
+/// figures as windows built afresh from the history.
+#[test]
+fn filters_on_sidecars_and_routes_are_exact_from_stats() {
+    use meshtop::filter::Scope;
+    use meshtop::tui::model::Figures;
+    let mut model = Model::new(["a".to_string(), "b".to_string()]);
+    let web: FilterExpr = "sidecar=web".parse().expect("valid");
+    let dog: FilterExpr = "route~dog".parse().expect("valid");
+    let second = |model: &mut Model, sec: u64| {
+        let web_routes: [(&str, &[u64], u64); 2] = [
+            ("/v1/VoteDog", &[1000, 3000], sec % 2),
+            ("/v1/VotePig", &[50_000], 0),
+        ];
+        let now = at(T0 + sec);
+        model.ingest_message_at(0, &stats_with_routes("web", T0 + sec, &web_routes), now);
+        let bot_routes: [(&str, &[u64], u64); 1] = [("/v1/VoteDog", &[2000], 0)];
+        model.ingest_message_at(1, &stats_with_routes("bot", T0 + sec, &bot_routes), now);
+    };
+    second(&mut model, 0);
+    // Asked early: the windows are kept from here on.
+    assert_eq!(model.upstream_rows(Window::OneMinute, &web, false).len(), 1);
+    for sec in 1..40 {
+        second(&mut model, sec);
+    }
+    assert_eq!(model.scope_of(&web), Scope::Stats);
+    assert_eq!(model.figures(Window::OneMinute, &web), Figures::Stats);
+    let kept = |model: &Model, filter: &FilterExpr, window: Window| {
+        let rows = model.upstream_rows(window, filter, false);
+        assert_eq!(rows.len(), 1, "{}", filter.as_str());
+        rows[0].clone()
+    };
+    let web_10s = kept(&model, &web, Window::TenSeconds);
+    assert_eq!(web_10s.rps, 3.0, "web's three requests a second");
+    assert_eq!(web_10s.requests, 120, "its every request in the history");
+    assert_eq!(web_10s.failures, 20);
+    assert_eq!(web_10s.max.map(|m| m / 1000), Some(50));
+    let web_1m = kept(&model, &web, Window::OneMinute);
+    // Asked about another filter, then again: built afresh, the same.
+    let dog_1m = kept(&model, &dog, Window::OneMinute);
+    assert_eq!(dog_1m.requests, 120, "VoteDog from both sidecars");
+    assert_eq!(dog_1m.rps, 3.0);
+    assert_eq!(dog_1m.max.map(|m| m / 100), Some(30), "no VotePig in it");
+    assert_eq!(kept(&model, &web, Window::TenSeconds), web_10s);
+    assert_eq!(kept(&model, &web, Window::OneMinute), web_1m);
+    let both: FilterExpr = "sidecar=bot route~pig".parse().expect("valid");
+    assert!(
+        model
+            .upstream_rows(Window::OneMinute, &both, false)
+            .is_empty()
+    );
+    // The header counts what the filter selects.
+    let summary = model.summary(Window::TenSeconds, &dog);
+    assert_eq!(summary.rps, 3.0);
 }

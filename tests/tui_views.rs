@@ -544,6 +544,28 @@ fn a_gone_sidecars_rows_are_stale_under_the_banner() {
     insta::assert_snapshot!("stale_rows_80x24", screen(&model, &ui, 80, 24));
 }
 
+/// A `sidecar` term applies in every view: the Upstreams rows count what
+/// that sidecar's stats say, the Errors and Tap views its requests, the
+/// Sidecars view lists it alone.
+#[test]
+fn every_view_applies_a_sidecar_filter() {
+    let model = fixture();
+    let mut ui = ui();
+    ui.filter = "sidecar~voting".parse().expect("a valid filter");
+    let all = ui_on(Tab::Upstreams).upstream_rows(&model);
+    let rows = ui.upstream_rows(&model);
+    assert!(!rows.is_empty() && rows.len() < all.len(), "{rows:?}");
+    for tab in [Tab::Upstreams, Tab::Errors, Tab::Tap, Tab::Sidecars] {
+        ui.tab = tab;
+        let text = screen(&model, &ui, 160, 48);
+        assert!(!text.contains("web-7d9f8b"), "{tab:?}: {text}");
+        assert!(!text.contains("from events"), "{tab:?}: exact: {text}");
+    }
+    ui.tab = Tab::Sidecars;
+    assert!(screen(&model, &ui, 160, 48).contains("voting-5c4b"));
+    assert_eq!(ui.sidecar_rows(&model).len(), 1);
+}
+
 /// A filter on what single requests have: the rows and the header are
 /// counted from the events that pass, and the header says so.
 #[test]

@@ -9,7 +9,9 @@
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
-use super::model::{Model, SortColumn, TapEntry, UpstreamKey, UpstreamRow, Window, sort_rows};
+use super::model::{
+    Model, SidecarState, SortColumn, TapEntry, UpstreamKey, UpstreamRow, Window, sort_rows,
+};
 use crate::filter::FilterExpr;
 
 /// The views, in the order of their number keys.
@@ -233,6 +235,16 @@ impl UiState {
                 .matches_request(&entry.event.sidecar, &entry.event)
     }
 
+    /// The sidecars the Sidecars view lists: those whose name passes the
+    /// filter's `sidecar` terms (every one without such terms).
+    pub fn sidecar_rows<'m>(&self, model: &'m Model) -> Vec<&'m SidecarState> {
+        model
+            .sidecars()
+            .iter()
+            .filter(|s| self.filter.matches_sidecar(s.name()))
+            .collect()
+    }
+
     /// The tap requests shown, oldest first, each with its sequence number.
     pub fn tap_entries<'m>(&self, model: &'m Model) -> Vec<(u64, &'m TapEntry)> {
         let first = model.tap_first_seq();
@@ -451,7 +463,7 @@ impl UiState {
             }
             Tab::Sidecars => {
                 self.selected.sidecar =
-                    movement.apply(self.selected.sidecar, model.sidecars().len());
+                    movement.apply(self.selected.sidecar, self.sidecar_rows(model).len());
             }
             Tab::Tap => self.move_tap_cursor(movement, model),
         }

@@ -29,7 +29,7 @@ use std::time::SystemTime;
 use hdrhistogram::Histogram;
 
 use super::source::{FeedItem, FeedKind};
-use crate::filter::FilterExpr;
+use crate::filter::{FilterExpr, Scope, StatsFacts};
 use crate::telemetry::Direction;
 use crate::telemetry::event::{
     Hello, MAX_AUTHORITY, Message, RequestEvent, RouteStats, Stats, truncate_field,
@@ -37,6 +37,7 @@ use crate::telemetry::event::{
 use crate::telemetry::stats::{MAX_LATENCY_MICROS, decode_histogram, new_latency_histogram};
 
 mod by_events;
+mod selected;
 pub use by_events::Figures;
 
 /// Seconds of per-upstream history kept (charts and the largest window).
@@ -127,11 +128,22 @@ struct Second {
     sec: i64,
     requests: u64,
     failures: u64,
-    /// The `latency` fields received for this second (one per sidecar),
-    /// still compressed: decoded again only when the second leaves a window.
-    latency: Vec<Arc<str>>,
-    /// Each sidecar's routes of this upstream in this second, as sent;
-    /// decoded only when the Detail view asks ([`Model::route_figures`]).
+    /// What each sidecar's `stats` said of this second, as sent.
+    parts: Vec<Part>,
+}
+
+/// One sidecar's `stats` of an upstream for a second, still compressed:
+/// decoded again only when the second leaves a window, or when a filter on
+/// sidecars or routes ([`selected`]) or the Detail view's routes
+/// ([`Model::route_figures`]) ask.
+#[derive(Clone, Debug)]
+struct Part {
+    /// The sidecar's name, as its `stats` give it.
+    sidecar: Arc<str>,
+    requests: u64,
+    failures: u64,
+    /// `None` when it did not decode: it would only fail again.
+    latency: Option<Arc<str>>,
     routes: Vec<RouteSecond>,
 }
 
@@ -593,6 +605,12 @@ pub struct Model {
     #[allow(clippy::type_complexity)]
     routes_cache:
         std::cell::RefCell<Option<((UpstreamKey, Window, u64, Option<i64>), RouteFigures)>>,
+    /// The windows of the last filter on sidecars or routes asked about
+    /// ([`selected`]).
+    selection: std::cell::RefCell<Option<selected::Selection>>,
+    /// Whether any `stats` carried routes (sidecars before they were added
+    /// send none: a filter on routes is then counted from events).
+    has_route_stats: bool,
     /// The last figures counted from events, for as long as the same
     /// question is asked of the same events.
     events_cache: std::cell::RefCell<Option<std::rc::Rc<by_events::EventFigures>>>,
@@ -625,6 +643,8 @@ impl Model {
             events_complete_since: None,
             drops: VecDeque::new(),
             routes_cache: std::cell::RefCell::new(None),
+            selection: std::cell::RefCell::new(None),
+            has_route_stats: false,
             events_cache: std::cell::RefCell::new(None),
         }
     }
@@ -874,6 +894,9 @@ impl Model {
         };
         let now = self.now_sec.unwrap_or(sec);
         self.sidecars[source].cover(sec);
+        let mut name = stats.sidecar.clone();
+        truncate_field(&mut name, MAX_AUTHORITY);
+        let sidecar_name: Arc<str> = Arc::from(name);
         let mut counts = 0usize;
         for (i, upstream) in stats.upstreams.iter().enumerate() {
             let latency = decode_histogram(&upstream.counts.latency).ok();
@@ -884,6 +907,8 @@ impl Model {
                 direction: upstream.direction,
                 authority,
             };
+            self.has_route_stats |= !upstream.routes.is_empty();
+            let selected_key = self.selection.get_mut().is_some().then(|| key.clone());
             self.activity += 1;
             let activity = self.activity;
             let fresh = !self.upstreams.contains_key(&key);
@@ -902,7 +927,18 @@ impl Model {
                 &upstream.counts.latency,
                 latency.as_ref(),
                 &upstream.routes,
+                sidecar_name.clone(),
             );
+            if let (Some(selection), Some(key)) = (self.selection.get_mut(), selected_key)
+                && let Some(part) = state
+                    .seconds
+                    .iter()
+                    .rev()
+                    .find(|s| s.sec == sec)
+                    .and_then(|s| s.parts.last())
+            {
+                selection.add(&key, part, sec, now);
+            }
             let after = state.weight();
             self.upstream_bytes = self
                 .upstream_bytes
@@ -960,6 +996,9 @@ impl Model {
         let Some(previous) = previous else {
             return;
         };
+        if let Some(selection) = self.selection.get_mut() {
+            selection.expire(&self.upstreams, previous, sec);
+        }
         let mut bytes = 0usize;
         for upstream in self.upstreams.values_mut() {
             upstream.expire(previous, sec);
@@ -1005,29 +1044,39 @@ impl Model {
         self.now_sec
     }
 
-    /// Every upstream's row over `window` that passes the filter (unsorted);
-    /// with `failures_only`, only upstreams with failures in the window.
+    /// What the figures under `filter` are counted from here: as
+    /// [`FilterExpr::scope`] says, except that a filter on routes is
+    /// counted from events while no `stats` carried routes.
+    pub fn scope_of(&self, filter: &FilterExpr) -> Scope {
+        match filter.scope() {
+            Scope::Stats if filter.names_route() && !self.has_route_stats => Scope::Events,
+            scope => scope,
+        }
+    }
+
+    /// Every upstream's row over `window` that passes the filter (unsorted),
+    /// counted as [`Model::scope_of`] says; with `failures_only`, only
+    /// upstreams with failures in the window.
     pub fn upstream_rows(
         &self,
         window: Window,
         filter: &FilterExpr,
         failures_only: bool,
     ) -> Vec<UpstreamRow> {
-        if filter.needs_events() {
-            let mut rows = self.event_figures(filter).rows[window.index()].clone();
-            if failures_only {
-                rows.retain(|row| row.failures > 0 && row.success.is_some_and(|s| s < 1.0));
-            }
-            return rows;
+        let mut rows = match self.scope_of(filter) {
+            Scope::Events => self.event_figures(filter).rows[window.index()].clone(),
+            Scope::Stats => self.selected_rows(window, filter),
+            Scope::Upstreams => self
+                .upstreams
+                .iter()
+                .filter(|(key, _)| filter.matches_upstream(key.direction, &key.authority))
+                .map(|(key, state)| self.row_of(key, state, window))
+                .collect(),
+        };
+        if failures_only {
+            rows.retain(|row| row.failures > 0 && row.success.is_some_and(|s| s < 1.0));
         }
-        self.upstreams
-            .iter()
-            .filter(|(key, _)| filter.matches_upstream(key.direction, &key.authority))
-            .map(|(key, state)| self.row_of(key, state, window))
-            .filter(|row| {
-                !failures_only || row.failures > 0 && row.success.is_some_and(|s| s < 1.0)
-            })
-            .collect()
+        rows
     }
 
     /// The row of one upstream.
@@ -1111,8 +1160,10 @@ impl Model {
     }
 
     fn compute_summary(&self, window: Window, filter: &FilterExpr) -> Summary {
-        if filter.needs_events() {
-            return self.event_figures(filter).summary[window.index()].clone();
+        match self.scope_of(filter) {
+            Scope::Events => return self.event_figures(filter).summary[window.index()].clone(),
+            Scope::Stats => return self.selected_summary(window, filter),
+            Scope::Upstreams => {}
         }
         let now = self.now_sec.unwrap_or(0);
         // Stale rows are history: the header says what flows now.
@@ -1216,7 +1267,7 @@ impl Model {
             .iter()
             .filter(|s| s.sec > since && s.sec <= now)
         {
-            for part in &second.routes {
+            for part in second.parts.iter().flat_map(|p| &p.routes) {
                 let entry = routes
                     .entry(&part.route)
                     .or_insert_with(|| (0, 0, new_latency_histogram()));
@@ -1270,23 +1321,31 @@ impl Model {
     /// Failure groups passing the filter, most frequent first; for one
     /// upstream with `only`.
     pub fn errors(&self, filter: &FilterExpr, only: Option<&UpstreamKey>) -> Vec<ErrorRow> {
-        let mut rows: Vec<ErrorRow> = if filter.needs_events() {
-            self.event_figures(filter)
-                .errors
-                .iter()
-                .filter(|e| only.is_none_or(|k| &e.key.upstream == k))
-                .cloned()
-                .collect()
-        } else {
-            self.errors
-                .values()
-                .filter(|e| only.is_none_or(|k| &e.key.upstream == k))
-                .filter(|e| {
-                    filter.matches_upstream(e.key.upstream.direction, &e.key.upstream.authority)
-                })
-                .cloned()
-                .collect()
-        };
+        let scope = self.scope_of(filter);
+        let mut rows: Vec<ErrorRow> =
+            if scope == Scope::Events || (scope == Scope::Stats && filter.names_sidecar()) {
+                // Error groups are not kept per sidecar, nor per request.
+                self.event_figures(filter)
+                    .errors
+                    .iter()
+                    .filter(|e| only.is_none_or(|k| &e.key.upstream == k))
+                    .cloned()
+                    .collect()
+            } else {
+                self.errors
+                    .values()
+                    .filter(|e| only.is_none_or(|k| &e.key.upstream == k))
+                    .filter(|e| {
+                        filter.matches(&StatsFacts {
+                            sidecar: "",
+                            direction: e.key.upstream.direction,
+                            authority: &e.key.upstream.authority,
+                            route: Some(&e.key.route),
+                        })
+                    })
+                    .cloned()
+                    .collect()
+            };
         rows.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.key.cmp(&b.key)));
         rows
     }
@@ -1373,6 +1432,7 @@ impl UpstreamState {
         encoded: &str,
         latency: Option<&Histogram<u64>>,
         routes: &[RouteStats],
+        sidecar: Arc<str>,
     ) {
         self.total_requests = self.total_requests.saturating_add(requests);
         self.total_failures = self.total_failures.saturating_add(failures);
@@ -1393,7 +1453,7 @@ impl UpstreamState {
         }
         // A histogram that did not decode is not kept: it would only fail
         // to decode again when its second leaves a window.
-        let kept: Vec<Arc<str>> = latency.map(|_| Arc::from(encoded)).into_iter().collect();
+        let kept: Option<Arc<str>> = latency.map(|_| Arc::from(encoded));
         // What a sidecar sends at most (its bound and `other`); a longer
         // list is not a sidecar's, and its tail is not kept.
         let routes: Vec<RouteSecond> = routes
@@ -1410,17 +1470,21 @@ impl UpstreamState {
                 }
             })
             .collect();
-        self.seconds_bytes += SECOND_OVERHEAD
-            + kept.iter().map(|e| e.len()).sum::<usize>()
-            + routes.iter().map(route_second_weight).sum::<usize>();
+        let part = Part {
+            sidecar,
+            requests,
+            failures,
+            latency: kept,
+            routes,
+        };
+        self.seconds_bytes += SECOND_OVERHEAD + part_weight(&part);
         let position = self.seconds.iter().rposition(|s| s.sec <= sec);
         match position {
             Some(i) if self.seconds[i].sec == sec => {
                 let second = &mut self.seconds[i];
                 second.requests = second.requests.saturating_add(requests);
                 second.failures = second.failures.saturating_add(failures);
-                second.latency.extend(kept);
-                second.routes.extend(routes);
+                second.parts.push(part);
             }
             _ => {
                 let at = position.map_or(0, |i| i + 1);
@@ -1430,8 +1494,7 @@ impl UpstreamState {
                         sec,
                         requests,
                         failures,
-                        latency: kept,
-                        routes,
+                        parts: vec![part],
                     },
                 );
             }
@@ -1453,7 +1516,7 @@ impl UpstreamState {
             {
                 aggregate.requests = aggregate.requests.saturating_sub(second.requests);
                 aggregate.failures = aggregate.failures.saturating_sub(second.failures);
-                for encoded in &second.latency {
+                for encoded in second.parts.iter().filter_map(|p| p.latency.as_ref()) {
                     if let Ok(latency) = decode_histogram(encoded) {
                         let _ = aggregate.latency.subtract(&latency);
                     }
@@ -1599,9 +1662,18 @@ pub fn route_of(event: &RequestEvent) -> String {
 
 /// What a second of history holds.
 fn second_weight(second: &Second) -> usize {
-    SECOND_OVERHEAD
-        + second.latency.iter().map(|e| e.len()).sum::<usize>()
-        + second.routes.iter().map(route_second_weight).sum::<usize>()
+    // Each part was counted with an overhead of a second when it came.
+    second
+        .parts
+        .iter()
+        .map(|p| SECOND_OVERHEAD + part_weight(p))
+        .sum()
+}
+
+fn part_weight(part: &Part) -> usize {
+    part.sidecar.len()
+        + part.latency.as_ref().map_or(0, |l| l.len())
+        + part.routes.iter().map(route_second_weight).sum::<usize>()
 }
 
 fn route_second_weight(route: &RouteSecond) -> usize {

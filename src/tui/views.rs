@@ -415,7 +415,7 @@ const HELP_FILTER: [&str; 5] = [
     "  authority~TEXT  path~TEXT  method=GET  sidecar~TEXT  route~TEXT",
     "  client=IP  error=connect_refused  direction=inbound  status>=500",
     "  grpc!=0  latency>100ms  failed   e.g. route=\"GET /users/{id}\"",
-    "  authority and direction keep figures exact; others count events",
+    "  authority direction sidecar route: exact; others count events",
 ];
 
 impl Widget for &HelpOverlay {

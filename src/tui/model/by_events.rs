@@ -1,9 +1,9 @@
 //! Figures counted from request events, for a filter that names what only
 //! single requests have (`status`, `latency`, `failed`, `method`, `path`,
-//! `client`, `error`, `grpc`, `sidecar`, `route`): the sidecars' `stats`
-//! are per upstream, so under such a filter the rows, the header and the
-//! error groups are counted from the events in the tap that pass it
-//! (docs/filters.md, "Exact or from events").
+//! `client`, `error`, `grpc`): the sidecars' `stats` count upstreams, their
+//! routes and their clients, not these, so under such a filter the rows,
+//! the header and the error groups are counted from the events in the tap
+//! that pass it (docs/filters.md, "Exact or from events").
 //!
 //! Such figures are as complete as the event stream, and say so
 //! ([`Figures::Events`]): how much of the window the tap still covers (it
@@ -102,7 +102,7 @@ impl Default for Counts {
 impl Model {
     /// Where the figures under `filter` come from, over `window`.
     pub fn figures(&self, window: Window, filter: &FilterExpr) -> Figures {
-        if filter.needs_events() {
+        if self.scope_of(filter) == crate::filter::Scope::Events {
             self.event_figures(filter).figures[window.index()]
         } else {
             Figures::Stats

@@ -1,4 +1,5 @@
-//! View 5, Sidecars: every attached target with its connection state, who
+//! View 5, Sidecars: every attached target (those a `sidecar` filter names)
+//! with its connection state, who
 //! the sidecar says it is, its uptime, how far its clock is off, event
 //! rate, drops, restarts and invalid messages; the selected one in full
 //! below.
@@ -25,7 +26,7 @@ pub struct SidecarsView<'a> {
 impl Widget for &SidecarsView<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
         let (model, ui) = (self.model, self.ui);
-        let sidecars = model.sidecars();
+        let sidecars = ui.sidecar_rows(model);
         let selected = sidecars
             .len()
             .checked_sub(1)
@@ -77,10 +78,10 @@ impl Widget for &SidecarsView<'_> {
         ];
         Grid::new(columns, rows)
             .selected(selected)
-            .empty("no targets")
+            .empty("no sidecar matches the filter")
             .fill_min(TEXT_MIN)
             .render(table, buf);
-        if let (Some(detail), Some(sidecar)) = (detail, selected.map(|i| &sidecars[i])) {
+        if let (Some(detail), Some(sidecar)) = (detail, selected.map(|i| sidecars[i])) {
             sidecar_detail(sidecar, model.evicted_upstreams()).render(detail, buf);
         }
     }
