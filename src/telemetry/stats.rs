@@ -79,13 +79,26 @@ pub fn encode_histogram(histogram: &Histogram<u64>) -> String {
     ENCODER.with(|encoder| encoder.borrow_mut().encode(histogram))
 }
 
-/// Writes what hdrhistogram's `V2DeflateSerializer` writes, keeping its
-/// buffers and its deflate compressor from one histogram to the next:
-/// setting a compressor up (a few hundred KB of tables to allocate and
-/// clear) cost a third of encoding a histogram, and a sidecar encodes one
-/// per upstream, route and client every interval (docs/benchmarks.md,
-/// "Per-route and per-client stats"). Checked byte for byte against the
-/// serializer it replaces.
+/// Writes the V2 compressed serialization as hdrhistogram's
+/// `V2DeflateSerializer` does, more cheaply: a sidecar encodes one
+/// histogram per upstream, route and client every interval
+/// (docs/benchmarks.md, "Per-route and per-client stats").
+///
+/// - It keeps its buffers and its deflate compressor from one histogram to
+///   the next (a new compressor's tables cost as much to clear as to
+///   allocate, but not the allocation).
+/// - A small histogram (under [`STORED_BELOW`] bytes uncompressed) goes in
+///   one stored deflate block: a zlib stream every HdrHistogram reader
+///   inflates, without the compressor, whose set-up was most of the cost,
+///   for a few bytes more.
+///
+/// Larger histograms are checked byte for byte against the serializer it
+/// replaces, smaller ones to decode through hdrhistogram's own reader.
+/// Histograms whose uncompressed V2 serialization is shorter than this are
+/// stored, not deflated ([`HistogramEncoder`]): under about a hundred
+/// distinct durations, deflating saves a hundred bytes or so.
+pub const STORED_BELOW: usize = 512;
+
 pub struct HistogramEncoder {
     serializer: V2Serializer,
     compress: flate2::Compress,
@@ -125,6 +138,33 @@ impl HistogramEncoder {
         self.out
             .extend_from_slice(&V2_COMPRESSED_COOKIE.to_be_bytes());
         self.out.extend_from_slice(&[0; 4]);
+        if self.plain.len() < STORED_BELOW {
+            self.store();
+        } else if !self.deflate() {
+            return String::new();
+        }
+        let length = u32::try_from(self.out.len() - 8).unwrap_or(u32::MAX);
+        self.out[4..8].copy_from_slice(&length.to_be_bytes());
+        BASE64.encode(&self.out)
+    }
+
+    /// Appends `plain` as a zlib stream of one stored block: the header
+    /// (deflate, 32 KiB window, no dictionary, check bits), the block
+    /// (final, stored, its length and that length's complement), the
+    /// bytes, and their Adler-32.
+    fn store(&mut self) {
+        let len = u16::try_from(self.plain.len()).unwrap_or(u16::MAX);
+        self.out.extend_from_slice(&[0x78, 0x01, 0x01]);
+        self.out.extend_from_slice(&len.to_le_bytes());
+        self.out.extend_from_slice(&(!len).to_le_bytes());
+        self.out.extend_from_slice(&self.plain);
+        let checksum = adler2::adler32_slice(&self.plain);
+        self.out.extend_from_slice(&checksum.to_be_bytes());
+    }
+
+    /// Appends `plain` deflated as `V2DeflateSerializer` does; whether it
+    /// could.
+    fn deflate(&mut self) -> bool {
         self.compress.reset();
         loop {
             self.out.reserve(self.plain.len() / 2 + 64);
@@ -134,14 +174,11 @@ impl HistogramEncoder {
                 .compress
                 .compress_vec(input, &mut self.out, flate2::FlushCompress::Finish)
             {
-                Ok(flate2::Status::StreamEnd) => break,
+                Ok(flate2::Status::StreamEnd) => return true,
                 Ok(_) => {}
-                Err(_) => return String::new(),
+                Err(_) => return false,
             }
         }
-        let length = u32::try_from(self.out.len() - 8).unwrap_or(u32::MAX);
-        self.out[4..8].copy_from_slice(&length.to_be_bytes());
-        BASE64.encode(&self.out)
     }
 }
 
@@ -895,6 +932,37 @@ mod tests {
     }
 
     #[test]
+    fn small_histograms_are_stored_and_large_ones_deflated_as_hdrhistogram_does() {
+        let mut encoder = HistogramEncoder::new();
+        let mut small = new_latency_histogram();
+        small.record(1500).expect("in range");
+        let mut large = new_latency_histogram();
+        for value in 1..3000 {
+            large.record(value * 7).expect("in range");
+        }
+        for histogram in [&small, &large, &small] {
+            let mut plain = Vec::new();
+            V2Serializer::new()
+                .serialize(histogram, &mut plain)
+                .expect("serializes");
+            let mut deflated = Vec::new();
+            hdrhistogram::serialization::V2DeflateSerializer::new()
+                .serialize(histogram, &mut deflated)
+                .expect("serializes");
+            let encoded = encoder.encode(histogram);
+            let raw = BASE64.decode(&encoded).expect("base64");
+            if plain.len() < STORED_BELOW {
+                // Cookie, length, zlib header, a final stored block.
+                assert_eq!(raw[8..11], [0x78, 0x01, 0x01]);
+                assert_eq!(raw.len(), 8 + 2 + 5 + plain.len() + 4);
+            } else {
+                assert_eq!(raw, deflated);
+            }
+            assert_eq!(&decode_histogram(&encoded).expect("decodes"), histogram);
+        }
+    }
+
+    #[test]
     fn garbage_latency_is_an_error_not_a_panic() {
         assert!(decode_histogram("not base64!").is_err());
         assert!(decode_histogram("AAAA").is_err());
@@ -1281,11 +1349,14 @@ mod tests {
             }
 
             /// The kept encoder writes exactly what hdrhistogram's own
-            /// serializer writes, histogram after histogram.
+            /// serializer writes, histogram after histogram, or for a small
+            /// one a stored stream that hdrhistogram's reader (and ours)
+            /// read back as the same histogram.
             #[test]
             fn the_kept_encoder_writes_what_the_serializer_writes(
                 histograms in proptest::collection::vec(
-                    proptest::collection::vec((1u64..=MAX_LATENCY_MICROS, 1u64..1000), 0..40),
+                    // Small (stored) and large (deflated) histograms.
+                    proptest::collection::vec((1u64..=MAX_LATENCY_MICROS, 1u64..1000), 0..400),
                     1..4,
                 ),
             ) {
@@ -1299,7 +1370,18 @@ mod tests {
                     hdrhistogram::serialization::V2DeflateSerializer::new()
                         .serialize(&histogram, &mut bytes)
                         .expect("serializes");
-                    prop_assert_eq!(encoder.encode(&histogram), BASE64.encode(&bytes));
+                    let mut plain = Vec::new();
+                    V2Serializer::new().serialize(&histogram, &mut plain).expect("serializes");
+                    let encoded = encoder.encode(&histogram);
+                    if plain.len() >= STORED_BELOW {
+                        prop_assert_eq!(&encoded, &BASE64.encode(&bytes));
+                    }
+                    let raw = BASE64.decode(&encoded).expect("base64");
+                    let theirs: Histogram<u64> = Deserializer::new()
+                        .deserialize(&mut raw.as_slice())
+                        .expect("hdrhistogram reads it");
+                    prop_assert_eq!(&theirs, &histogram);
+                    prop_assert_eq!(&decode_histogram(&encoded).expect("we read it"), &histogram);
                 }
             }
 
