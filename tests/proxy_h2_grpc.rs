@@ -776,3 +776,33 @@ async fn shutdown_lets_an_in_flight_h2_request_finish_then_closes() {
         .expect("the connection closes gracefully (GOAWAY), not with an error");
     proxy.stop().await;
 }
+
+/// The tests' gRPC service is generated here rather than by build.rs, so
+/// that production builds do not compile it: the checked-in code must be
+/// what tests/proto/echo.proto generates. `MESHTOP_BLESS=1` rewrites it.
+#[test]
+fn the_generated_test_service_is_fresh() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = std::env::temp_dir().join(format!("meshtop-proto-{}", std::process::id()));
+    std::fs::create_dir_all(&out).expect("a temp dir");
+    let descriptors = protox::compile(
+        [root.join("tests/proto/echo.proto")],
+        [root.join("tests/proto")],
+    )
+    .expect("the proto compiles");
+    tonic_prost_build::configure()
+        .out_dir(&out)
+        .compile_fds(descriptors)
+        .expect("code is generated");
+    let generated = std::fs::read_to_string(out.join("meshtop.test.v1.rs")).expect("generated");
+    let _ = std::fs::remove_dir_all(&out);
+    let checked_in = root.join("tests/support/generated/meshtop.test.v1.rs");
+    if std::env::var_os("MESHTOP_BLESS").is_some() {
+        std::fs::write(&checked_in, &generated).expect("written");
+    }
+    let kept = std::fs::read_to_string(&checked_in).expect("checked in");
+    assert!(
+        kept == generated,
+        "tests/support/generated/meshtop.test.v1.rs is stale: run with MESHTOP_BLESS=1"
+    );
+}
