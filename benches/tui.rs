@@ -31,7 +31,7 @@ fn request(i: u64) -> Message {
         ts: timestamp(UNIX_EPOCH + Duration::from_micros(T0 * 1_000_000 + i)),
         sidecar: "web".into(),
         direction: Direction::Outbound,
-        protocol: HttpProtocol::Grpc,
+        protocol: HttpProtocol::Grpc.into(),
         client: "10.1.0.7:52144".into(),
         server: Some("10.1.0.9:8080".into()),
         authority: format!("svc-{}.emojivoto:8080", i % 20),

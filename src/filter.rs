@@ -33,8 +33,9 @@ use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
+use crate::telemetry::event::Lenient;
 use crate::telemetry::event::RequestEvent;
-use crate::telemetry::{Direction, HttpProtocol, is_failure};
+use crate::telemetry::{Direction, HttpProtocol};
 
 /// What a filter looks at in one request (or opaque connection, which has
 /// no path, method, status or route).
@@ -100,13 +101,13 @@ impl Facts for EventFacts<'_> {
         self.event.duration_ms
     }
     fn failed(&self) -> bool {
-        is_failure(self.event.status, self.event.grpc_status, self.event.error)
+        self.event.is_failure()
     }
     fn client_ip(&self) -> Option<Cow<'_, str>> {
         Some(Cow::Borrowed(ip_of(&self.event.client)))
     }
     fn error(&self) -> Option<&str> {
-        self.event.error.map(|e| e.as_str())
+        self.event.error.as_ref().map(Lenient::as_str)
     }
     fn route(&self) -> Option<String> {
         Some(crate::telemetry::route::route(
@@ -215,7 +216,7 @@ impl Facts for crate::telemetry::event::TcpEvent {
         Some(Cow::Borrowed(ip_of(&self.client)))
     }
     fn error(&self) -> Option<&str> {
-        self.error.map(|e| e.as_str())
+        self.error.as_ref().map(Lenient::as_str)
     }
 }
 
@@ -945,7 +946,7 @@ mod tests {
             ts: "2026-11-30T03:42:31.002117Z".into(),
             sidecar: "web-7d4b9c".into(),
             direction: Direction::Outbound,
-            protocol: HttpProtocol::Grpc,
+            protocol: HttpProtocol::Grpc.into(),
             client: "10.1.0.7:52144".into(),
             server: Some("10.1.0.9:8080".into()),
             authority: "Voting-Svc.emojivoto:8080".into(),
@@ -981,9 +982,9 @@ mod tests {
         assert!(keeps("client~10.1.", &e));
         // No error: `error` terms are false, their negations true.
         assert!(!keeps("error~connect", &e) && keeps("!error~connect", &e));
-        e.error = Some(ErrorKind::ConnectRefused);
+        e.error = Some(ErrorKind::ConnectRefused.into());
         assert!(keeps("error=connect_refused", &e));
-        e.protocol = HttpProtocol::Http1;
+        e.protocol = HttpProtocol::Http1.into();
         e.method = Some("GET".into());
         e.path = Some("/users/42?x=1".into());
         assert!(keeps("route=\"GET /users/{id}\"", &e));
@@ -1151,7 +1152,7 @@ mod tests {
         let mut e = event();
         e.status = None;
         e.grpc_status = None;
-        e.error = Some(ErrorKind::ConnectRefused);
+        e.error = Some(ErrorKind::ConnectRefused.into());
         for expr in [
             "status>=500",
             "status<500",
@@ -1209,7 +1210,7 @@ mod tests {
         e.status = Some(500);
         assert!(keeps("failed", &e));
         e.status = None;
-        e.error = Some(ErrorKind::UpstreamReset);
+        e.error = Some(ErrorKind::UpstreamReset.into());
         assert!(keeps("FAILED", &e));
     }
 

@@ -695,3 +695,44 @@ async fn every_output_counts_the_same_traffic_under_every_filter_field() {
         }
     }
 }
+
+/// A recording from a newer sidecar (an error kind and a protocol this
+/// build does not know, new fields, a new message type) replays: `--json`
+/// prints every message as it was, and the request counts as a failure.
+#[tokio::test]
+async fn a_recording_from_a_newer_sidecar_replays_whole() {
+    let file = TempFile::new("newer.ndjson");
+    let lines = [
+        r#"{"format":"meshtop-recording","version":1,"created_at":"2026-11-30T00:00:00.000000Z","meshtop_version":"9.9.9","sources":[{"target":"ws://127.0.0.1:15090/events","name":null}]}"#,
+        r#"{"t":1000,"src":0,"msg":{"type":"hello","schema":1,"sidecar":{"name":"web","namespace":null,"version":"9.9.9","started_at":"2026-11-30T00:00:00.000000Z"},"listeners":[],"addresses":["10.1.0.7"],"ts":"2026-11-30T00:00:00.001000Z","zone":"eu-1"}}"#,
+        r#"{"t":1500,"src":0,"msg":{"type":"request","ts":"2026-11-30T00:00:01.000001Z","sidecar":"web","direction":"outbound","protocol":"h3","client":"10.1.0.7:41234","server":"10.1.0.12:443","authority":"quota.internal:443","method":"GET","path":"/v2/limits","status":null,"grpc_status":null,"grpc_message":null,"error":"quota_exceeded","duration_ms":3.5,"ttfb_ms":null,"req_bytes":0,"resp_bytes":0,"trace_id":"abc"}}"#,
+        r#"{"t":1700,"src":0,"msg":{"type":"profile","samples":[1,2,3]}}"#,
+        r#"{"t":2000,"src":0,"msg":{"type":"stats","ts":"2026-11-30T00:00:02.000000Z","sidecar":"web","interval_ms":1000,"upstreams":[]}}"#,
+    ];
+    std::fs::write(&file.0, lines.join("\n") + "\n").expect("written");
+    let json = replay_output(file.as_str(), &["--json"]).await;
+    let printed: Vec<serde_json::Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    let types: Vec<&str> = printed.iter().filter_map(|v| v["type"].as_str()).collect();
+    assert_eq!(types, ["hello", "request", "profile", "stats"], "{json}");
+    assert_eq!(printed[1]["error"], "quota_exceeded");
+    assert_eq!(printed[1]["trace_id"], "abc", "new fields are kept");
+    let failed = replay_output(
+        file.as_str(),
+        &["--json", "--filter", "error=quota_exceeded"],
+    )
+    .await;
+    assert!(failed.contains("/v2/limits"), "{failed}");
+    let table = replay_output(file.as_str(), &["--headless", "--filter", "failed"]).await;
+    let row = table
+        .lines()
+        .find(|l| l.contains("quota.internal:443"))
+        .unwrap_or_else(|| panic!("the request is counted: {table}"));
+    assert_eq!(
+        row.split_whitespace().nth(9),
+        Some("1"),
+        "one failure: {table}"
+    );
+}

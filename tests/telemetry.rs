@@ -1049,6 +1049,21 @@ async fn the_published_json_schema_matches_the_messages() {
         keys
     };
 
+    // The error kinds it lists are this build's, every one of them.
+    let mut listed: Vec<&str> = schema["$defs"]["error"]["enum"]
+        .as_array()
+        .expect("an enum")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    listed.sort_unstable();
+    let mut kinds: Vec<&str> = meshtop::telemetry::ErrorKind::ALL
+        .iter()
+        .map(|k| k.as_str())
+        .collect();
+    kinds.sort_unstable();
+    assert_eq!(listed, kinds);
+
     let closed = closed_port();
     let backend = backend().await;
     let listeners = vec![
@@ -1367,11 +1382,14 @@ async fn exchanges_cut_off_by_the_drain_timeout_are_recorded_as_shutdown() {
     .await;
     let request = request.expect("request");
     assert_eq!(request.path.as_deref(), Some("/slow"));
-    assert_eq!(request.error, Some(meshtop::telemetry::ErrorKind::Shutdown));
+    assert_eq!(
+        request.error,
+        Some(meshtop::telemetry::ErrorKind::Shutdown.into())
+    );
     let connection = connection.expect("connection");
     assert_eq!(
         connection.error,
-        Some(meshtop::telemetry::ErrorKind::Shutdown)
+        Some(meshtop::telemetry::ErrorKind::Shutdown.into())
     );
     assert_eq!(connection.bytes_in, b"opaque bytes".len() as u64);
     within("the sidecar to stop", sidecar.task_handle())

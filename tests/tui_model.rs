@@ -86,7 +86,8 @@ fn request(
             HttpProtocol::Grpc
         } else {
             HttpProtocol::Http1
-        },
+        }
+        .into(),
         client: "10.0.0.1:1000".into(),
         server: Some("10.0.0.2:8080".into()),
         authority: authority.into(),
@@ -95,7 +96,7 @@ fn request(
         status: Some(status),
         grpc_status: grpc,
         grpc_message: grpc.filter(|g| *g != 0).map(|_| "ERROR".into()),
-        error,
+        error: error.map(Into::into),
         duration_ms: 1.5,
         ttfb_ms: Some(1.0),
         req_bytes: 0,

@@ -121,7 +121,8 @@ fn request(r: Request) -> Message {
             HttpProtocol::Grpc
         } else {
             HttpProtocol::Http1
-        },
+        }
+        .into(),
         client: "10.1.0.7:41234".into(),
         server: Some("10.1.0.9:8080".into()),
         authority: r.authority.into(),
@@ -130,7 +131,7 @@ fn request(r: Request) -> Message {
         status: r.status,
         grpc_status: r.grpc.map(|(code, _)| code),
         grpc_message: r.grpc.filter(|(code, _)| *code != 0).map(|(_, m)| m.into()),
-        error: r.error,
+        error: r.error.map(Into::into),
         duration_ms: r.duration_ms,
         ttfb_ms: Some(r.duration_ms / 2.0),
         req_bytes: 42,
@@ -564,6 +565,60 @@ fn every_view_applies_a_sidecar_filter() {
     ui.tab = Tab::Sidecars;
     assert!(screen(&model, &ui, 160, 48).contains("voting-5c4b"));
     assert_eq!(ui.sidecar_rows(&model).len(), 1);
+}
+
+/// What a newer sidecar may send within schema 1 (docs/events.md, "Evolving
+/// the schema"): an error kind and a protocol this build does not know, new
+/// fields, a new message type. The request is shown as it came, counted as
+/// a failure under its own name; the new message type is counted, not
+/// called invalid.
+#[test]
+fn a_newer_sidecars_messages_are_shown_not_dropped() {
+    let mut model = fixture();
+    let texts = [
+        r#"{"type":"request","ts":"2026-11-30T00:00:09.000001Z","sidecar":"web-7d9f8b","direction":"outbound","protocol":"h3","client":"10.1.0.7:41234","server":"10.1.0.12:443","authority":"quota.internal:443","method":"GET","path":"/v2/limits","status":null,"grpc_status":null,"grpc_message":null,"error":"quota_exceeded","duration_ms":3.5,"ttfb_ms":null,"req_bytes":0,"resp_bytes":0,"trace_id":"abc","retries":2}"#,
+        r#"{"type":"tcp","ts":"2026-11-30T00:00:09.000002Z","sidecar":"web-7d9f8b","direction":"outbound","protocol":"quic","client":"10.1.0.7:41235","server":"10.1.0.12:443","sni":null,"bytes_in":1,"bytes_out":2,"duration_ms":1.0,"error":"quota_exceeded"}"#,
+        r#"{"type":"profile","ts":"2026-11-30T00:00:09.5Z","samples":[1,2,3]}"#,
+    ];
+    for text in texts {
+        let message: Message = serde_json::from_str(text).expect("a newer sidecar's message reads");
+        model.ingest(&FeedItem {
+            source: 0,
+            kind: FeedKind::Message {
+                message,
+                raw: text.into(),
+                received: None,
+            },
+        });
+    }
+    let sidecar = &model.sidecars()[0];
+    assert_eq!((sidecar.invalid, sidecar.newer), (0, 1));
+    let event = &model.tap().back().expect("in the tap").event;
+    assert_eq!(event.protocol.as_str(), "h3");
+    assert_eq!(
+        event.error.as_ref().map(|e| e.as_str()),
+        Some("quota_exceeded")
+    );
+    // It writes back as it came.
+    let written = serde_json::to_value(Message::Request(event.clone())).expect("encodes");
+    assert_eq!(written["protocol"], "h3");
+    assert_eq!(written["error"], "quota_exceeded");
+    let mut ui = ui();
+    ui.tab = Tab::Errors;
+    let errors = screen(&model, &ui, 160, 48);
+    assert!(errors.contains("quota exceeded"), "{errors}");
+    ui.tab = Tab::Tap;
+    let tap = screen(&model, &ui, 160, 48);
+    assert!(tap.contains("/v2/limits"), "{tap}");
+    ui.tab = Tab::Sidecars;
+    let sidecars = screen(&model, &ui, 160, 48);
+    assert!(sidecars.contains("the last \"profile\""), "{sidecars}");
+    // The filter names it too.
+    let quota: FilterExpr = "error=quota_exceeded".parse().expect("a valid filter");
+    assert_eq!(
+        model.upstream_rows(Window::TenSeconds, &quota, false).len(),
+        1
+    );
 }
 
 /// A filter on what single requests have: the rows and the header are

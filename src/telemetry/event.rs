@@ -56,6 +56,95 @@ pub fn truncate_field(text: &mut String, max: usize) -> bool {
     true
 }
 
+/// A wire enum's value, or one this build does not know: a newer sidecar
+/// may send error kinds and protocols added since (docs/events.md,
+/// "Evolving the schema"). An unknown value is kept as sent, shown as
+/// itself, and written back unchanged, so an older UI or replay shows what
+/// a newer sidecar says instead of rejecting the whole message.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Lenient<T> {
+    Known(T),
+    Unknown(String),
+}
+
+/// A wire enum: each value's one name on the wire (the serde name).
+pub trait WireName: Copy {
+    fn as_str(self) -> &'static str;
+}
+
+impl WireName for HttpProtocol {
+    fn as_str(self) -> &'static str {
+        HttpProtocol::as_str(self)
+    }
+}
+
+impl WireName for TcpProtocol {
+    fn as_str(self) -> &'static str {
+        TcpProtocol::as_str(self)
+    }
+}
+
+impl WireName for ErrorKind {
+    fn as_str(self) -> &'static str {
+        ErrorKind::as_str(self)
+    }
+}
+
+impl<T: WireName> Lenient<T> {
+    /// The name on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Lenient::Known(value) => value.as_str(),
+            Lenient::Unknown(name) => name,
+        }
+    }
+
+    /// The value, when this build knows it.
+    pub fn known(&self) -> Option<T> {
+        match self {
+            Lenient::Known(value) => Some(*value),
+            Lenient::Unknown(_) => None,
+        }
+    }
+}
+
+impl<T> From<T> for Lenient<T> {
+    fn from(value: T) -> Self {
+        Lenient::Known(value)
+    }
+}
+
+impl<T: PartialEq> PartialEq<T> for Lenient<T> {
+    fn eq(&self, other: &T) -> bool {
+        matches!(self, Lenient::Known(value) if value == other)
+    }
+}
+
+impl<T: WireName> std::fmt::Display for Lenient<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl<T: WireName> Serialize for Lenient<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de, T: serde::de::DeserializeOwned> Deserialize<'de> for Lenient<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        let known = T::deserialize(
+            serde::de::value::StrDeserializer::<serde::de::value::Error>::new(&name),
+        );
+        Ok(match known {
+            Ok(value) => Lenient::Known(value),
+            Err(_) => Lenient::Unknown(name),
+        })
+    }
+}
+
 /// One message of the event stream.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -65,6 +154,11 @@ pub enum Message {
     Tcp(TcpEvent),
     Stats(Stats),
     Dropped(Dropped),
+    /// A type this build does not know, from a newer sidecar: its fields
+    /// are not read, its text is kept (`--json` prints it, a recording
+    /// keeps it) and readers count it rather than call it invalid.
+    #[serde(other)]
+    Unknown,
 }
 
 /// Always the first message: who the sidecar is and what it listens on.
@@ -109,7 +203,7 @@ pub struct RequestEvent {
     pub ts: String,
     pub sidecar: String,
     pub direction: Direction,
-    pub protocol: HttpProtocol,
+    pub protocol: Lenient<HttpProtocol>,
     pub client: String,
     pub server: Option<String>,
     pub authority: String,
@@ -118,7 +212,7 @@ pub struct RequestEvent {
     pub status: Option<u16>,
     pub grpc_status: Option<u32>,
     pub grpc_message: Option<String>,
-    pub error: Option<ErrorKind>,
+    pub error: Option<Lenient<ErrorKind>>,
     pub duration_ms: f64,
     pub ttfb_ms: Option<f64>,
     pub req_bytes: u64,
@@ -129,8 +223,10 @@ pub struct RequestEvent {
 }
 
 impl RequestEvent {
+    /// [`is_failure`](super::record::is_failure): an error of any kind,
+    /// known to this build or not, is a failure.
     pub fn is_failure(&self) -> bool {
-        super::record::is_failure(self.status, self.grpc_status, self.error)
+        self.error.is_some() || super::record::is_failure(self.status, self.grpc_status, None)
     }
 
     /// Cuts fields longer than the schema's limits, as the sidecar does, so
@@ -189,7 +285,7 @@ pub struct TcpEvent {
     pub ts: String,
     pub sidecar: String,
     pub direction: Direction,
-    pub protocol: TcpProtocol,
+    pub protocol: Lenient<TcpProtocol>,
     pub client: String,
     pub server: Option<String>,
     pub sni: Option<String>,
@@ -198,7 +294,7 @@ pub struct TcpEvent {
     /// Bytes from the server to the client.
     pub bytes_out: u64,
     pub duration_ms: f64,
-    pub error: Option<ErrorKind>,
+    pub error: Option<Lenient<ErrorKind>>,
 }
 
 /// Exact aggregates of the requests that ended during one interval.
@@ -416,7 +512,7 @@ impl From<&RequestRecord> for RequestEvent {
             ts: timestamp(r.start),
             sidecar: r.sidecar.to_string(),
             direction: r.direction,
-            protocol: r.protocol,
+            protocol: r.protocol.into(),
             client: addr(r.client),
             server: r.server.map(addr),
             authority: r.authority.to_string(),
@@ -425,7 +521,7 @@ impl From<&RequestRecord> for RequestEvent {
             status: r.status,
             grpc_status: r.grpc_status,
             grpc_message: r.grpc_message.clone(),
-            error: r.error,
+            error: r.error.map(Into::into),
             duration_ms: millis(r.duration),
             ttfb_ms: r.ttfb.map(millis),
             req_bytes: r.req_bytes,
@@ -441,14 +537,14 @@ impl From<&TcpRecord> for TcpEvent {
             ts: timestamp(r.start),
             sidecar: r.sidecar.to_string(),
             direction: r.direction,
-            protocol: r.protocol,
+            protocol: r.protocol.into(),
             client: addr(r.client),
             server: r.server.map(addr),
             sni: r.sni.clone(),
             bytes_in: r.bytes_in,
             bytes_out: r.bytes_out,
             duration_ms: millis(r.duration),
-            error: r.error,
+            error: r.error.map(Into::into),
         }
     }
 }

@@ -469,6 +469,10 @@ pub struct SidecarState {
     /// Events the sidecar could not deliver to us (`dropped`), all connections.
     pub dropped: u64,
     dropped_before: u64,
+    /// Messages of a type this build does not know (from a newer sidecar),
+    /// and the last such type.
+    pub newer: u64,
+    pub last_newer: Option<String>,
     /// Messages that were not valid JSON, of an unknown type or a newer schema.
     pub invalid: u64,
     pub last_invalid: Option<String>,
@@ -502,6 +506,8 @@ impl SidecarState {
             events_this_second: 0,
             dropped: 0,
             dropped_before: 0,
+            newer: 0,
+            last_newer: None,
             invalid: 0,
             last_invalid: None,
             clock_offset_ms: None,
@@ -702,6 +708,14 @@ impl Model {
             }
             FeedKind::Invalid { reason } => sidecar.note_invalid(reason.clone()),
             FeedKind::Message {
+                message: Message::Unknown,
+                raw,
+                ..
+            } => {
+                sidecar.newer = sidecar.newer.saturating_add(1);
+                sidecar.last_newer = message_type(raw);
+            }
+            FeedKind::Message {
                 message, received, ..
             } => self.ingest_message_at(item.source, message, *received),
         }
@@ -784,6 +798,7 @@ impl Model {
                 self.ingest_request(source, event);
             }
             Message::Stats(stats) => self.ingest_stats(source, stats, received),
+            Message::Unknown => sidecar.newer = sidecar.newer.saturating_add(1),
         }
     }
 
@@ -1637,7 +1652,7 @@ fn success_rate(requests: u64, failures: u64) -> Option<f64> {
 /// The group a failed request counts in: its upstream, its route and what
 /// the failure was.
 fn error_key(upstream: UpstreamKey, event: &RequestEvent) -> ErrorKey {
-    let kind = if let Some(error) = event.error {
+    let kind = if let Some(error) = &event.error {
         FailureKind::Error(error.as_str().to_owned())
     } else if let Some(code) = event.grpc_status.filter(|c| *c != 0) {
         FailureKind::Grpc(code)
@@ -1784,6 +1799,17 @@ fn bounded_hello(hello: &Hello) -> Hello {
         truncate_field(ts, MAX_AUTHORITY);
     }
     hello
+}
+
+/// The `type` of a message's text, short and on one line.
+fn message_type(raw: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Typed {
+        r#type: String,
+    }
+    serde_json::from_str::<Typed>(raw)
+        .ok()
+        .map(|typed| one_line(&typed.r#type))
 }
 
 /// A piece of a peer's text, short and on one line, for a reason.

@@ -142,8 +142,22 @@ fn sidecar_detail(sidecar: &SidecarState, evicted: u64) -> Paragraph<'_> {
         .as_deref()
         .map(|reason| format!(", the last: {reason}"))
         .unwrap_or_default();
+    // Types a newer sidecar sends are not invalid: this meshtop is older.
+    let newer = if sidecar.newer > 0 {
+        let last = sidecar
+            .last_newer
+            .as_deref()
+            .map(|kind| format!(", the last \"{kind}\""))
+            .unwrap_or_default();
+        format!(
+            "; {} of types newer than this meshtop{last} (upgrade to see them)",
+            sidecar.newer
+        )
+    } else {
+        String::new()
+    };
     lines.push(Line::from(format!(
-        "{} events received; {} invalid messages{last_invalid}",
+        "{} events received{newer}; {} invalid messages{last_invalid}",
         sidecar.events, sidecar.invalid
     )));
     if let Some(ms) = sidecar.clock_offset_ms.filter(|_| sidecar.clock_skewed()) {
