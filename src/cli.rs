@@ -687,12 +687,9 @@ impl ProxyArgs {
 }
 
 async fn run_proxy(args: ProxyArgs) -> ExitCode {
-    let signals = match StopSignals::register() {
+    let signals = match stop_signals() {
         Ok(signals) => signals,
-        Err(err) => {
-            eprintln!("meshtop: cannot handle signals: {err}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let config = args.config();
     let proxy = match Proxy::bind(config).await {
@@ -727,8 +724,8 @@ async fn run_attach(args: AttachArgs) -> ExitCode {
     };
     let targets = args.sources.targets();
     let shutdown = CancellationToken::new();
-    if let Ok(signals) = StopSignals::register() {
-        tokio::spawn(signals.cancel_on_signal(shutdown.clone()));
+    if let Err(code) = stop_on_signals(&shutdown) {
+        return code;
     }
     let recorder = match open_recording(args.record.as_deref(), args.force, &targets) {
         Ok(recorder) => recorder,
@@ -848,8 +845,8 @@ async fn run_record(args: RecordArgs) -> ExitCode {
         }
     };
     let shutdown = CancellationToken::new();
-    if let Ok(signals) = StopSignals::register() {
-        tokio::spawn(signals.cancel_on_signal(shutdown.clone()));
+    if let Err(code) = stop_on_signals(&shutdown) {
+        return code;
     }
     let (tx, rx) = feed();
     let (subscription, filter_rx) = subscription(&FilterExpr::default(), true);
@@ -928,8 +925,8 @@ async fn run_replay(args: ReplayArgs) -> ExitCode {
     }
     let targets: Vec<String> = header.sources.iter().map(|s| s.target.clone()).collect();
     let shutdown = CancellationToken::new();
-    if let Ok(signals) = StopSignals::register() {
-        tokio::spawn(signals.cancel_on_signal(shutdown.clone()));
+    if let Err(code) = stop_on_signals(&shutdown) {
+        return code;
     }
     let interactive = matches!(output, Output::Tui { .. });
     let (tx, rx) = feed();
@@ -987,8 +984,8 @@ async fn run_demo(args: DemoArgs, pods: Option<&crate::demo::pods::DemoPods>) ->
         return ExitCode::from(EXIT_USAGE);
     }
     let shutdown = CancellationToken::new();
-    if let Ok(signals) = StopSignals::register() {
-        tokio::spawn(signals.cancel_on_signal(shutdown.clone()));
+    if let Err(code) = stop_on_signals(&shutdown) {
+        return code;
     }
     let config = crate::demo::DemoConfig {
         rate: args.rate,
@@ -1183,6 +1180,23 @@ fn check_playback(
 
 /// The sidecar `meshtop attach` attaches to when given no target.
 pub const DEFAULT_TARGET: &str = "127.0.0.1:15090";
+
+/// The stop signals, or, when they cannot be handled, the one-line error
+/// every command gives and its exit code: a command that could not be
+/// stopped cleanly does not start.
+fn stop_signals() -> Result<StopSignals, ExitCode> {
+    StopSignals::register().map_err(|err| {
+        eprintln!("meshtop: cannot handle signals: {err}");
+        ExitCode::FAILURE
+    })
+}
+
+/// Cancels `shutdown` on SIGTERM or SIGINT (see [`stop_signals`]).
+fn stop_on_signals(shutdown: &CancellationToken) -> Result<(), ExitCode> {
+    let signals = stop_signals()?;
+    tokio::spawn(signals.cancel_on_signal(shutdown.clone()));
+    Ok(())
+}
 
 /// The signals that stop the process, registered before anything is
 /// announced so that a signal sent right after start-up is never missed.
