@@ -1188,15 +1188,8 @@ impl Model {
             .filter(|(key, _)| filter.matches_upstream(key.direction, &key.authority))
             .filter(|(_, state)| self.stale_for(state, now).is_none())
             .map(|(key, state)| {
-                let aggregate = &state.windows[window.index()];
-                SummaryPart {
-                    key,
-                    requests: aggregate.requests,
-                    failures: aggregate.failures,
-                    rps: aggregate.requests as f64
-                        / self.watched_seconds(state, window, now) as f64,
-                    latency: &aggregate.latency,
-                }
+                state.windows[window.index()]
+                    .summary_part(key, self.watched_seconds(state, window, now))
             })
             .collect();
         distinct_calls(&parts)
@@ -1572,8 +1565,26 @@ impl UpstreamState {
         watched: i64,
         stale: Option<i64>,
     ) -> UpstreamRow {
-        let aggregate = &self.windows[window.index()];
-        let latency = &aggregate.latency;
+        self.windows[window.index()].row(
+            key,
+            watched,
+            (self.total_requests, self.total_failures),
+            stale,
+        )
+    }
+}
+
+impl WindowAggregate {
+    /// A row of these figures: rates over the `watched` seconds, `totals`
+    /// (requests, failures) for its REQUESTS and FAILURES.
+    fn row(
+        &self,
+        key: &UpstreamKey,
+        watched: i64,
+        totals: (u64, u64),
+        stale: Option<i64>,
+    ) -> UpstreamRow {
+        let latency = &self.latency;
         // One pass over the counts for all three percentiles.
         let [p50, p90, p99] = if latency.is_empty() {
             [None; 3]
@@ -1583,15 +1594,26 @@ impl UpstreamState {
         };
         UpstreamRow {
             key: key.clone(),
-            rps: aggregate.requests as f64 / watched.max(1) as f64,
-            success: success_rate(aggregate.requests, aggregate.failures),
+            rps: self.requests as f64 / watched.max(1) as f64,
+            success: success_rate(self.requests, self.failures),
             p50,
             p90,
             p99,
             max: (!latency.is_empty()).then(|| latency.max()),
-            requests: self.total_requests,
-            failures: self.total_failures,
+            requests: totals.0,
+            failures: totals.1,
             stale,
+        }
+    }
+
+    /// Its share of the header's figures, over the `watched` seconds.
+    fn summary_part<'a>(&'a self, key: &'a UpstreamKey, watched: i64) -> SummaryPart<'a> {
+        SummaryPart {
+            key,
+            requests: self.requests,
+            failures: self.failures,
+            rps: self.requests as f64 / watched.max(1) as f64,
+            latency: &self.latency,
         }
     }
 }

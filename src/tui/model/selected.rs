@@ -18,7 +18,7 @@ use hdrhistogram::Histogram;
 
 use super::{
     HISTORY_SECONDS, Model, Part, Summary, SummaryPart, UpstreamKey, UpstreamRow, UpstreamState,
-    Window, WindowAggregate, distinct_calls, success_rate,
+    Window, WindowAggregate, distinct_calls,
 };
 use crate::filter::{FilterExpr, StatsFacts};
 use crate::telemetry::stats::decode_histogram;
@@ -178,27 +178,12 @@ impl Model {
                 .iter()
                 .filter_map(|(key, spans)| {
                     let state = self.upstreams.get(key)?;
-                    let aggregate = &spans[window.index()];
-                    let latency = &aggregate.latency;
-                    let [p50, p90, p99] = if latency.is_empty() {
-                        [None; 3]
-                    } else {
-                        let mut values = latency.value_at_quantiles([0.5, 0.9, 0.99]).map(Some);
-                        [(); 3].map(|()| values.next().flatten())
-                    };
-                    Some(UpstreamRow {
-                        key: key.clone(),
-                        rps: aggregate.requests as f64
-                            / self.watched_seconds(state, window, now) as f64,
-                        success: success_rate(aggregate.requests, aggregate.failures),
-                        p50,
-                        p90,
-                        p99,
-                        max: (!latency.is_empty()).then(|| latency.max()),
-                        requests: spans[3].requests,
-                        failures: spans[3].failures,
-                        stale: self.stale_for(state, now),
-                    })
+                    Some(spans[window.index()].row(
+                        key,
+                        self.watched_seconds(state, window, now),
+                        (spans[3].requests, spans[3].failures),
+                        self.stale_for(state, now),
+                    ))
                 })
                 .collect()
         })
@@ -216,15 +201,10 @@ impl Model {
                     if self.stale_for(state, now).is_some() {
                         return None;
                     }
-                    let aggregate = &spans[window.index()];
-                    Some(SummaryPart {
-                        key,
-                        requests: aggregate.requests,
-                        failures: aggregate.failures,
-                        rps: aggregate.requests as f64
-                            / self.watched_seconds(state, window, now) as f64,
-                        latency: &aggregate.latency,
-                    })
+                    Some(
+                        spans[window.index()]
+                            .summary_part(key, self.watched_seconds(state, window, now)),
+                    )
                 })
                 .collect();
             distinct_calls(&parts)
