@@ -144,11 +144,12 @@ fn replay(c: &mut Criterion) {
     const N: u64 = 50_000;
     let path =
         std::env::temp_dir().join(format!("meshtop-bench-{}.ndjson.zst", std::process::id()));
-    let sources = vec![meshtop::record::SourceInfo {
+    let sources = vec![meshtop::recording::SourceInfo {
         target: "ws://127.0.0.1:15090/events".into(),
         name: None,
     }];
-    let mut writer = meshtop::record::RecordingWriter::create(&path, sources).expect("recording");
+    let mut writer =
+        meshtop::recording::RecordingWriter::create(&path, sources).expect("recording");
     for i in 0..N {
         let message = if i % 100 == 99 {
             // A stats message now and then, as in a real session.
@@ -167,7 +168,7 @@ fn replay(c: &mut Criterion) {
     group.sample_size(10);
     group.bench_function("load and ingest a recording (speed max)", |b| {
         b.iter(|| {
-            let (_, entries, _) = meshtop::record::load(&path).expect("loads");
+            let (_, entries, _) = meshtop::recording::load(&path).expect("loads");
             let mut model = Model::new(["ws://127.0.0.1:15090/events".to_string()]);
             for entry in entries {
                 model.ingest(&entry.into_feed_item());

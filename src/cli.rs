@@ -15,7 +15,7 @@ use tracing::info;
 
 use crate::filter::FilterExpr;
 use crate::proxy::{DEFAULT_INBOUND, DEFAULT_OUTBOUND, Dest, ListenerConfig, Proxy, ProxyConfig};
-use crate::record::{RecordingWriter, SourceInfo};
+use crate::recording::{RecordingWriter, SourceInfo};
 use crate::telemetry::Direction;
 use crate::tui::app::{Output, ReplayHandle, ShowError, ShowOptions, show};
 use crate::tui::model::Window;
@@ -727,13 +727,13 @@ async fn run_attach(args: AttachArgs) -> ExitCode {
     if let Err(code) = stop_on_signals(&shutdown) {
         return code;
     }
-    let recorder = match open_recording(args.record.as_deref(), args.force, &targets) {
-        Ok(recorder) => recorder,
+    let recording = match open_recording(args.record.as_deref(), args.force, &targets) {
+        Ok(recording) => recording,
         Err(code) => return code,
     };
     let (tx, rx) = feed();
     let filter = args.display.filter.clone().unwrap_or_default();
-    let (subscription, filter_rx) = subscription(&filter, recorder.is_some());
+    let (subscription, filter_rx) = subscription(&filter, recording.is_some());
     let _sources = spawn_sources(
         &targets,
         args.sources.token(),
@@ -747,7 +747,7 @@ async fn run_attach(args: AttachArgs) -> ExitCode {
         subscription,
         window: args.display.window,
         duration: args.duration,
-        recorder,
+        recording,
         replay: None,
         note: None,
     };
@@ -760,7 +760,10 @@ async fn run_attach(args: AttachArgs) -> ExitCode {
 /// How a showing command exits: 0, 2 without a terminal, 1 when the
 /// terminal or the recording failed, or (`live`) when no target ever
 /// connected (see [`report_unconnected`]).
-fn session_exit_code(result: Result<crate::tui::app::Shown, ShowError>, live: bool) -> ExitCode {
+fn session_exit_code(
+    result: Result<crate::tui::app::SessionEnd, ShowError>,
+    live: bool,
+) -> ExitCode {
     match result {
         Ok(shown) => {
             let connected = !live || report_unconnected(&shown.model);
@@ -817,7 +820,7 @@ fn create_recording(
     path: &std::path::Path,
     force: bool,
     targets: &[Target],
-) -> Result<RecordingWriter, crate::record::RecordingError> {
+) -> Result<RecordingWriter, crate::recording::RecordingError> {
     if force {
         RecordingWriter::create(path, source_infos(targets))
     } else {
@@ -863,7 +866,7 @@ async fn run_record(args: RecordArgs) -> ExitCode {
         subscription,
         window: Window::default(),
         duration: args.duration,
-        recorder: Some(writer),
+        recording: Some(writer),
         replay: None,
         note: None,
     };
@@ -899,7 +902,7 @@ async fn run_replay(args: ReplayArgs) -> ExitCode {
         Ok(output) => output,
         Err(code) => return code,
     };
-    let (header, entries, stats) = match crate::record::load(&args.file) {
+    let (header, entries, stats) = match crate::recording::load(&args.file) {
         Ok(loaded) => loaded,
         Err(err) => {
             eprintln!("meshtop: {err}");
@@ -962,7 +965,7 @@ async fn run_replay(args: ReplayArgs) -> ExitCode {
         subscription: None,
         window: args.display.window,
         duration: None,
-        recorder: None,
+        recording: None,
         replay: Some(ReplayHandle { control, progress }),
         note: None,
     };
@@ -1047,8 +1050,8 @@ async fn run_demo(args: DemoArgs, pods: Option<&crate::demo::pods::DemoPods>) ->
             );
         }
     }
-    let recorder = match open_recording(args.record.as_deref(), args.force, &targets) {
-        Ok(recorder) => recorder,
+    let recording = match open_recording(args.record.as_deref(), args.force, &targets) {
+        Ok(recording) => recording,
         Err(code) => {
             shutdown.cancel();
             return code;
@@ -1056,7 +1059,7 @@ async fn run_demo(args: DemoArgs, pods: Option<&crate::demo::pods::DemoPods>) ->
     };
     let (tx, rx) = feed();
     let filter = args.display.filter.clone().unwrap_or_default();
-    let (subscription, filter_rx) = subscription(&filter, recorder.is_some());
+    let (subscription, filter_rx) = subscription(&filter, recording.is_some());
     let _sources = spawn_sources(&targets, None, tx, shutdown.clone(), filter_rx);
     let options = ShowOptions {
         output,
@@ -1064,7 +1067,7 @@ async fn run_demo(args: DemoArgs, pods: Option<&crate::demo::pods::DemoPods>) ->
         subscription,
         window: args.display.window,
         duration: args.duration,
-        recorder,
+        recording,
         replay: None,
         note: Some(note),
     };

@@ -6,12 +6,17 @@
 //! - [`telemetry`]: the records the proxy emits and the admin server.
 //! - [`filter`]: the filter language, one for the sidecar and the UI.
 //! - [`tui`]: `meshtop attach`, the terminal UI over one or many sidecars.
-//! - [`record`]: recordings of sessions: the file format, writing, reading.
+//! - [`recording`]: recordings of sessions: the file format, writing, reading.
 //! - [`demo`]: `meshtop demo`, emojivoto with a sidecar per service.
 //! - [`init`]: `meshtop init`, the pod's iptables rules that redirect to the sidecar.
 //! - [`netns`]: pods made of network namespaces, for `demo --netns` and tests.
 //! - [`inject`]: `meshtop inject`, meshtop's init container and sidecar in manifests.
 //! - [`cli`]: the `meshtop` command line.
+//!
+//! Two words are kept apart throughout: a *record* is the facts of one
+//! finished request or connection, as the proxy emits them
+//! ([`telemetry::record`]); a *recording* is a file of a session's messages
+//! ([`recording`]).
 
 #![forbid(unsafe_code)]
 
@@ -22,6 +27,6 @@ pub mod init;
 pub mod inject;
 pub mod netns;
 pub mod proxy;
-pub mod record;
+pub mod recording;
 pub mod telemetry;
 pub mod tui;

@@ -101,7 +101,7 @@ impl Telemetry {
         let interval = config.stats_interval.max(Duration::from_millis(10));
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut folder = Folder {
+        let mut sink = RecordSink {
             hub: &hub,
             metrics: &metrics,
             authorities: AuthorityCap::new(config.max_authorities),
@@ -116,27 +116,28 @@ impl Telemetry {
         loop {
             tokio::select! {
                 biased;
-                _ = ticker.tick() => folder.emit_stats(&recorder),
+                _ = ticker.tick() => sink.emit_stats(&recorder),
                 n = records.recv_many(&mut batch, RECORD_BATCH) => {
                     if n == 0 {
                         break;
                     }
                     for record in batch.drain(..) {
-                        folder.fold(record);
+                        sink.fold(record);
                     }
                 }
                 _ = shutdown.cancelled() => break,
             }
         }
         while let Ok(record) = records.try_recv() {
-            folder.fold(record);
+            sink.fold(record);
         }
-        folder.emit_stats(&recorder);
+        sink.emit_stats(&recorder);
     }
 }
 
-/// The telemetry task's state.
-struct Folder<'a> {
+/// Where the telemetry task takes each record: into the event hub, the
+/// per-second aggregates and the Prometheus metrics.
+struct RecordSink<'a> {
     hub: &'a Hub,
     metrics: &'a Metrics,
     authorities: AuthorityCap,
@@ -150,7 +151,7 @@ struct Folder<'a> {
     encoder: RequestEncoder,
 }
 
-impl Folder<'_> {
+impl RecordSink<'_> {
     fn fold(&mut self, record: Record) {
         match record {
             Record::Request(record) => {

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use meshtop::record::{
+use meshtop::recording::{
     Entry, FLUSH_AFTER, ReadStats, RecordingError, RecordingReader, RecordingWriter, SourceInfo,
     load,
 };

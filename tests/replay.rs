@@ -558,7 +558,7 @@ async fn every_output_counts_the_same_traffic_under_every_filter_field() {
     use meshtop::tui::source::{FeedItem, FeedKind};
 
     let file = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/emojivoto.ndjson.zst");
-    let (header, entries, _) = meshtop::record::reader::load(file).expect("the recording loads");
+    let (header, entries, _) = meshtop::recording::reader::load(file).expect("the recording loads");
     let origin = humantime::parse_rfc3339(&header.created_at).expect("created_at");
     let mut model = Model::new(header.sources.iter().map(|s| s.target.clone()));
     for entry in entries {

@@ -1,5 +1,5 @@
 //! The event stream's schema (version 1): one Rust type per message,
-//! shared by the sidecar, the terminal UI, the recorder and the tests.
+//! shared by the sidecar, the terminal UI, recordings and the tests.
 //!
 //! Every message is a JSON object with a `"type"`. Absent values are `null`,
 //! never omitted (the opt-in `headers` of a request is the one field that

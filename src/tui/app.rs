@@ -17,7 +17,7 @@ use super::replay::{Control, Progress};
 use super::source::{FeedItem, FeedKind, FeedReceiver};
 use super::views;
 use crate::filter::FilterExpr;
-use crate::record::{RecordingError, RecordingWriter};
+use crate::recording::{RecordingError, RecordingWriter};
 
 /// How the attach command shows what it receives.
 #[derive(Clone, Debug, PartialEq)]
@@ -44,7 +44,7 @@ pub struct ShowOptions {
     /// Stop after this long.
     pub duration: Option<Duration>,
     /// Every message received is also written here (`--record`).
-    pub recorder: Option<RecordingWriter>,
+    pub recording: Option<RecordingWriter>,
     /// Set when the feed is a replay: the UI controls the player.
     pub replay: Option<ReplayHandle>,
     /// Kept at the head of the TUI's status line (see [`UiState::note`]).
@@ -59,14 +59,14 @@ pub struct ReplayHandle {
 }
 
 /// What a session ended with.
-pub struct Shown {
+pub struct SessionEnd {
     pub model: Model,
     /// Messages written to the recording, or why recording stopped.
     pub recorded: Option<Result<u64, RecordingError>>,
 }
 
 /// Writes what a session receives to its recording, until the first error.
-struct Tape {
+struct RecordingSink {
     writer: Option<RecordingWriter>,
     failed: Option<RecordingError>,
     /// The `t` last written: lines stay in order of `t`, though sources
@@ -74,7 +74,7 @@ struct Tape {
     last_t: Duration,
 }
 
-impl Tape {
+impl RecordingSink {
     fn write(&mut self, item: &FeedItem) -> Option<String> {
         let (Some(writer), FeedKind::Message { raw, received, .. }) =
             (self.writer.as_mut(), &item.kind)
@@ -146,10 +146,10 @@ pub async fn show(
     mut feed: FeedReceiver,
     mut options: ShowOptions,
     shutdown: CancellationToken,
-) -> Result<Shown, ShowError> {
+) -> Result<SessionEnd, ShowError> {
     let mut model = Model::new(targets.clone());
-    let mut tape = Tape {
-        writer: options.recorder.take(),
+    let mut sink = RecordingSink {
+        writer: options.recording.take(),
         failed: None,
         last_t: Duration::ZERO,
     };
@@ -168,7 +168,7 @@ pub async fn show(
                 tokio::select! {
                     item = feed.recv() => {
                         let Some(item) = item else { break };
-                        if let Some(error) = tape.write(&item) {
+                        if let Some(error) = sink.write(&item) {
                             eprintln!("meshtop: {error}");
                         }
                         if let FeedKind::Message { raw, message, .. } = &item.kind
@@ -188,7 +188,7 @@ pub async fn show(
                         model.ingest(&item);
                     }
                     _ = tape_tick.tick() => {
-                        if let Some(error) = tape.tick() {
+                        if let Some(error) = sink.tick() {
                             eprintln!("meshtop: {error}");
                         }
                         if options.replay.is_none() {
@@ -200,9 +200,9 @@ pub async fn show(
                 }
             }
             let _ = out.flush();
-            Ok(Shown {
+            Ok(SessionEnd {
                 model,
-                recorded: tape.finish(),
+                recorded: sink.finish(),
             })
         }
         Output::Headless { .. } | Output::Silent => {
@@ -225,7 +225,7 @@ pub async fn show(
                 tokio::select! {
                     item = feed.recv() => match item {
                         Some(item) => {
-                            if let Some(error) = tape.write(&item) {
+                            if let Some(error) = sink.write(&item) {
                                 eprintln!("meshtop: {error}");
                             }
                             model.ingest(&item);
@@ -234,11 +234,11 @@ pub async fn show(
                     },
                     _ = ticker.tick() => {
                         if print(&model, true).is_err() {
-                            return Ok(Shown { model, recorded: tape.finish() });
+                            return Ok(SessionEnd { model, recorded: sink.finish() });
                         }
                     }
                     _ = tape_tick.tick() => {
-                        if let Some(error) = tape.tick() {
+                        if let Some(error) = sink.tick() {
                             eprintln!("meshtop: {error}");
                         }
                         if options.replay.is_none() {
@@ -263,15 +263,15 @@ pub async fn show(
                     break;
                 }
                 let Some(item) = feed.try_recv() else { break };
-                if let Some(error) = tape.write(&item) {
+                if let Some(error) = sink.write(&item) {
                     eprintln!("meshtop: {error}");
                 }
                 model.ingest(&item);
             }
             let _ = print(&model, false);
-            Ok(Shown {
+            Ok(SessionEnd {
                 model,
-                recorded: tape.finish(),
+                recorded: sink.finish(),
             })
         }
         Output::Tui { fps } => {
@@ -280,13 +280,13 @@ pub async fn show(
             }
             let mut ui = UiState::new(options.filter.clone());
             ui.window = options.window;
-            ui.recording = tape.writer.is_some();
+            ui.recording = sink.writer.is_some();
             ui.note = options.note.clone();
             let mut terminal = ratatui::try_init()?;
             let mut session = Session {
                 model: &mut model,
                 ui: &mut ui,
-                tape: &mut tape,
+                sink: &mut sink,
                 replay: options.replay.as_ref(),
                 subscription: options.subscription.as_ref(),
             };
@@ -301,9 +301,9 @@ pub async fn show(
             .await;
             ratatui::restore();
             result?;
-            Ok(Shown {
+            Ok(SessionEnd {
                 model,
-                recorded: tape.finish(),
+                recorded: sink.finish(),
             })
         }
     }
@@ -313,7 +313,7 @@ pub async fn show(
 struct Session<'a> {
     model: &'a mut Model,
     ui: &'a mut UiState,
-    tape: &'a mut Tape,
+    sink: &'a mut RecordingSink,
     replay: Option<&'a ReplayHandle>,
     subscription: Option<&'a watch::Sender<FilterExpr>>,
 }
@@ -361,7 +361,7 @@ async fn tui_loop(
                 terminal.draw(|frame| views::draw(frame, shown, session.ui))?;
             }
             _ = tape_tick.tick() => {
-                if let Some(error) = session.tape.tick() {
+                if let Some(error) = session.sink.tick() {
                     session.ui.recording = false;
                     session.ui.hint = Some(error);
                 }
@@ -415,7 +415,7 @@ impl Session<'_> {
     }
 
     fn ingest(&mut self, item: &FeedItem) {
-        if let Some(error) = self.tape.write(item) {
+        if let Some(error) = self.sink.write(item) {
             self.ui.recording = false;
             self.ui.hint = Some(error);
         }

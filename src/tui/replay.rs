@@ -9,7 +9,7 @@ use tokio::sync::watch;
 
 use super::source::{FeedItem, FeedKind, FeedSender};
 
-pub use crate::record::Entry as ReplayEntry;
+pub use crate::recording::Entry as ReplayEntry;
 
 /// Playback speed: a factor, or as fast as possible.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -380,7 +380,7 @@ impl Default for Backoff {
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The shortest silence after which a connection counts as lost; longer
-/// when the sidecar's stats interval is long (see [`Frames::quiet_limit`]).
+/// when the sidecar's stats interval is long (see [`PeerState::quiet_limit`]).
 const QUIET_LIMIT_MIN: Duration = Duration::from_secs(15);
 
 /// The longest silence tolerated, whatever stats interval a sidecar claims.
@@ -589,9 +589,9 @@ impl Source {
     }
 
     async fn read(&mut self, mut ws: WsStream) -> Ended {
-        let mut frames = Frames::default();
+        let mut peer = PeerState::default();
         loop {
-            let quiet_limit = frames.quiet_limit();
+            let quiet_limit = peer.quiet_limit();
             let next = tokio::select! {
                 () = self.shutdown.cancelled() => {
                     let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.close(None)).await;
@@ -610,23 +610,23 @@ impl Source {
             let Ok(next) = next else {
                 return Ended::Retry {
                     reason: format!("nothing received for {}s", quiet_limit.as_secs()),
-                    got_hello: frames.got_hello,
+                    got_hello: peer.got_hello,
                 };
             };
             let kind = match next {
                 None => {
                     return Ended::Retry {
                         reason: "the connection closed".into(),
-                        got_hello: frames.got_hello,
+                        got_hello: peer.got_hello,
                     };
                 }
                 Some(Err(err)) => {
                     return Ended::Retry {
                         reason: read_error(&err),
-                        got_hello: frames.got_hello,
+                        got_hello: peer.got_hello,
                     };
                 }
-                Some(Ok(tungstenite::Message::Text(text))) => frames.text(text.as_str()),
+                Some(Ok(tungstenite::Message::Text(text))) => peer.text(text.as_str()),
                 Some(Ok(tungstenite::Message::Binary(bytes))) => FeedKind::Invalid {
                     reason: format!("a binary frame of {} bytes", bytes.len()),
                 },
@@ -639,7 +639,7 @@ impl Source {
                     };
                     return Ended::Retry {
                         reason,
-                        got_hello: frames.got_hello,
+                        got_hello: peer.got_hello,
                     };
                 }
                 // tungstenite answers pings itself.
@@ -652,9 +652,10 @@ impl Source {
     }
 }
 
-/// The per-connection state of decoding frames.
+/// What one connection to a sidecar has told us so far: whether it said
+/// hello, its schema when newer than ours, and its stats interval.
 #[derive(Default)]
-struct Frames {
+struct PeerState {
     /// A valid hello arrived: the connection worked, so the backoff starts
     /// over.
     got_hello: bool,
@@ -667,7 +668,7 @@ struct Frames {
     stats_interval: Option<Duration>,
 }
 
-impl Frames {
+impl PeerState {
     /// How long the connection may stay silent before it counts as lost.
     /// A sidecar sends `stats` every interval even when there was no
     /// traffic, so silence means a hung peer — typically a port-forward
@@ -952,8 +953,8 @@ mod tests {
         assert!(backoff.next_delay() > BACKOFF_INITIAL);
     }
 
-    fn invalid_reason(frames: &mut Frames, text: &str) -> String {
-        match frames.text(text) {
+    fn invalid_reason(peer: &mut PeerState, text: &str) -> String {
+        match peer.text(text) {
             FeedKind::Invalid { reason } => reason,
             other => panic!("{text} should be invalid, got {other:?}"),
         }
@@ -963,8 +964,8 @@ mod tests {
 
     #[test]
     fn frames_are_decoded_with_their_raw_text() {
-        let mut frames = Frames::default();
-        match frames.text(HELLO) {
+        let mut peer = PeerState::default();
+        match peer.text(HELLO) {
             FeedKind::Message {
                 message: Message::Hello(hello),
                 raw,
@@ -976,10 +977,10 @@ mod tests {
             }
             other => panic!("expected a hello, got {other:?}"),
         }
-        assert!(frames.got_hello);
+        assert!(peer.got_hello);
         let dropped = r#"{"type":"dropped","count":1,"total":2,"later_field":true}"#;
         assert!(matches!(
-            frames.text(dropped),
+            peer.text(dropped),
             FeedKind::Message {
                 message: Message::Dropped(_),
                 ..
@@ -989,53 +990,50 @@ mod tests {
 
     #[test]
     fn bad_frames_say_why() {
-        let mut frames = Frames::default();
-        assert!(invalid_reason(&mut frames, "not json").starts_with("not JSON"));
+        let mut peer = PeerState::default();
+        assert!(invalid_reason(&mut peer, "not json").starts_with("not JSON"));
         // A type this build does not know is a newer sidecar's message.
         assert!(matches!(
-            frames.text(r#"{"type":"profile","x":1}"#),
+            peer.text(r#"{"type":"profile","x":1}"#),
             FeedKind::Message {
                 message: Message::Unknown,
                 ..
             }
         ));
-        assert!(invalid_reason(&mut frames, r#"{"count":1}"#).contains("without a \"type\""));
-        assert!(invalid_reason(&mut frames, r#"{"type":7}"#).contains("not a string"));
-        assert!(invalid_reason(&mut frames, "[1,2]").contains("without a \"type\""));
-        let reason = invalid_reason(&mut frames, r#"{"type":"dropped","count":"many"}"#);
+        assert!(invalid_reason(&mut peer, r#"{"count":1}"#).contains("without a \"type\""));
+        assert!(invalid_reason(&mut peer, r#"{"type":7}"#).contains("not a string"));
+        assert!(invalid_reason(&mut peer, "[1,2]").contains("without a \"type\""));
+        let reason = invalid_reason(&mut peer, r#"{"type":"dropped","count":"many"}"#);
         assert!(reason.contains("dropped that does not fit"), "{reason}");
-        let reason = invalid_reason(&mut frames, &format!(r#"{{"type":{}}}"#, "7".repeat(500)));
+        let reason = invalid_reason(&mut peer, &format!(r#"{{"type":{}}}"#, "7".repeat(500)));
         assert!(reason.len() < 120, "{reason}");
-        assert!(!frames.got_hello);
+        assert!(!peer.got_hello);
     }
 
     #[test]
     fn silence_is_tolerated_for_three_stats_intervals_and_at_least_15s() {
-        let mut frames = Frames::default();
-        assert_eq!(frames.quiet_limit(), QUIET_LIMIT_MIN);
+        let mut peer = PeerState::default();
+        assert_eq!(peer.quiet_limit(), QUIET_LIMIT_MIN);
         let stats = |ms: u64| {
             format!(
                 r#"{{"type":"stats","ts":"2026-11-30T03:42:33.000004Z","sidecar":"web","interval_ms":{ms},"upstreams":[]}}"#
             )
         };
-        assert!(matches!(
-            frames.text(&stats(1000)),
-            FeedKind::Message { .. }
-        ));
-        assert_eq!(frames.quiet_limit(), QUIET_LIMIT_MIN);
-        frames.text(&stats(60_000));
-        assert_eq!(frames.quiet_limit(), Duration::from_secs(180));
+        assert!(matches!(peer.text(&stats(1000)), FeedKind::Message { .. }));
+        assert_eq!(peer.quiet_limit(), QUIET_LIMIT_MIN);
+        peer.text(&stats(60_000));
+        assert_eq!(peer.quiet_limit(), Duration::from_secs(180));
     }
 
     #[test]
     fn a_claimed_stats_interval_never_overflows_the_quiet_limit() {
-        let mut frames = Frames::default();
+        let mut peer = PeerState::default();
         let stats = format!(
             r#"{{"type":"stats","ts":"2026-11-30T03:42:33.000004Z","sidecar":"web","interval_ms":{},"upstreams":[]}}"#,
             u64::MAX
         );
-        assert!(matches!(frames.text(&stats), FeedKind::Message { .. }));
-        assert_eq!(frames.quiet_limit(), QUIET_LIMIT_MAX);
+        assert!(matches!(peer.text(&stats), FeedKind::Message { .. }));
+        assert_eq!(peer.quiet_limit(), QUIET_LIMIT_MAX);
     }
 
     fn message_of(len: usize) -> FeedItem {
@@ -1080,19 +1078,17 @@ mod tests {
 
     #[test]
     fn a_newer_schema_is_skipped_until_a_known_hello() {
-        let mut frames = Frames::default();
+        let mut peer = PeerState::default();
         // A newer hello that would still decode, and one that would not.
         let newer = HELLO.replace(r#""schema":1"#, r#""schema":2"#);
-        assert!(invalid_reason(&mut frames, &newer).contains("schema 2 is newer"));
-        assert!(
-            invalid_reason(&mut frames, r#"{"type":"hello","schema":99}"#).contains("schema 99")
-        );
+        assert!(invalid_reason(&mut peer, &newer).contains("schema 2 is newer"));
+        assert!(invalid_reason(&mut peer, r#"{"type":"hello","schema":99}"#).contains("schema 99"));
         // Everything of that connection is of the newer schema too.
-        let reason = invalid_reason(&mut frames, r#"{"type":"dropped","count":1,"total":2}"#);
+        let reason = invalid_reason(&mut peer, r#"{"type":"dropped","count":1,"total":2}"#);
         assert!(reason.contains("schema 99"), "{reason}");
-        assert!(!frames.got_hello);
-        assert!(matches!(frames.text(HELLO), FeedKind::Message { .. }));
-        assert!(frames.got_hello);
+        assert!(!peer.got_hello);
+        assert!(matches!(peer.text(HELLO), FeedKind::Message { .. }));
+        assert!(peer.got_hello);
     }
 
     #[test]
