@@ -17,7 +17,7 @@ use crate::filter::FilterExpr;
 use crate::proxy::{DEFAULT_INBOUND, DEFAULT_OUTBOUND, Dest, ListenerConfig, Proxy, ProxyConfig};
 use crate::recording::{RecordingWriter, SourceInfo};
 use crate::telemetry::Direction;
-use crate::tui::app::{Output, ReplayHandle, ShowError, ShowOptions, show};
+use crate::tui::app::{Output, ReplayHandle, SessionEnd, ShowError, ShowOptions, show};
 use crate::tui::model::Window;
 use crate::tui::replay::{Control, Playback, Progress, Speed, play};
 use crate::tui::source::{Target, feed, spawn_sources, subscription};
@@ -302,7 +302,7 @@ pub struct DisplayArgs {
 impl DisplayArgs {
     /// The output asked for; the UI needs a terminal, else one line and
     /// exit code 2.
-    fn output(&self) -> Result<Output, ExitCode> {
+    fn output(&self) -> Result<Output, CliError> {
         let output = if self.json {
             Output::Json
         } else if self.headless {
@@ -313,8 +313,7 @@ impl DisplayArgs {
             Output::Tui { fps: self.fps }
         };
         if matches!(output, Output::Tui { .. }) && !std::io::stdout().is_terminal() {
-            eprintln!("meshtop: {}", ShowError::NotATerminal);
-            return Err(ExitCode::from(EXIT_USAGE));
+            return Err(CliError::usage(ShowError::NotATerminal.to_string()));
         }
         Ok(output)
     }
@@ -516,8 +515,8 @@ pub fn parse() -> Result<Cli, ExitCode> {
             let line = rendered.lines().next().unwrap_or("invalid arguments");
             let line = line.trim_start_matches("error: ");
             match suggestion(&err) {
-                Some(suggested) => eprintln!("meshtop: {line} (did you mean '{suggested}'?)"),
-                None => eprintln!("meshtop: {line}"),
+                Some(suggested) => error_line(&format!("{line} (did you mean '{suggested}'?)")),
+                None => error_line(line),
             }
             ExitCode::from(EXIT_USAGE)
         }
@@ -593,29 +592,28 @@ fn runtime_for(command: &Command) -> std::io::Result<tokio::runtime::Runtime> {
     }
 }
 
-/// Runs a parsed command to completion.
+/// Runs a parsed command to completion; how it failed, if it did, is
+/// printed here and only here (see [`CliError`]).
 pub fn run(cli: Cli) -> ExitCode {
+    match run_command(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => err.report(),
+    }
+}
+
+fn run_command(cli: Cli) -> Result<(), CliError> {
     // `demo --netns` builds its pods before the runtime, whose threads must
     // start in the node's network namespace (see `demo::pods::prepare`).
     // Declared before the runtime, the pods outlive it: the sidecars stop
     // and the namespaces go once the services have stopped.
     let pods = match &cli.command {
-        Command::Demo(args) if args.netns => match demo_pods() {
-            Ok(pods) => Some(pods),
-            Err(err) => {
-                eprintln!("meshtop: demo --netns: {err}");
-                return ExitCode::from(EXIT_USAGE);
-            }
-        },
+        Command::Demo(args) if args.netns => {
+            Some(demo_pods().map_err(|err| CliError::usage(format!("demo --netns: {err}")))?)
+        }
         _ => None,
     };
-    let runtime = match runtime_for(&cli.command) {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("meshtop: cannot start the runtime: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let runtime = runtime_for(&cli.command)
+        .map_err(|err| CliError::failed(format!("cannot start the runtime: {err}")))?;
     match cli.command {
         Command::Proxy(args) => runtime.block_on(run_proxy(*args)),
         Command::Attach(args) => runtime.block_on(run_attach(args)),
@@ -625,6 +623,69 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Inject(args) => run_inject(args),
         Command::Init(args) => run_init(args),
     }
+}
+
+/// How a command failed: the line it prints on stderr, if any, and its
+/// exit code — 2 ([`EXIT_USAGE`]) for bad arguments and for failing to
+/// start, 1 for "ran, but failed or had nothing to show".
+#[derive(Debug)]
+pub struct CliError {
+    message: Option<String>,
+    code: u8,
+}
+
+impl CliError {
+    /// Bad arguments, or the command could not start: exit code 2.
+    pub fn usage(message: impl Into<String>) -> CliError {
+        CliError {
+            message: Some(message.into()),
+            code: EXIT_USAGE,
+        }
+    }
+
+    /// The command ran and failed: exit code 1.
+    pub fn failed(message: impl Into<String>) -> CliError {
+        CliError {
+            message: Some(message.into()),
+            code: 1,
+        }
+    }
+
+    /// Exit code 1 with nothing more to say: what went wrong was already
+    /// reported as it happened (targets that never connected, one line
+    /// each), or cannot be (standard output is gone).
+    pub fn quiet() -> CliError {
+        CliError {
+            message: None,
+            code: 1,
+        }
+    }
+
+    pub fn code(&self) -> u8 {
+        self.code
+    }
+
+    pub fn message(&self) -> Option<&str> {
+        self.message.as_deref()
+    }
+
+    /// Prints the error's line and gives its exit code.
+    fn report(self) -> ExitCode {
+        if let Some(message) = &self.message {
+            error_line(message);
+        }
+        ExitCode::from(self.code)
+    }
+}
+
+/// The one way meshtop says something is wrong on stderr.
+fn error_line(message: &str) {
+    eprintln!("meshtop: {message}");
+}
+
+/// The one way meshtop warns on stderr: the command goes on.
+fn warning_line(message: &str) {
+    eprintln!("meshtop: warning: {message}");
 }
 
 impl ProxyArgs {
@@ -686,22 +747,15 @@ impl ProxyArgs {
     }
 }
 
-async fn run_proxy(args: ProxyArgs) -> ExitCode {
-    let signals = match stop_signals() {
-        Ok(signals) => signals,
-        Err(code) => return code,
-    };
+async fn run_proxy(args: ProxyArgs) -> Result<(), CliError> {
+    let signals = stop_signals()?;
     let config = args.config();
-    let proxy = match Proxy::bind(config).await {
-        Ok(proxy) => proxy,
-        Err(err) => {
-            match err.way_out() {
-                Some(way_out) => eprintln!("meshtop: {err}; {way_out}"),
-                None => eprintln!("meshtop: {err}"),
-            }
-            return ExitCode::from(EXIT_USAGE);
-        }
-    };
+    let proxy = Proxy::bind(config)
+        .await
+        .map_err(|err| match err.way_out() {
+            Some(way_out) => CliError::usage(format!("{err}; {way_out}")),
+            None => CliError::usage(err.to_string()),
+        })?;
     for listener in proxy.listeners() {
         let target = listener
             .target
@@ -714,76 +768,78 @@ async fn run_proxy(args: ProxyArgs) -> ExitCode {
     tokio::spawn(signals.cancel_on_signal(shutdown.clone()));
     proxy.run(shutdown).await;
     info!("stopped");
-    ExitCode::SUCCESS
+    Ok(())
 }
 
-async fn run_attach(args: AttachArgs) -> ExitCode {
-    let output = match args.display.output() {
-        Ok(output) => output,
-        Err(code) => return code,
-    };
+async fn run_attach(args: AttachArgs) -> Result<(), CliError> {
+    let output = args.display.output()?;
     let targets = args.sources.targets();
     let shutdown = CancellationToken::new();
-    if let Err(code) = stop_on_signals(&shutdown) {
-        return code;
-    }
-    let recording = match open_recording(args.record.as_deref(), args.force, &targets) {
-        Ok(recording) => recording,
-        Err(code) => return code,
-    };
-    let (tx, rx) = feed();
-    let filter = args.display.filter.clone().unwrap_or_default();
-    let (subscription, filter_rx) = subscription(&filter, recording.is_some());
-    let _sources = spawn_sources(
-        &targets,
-        args.sources.token(),
-        tx,
-        shutdown.clone(),
-        filter_rx,
-    );
-    let options = ShowOptions {
+    stop_on_signals(&shutdown)?;
+    let recording = open_recording(args.record.as_deref(), args.force, &targets)?;
+    let session = LiveSession {
+        targets,
+        token: args.sources.token(),
         output,
-        filter,
-        subscription,
+        filter: args.display.filter.clone().unwrap_or_default(),
         window: args.display.window,
         duration: args.duration,
         recording,
-        replay: None,
         note: None,
     };
-    let names = targets.iter().map(|t| t.to_string()).collect();
-    let result = show(names, rx, options, shutdown.clone()).await;
-    shutdown.cancel();
-    session_exit_code(result, true)
+    session_result(session.show(&shutdown).await, true)
 }
 
-/// How a showing command exits: 0, 2 without a terminal, 1 when the
+/// What `attach`, `record` and `demo` share: a source per target feeding
+/// one session that shows (or only records) what they send.
+struct LiveSession {
+    targets: Vec<Target>,
+    token: Option<String>,
+    output: Output,
+    filter: FilterExpr,
+    window: Window,
+    duration: Option<Duration>,
+    recording: Option<RecordingWriter>,
+    note: Option<String>,
+}
+
+impl LiveSession {
+    /// Runs the session until it ends (a key, `--duration`, a signal), then
+    /// stops the sources.
+    async fn show(self, shutdown: &CancellationToken) -> Result<SessionEnd, ShowError> {
+        let (tx, rx) = feed();
+        let (subscription, filter_rx) = subscription(&self.filter, self.recording.is_some());
+        let _sources = spawn_sources(&self.targets, self.token, tx, shutdown.clone(), filter_rx);
+        let options = ShowOptions {
+            output: self.output,
+            filter: self.filter,
+            subscription,
+            window: self.window,
+            duration: self.duration,
+            recording: self.recording,
+            replay: None,
+            note: self.note,
+        };
+        let names = self.targets.iter().map(|t| t.to_string()).collect();
+        let result = show(names, rx, options, shutdown.clone()).await;
+        shutdown.cancel();
+        result
+    }
+}
+
+/// How a showing command ends: fine, 2 without a terminal, 1 when the
 /// terminal or the recording failed, or (`live`) when no target ever
 /// connected (see [`report_unconnected`]).
-fn session_exit_code(
-    result: Result<crate::tui::app::SessionEnd, ShowError>,
-    live: bool,
-) -> ExitCode {
-    match result {
-        Ok(shown) => {
-            let connected = !live || report_unconnected(&shown.model);
-            match shown.recorded {
-                Some(Err(err)) => {
-                    eprintln!("meshtop: {err}");
-                    ExitCode::FAILURE
-                }
-                _ if !connected => ExitCode::FAILURE,
-                _ => ExitCode::SUCCESS,
-            }
-        }
-        Err(err @ ShowError::NotATerminal) => {
-            eprintln!("meshtop: {err}");
-            ExitCode::from(EXIT_USAGE)
-        }
-        Err(err) => {
-            eprintln!("meshtop: {err}");
-            ExitCode::FAILURE
-        }
+fn session_result(result: Result<SessionEnd, ShowError>, live: bool) -> Result<(), CliError> {
+    let shown = result.map_err(|err| match err {
+        ShowError::NotATerminal => CliError::usage(err.to_string()),
+        err => CliError::failed(err.to_string()),
+    })?;
+    let connected = !live || report_unconnected(&shown.model);
+    match shown.recorded {
+        Some(Err(err)) => Err(CliError::failed(err.to_string())),
+        _ if !connected => Err(CliError::quiet()),
+        _ => Ok(()),
     }
 }
 
@@ -793,7 +849,7 @@ fn session_exit_code(
 fn report_unconnected(model: &crate::tui::model::Model) -> bool {
     let never = model.never_connected();
     for (target, why) in &never {
-        eprintln!("meshtop: {target} never connected: {why}");
+        error_line(&format!("{target} never connected: {why}"));
     }
     never.len() < model.sidecars().len()
 }
@@ -803,16 +859,11 @@ fn open_recording(
     path: Option<&std::path::Path>,
     force: bool,
     targets: &[Target],
-) -> Result<Option<RecordingWriter>, ExitCode> {
+) -> Result<Option<RecordingWriter>, CliError> {
     let Some(path) = path else {
         return Ok(None);
     };
-    create_recording(path, force, targets)
-        .map(Some)
-        .map_err(|err| {
-            eprintln!("meshtop: {err}");
-            ExitCode::from(EXIT_USAGE)
-        })
+    create_recording(path, force, targets).map(Some)
 }
 
 /// A new recording at `path`; one that exists only with `force`.
@@ -820,12 +871,13 @@ fn create_recording(
     path: &std::path::Path,
     force: bool,
     targets: &[Target],
-) -> Result<RecordingWriter, crate::recording::RecordingError> {
-    if force {
+) -> Result<RecordingWriter, CliError> {
+    let created = if force {
         RecordingWriter::create(path, source_infos(targets))
     } else {
         RecordingWriter::create_new(path, source_infos(targets))
-    }
+    };
+    created.map_err(|err| CliError::usage(err.to_string()))
 }
 
 fn source_infos(targets: &[Target]) -> Vec<SourceInfo> {
@@ -838,99 +890,59 @@ fn source_infos(targets: &[Target]) -> Vec<SourceInfo> {
         .collect()
 }
 
-async fn run_record(args: RecordArgs) -> ExitCode {
+async fn run_record(args: RecordArgs) -> Result<(), CliError> {
     let targets = args.sources.targets();
-    let writer = match create_recording(&args.output, args.force, &targets) {
-        Ok(writer) => writer,
-        Err(err) => {
-            eprintln!("meshtop: {err}");
-            return ExitCode::from(EXIT_USAGE);
-        }
-    };
+    let writer = create_recording(&args.output, args.force, &targets)?;
     let shutdown = CancellationToken::new();
-    if let Err(code) = stop_on_signals(&shutdown) {
-        return code;
-    }
-    let (tx, rx) = feed();
-    let (subscription, filter_rx) = subscription(&FilterExpr::default(), true);
-    let _sources = spawn_sources(
-        &targets,
-        args.sources.token(),
-        tx,
-        shutdown.clone(),
-        filter_rx,
-    );
-    let options = ShowOptions {
+    stop_on_signals(&shutdown)?;
+    let session = LiveSession {
+        targets,
+        token: args.sources.token(),
         output: Output::Silent,
         filter: FilterExpr::default(),
-        subscription,
         window: Window::default(),
         duration: args.duration,
         recording: Some(writer),
-        replay: None,
         note: None,
     };
-    let names = targets.iter().map(|t| t.to_string()).collect();
-    let result = show(names, rx, options, shutdown.clone()).await;
-    shutdown.cancel();
-    let connected = result
-        .as_ref()
-        .is_ok_and(|shown| report_unconnected(&shown.model));
-    match result.map(|shown| shown.recorded) {
-        Ok(Some(Ok(messages))) => {
+    let shown = session
+        .show(&shutdown)
+        .await
+        .map_err(|err| CliError::failed(err.to_string()))?;
+    let connected = report_unconnected(&shown.model);
+    match shown.recorded {
+        Some(Ok(messages)) => {
             println!("wrote {messages} messages to {}", args.output.display());
             if connected {
-                ExitCode::SUCCESS
+                Ok(())
             } else {
-                ExitCode::FAILURE
+                Err(CliError::quiet())
             }
         }
-        Ok(Some(Err(err))) => {
-            eprintln!("meshtop: {err}");
-            ExitCode::FAILURE
-        }
-        Ok(None) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("meshtop: {err}");
-            ExitCode::FAILURE
-        }
+        Some(Err(err)) => Err(CliError::failed(err.to_string())),
+        None => Ok(()),
     }
 }
 
-async fn run_replay(args: ReplayArgs) -> ExitCode {
-    let output = match args.display.output() {
-        Ok(output) => output,
-        Err(code) => return code,
-    };
-    let (header, entries, stats) = match crate::recording::load(&args.file) {
-        Ok(loaded) => loaded,
-        Err(err) => {
-            eprintln!("meshtop: {err}");
-            return ExitCode::from(EXIT_USAGE);
-        }
-    };
+async fn run_replay(args: ReplayArgs) -> Result<(), CliError> {
+    let output = args.display.output()?;
+    let (header, entries, stats) =
+        crate::recording::load(&args.file).map_err(|err| CliError::usage(err.to_string()))?;
     if stats.truncated {
-        eprintln!(
-            "meshtop: warning: {} is truncated: replaying the {} complete messages before the cut",
+        warning_line(&format!(
+            "{} is truncated: replaying the {} complete messages before the cut",
             args.file.display(),
             stats.entries
-        );
+        ));
     }
     if stats.skipped > 0 {
-        eprintln!(
-            "meshtop: warning: skipped {} malformed lines",
-            stats.skipped
-        );
+        warning_line(&format!("skipped {} malformed lines", stats.skipped));
     }
-    if let Err(reason) = check_playback(args.from, args.to, entries.last().map(|e| e.t)) {
-        eprintln!("meshtop: {}: {reason}", args.file.display());
-        return ExitCode::from(EXIT_USAGE);
-    }
+    check_playback(args.from, args.to, entries.last().map(|e| e.t))
+        .map_err(|reason| CliError::usage(format!("{}: {reason}", args.file.display())))?;
     let targets: Vec<String> = header.sources.iter().map(|s| s.target.clone()).collect();
     let shutdown = CancellationToken::new();
-    if let Err(code) = stop_on_signals(&shutdown) {
-        return code;
-    }
+    stop_on_signals(&shutdown)?;
     let interactive = matches!(output, Output::Tui { .. });
     let (tx, rx) = feed();
     let (control, control_rx) = tokio::sync::watch::channel(Control {
@@ -969,7 +981,7 @@ async fn run_replay(args: ReplayArgs) -> ExitCode {
         replay: Some(ReplayHandle { control, progress }),
         note: None,
     };
-    session_exit_code(show(targets, rx, options, shutdown).await, false)
+    session_result(show(targets, rx, options, shutdown).await, false)
 }
 
 fn demo_pods() -> Result<crate::demo::pods::DemoPods, crate::netns::NetnsError> {
@@ -977,19 +989,16 @@ fn demo_pods() -> Result<crate::demo::pods::DemoPods, crate::netns::NetnsError> 
     crate::demo::pods::prepare(&exe)
 }
 
-async fn run_demo(args: DemoArgs, pods: Option<&crate::demo::pods::DemoPods>) -> ExitCode {
-    let output = match args.display.output() {
-        Ok(output) => output,
-        Err(code) => return code,
-    };
+async fn run_demo(
+    args: DemoArgs,
+    pods: Option<&crate::demo::pods::DemoPods>,
+) -> Result<(), CliError> {
+    let output = args.display.output()?;
     if !(args.rate > 0.0 && args.rate.is_finite()) {
-        eprintln!("meshtop: --rate must be a positive number");
-        return ExitCode::from(EXIT_USAGE);
+        return Err(CliError::usage("--rate must be a positive number"));
     }
     let shutdown = CancellationToken::new();
-    if let Err(code) = stop_on_signals(&shutdown) {
-        return code;
-    }
+    stop_on_signals(&shutdown)?;
     let config = crate::demo::DemoConfig {
         rate: args.rate,
         failure_rate: args.failure_rate,
@@ -1000,19 +1009,12 @@ async fn run_demo(args: DemoArgs, pods: Option<&crate::demo::pods::DemoPods>) ->
         Some(pods) => crate::demo::pods::start(pods, &config, &shutdown).await,
         None => crate::demo::start(&config, &shutdown).await,
     };
-    let demo = match started {
-        Ok(demo) => demo,
-        Err(crate::demo::DemoError::Bind(err)) if err.in_use() => {
-            eprintln!(
-                "meshtop: {err}; another demo or sidecar may be running: --admin-base 0 picks free ports"
-            );
-            return ExitCode::from(EXIT_USAGE);
-        }
-        Err(err) => {
-            eprintln!("meshtop: {err}");
-            return ExitCode::from(EXIT_USAGE);
-        }
-    };
+    let demo = started.map_err(|err| match err {
+        crate::demo::DemoError::Bind(err) if err.in_use() => CliError::usage(format!(
+            "{err}; another demo or sidecar may be running: --admin-base 0 picks free ports"
+        )),
+        err => CliError::usage(err.to_string()),
+    })?;
     let targets: Vec<Target> = demo
         .admins
         .iter()
@@ -1052,32 +1054,25 @@ async fn run_demo(args: DemoArgs, pods: Option<&crate::demo::pods::DemoPods>) ->
     }
     let recording = match open_recording(args.record.as_deref(), args.force, &targets) {
         Ok(recording) => recording,
-        Err(code) => {
+        Err(err) => {
             shutdown.cancel();
-            return code;
+            return Err(err);
         }
     };
-    let (tx, rx) = feed();
-    let filter = args.display.filter.clone().unwrap_or_default();
-    let (subscription, filter_rx) = subscription(&filter, recording.is_some());
-    let _sources = spawn_sources(&targets, None, tx, shutdown.clone(), filter_rx);
-    let options = ShowOptions {
+    let session = LiveSession {
+        targets,
+        token: None,
         output,
-        filter,
-        subscription,
+        filter: args.display.filter.clone().unwrap_or_default(),
         window: args.display.window,
         duration: args.duration,
         recording,
-        replay: None,
         note: Some(note),
     };
-    let names = targets.iter().map(|t| t.to_string()).collect();
-    let result = show(names, rx, options, shutdown.clone()).await;
-    shutdown.cancel();
-    session_exit_code(result, true)
+    session_result(session.show(&shutdown).await, true)
 }
 
-fn run_init(args: InitArgs) -> ExitCode {
+fn run_init(args: InitArgs) -> Result<(), CliError> {
     let options = crate::init::InitOptions {
         proxy_uid: args.proxy_uid,
         inbound_port: args.inbound_port,
@@ -1086,27 +1081,20 @@ fn run_init(args: InitArgs) -> ExitCode {
         skip_outbound_ports: args.skip_outbound_ports.0,
         skip_subnets: args.skip_subnets,
     };
-    if let Err(err) = options.validate() {
-        eprintln!("meshtop: {err}");
-        return ExitCode::from(EXIT_USAGE);
-    }
+    options
+        .validate()
+        .map_err(|err| CliError::usage(err.to_string()))?;
     if args.dry_run {
         print!("{}", crate::init::dry_run(&options, args.uninstall));
-        return ExitCode::SUCCESS;
+        return Ok(());
     }
-    match crate::init::apply(&options, args.uninstall) {
-        Ok(applied) => {
-            print!("{applied}");
-            ExitCode::SUCCESS
-        }
-        Err(err) => {
-            eprintln!("meshtop: {err}");
-            ExitCode::from(EXIT_USAGE)
-        }
-    }
+    let applied = crate::init::apply(&options, args.uninstall)
+        .map_err(|err| CliError::usage(err.to_string()))?;
+    print!("{applied}");
+    Ok(())
 }
 
-fn run_inject(args: InjectArgs) -> ExitCode {
+fn run_inject(args: InjectArgs) -> Result<(), CliError> {
     use std::io::Read;
     let (name, input) = match args.file.as_deref().filter(|p| p.as_os_str() != "-") {
         Some(path) => (path.display().to_string(), std::fs::read_to_string(path)),
@@ -1116,13 +1104,7 @@ fn run_inject(args: InjectArgs) -> ExitCode {
             ("standard input".to_owned(), read)
         }
     };
-    let input = match input {
-        Ok(input) => input,
-        Err(err) => {
-            eprintln!("meshtop: cannot read {name}: {err}");
-            return ExitCode::from(EXIT_USAGE);
-        }
-    };
+    let input = input.map_err(|err| CliError::usage(format!("cannot read {name}: {err}")))?;
     let mut options = crate::inject::InjectOptions::default();
     if let Some(image) = args.image {
         options.image = image;
@@ -1136,12 +1118,10 @@ fn run_inject(args: InjectArgs) -> ExitCode {
     // all of it can be.
     let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
     match crate::inject::inject_to(&input, &options, &mut stdout) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(crate::inject::InjectError::Write(_)) => ExitCode::FAILURE,
-        Err(err) => {
-            eprintln!("meshtop: {name}: {err}");
-            ExitCode::from(EXIT_USAGE)
-        }
+        Ok(()) => Ok(()),
+        // Standard output is gone (a closed pipe): nowhere to say more.
+        Err(crate::inject::InjectError::Write(_)) => Err(CliError::quiet()),
+        Err(err) => Err(CliError::usage(format!("{name}: {err}"))),
     }
 }
 
@@ -1184,18 +1164,15 @@ fn check_playback(
 /// The sidecar `meshtop attach` attaches to when given no target.
 pub const DEFAULT_TARGET: &str = "127.0.0.1:15090";
 
-/// The stop signals, or, when they cannot be handled, the one-line error
-/// every command gives and its exit code: a command that could not be
-/// stopped cleanly does not start.
-fn stop_signals() -> Result<StopSignals, ExitCode> {
-    StopSignals::register().map_err(|err| {
-        eprintln!("meshtop: cannot handle signals: {err}");
-        ExitCode::FAILURE
-    })
+/// The stop signals, or, when they cannot be handled, the error every
+/// command gives: a command that could not be stopped cleanly does not
+/// start.
+fn stop_signals() -> Result<StopSignals, CliError> {
+    StopSignals::register().map_err(|err| CliError::failed(format!("cannot handle signals: {err}")))
 }
 
 /// Cancels `shutdown` on SIGTERM or SIGINT (see [`stop_signals`]).
-fn stop_on_signals(shutdown: &CancellationToken) -> Result<(), ExitCode> {
+fn stop_on_signals(shutdown: &CancellationToken) -> Result<(), CliError> {
     let signals = stop_signals()?;
     tokio::spawn(signals.cancel_on_signal(shutdown.clone()));
     Ok(())
@@ -1263,6 +1240,18 @@ mod tests {
             words.push(word);
         }
         words
+    }
+
+    #[test]
+    fn a_session_without_a_terminal_is_a_usage_error_and_a_failed_one_exits_1() {
+        let err = session_result(Err(ShowError::NotATerminal), true).expect_err("an error");
+        assert_eq!(err.code(), EXIT_USAGE);
+        assert_eq!(err.message(), Some(ShowError::NotATerminal.to_string().as_str()));
+        let io = std::io::Error::other("the terminal went away");
+        let err = session_result(Err(ShowError::Terminal(io)), true).expect_err("an error");
+        assert_eq!(err.code(), 1);
+        assert!(err.message().is_some_and(|m| m.contains("the terminal went away")));
+        assert_eq!(CliError::quiet().message(), None);
     }
 
     #[test]
