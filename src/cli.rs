@@ -1246,11 +1246,17 @@ mod tests {
     fn a_session_without_a_terminal_is_a_usage_error_and_a_failed_one_exits_1() {
         let err = session_result(Err(ShowError::NotATerminal), true).expect_err("an error");
         assert_eq!(err.code(), EXIT_USAGE);
-        assert_eq!(err.message(), Some(ShowError::NotATerminal.to_string().as_str()));
+        assert_eq!(
+            err.message(),
+            Some(ShowError::NotATerminal.to_string().as_str())
+        );
         let io = std::io::Error::other("the terminal went away");
         let err = session_result(Err(ShowError::Terminal(io)), true).expect_err("an error");
         assert_eq!(err.code(), 1);
-        assert!(err.message().is_some_and(|m| m.contains("the terminal went away")));
+        assert!(
+            err.message()
+                .is_some_and(|m| m.contains("the terminal went away"))
+        );
         assert_eq!(CliError::quiet().message(), None);
     }
 

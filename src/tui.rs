@@ -3,6 +3,7 @@
 //!
 //! - [`source`]: targets, connections with reconnect and backoff, the feed.
 //! - [`model`]: merged upstream stats, routes, errors, tap and sidecars.
+//! - [`keys`]: every key binding, its context and help text, in one table.
 //! - [`input`]: the UI state and key handling (no terminal needed).
 //! - [`views`]: widgets that draw the model.
 //! - [`replay`]: feeding a recording at its recorded pace.
@@ -10,6 +11,7 @@
 
 pub mod app;
 pub mod input;
+pub mod keys;
 pub mod model;
 pub mod replay;
 pub mod source;

@@ -12,6 +12,7 @@ use meshtop::telemetry::event::{
 use meshtop::telemetry::stats::{encode_histogram, new_latency_histogram};
 use meshtop::telemetry::{Direction, ErrorKind, HttpProtocol};
 use meshtop::tui::input::{Action, Tab, UiState};
+use meshtop::tui::keys::{self, Command, Context};
 use meshtop::tui::model::{Model, SortColumn, TAP_CAPACITY, UpstreamKey, Window};
 use meshtop::tui::source::{FeedItem, FeedKind};
 use meshtop::tui::views::{Screen, UpstreamsView, draw};
@@ -1239,5 +1240,191 @@ fn the_demo_says_where_emojivoto_answers_in_the_status_line() {
             status.contains("emojivoto: http://127.0.0.1:40711 │ ? help"),
             "{status}"
         );
+    }
+}
+
+/// A UI in `context`, placed where `binding` has something to do: in its
+/// view, with cursors mid-list, a view to switch to, a detail to leave.
+fn ui_for(
+    binding: &keys::Binding,
+    context: Context,
+    digit: Option<char>,
+    model: &Model,
+) -> UiState {
+    let mut ui = UiState::new(FilterExpr::default());
+    ui.tab = binding.tab.unwrap_or(Tab::Upstreams);
+    // One row down: every movement moves, up or down.
+    ui.handle_key(KeyEvent::new(KeyCode::Down, KeyModifiers::NONE), model);
+    match binding.command {
+        Command::Back => {
+            ui.handle_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE), model);
+            assert_eq!(ui.tab, Tab::Detail);
+        }
+        Command::View if digit == Some('1') => ui.tab = Tab::Sidecars,
+        _ => {}
+    }
+    match context {
+        Context::Live => {}
+        Context::Replay => {
+            ui.replay = Some(meshtop::tui::replay::Progress {
+                position: std::time::Duration::from_secs(30),
+                length: std::time::Duration::from_secs(100),
+                speed: meshtop::tui::replay::Speed::Factor(1.0),
+                paused: false,
+                finished: false,
+                seeked: None,
+            })
+        }
+        Context::Help => ui.help = true,
+        Context::FilterInput => ui.filter_input = Some("failed".into()),
+    }
+    ui
+}
+
+#[test]
+fn every_key_of_the_table_acts_in_every_context_it_names() {
+    let model = fixture();
+    assert!(
+        UiState::new(FilterExpr::default())
+            .upstream_rows(&model)
+            .len()
+            >= 3,
+        "the fixture lists enough rows for every movement to move"
+    );
+    let mut pressed = 0;
+    for binding in keys::BINDINGS {
+        for &context in binding.contexts {
+            for chord in binding.chords {
+                let digit = match chord.code {
+                    KeyCode::Char(c) => Some(c),
+                    _ => None,
+                };
+                let mut ui = ui_for(binding, context, digit, &model);
+                assert_eq!(ui.context(), context);
+                let key = KeyEvent::new(chord.code, chord.modifiers);
+                let found = keys::lookup(context, ui.tab, key).expect("the key is bound");
+                assert!(
+                    std::ptr::eq(found, binding),
+                    "{chord:?} in {context:?} is bound twice: {:?} shadows {:?}",
+                    found.command,
+                    binding.command
+                );
+                let before = format!("{ui:?}");
+                let action = ui.handle_key(key, &model);
+                match binding.command {
+                    Command::Quit => assert_eq!(action, Action::Quit),
+                    Command::Player(command) => assert_eq!(action, Action::Player(command)),
+                    command => {
+                        assert_eq!(
+                            action,
+                            Action::Redraw,
+                            "{chord:?} ({command:?}) in {context:?}"
+                        );
+                        assert_ne!(
+                            format!("{ui:?}"),
+                            before,
+                            "{chord:?} ({command:?}) in {context:?} changed nothing"
+                        );
+                    }
+                }
+                pressed += 1;
+            }
+        }
+    }
+    assert!(pressed > keys::BINDINGS.len());
+}
+
+#[test]
+fn keys_outside_the_table_do_nothing() {
+    let model = fixture();
+    let mut others: Vec<KeyCode> = (' '..='~').map(KeyCode::Char).collect();
+    others.extend([
+        KeyCode::F(1),
+        KeyCode::Insert,
+        KeyCode::Delete,
+        KeyCode::Left,
+        KeyCode::Right,
+        KeyCode::Backspace,
+    ]);
+    for context in Context::ALL {
+        for tab in Tab::ALL {
+            for &code in &others {
+                let key = KeyEvent::new(code, KeyModifiers::NONE);
+                if keys::lookup(context, tab, key).is_some() {
+                    continue;
+                }
+                let binding = &keys::BINDINGS[0];
+                let mut ui = ui_for(binding, context, None, &model);
+                ui.tab = tab;
+                let before = format!("{ui:?}");
+                let action = ui.handle_key(key, &model);
+                if context == Context::FilterInput && matches!(code, KeyCode::Char(_)) {
+                    // Typed text: the one input the table leaves out.
+                    assert_eq!(action, Action::Redraw);
+                    continue;
+                }
+                assert_eq!(action, Action::None, "{code:?} in {context:?} on {tab:?}");
+                assert_eq!(
+                    format!("{ui:?}"),
+                    before,
+                    "{code:?} in {context:?} on {tab:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn help_and_hints_list_exactly_the_keys_that_work() {
+    for context in [Context::Live, Context::Replay] {
+        let help = keys::help(context);
+        let text: String = help
+            .iter()
+            .map(|(k, what)| format!("{k} {what}\n"))
+            .collect();
+        for binding in keys::BINDINGS
+            .iter()
+            .filter(|b| b.contexts.contains(&context))
+        {
+            let listed = help.iter().any(|(k, _)| {
+                let named: Vec<&str> = k.split([' ', ',']).collect();
+                binding
+                    .keys
+                    .split([' ', ','])
+                    .filter(|w| !w.is_empty())
+                    .all(|w| named.contains(&w))
+            });
+            assert!(
+                listed,
+                "{:?} ({}) works in {context:?} but help does not list it:\n{text}",
+                binding.command, binding.keys
+            );
+        }
+        // And the overlay shows them.
+        let model = fixture();
+        let mut ui = UiState::new(FilterExpr::default());
+        if context == Context::Replay {
+            ui = ui_for(&keys::BINDINGS[0], Context::Replay, None, &model);
+        }
+        ui.help = true;
+        let screen = screen(&model, &ui, 160, 48);
+        for (keys, what) in &help {
+            assert!(
+                screen.contains(keys) && screen.contains(what),
+                "{keys} {what}:\n{screen}"
+            );
+        }
+        for tab in Tab::ALL {
+            for hint in keys::hints(context, tab, false, false) {
+                assert!(
+                    keys::BINDINGS
+                        .iter()
+                        .any(|b| b.hint.is_some_and(|h| h.keys == hint.keys)
+                            && b.contexts.contains(&context)
+                            && b.tab.is_none_or(|only| only == tab)),
+                    "{hint:?} is shown in {context:?} on {tab:?}, where it does not work"
+                );
+            }
+        }
     }
 }

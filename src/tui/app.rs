@@ -6,12 +6,13 @@
 use std::io::{self, IsTerminal, Write};
 use std::time::{Duration, Instant, SystemTime};
 
-use crossterm::event::{Event, EventStream, KeyCode, KeyEvent, KeyEventKind};
+use crossterm::event::{Event, EventStream, KeyEventKind};
 use futures_util::StreamExt;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::input::{Action, UiState};
+use super::keys::PlayerCommand;
 use super::model::{Model, Window, headless_table};
 use super::replay::{Control, Progress};
 use super::source::{FeedItem, FeedKind, FeedReceiver};
@@ -371,15 +372,14 @@ async fn tui_loop(
             }
             event = keys.next() => match event {
                 Some(Ok(Event::Key(key))) if key.kind != KeyEventKind::Release => {
-                    let replay_key = session
-                        .replay
-                        .is_some_and(|replay| replay_control(replay, key, session.ui, &mut seeks));
-                    if !replay_key {
-                        let action = session.ui.handle_key(key, frozen.as_deref().unwrap_or(session.model));
-                        if action == Action::Quit {
-                            return Ok(());
+                    match session.ui.handle_key(key, frozen.as_deref().unwrap_or(session.model)) {
+                        Action::Quit => return Ok(()),
+                        Action::Player(command) => {
+                            if let Some(replay) = session.replay {
+                                replay_control(replay, command, &mut seeks);
+                            }
                         }
-                        session.push_filter();
+                        Action::None | Action::Redraw => session.push_filter(),
                     }
                     match (session.ui.paused, frozen.is_some()) {
                         (true, false) => frozen = Some(Box::new(session.model.clone())),
@@ -426,12 +426,9 @@ impl Session<'_> {
 /// How far `←`/`→` seek in a replay.
 const SEEK_STEP: Duration = Duration::from_secs(10);
 
-/// Handles the replay keys (`space`, `+`/`-`, `←`/`→`, `g`/`G`) unless the
-/// filter is being edited; returns whether the key was one of them.
-fn replay_control(replay: &ReplayHandle, key: KeyEvent, ui: &UiState, seeks: &mut u64) -> bool {
-    if ui.filter_input.is_some() || ui.help {
-        return false;
-    }
+/// Carries out a replay key (`space`, `+`/`-`, `←`/`→`, `g`/`G`; see
+/// [`crate::tui::keys`]) on the player.
+fn replay_control(replay: &ReplayHandle, command: PlayerCommand, seeks: &mut u64) {
     let progress = *replay.progress.borrow();
     let length = progress.length;
     // Keys pressed faster than the player takes them add up: a seek still
@@ -445,17 +442,15 @@ fn replay_control(replay: &ReplayHandle, key: KeyEvent, ui: &UiState, seeks: &mu
         let id = *seeks;
         replay.control.send_modify(|c| c.seek = Some((id, to)));
     };
-    match key.code {
-        KeyCode::Char(' ') => replay.control.send_modify(|c| c.paused = !c.paused),
-        KeyCode::Char('+') => replay.control.send_modify(|c| c.speed = c.speed.faster()),
-        KeyCode::Char('-') => replay.control.send_modify(|c| c.speed = c.speed.slower()),
-        KeyCode::Left => seek(position.saturating_sub(SEEK_STEP)),
-        KeyCode::Right => seek((position + SEEK_STEP).min(length)),
-        KeyCode::Char('g') => seek(Duration::ZERO),
-        KeyCode::Char('G') => seek(length),
-        _ => return false,
+    match command {
+        PlayerCommand::PlayPause => replay.control.send_modify(|c| c.paused = !c.paused),
+        PlayerCommand::Faster => replay.control.send_modify(|c| c.speed = c.speed.faster()),
+        PlayerCommand::Slower => replay.control.send_modify(|c| c.speed = c.speed.slower()),
+        PlayerCommand::SeekBack => seek(position.saturating_sub(SEEK_STEP)),
+        PlayerCommand::SeekForward => seek((position + SEEK_STEP).min(length)),
+        PlayerCommand::SeekStart => seek(Duration::ZERO),
+        PlayerCommand::SeekEnd => seek(length),
     }
-    true
 }
 
 /// Prints the upstream table (and a blank line, separating tables).
@@ -482,7 +477,7 @@ pub fn write_json_line(out: &mut impl Write, source: &str, raw: &str) -> io::Res
 mod tests {
     use super::*;
     use crate::tui::replay::Speed;
-    use crossterm::event::KeyModifiers;
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
     fn key(code: KeyCode) -> KeyEvent {
         KeyEvent::new(code, KeyModifiers::NONE)
@@ -510,18 +505,26 @@ mod tests {
         (ReplayHandle { control, progress }, control_rx, progress_tx)
     }
 
+    /// Presses `code` in a replay UI, as the app does: a player key goes to
+    /// the player. Returns whether it was one.
+    fn press(ui: &mut UiState, replay: &ReplayHandle, code: KeyCode, seeks: &mut u64) -> bool {
+        ui.replay = Some(*replay.progress.borrow());
+        match ui.handle_key(key(code), &Model::new(Vec::new())) {
+            Action::Player(command) => {
+                replay_control(replay, command, seeks);
+                true
+            }
+            _ => false,
+        }
+    }
+
     #[test]
     fn seek_keys_pressed_faster_than_the_player_all_count() {
         let (replay, control_rx, progress_tx) = player_at_30s_of_100s();
-        let ui = UiState::new(FilterExpr::default());
+        let mut ui = UiState::new(FilterExpr::default());
         let mut seeks = 0;
         for _ in 0..4 {
-            assert!(replay_control(
-                &replay,
-                key(KeyCode::Right),
-                &ui,
-                &mut seeks
-            ));
+            assert!(press(&mut ui, &replay, KeyCode::Right, &mut seeks));
         }
         assert_eq!(control_rx.borrow().seek, Some((4, Duration::from_secs(70))));
         // Once the player took it and moved on, seeks start from where it is.
@@ -529,11 +532,11 @@ mod tests {
             p.position = Duration::from_secs(75);
             p.seeked = Some(4);
         });
-        assert!(replay_control(&replay, key(KeyCode::Left), &ui, &mut seeks));
+        assert!(press(&mut ui, &replay, KeyCode::Left, &mut seeks));
         assert_eq!(control_rx.borrow().seek, Some((5, Duration::from_secs(65))));
         // Never past the end.
         for _ in 0..10 {
-            replay_control(&replay, key(KeyCode::Right), &ui, &mut seeks);
+            press(&mut ui, &replay, KeyCode::Right, &mut seeks);
         }
         assert_eq!(
             control_rx.borrow().seek.map(|s| s.1),
@@ -546,74 +549,32 @@ mod tests {
         let (replay, control_rx, progress_tx) = player_at_30s_of_100s();
         let mut ui = UiState::new(FilterExpr::default());
         let mut seeks = 0;
-        assert!(replay_control(
-            &replay,
-            key(KeyCode::Char(' ')),
-            &ui,
-            &mut seeks
-        ));
+        assert!(press(&mut ui, &replay, KeyCode::Char(' '), &mut seeks));
         assert!(control_rx.borrow().paused);
-        assert!(replay_control(
-            &replay,
-            key(KeyCode::Char('+')),
-            &ui,
-            &mut seeks
-        ));
+        assert!(!ui.paused, "space drives the player, not the screen");
+        assert!(press(&mut ui, &replay, KeyCode::Char('+'), &mut seeks));
         assert_eq!(control_rx.borrow().speed, Speed::Factor(2.0));
-        assert!(replay_control(
-            &replay,
-            key(KeyCode::Char('-')),
-            &ui,
-            &mut seeks
-        ));
-        assert!(replay_control(
-            &replay,
-            key(KeyCode::Char('-')),
-            &ui,
-            &mut seeks
-        ));
+        assert!(press(&mut ui, &replay, KeyCode::Char('-'), &mut seeks));
+        assert!(press(&mut ui, &replay, KeyCode::Char('-'), &mut seeks));
         assert_eq!(control_rx.borrow().speed, Speed::Factor(0.5));
-        assert!(replay_control(&replay, key(KeyCode::Left), &ui, &mut seeks));
+        assert!(press(&mut ui, &replay, KeyCode::Left, &mut seeks));
         assert_eq!(control_rx.borrow().seek, Some((1, Duration::from_secs(20))));
-        assert!(replay_control(
-            &replay,
-            key(KeyCode::Right),
-            &ui,
-            &mut seeks
-        ));
+        assert!(press(&mut ui, &replay, KeyCode::Right, &mut seeks));
         // The left seek is still on its way: right goes on from its target.
         assert_eq!(control_rx.borrow().seek, Some((2, Duration::from_secs(30))));
-        assert!(replay_control(
-            &replay,
-            key(KeyCode::Char('g')),
-            &ui,
-            &mut seeks
-        ));
+        assert!(press(&mut ui, &replay, KeyCode::Char('g'), &mut seeks));
         assert_eq!(control_rx.borrow().seek, Some((3, Duration::ZERO)));
-        assert!(replay_control(
-            &replay,
-            key(KeyCode::Char('G')),
-            &ui,
-            &mut seeks
-        ));
+        assert!(press(&mut ui, &replay, KeyCode::Char('G'), &mut seeks));
         assert_eq!(
             control_rx.borrow().seek,
             Some((4, Duration::from_secs(100)))
         );
         // Other keys are the UI's, and so is everything while typing a filter.
-        assert!(!replay_control(
-            &replay,
-            key(KeyCode::Char('q')),
-            &ui,
-            &mut seeks
-        ));
+        assert!(!press(&mut ui, &replay, KeyCode::Char('e'), &mut seeks));
+        assert!(ui.failures_only);
         ui.filter_input = Some(String::new());
-        assert!(!replay_control(
-            &replay,
-            key(KeyCode::Char(' ')),
-            &ui,
-            &mut seeks
-        ));
+        assert!(!press(&mut ui, &replay, KeyCode::Char(' '), &mut seeks));
+        assert_eq!(ui.filter_input.as_deref(), Some(" "));
         drop(progress_tx);
     }
 

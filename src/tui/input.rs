@@ -1,6 +1,7 @@
 //! The UI state of `meshtop attach` and its key handling; no terminal needed.
 //!
-//! [`UiState`] is everything the user chose (view, window, sort, filter,
+//! What each key does is looked up in [`super::keys`], the one table of
+//! bindings. [`UiState`] is everything the user chose (view, window, sort, filter,
 //! selections, overlays) and nothing the sidecars sent: that lives in the
 //! [`Model`]. [`UiState::handle_key`] reads the model only to know what is on
 //! screen (how many rows, which upstream is under the cursor), so the same
@@ -9,6 +10,7 @@
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
+use super::keys::{self, Command, Context, PlayerCommand};
 use super::model::{
     Model, SidecarState, SortColumn, TapEntry, UpstreamKey, UpstreamRow, Window, sort_rows,
 };
@@ -49,7 +51,7 @@ impl Tab {
         self as usize
     }
 
-    fn from_digit(digit: char) -> Option<Tab> {
+    pub(crate) fn from_digit(digit: char) -> Option<Tab> {
         let n = digit.to_digit(10)? as usize;
         Tab::ALL.get(n.checked_sub(1)?).copied()
     }
@@ -72,6 +74,8 @@ pub enum Action {
     Redraw,
     /// Leave the UI (the app restores the terminal).
     Quit,
+    /// A replay key: the app passes it to the player.
+    Player(PlayerCommand),
 }
 
 /// Cursor positions, one per view that has a list. Positions are indexes
@@ -184,25 +188,108 @@ impl UiState {
 
     /// Applies one key. `model` is what is on screen (the frozen snapshot
     /// while paused), so that cursors move over the rows the user sees.
+    /// What each key does is looked up in [`keys::BINDINGS`].
     pub fn handle_key(&mut self, key: KeyEvent, model: &Model) -> Action {
         if key.kind == KeyEventKind::Release {
             return Action::None;
         }
         let had_hint = self.hint.take().is_some();
-        if key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c') {
-            return Action::Quit;
-        }
-        let action = if self.filter_input.is_some() {
-            self.edit_filter(key)
-        } else if self.help {
-            self.in_help(key)
-        } else {
-            self.command(key, model)
+        let context = self.context();
+        let action = match keys::lookup(context, self.tab, key) {
+            Some(binding) => self.run(binding.command, key, model),
+            None => match key.code {
+                KeyCode::Char(c)
+                    if context == Context::FilterInput
+                        && !key
+                            .modifiers
+                            .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT) =>
+                {
+                    self.edit_filter(|input| input.push(c))
+                }
+                _ => Action::None,
+            },
         };
         match action {
             Action::None if had_hint => Action::Redraw,
             action => action,
         }
+    }
+
+    /// Where the keyboard is: typing a filter, in help, else browsing a
+    /// replay or live data.
+    pub fn context(&self) -> Context {
+        if self.filter_input.is_some() {
+            Context::FilterInput
+        } else if self.help {
+            Context::Help
+        } else {
+            self.browse_context()
+        }
+    }
+
+    /// Browsing a replay or live data, whatever is open on top.
+    pub fn browse_context(&self) -> Context {
+        if self.replay.is_some() {
+            Context::Replay
+        } else {
+            Context::Live
+        }
+    }
+
+    fn run(&mut self, command: Command, key: KeyEvent, model: &Model) -> Action {
+        let page = self.page_rows.max(1);
+        match command {
+            Command::Quit => return Action::Quit,
+            Command::Player(command) => return Action::Player(command),
+            Command::OpenHelp => self.help = true,
+            Command::CloseHelp => self.help = false,
+            Command::EditFilter => {
+                self.filter_input = Some(self.filter.as_str().to_owned());
+                self.filter_error = None;
+            }
+            Command::ApplyFilter => self.apply_filter(),
+            Command::CancelFilter => {
+                self.filter_input = None;
+                self.filter_error = None;
+            }
+            Command::ClearFilter => return self.edit_filter(String::clear),
+            Command::DeleteChar => {
+                return self.edit_filter(|input| {
+                    input.pop();
+                });
+            }
+            Command::Pause => self.paused = !self.paused,
+            Command::FailuresOnly => self.failures_only = !self.failures_only,
+            Command::NextWindow => self.window = self.window.next(),
+            Command::NextSort => self.sort = self.sort.next(),
+            Command::ReverseSort => self.reverse = !self.reverse,
+            Command::Follow => self.toggle_follow(model),
+            Command::View => {
+                let KeyCode::Char(digit) = key.code else {
+                    return Action::None;
+                };
+                let Some(tab) = Tab::from_digit(digit) else {
+                    return Action::None;
+                };
+                self.switch_to(tab, model);
+            }
+            Command::NextView => self.cycle_tab(model, Tab::next),
+            Command::PreviousView => self.cycle_tab(model, Tab::previous),
+            Command::DrillIn => self.drill_in(model),
+            Command::Back => {
+                if self.tab != Tab::Detail {
+                    return Action::None;
+                }
+                self.tab = self.detail_from;
+            }
+            Command::Up => self.move_cursor(Move::Up(1), model),
+            Command::Down => self.move_cursor(Move::Down(1), model),
+            Command::PageUp => self.move_cursor(Move::Up(page), model),
+            Command::PageDown => self.move_cursor(Move::Down(page), model),
+            Command::Top => self.move_cursor(Move::Top, model),
+            Command::Bottom => self.move_cursor(Move::Bottom, model),
+        }
+        Action::Redraw
     }
 
     /// The rows of the upstreams table, in display order.
@@ -271,96 +358,30 @@ impl UiState {
         Some(after.saturating_sub(1))
     }
 
-    fn in_help(&mut self, key: KeyEvent) -> Action {
-        match key.code {
-            KeyCode::Esc | KeyCode::Char('?') => {
-                self.help = false;
-                Action::Redraw
-            }
-            KeyCode::Char('q') => Action::Quit,
-            _ => Action::None,
-        }
-    }
-
-    fn edit_filter(&mut self, key: KeyEvent) -> Action {
+    /// Changes the filter being typed; an edit clears the last error.
+    fn edit_filter(&mut self, edit: impl FnOnce(&mut String)) -> Action {
         let Some(input) = self.filter_input.as_mut() else {
             return Action::None;
         };
-        match key.code {
-            KeyCode::Esc => {
-                self.filter_input = None;
-                self.filter_error = None;
-            }
-            KeyCode::Enter => match input.parse::<FilterExpr>() {
-                Ok(filter) => {
-                    self.filter = filter;
-                    self.filter_input = None;
-                    self.filter_error = None;
-                }
-                // The previous filter stays in force; the input stays open
-                // so the user can fix the term the error names.
-                Err(err) => self.filter_error = Some(err.to_string()),
-            },
-            KeyCode::Backspace => {
-                input.pop();
-                self.filter_error = None;
-            }
-            KeyCode::Char('u') if key.modifiers.contains(KeyModifiers::CONTROL) => {
-                input.clear();
-                self.filter_error = None;
-            }
-            KeyCode::Char(c)
-                if !key
-                    .modifiers
-                    .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT) =>
-            {
-                input.push(c);
-                self.filter_error = None;
-            }
-            _ => return Action::None,
-        }
+        edit(input);
+        self.filter_error = None;
         Action::Redraw
     }
 
-    fn command(&mut self, key: KeyEvent, model: &Model) -> Action {
-        let page = self.page_rows.max(1);
-        match key.code {
-            KeyCode::Char('q') => return Action::Quit,
-            KeyCode::Char('?') => self.help = true,
-            KeyCode::Char('/') => {
-                self.filter_input = Some(self.filter.as_str().to_owned());
+    fn apply_filter(&mut self) {
+        let Some(input) = self.filter_input.as_ref() else {
+            return;
+        };
+        match input.parse::<FilterExpr>() {
+            Ok(filter) => {
+                self.filter = filter;
+                self.filter_input = None;
                 self.filter_error = None;
             }
-            KeyCode::Char(' ') => self.paused = !self.paused,
-            KeyCode::Char('e') => self.failures_only = !self.failures_only,
-            KeyCode::Char('w') => self.window = self.window.next(),
-            KeyCode::Char('s') => self.sort = self.sort.next(),
-            KeyCode::Char('S') => self.reverse = !self.reverse,
-            KeyCode::Char('f') if self.tab == Tab::Tap => self.toggle_follow(model),
-            KeyCode::Char(c @ '1'..='5') => {
-                let Some(tab) = Tab::from_digit(c) else {
-                    return Action::None;
-                };
-                self.switch_to(tab, model);
-            }
-            KeyCode::Tab => self.cycle_tab(model, Tab::next),
-            KeyCode::BackTab => self.cycle_tab(model, Tab::previous),
-            KeyCode::Enter => self.drill_in(model),
-            KeyCode::Esc => {
-                if self.tab != Tab::Detail {
-                    return Action::None;
-                }
-                self.tab = self.detail_from;
-            }
-            KeyCode::Up | KeyCode::Char('k') => self.move_cursor(Move::Up(1), model),
-            KeyCode::Down | KeyCode::Char('j') => self.move_cursor(Move::Down(1), model),
-            KeyCode::PageUp => self.move_cursor(Move::Up(page), model),
-            KeyCode::PageDown => self.move_cursor(Move::Down(page), model),
-            KeyCode::Home | KeyCode::Char('g') => self.move_cursor(Move::Top, model),
-            KeyCode::End | KeyCode::Char('G') => self.move_cursor(Move::Bottom, model),
-            _ => return Action::None,
+            // The previous filter stays in force; the input stays open so
+            // the user can fix the term the error names.
+            Err(err) => self.filter_error = Some(err.to_string()),
         }
-        Action::Redraw
     }
 
     /// Switches view; the detail view needs an upstream to show, so without

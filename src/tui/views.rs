@@ -34,6 +34,7 @@ pub use tap::TapView;
 pub use upstreams::UpstreamsView;
 
 use super::input::{Tab, UiState};
+use super::keys::{self, Context};
 use super::model::{Model, SourceState, format_latency, format_rps, format_success};
 use crate::telemetry::Direction;
 use grid::text_width;
@@ -342,32 +343,19 @@ impl Widget for &StatusLine<'_> {
             Line::from(hint.as_str()).yellow().render(first, buf);
             return;
         }
-        let mut keys = vec![
-            ("?", "help"),
-            ("q", "quit"),
-            ("1-5", "views"),
-            ("enter", "detail"),
-            ("/", "filter"),
-            match (&ui.replay, ui.paused) {
-                (Some(_), _) => ("space", "play/pause"),
-                (None, true) => ("space", "resume"),
-                (None, false) => ("space", "pause"),
-            },
-            ("e", "failures"),
-            ("w", "window"),
-            ("s/S", "sort"),
-        ];
-        if ui.tab == Tab::Tap {
-            let follow = if ui.tap_follow { "unfollow" } else { "follow" };
-            keys.insert(4, ("f", follow));
-        }
+        // While help is open the line still shows the keys of the view
+        // under it, which is where esc returns.
+        let keys = keys::hints(ui.browse_context(), ui.tab, ui.paused, ui.tap_follow);
         let mut spans: Vec<Span> = Vec::new();
         if let Some(note) = &ui.note {
             spans.push(Span::raw(note.as_str()).cyan());
             spans.push(Span::raw(" │ ").dim());
         }
-        spans.extend(keys.into_iter().flat_map(|(key, what)| {
-            [Span::raw(key).bold(), Span::raw(format!(" {what}  ")).dim()]
+        spans.extend(keys.into_iter().flat_map(|hint| {
+            [
+                Span::raw(hint.keys).bold(),
+                Span::raw(format!(" {}  ", hint.text)).dim(),
+            ]
         }));
         Line::from(spans).render(first, buf);
     }
@@ -379,37 +367,6 @@ pub struct HelpOverlay {
     pub replay: bool,
 }
 
-/// What some keys do in a replay instead (see [`HELP_KEYS`]).
-const HELP_REPLAY_KEYS: [(&str, &str); 5] = [
-    ("Home End", "first / last row"),
-    ("space", "play / pause the replay"),
-    ("← →", "seek 10 s back / forward"),
-    ("+ -", "play faster / slower"),
-    ("g G", "start / end of the recording"),
-];
-
-const HELP_KEYS: [(&str, &str); 16] = [
-    ("?", "this help (esc or ? closes it)"),
-    ("q, ctrl-c", "quit"),
-    ("tab, shift-tab", "next / previous view"),
-    ("1 … 5", "Upstreams, Detail, Errors, Tap, Sidecars"),
-    ("↑ ↓, k j", "move the selection"),
-    ("g G, Home End", "first / last row"),
-    ("PgUp PgDn", "a page up / down"),
-    ("enter", "drill into the selected upstream"),
-    ("esc", "back; closes help; cancels filter editing"),
-    (
-        "/",
-        "edit the filter: enter applies, esc cancels, ctrl-u clears",
-    ),
-    ("space", "pause the screen (data keeps arriving)"),
-    ("e", "failures only"),
-    ("w", "window: 10s → 1m → 5m"),
-    ("s", "next sort column"),
-    ("S", "reverse the sort"),
-    ("f", "tap: follow the newest requests"),
-];
-
 const HELP_FILTER: [&str; 5] = [
     "filter terms, all must hold, ! negates (docs/filters.md):",
     "  authority~TEXT  path~TEXT  method=GET  sidecar~TEXT  route~TEXT",
@@ -420,18 +377,11 @@ const HELP_FILTER: [&str; 5] = [
 
 impl Widget for &HelpOverlay {
     fn render(self, area: Rect, buf: &mut Buffer) {
-        let keys: Vec<(&str, &str)> = if self.replay {
-            // g, G and space act on the player; the rest as live.
-            let mut keys: Vec<(&str, &str)> = HELP_KEYS
-                .iter()
-                .copied()
-                .filter(|(key, _)| !["g G, Home End", "space"].contains(key))
-                .collect();
-            keys.extend(HELP_REPLAY_KEYS);
-            keys
+        let keys = keys::help(if self.replay {
+            Context::Replay
         } else {
-            HELP_KEYS.to_vec()
-        };
+            Context::Live
+        });
         let mut lines: Vec<Line> = keys
             .iter()
             .map(|(key, what)| {
