@@ -1,6 +1,7 @@
 //! The terminal UI's hot paths (issue targets in brackets):
 //!
 //! - the model ingesting request events [≥ 300,000 events/s on one core],
+//!   also across 5,000 upstreams and past the bound of upstreams kept,
 //!   and parsing plus ingesting them as they arrive from a sidecar;
 //! - a full frame of the Upstreams view with 200 upstreams at 200×50
 //!   [≤ 3 ms];
@@ -27,6 +28,10 @@ use ratatui::backend::TestBackend;
 const T0: u64 = 1_795_996_800;
 
 fn request(i: u64) -> Message {
+    request_to(i, format!("svc-{}.emojivoto:8080", i % 20))
+}
+
+fn request_to(i: u64, authority: String) -> Message {
     Message::Request(RequestEvent {
         ts: timestamp(UNIX_EPOCH + Duration::from_micros(T0 * 1_000_000 + i)),
         sidecar: "web".into(),
@@ -34,7 +39,7 @@ fn request(i: u64) -> Message {
         protocol: HttpProtocol::Grpc.into(),
         client: "10.1.0.7:52144".into(),
         server: Some("10.1.0.9:8080".into()),
-        authority: format!("svc-{}.emojivoto:8080", i % 20),
+        authority,
         method: Some("POST".into()),
         path: Some(format!("/emojivoto.v1.VotingService/Vote{}", i % 50)),
         status: Some(200),
@@ -66,6 +71,24 @@ fn ingest(c: &mut Criterion) {
             }
         })
     });
+    // Past the model's bounds: 5,000 upstreams kept, and, with 10,000
+    // authorities, one evicted per new event.
+    for upstreams in [5_000, 10_000] {
+        let events: Vec<Message> = (0..N)
+            .map(|i| request_to(i, format!("svc-{}.emojivoto:8080", (i * 7_919) % upstreams)))
+            .collect();
+        group.bench_function(
+            format!("ingest request events, {upstreams} upstreams"),
+            |b| {
+                let mut model = Model::new(["a".to_string()]);
+                b.iter(|| {
+                    for event in &events {
+                        model.ingest_message(0, black_box(event));
+                    }
+                })
+            },
+        );
+    }
     group.bench_function("parse and ingest request events", |b| {
         let mut model = Model::new(["a".to_string()]);
         b.iter(|| {

@@ -1203,3 +1203,40 @@ fn filters_on_sidecars_and_routes_are_exact_from_stats() {
     let summary = model.summary(Window::TenSeconds, &dog);
     assert_eq!(summary.rps, 3.0);
 }
+
+#[test]
+fn ten_thousand_authorities_keep_the_most_recently_active_within_the_bounds() {
+    use meshtop::tui::model::{ERROR_GROUPS, MAX_UPSTREAMS};
+    let mut model = Model::new(["a".to_string()]);
+    let keep = "keep.emojivoto:80";
+    for i in 0..10_000 {
+        // Each authority fails once: one error group per authority too.
+        model.ingest_message(
+            0,
+            &request("web", &format!("svc-{i}:80"), "/", 503, None, None),
+        );
+        if i % 100 == 0 {
+            model.ingest_message(0, &request("web", keep, "/", 503, None, None));
+        }
+    }
+    let rows = model.upstream_rows(Window::OneMinute, &FilterExpr::default(), false);
+    let names: std::collections::HashSet<&str> =
+        rows.iter().map(|r| r.key.authority.as_str()).collect();
+    assert_eq!(rows.len(), MAX_UPSTREAMS);
+    assert_eq!(model.evicted_upstreams(), 10_001 - MAX_UPSTREAMS as u64);
+    // Exactly the least recently active went, one at a time: the one used
+    // every hundred events stayed, and so did the newest.
+    assert!(names.contains(keep));
+    assert!(names.contains("svc-9999:80") && names.contains("svc-5001:80"));
+    assert!(!names.contains("svc-5000:80") && !names.contains("svc-0:80"));
+
+    let errors = model.errors(&FilterExpr::default(), None);
+    assert_eq!(errors.len(), ERROR_GROUPS);
+    let failing: std::collections::HashSet<&str> = errors
+        .iter()
+        .map(|e| e.key.upstream.authority.as_str())
+        .collect();
+    assert!(failing.contains(keep));
+    assert!(failing.contains("svc-9999:80") && failing.contains("svc-9001:80"));
+    assert!(!failing.contains("svc-9000:80"));
+}

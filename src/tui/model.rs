@@ -22,6 +22,7 @@
 //! and the tap within [`TAP_BYTES`], with the least recently active evicted
 //! first; error groups, routes and upstreams also have caps by count.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -37,6 +38,7 @@ use crate::telemetry::event::{
 use crate::telemetry::stats::{MAX_LATENCY_MICROS, decode_histogram, new_latency_histogram};
 
 mod by_events;
+mod recency;
 mod selected;
 pub use by_events::Figures;
 
@@ -52,7 +54,7 @@ pub const ERROR_GROUPS: usize = 1_000;
 pub const MAX_UPSTREAMS: usize = 5_000;
 /// Bytes of upstream state kept (its window histograms, its per-second
 /// history and its routes); past it, the least recently active upstreams
-/// are evicted, a tenth of them at a time, and counted.
+/// are evicted, and counted.
 pub const UPSTREAM_BYTES: usize = 64 << 20;
 /// Bytes of requests kept for the tap; past it the oldest go.
 pub const TAP_BYTES: usize = 24 << 20;
@@ -157,22 +159,19 @@ struct RouteSecond {
 }
 
 /// A window's running aggregate: what entered minus what left.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 struct WindowAggregate {
     requests: u64,
     failures: u64,
-    latency: Histogram<u64>,
+    /// Allocated with the first latency added, and freed when the window
+    /// empties: an empty histogram still holds 16 KiB of counts, and most
+    /// upstreams known only from request events never get one.
+    latency: Option<Histogram<u64>>,
 }
 
-impl Default for WindowAggregate {
-    fn default() -> Self {
-        WindowAggregate {
-            requests: 0,
-            failures: 0,
-            latency: new_latency_histogram(),
-        }
-    }
-}
+/// What an aggregate without latencies lends its readers.
+static NO_LATENCY: std::sync::LazyLock<Histogram<u64>> =
+    std::sync::LazyLock::new(new_latency_histogram);
 
 #[derive(Clone, Debug)]
 struct UpstreamState {
@@ -573,7 +572,11 @@ impl SidecarState {
 pub struct Model {
     sidecars: Vec<SidecarState>,
     upstreams: HashMap<UpstreamKey, UpstreamState>,
+    /// The upstreams by their `last_active`: which to evict next.
+    upstream_recency: recency::Recency<UpstreamKey>,
     errors: HashMap<ErrorKey, ErrorRow>,
+    /// The error groups by their `seen_order`: which to evict next.
+    error_recency: recency::Recency<ErrorKey>,
     tap: VecDeque<TapEntry>,
     /// The model clock: the newest `stats` second seen (Unix seconds).
     now_sec: Option<i64>,
@@ -635,7 +638,9 @@ impl Model {
         Model {
             sidecars: targets.into_iter().map(SidecarState::new).collect(),
             upstreams: HashMap::new(),
+            upstream_recency: recency::Recency::new(),
             errors: HashMap::new(),
+            error_recency: recency::Recency::new(),
             tap: VecDeque::new(),
             now_sec: None,
             clock_start: None,
@@ -816,13 +821,19 @@ impl Model {
         let failed = event.is_failure();
         let micros = event_micros(event.duration_ms);
         let activity = self.activity;
+        let entry = self.upstreams.entry(key.clone());
+        let previous = match &entry {
+            Entry::Occupied(upstream) => Some(upstream.get().last_active),
+            Entry::Vacant(_) => None,
+        };
+        let upstream = entry.or_insert_with(UpstreamState::new);
+        self.upstream_recency.touch(&key, previous, activity);
         // A new upstream's own weight (its empty windows) counts too.
-        let fresh = !self.upstreams.contains_key(&key);
-        let upstream = self
-            .upstreams
-            .entry(key.clone())
-            .or_insert_with(UpstreamState::new);
-        let before = if fresh { 0 } else { upstream.weight() };
+        let before = if previous.is_none() {
+            0
+        } else {
+            upstream.weight()
+        };
         upstream.last_active = activity;
         upstream.count_route(route_of(&event), failed, micros, order);
         let after = upstream.weight();
@@ -858,11 +869,14 @@ impl Model {
 
     fn record_failure(&mut self, upstream: UpstreamKey, event: &RequestEvent, order: u64) {
         let key = error_key(upstream, event);
-        if !self.errors.contains_key(&key) && self.errors.len() >= ERROR_GROUPS {
-            // The least recently seen tenth goes at once, so that a stream
-            // of new groups costs one scan per hundred of them, not one each.
-            evict_oldest(&mut self.errors, ERROR_GROUPS / 10, |e| e.seen_order);
+        let previous = self.errors.get(&key).map(|e| e.seen_order);
+        if previous.is_none()
+            && self.errors.len() >= ERROR_GROUPS
+            && let Some(oldest) = self.error_recency.pop_oldest()
+        {
+            self.errors.remove(&oldest);
         }
+        self.error_recency.touch(&key, previous, order);
         let now = self.now_sec.unwrap_or(0);
         let clock_start = self.clock_start;
         self.errors
@@ -926,9 +940,15 @@ impl Model {
             let selected_key = self.selection.get_mut().is_some().then(|| key.clone());
             self.activity += 1;
             let activity = self.activity;
-            let fresh = !self.upstreams.contains_key(&key);
+            let previous = self.upstreams.get(&key).map(|u| u.last_active);
+            self.upstream_recency.touch(&key, previous, activity);
+            // Once per upstream of a second's stats: no need to save a lookup.
             let state = self.upstreams.entry(key).or_insert_with(UpstreamState::new);
-            let before = if fresh { 0 } else { state.weight() };
+            let before = if previous.is_none() {
+                0
+            } else {
+                state.weight()
+            };
             state.last_active = activity;
             match state.sources.iter_mut().find(|(s, _)| *s == source) {
                 Some((_, last)) => *last = (*last).max(sec),
@@ -971,21 +991,23 @@ impl Model {
         }
     }
 
-    /// Evicts the least recently active upstreams, a tenth at a time, while
-    /// there are more than [`MAX_UPSTREAMS`] or they hold more than
-    /// [`UPSTREAM_BYTES`].
+    /// Evicts the least recently active upstreams, one at a time in
+    /// O(log n), while there are more than [`MAX_UPSTREAMS`] or they hold
+    /// more than [`UPSTREAM_BYTES`].
     fn enforce_upstream_bounds(&mut self) {
         while self.upstreams.len() > MAX_UPSTREAMS
             || (self.upstream_bytes > UPSTREAM_BYTES && self.upstreams.len() > 1)
         {
-            let batch = (self.upstreams.len() / 10).max(1);
-            let gone = evict_oldest(&mut self.upstreams, batch, |u| u.last_active);
-            self.evicted_upstreams = self.evicted_upstreams.saturating_add(gone.len() as u64);
-            for upstream in gone {
-                self.upstream_bytes = self.upstream_bytes.saturating_sub(upstream.weight());
+            let Some(oldest) = self.upstream_recency.pop_oldest() else {
+                break;
+            };
+            if let Some(gone) = self.upstreams.remove(&oldest) {
+                self.evicted_upstreams = self.evicted_upstreams.saturating_add(1);
+                self.upstream_bytes = self.upstream_bytes.saturating_sub(gone.weight());
             }
             self.summary_cache.borrow_mut().take();
         }
+        debug_assert_eq!(self.upstream_recency.len(), self.upstreams.len());
     }
 
     /// Moves the clock to `sec`: seconds that leave a window are taken out
@@ -1221,7 +1243,7 @@ impl Model {
         let Some(state) = self.upstreams.get(key) else {
             return (Vec::new(), [None; 3]);
         };
-        let latency = &state.windows[window.index()].latency;
+        let latency = state.windows[window.index()].latency();
         if latency.is_empty() {
             return (Vec::new(), [None; 3]);
         }
@@ -1386,13 +1408,7 @@ impl UpstreamState {
     /// The bytes this upstream holds, as counted against [`UPSTREAM_BYTES`]:
     /// its window histograms' counts, its history and its routes.
     fn weight(&self) -> usize {
-        let windows: usize = self
-            .windows
-            .iter()
-            // Twice the counts: a histogram grows its counts as a `Vec`
-            // does, so up to twice as much may be allocated.
-            .map(|w| 2 * w.latency.distinct_values() * std::mem::size_of::<u64>())
-            .sum();
+        let windows: usize = self.windows.iter().map(WindowAggregate::weight).sum();
         UPSTREAM_OVERHEAD + windows + self.seconds_bytes + self.routes_bytes
     }
 
@@ -1451,12 +1467,7 @@ impl UpstreamState {
         }
         for window in Window::ALL {
             if now.saturating_sub(sec) < window.seconds() {
-                let aggregate = &mut self.windows[window.index()];
-                aggregate.requests = aggregate.requests.saturating_add(requests);
-                aggregate.failures = aggregate.failures.saturating_add(failures);
-                if let Some(latency) = latency {
-                    let _ = aggregate.latency.add(latency);
-                }
+                self.windows[window.index()].add(requests, failures, latency);
             }
         }
         // A histogram that did not decode is not kept: it would only fail
@@ -1522,19 +1533,14 @@ impl UpstreamState {
                 .iter()
                 .filter(|s| s.sec > after && s.sec <= up_to)
             {
-                aggregate.requests = aggregate.requests.saturating_sub(second.requests);
-                aggregate.failures = aggregate.failures.saturating_sub(second.failures);
+                aggregate.subtract(second.requests, second.failures, None);
                 for encoded in second.parts.iter().filter_map(|p| p.latency.as_ref()) {
                     if let Ok(latency) = decode_histogram(encoded) {
-                        let _ = aggregate.latency.subtract(&latency);
+                        aggregate.subtract(0, 0, Some(&latency));
                     }
                 }
             }
-            if aggregate.requests == 0 {
-                // Start afresh so that no rounding residue outlives the data.
-                aggregate.latency.reset();
-                aggregate.failures = 0;
-            }
+            aggregate.clear_if_empty();
         }
         while self
             .seconds
@@ -1575,6 +1581,47 @@ impl UpstreamState {
 }
 
 impl WindowAggregate {
+    /// The window's latencies; an empty histogram when there are none.
+    fn latency(&self) -> &Histogram<u64> {
+        self.latency.as_ref().unwrap_or(&NO_LATENCY)
+    }
+
+    fn add(&mut self, requests: u64, failures: u64, latency: Option<&Histogram<u64>>) {
+        self.requests = self.requests.saturating_add(requests);
+        self.failures = self.failures.saturating_add(failures);
+        if let Some(latency) = latency {
+            let _ = self
+                .latency
+                .get_or_insert_with(new_latency_histogram)
+                .add(latency);
+        }
+    }
+
+    fn subtract(&mut self, requests: u64, failures: u64, latency: Option<&Histogram<u64>>) {
+        self.requests = self.requests.saturating_sub(requests);
+        self.failures = self.failures.saturating_sub(failures);
+        if let (Some(aggregate), Some(latency)) = (self.latency.as_mut(), latency) {
+            let _ = aggregate.subtract(latency);
+        }
+    }
+
+    /// Starts afresh once the window holds no request, so that no rounding
+    /// residue outlives the data.
+    fn clear_if_empty(&mut self) {
+        if self.requests == 0 {
+            self.latency = None;
+            self.failures = 0;
+        }
+    }
+
+    /// The bytes its histogram's counts may hold (twice the counts: a
+    /// histogram grows them as a `Vec` does).
+    fn weight(&self) -> usize {
+        self.latency
+            .as_ref()
+            .map_or(0, |l| 2 * l.distinct_values() * std::mem::size_of::<u64>())
+    }
+
     /// A row of these figures: rates over the `watched` seconds, `totals`
     /// (requests, failures) for its REQUESTS and FAILURES.
     fn row(
@@ -1584,7 +1631,7 @@ impl WindowAggregate {
         totals: (u64, u64),
         stale: Option<i64>,
     ) -> UpstreamRow {
-        let latency = &self.latency;
+        let latency = self.latency();
         // One pass over the counts for all three percentiles.
         let [p50, p90, p99] = if latency.is_empty() {
             [None; 3]
@@ -1613,7 +1660,7 @@ impl WindowAggregate {
             requests: self.requests,
             failures: self.failures,
             rps: self.requests as f64 / watched.max(1) as f64,
-            latency: &self.latency,
+            latency: self.latency(),
         }
     }
 }
@@ -1741,27 +1788,6 @@ fn tap_weight(event: &RequestEvent) -> usize {
             h.iter().map(|(k, v)| k.len() + v.len() + 64).sum::<usize>()
         });
     text + std::mem::size_of::<TapEntry>()
-}
-
-/// Removes about `count` entries with the smallest `age` (the least
-/// recently active), in one pass over the map, and returns them.
-fn evict_oldest<K, V>(map: &mut HashMap<K, V>, count: usize, age: impl Fn(&V) -> u64) -> Vec<V>
-where
-    K: std::hash::Hash + Eq + Clone,
-{
-    let mut ages: Vec<u64> = map.values().map(&age).collect();
-    if ages.is_empty() {
-        return Vec::new();
-    }
-    let nth = count.clamp(1, ages.len()) - 1;
-    let (_, threshold, _) = ages.select_nth_unstable(nth);
-    let threshold = *threshold;
-    let keys: Vec<K> = map
-        .iter()
-        .filter(|(_, v)| age(v) <= threshold)
-        .map(|(k, _)| k.clone())
-        .collect();
-    keys.into_iter().filter_map(|k| map.remove(&k)).collect()
 }
 
 /// A latency from an event, in microseconds as histograms record them.

@@ -65,9 +65,7 @@ impl Selection {
         let spans = self.upstreams.entry(key.clone()).or_default();
         for (span, aggregate) in SPANS.iter().zip(spans.iter_mut()) {
             if age < *span {
-                aggregate.requests = aggregate.requests.saturating_add(requests);
-                aggregate.failures = aggregate.failures.saturating_add(failures);
-                let _ = aggregate.latency.add(&latency);
+                aggregate.add(requests, failures, Some(&latency));
             }
         }
     }
@@ -96,18 +94,11 @@ impl Selection {
                 {
                     for part in &second.parts {
                         if let Some((requests, failures, latency)) = passing(filter, key, part) {
-                            aggregate.requests = aggregate.requests.saturating_sub(requests);
-                            aggregate.failures = aggregate.failures.saturating_sub(failures);
-                            let _ = aggregate.latency.subtract(&latency);
+                            aggregate.subtract(requests, failures, Some(&latency));
                         }
                     }
                 }
-                if aggregate.requests == 0 {
-                    // Start afresh so that no rounding residue outlives the
-                    // data.
-                    aggregate.latency.reset();
-                    aggregate.failures = 0;
-                }
+                aggregate.clear_if_empty();
             }
             spans[3].requests > 0
         });
