@@ -5,11 +5,13 @@
 //! - [`model`]: merged upstream stats, routes, errors, tap and sidecars.
 //! - [`keys`]: every key binding, its context and help text, in one table.
 //! - [`input`]: the UI state and key handling (no terminal needed).
+//! - [`format`]: how figures read: units, headers, row cells, `--headless`.
 //! - [`views`]: widgets that draw the model.
 //! - [`replay`]: feeding a recording at its recorded pace.
 //! - [`app`]: the attach command: the terminal loop, `--headless`, `--json`.
 
 pub mod app;
+pub mod format;
 pub mod input;
 pub mod keys;
 pub mod model;

@@ -11,7 +11,8 @@ use meshtop::telemetry::event::{
 };
 use meshtop::telemetry::stats::{encode_histogram, new_latency_histogram};
 use meshtop::telemetry::{Direction, ErrorKind, HttpProtocol};
-use meshtop::tui::model::{FailureKind, Model, SourceState, UpstreamKey, Window, headless_table};
+use meshtop::tui::format::headless_table;
+use meshtop::tui::model::{FailureKind, Model, SourceState, UpstreamKey, Window};
 use meshtop::tui::source::{FeedItem, FeedKind};
 
 /// 2026-11-30T00:00:00Z.
@@ -433,6 +434,38 @@ fn the_headless_table_is_aligned_with_units() {
     for row in &chars[1..] {
         assert!(row[end - 1].is_ascii_digit(), "{table}");
         assert_eq!(row[end], ' ', "{table}");
+    }
+}
+
+#[test]
+fn the_headless_table_aligns_wide_characters_by_terminal_columns() {
+    use meshtop::tui::format::text_width;
+    let mut model = Model::new(["a".to_string()]);
+    model.ingest_message(
+        0,
+        &stats("web", T0, "投票-svc.emojivoto:8080", &[800; 4], 0),
+    );
+    model.ingest_message(
+        0,
+        &stats("web", T0, "emoji-svc.emojivoto:8080", &[300; 10], 0),
+    );
+    let table = headless_table(&model, Window::OneMinute, &FilterExpr::default());
+    let lines: Vec<&str> = table.lines().collect();
+    // RPS, right-aligned, ends at the same terminal column on every line.
+    let end = |line: &str| {
+        let rps = line.find("RPS").unwrap_or_else(|| {
+            let after = line.find(":8080").expect("an authority") + ":8080".len();
+            after
+                + line[after..]
+                    .find(|c: char| c.is_ascii_digit())
+                    .expect("a rate")
+        });
+        let token = line[rps..].split(' ').next().unwrap_or("");
+        text_width(&line[..rps]) + text_width(token)
+    };
+    let header = end(lines[0]);
+    for line in &lines[1..] {
+        assert_eq!(end(line), header, "{table}");
     }
 }
 

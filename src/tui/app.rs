@@ -11,9 +11,10 @@ use futures_util::StreamExt;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::format::headless_table;
 use super::input::{Action, UiState};
 use super::keys::PlayerCommand;
-use super::model::{Model, Window, headless_table};
+use super::model::{Model, Window};
 use super::replay::{Control, Progress};
 use super::source::{FeedItem, FeedKind, FeedReceiver};
 use super::views;

@@ -33,9 +33,10 @@ pub use sidecars::SidecarsView;
 pub use tap::TapView;
 pub use upstreams::UpstreamsView;
 
+use super::format::{format_latency, format_rps, format_success};
 use super::input::{Tab, UiState};
 use super::keys::{self, Context};
-use super::model::{Model, SourceState, format_latency, format_rps, format_success};
+use super::model::{Model, SourceState};
 use crate::telemetry::Direction;
 use grid::text_width;
 
@@ -386,7 +387,11 @@ impl Widget for &HelpOverlay {
             .iter()
             .map(|(key, what)| {
                 Line::from(vec![
-                    Span::raw(format!(" {key:<15}")).bold(),
+                    Span::raw(format!(
+                        " {key}{}",
+                        " ".repeat(15usize.saturating_sub(text_width(key)))
+                    ))
+                    .bold(),
                     Span::raw(*what),
                 ])
             })

@@ -15,11 +15,9 @@ use ratatui::widgets::{
 use super::errors::error_grid;
 use super::grid::{ALWAYS, Column, Grid, GridRow};
 use super::{WIDE, compact_count, success_style};
+use crate::tui::format::{format_latency, format_rps, format_success};
 use crate::tui::input::UiState;
-use crate::tui::model::{
-    LatencyBucket, Model, RouteFigures, UpstreamKey, UpstreamRow, format_latency, format_rps,
-    format_success,
-};
+use crate::tui::model::{LatencyBucket, Model, RouteFigures, UpstreamKey, UpstreamRow};
 
 /// Seconds of history in the rate chart ("the last minutes").
 const RATE_CHART_SECONDS: usize = 300;

@@ -12,8 +12,10 @@ use std::cmp::Reverse;
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Rect};
 use ratatui::style::{Color, Modifier, Style, Stylize};
-use ratatui::text::{Line, Span};
+use ratatui::text::Line;
 use ratatui::widgets::{Cell, HighlightSpacing, Row, StatefulWidget, Table, TableState, Widget};
+
+pub use crate::tui::format::text_width;
 
 /// `keep` of a column that is never dropped.
 pub const ALWAYS: u8 = u8::MAX;
@@ -241,11 +243,6 @@ impl Widget for Grid<'_> {
                 .render(below, buf);
         }
     }
-}
-
-/// Columns `text` takes on a terminal.
-pub fn text_width(text: &str) -> usize {
-    Span::raw(text).width()
 }
 
 fn char_width(c: char) -> usize {

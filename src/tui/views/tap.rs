@@ -9,8 +9,9 @@ use ratatui::widgets::Widget;
 
 use super::grid::{ALWAYS, Column, Grid, GridRow};
 use super::{clock, compact_count, direction_header, direction_label};
+use crate::tui::format::format_latency;
 use crate::tui::input::UiState;
-use crate::tui::model::{Model, format_latency};
+use crate::tui::model::Model;
 
 /// Authorities and paths share the line with ten columns.
 const TEXT_MIN: usize = 16;

@@ -9,10 +9,9 @@ use ratatui::widgets::{Block, Borders, Sparkline, SparklineBar, Widget};
 
 use super::grid::{ALWAYS, Column, Grid, GridRow};
 use super::{SUCCESS_RED, SUCCESS_YELLOW, direction_header, direction_label};
+use crate::tui::format::{figure_cells, header, stale_age};
 use crate::tui::input::UiState;
-use crate::tui::model::{
-    HISTORY_SECONDS, Model, SortColumn, UpstreamRow, format_latency, format_rps, format_success,
-};
+use crate::tui::model::{HISTORY_SECONDS, Model, SortColumn, UpstreamRow};
 
 /// Above this p99 (microseconds) a row is yellow.
 const SLOW_P99_US: u64 = 1_000_000;
@@ -84,7 +83,7 @@ fn upstream_grid(rows: &[UpstreamRow], ui: &UiState, width: u16) -> Grid<'static
             };
             let header = match column {
                 SortColumn::Direction => direction_header(width),
-                column => column.header(),
+                column => header(column),
             };
             let header = format!("{header}{mark}");
             match column {
@@ -96,8 +95,8 @@ fn upstream_grid(rows: &[UpstreamRow], ui: &UiState, width: u16) -> Grid<'static
         .collect();
     let rows = rows
         .iter()
-        .map(|row| GridRow {
-            cells: vec![
+        .map(|row| {
+            let mut cells = vec![
                 direction_label(row.key.direction, width).to_owned(),
                 match row.stale {
                     // At the end, which a cut keeps in view.
@@ -106,16 +105,12 @@ fn upstream_grid(rows: &[UpstreamRow], ui: &UiState, width: u16) -> Grid<'static
                     }
                     None => row.key.authority.clone(),
                 },
-                format_rps(row.rps),
-                format_success(row.success),
-                format_latency(row.p50),
-                format_latency(row.p90),
-                format_latency(row.p99),
-                format_latency(row.max),
-                row.requests.to_string(),
-                row.failures.to_string(),
-            ],
-            style: upstream_style(row),
+            ];
+            cells.extend(figure_cells(row));
+            GridRow {
+                cells,
+                style: upstream_style(row),
+            }
         })
         .collect();
     Grid::new(columns, rows)
@@ -127,15 +122,6 @@ fn ascending(column: SortColumn) -> bool {
         column,
         SortColumn::Direction | SortColumn::Authority | SortColumn::Success
     )
-}
-
-/// How long ago a stale row's last `stats` came: `12s`, `3m`, `2h`.
-pub fn stale_age(seconds: i64) -> String {
-    match seconds {
-        ..120 => format!("{seconds}s"),
-        120..7200 => format!("{}m", seconds / 60),
-        _ => format!("{}h", seconds / 3600),
-    }
 }
 
 /// Dim when stale; else red below 95 % success, yellow below 99 % or with

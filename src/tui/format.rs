@@ -1,0 +1,138 @@
+//! How figures read, on screen and in `--headless`: units, column headers,
+//! the cells of an upstream row, and the plain-text table. The model holds
+//! numbers; this module and the views turn them into text, measured in
+//! terminal columns ([`text_width`]) everywhere.
+
+use ratatui::text::Span;
+
+use super::model::{Model, SortColumn, UpstreamRow, Window};
+use crate::filter::FilterExpr;
+
+/// Columns `text` takes on a terminal (wide characters count two).
+pub fn text_width(text: &str) -> usize {
+    Span::raw(text).width()
+}
+
+/// The header of a column of the upstreams table.
+pub fn header(column: SortColumn) -> &'static str {
+    match column {
+        SortColumn::Direction => "DIRECTION",
+        SortColumn::Authority => "AUTHORITY",
+        SortColumn::Rps => "RPS",
+        SortColumn::Success => "SUCCESS",
+        SortColumn::P50 => "P50",
+        SortColumn::P90 => "P90",
+        SortColumn::P99 => "P99",
+        SortColumn::Max => "MAX",
+        SortColumn::Requests => "REQUESTS",
+        SortColumn::Failures => "FAILURES",
+    }
+}
+
+/// The figures of an upstream row as text, in the order of
+/// [`SortColumn::ALL`] after DIRECTION and AUTHORITY: RPS, SUCCESS, P50,
+/// P90, P99, MAX, REQUESTS, FAILURES. The Upstreams view and `--headless`
+/// both show these.
+pub fn figure_cells(row: &UpstreamRow) -> [String; 8] {
+    [
+        format_rps(row.rps),
+        format_success(row.success),
+        format_latency(row.p50),
+        format_latency(row.p90),
+        format_latency(row.p99),
+        format_latency(row.max),
+        row.requests.to_string(),
+        row.failures.to_string(),
+    ]
+}
+
+/// How long ago a stale row's last `stats` came: `12s`, `3m`, `2h`.
+pub fn stale_age(seconds: i64) -> String {
+    match seconds {
+        ..120 => format!("{seconds}s"),
+        120..7200 => format!("{}m", seconds / 60),
+        _ => format!("{}h", seconds / 3600),
+    }
+}
+
+/// A latency in microseconds with units: `850µs`, `3.2ms`, `1.25s`.
+pub fn format_latency(micros: Option<u64>) -> String {
+    match micros {
+        None => "-".into(),
+        Some(us) if us < 1_000 => format!("{us}µs"),
+        Some(us) if us < 10_000 => format!("{:.2}ms", us as f64 / 1_000.0),
+        Some(us) if us < 1_000_000 => format!("{:.1}ms", us as f64 / 1_000.0),
+        Some(us) => format!("{:.2}s", us as f64 / 1_000_000.0),
+    }
+}
+
+/// A success rate as a percentage: `85.1%`, or `-` without requests.
+pub fn format_success(success: Option<f64>) -> String {
+    success.map_or("-".into(), |s| format!("{:.1}%", s * 100.0))
+}
+
+/// A rate: `12.3`, `1234`.
+pub fn format_rps(rps: f64) -> String {
+    if rps < 100.0 {
+        format!("{rps:.1}")
+    } else {
+        format!("{rps:.0}")
+    }
+}
+
+/// The plain-text upstream table of `--headless` and replay: a header line,
+/// then one aligned line per upstream, sorted by direction and authority
+/// (STALE: seconds since the last `stats` of a row whose sidecars are all
+/// gone, else `-`),
+/// and, when the figures are counted from events, a last line saying so
+/// (see [`Figures::label`]).
+pub fn headless_table(model: &Model, window: Window, filter: &FilterExpr) -> String {
+    let mut rows = model.upstream_rows(window, filter, false);
+    rows.sort_by(|a, b| a.key.cmp(&b.key));
+    let mut header: Vec<&str> = SortColumn::ALL.into_iter().map(header).collect();
+    header.push("STALE");
+    let lines: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let mut cells = vec![r.key.direction.to_string(), r.key.authority.clone()];
+            cells.extend(figure_cells(r));
+            cells.push(r.stale.map_or_else(|| "-".to_owned(), |s| format!("{s}s")));
+            cells
+        })
+        .collect();
+    let mut widths: Vec<usize> = header.iter().map(|h| text_width(h)).collect();
+    for line in &lines {
+        for (w, cell) in widths.iter_mut().zip(line) {
+            *w = (*w).max(text_width(cell));
+        }
+    }
+    let mut out = String::new();
+    let mut push = |cells: &[String]| {
+        let mut line = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            let width = widths[i];
+            let pad = width.saturating_sub(text_width(cell));
+            // Text left-aligned, numbers right-aligned.
+            if i < 2 {
+                line.push_str(cell);
+                line.push_str(&" ".repeat(pad));
+            } else {
+                line.push_str(&" ".repeat(pad));
+                line.push_str(cell);
+            }
+            if i + 1 < cells.len() {
+                line.push_str("  ");
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    };
+    push(&header.iter().map(|h| (*h).to_owned()).collect::<Vec<_>>());
+    for line in &lines {
+        push(line);
+    }
+    if let Some(label) = model.figures(window, filter).label() {
+        out.push_str(&format!("({label})\n"));
+    }
+    out
+}
