@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use meshtop::proxy::detect::{H2_PREFACE, detect};
 use meshtop::proxy::relay::parse;
-use meshtop::telemetry::event::{RequestEncoder, RequestMessageRef};
+use meshtop::schema::{RequestEncoder, RequestMessageRef};
 use meshtop::telemetry::stats::{
     Aggregator, decode_histogram, encode_histogram, new_latency_histogram,
 };

@@ -15,7 +15,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use meshtop::filter::FilterExpr;
-use meshtop::telemetry::event::{
+use meshtop::schema::{
     Counts, Message, RequestEvent, Stats, StatusClasses, UpstreamStats, timestamp,
 };
 use meshtop::telemetry::stats::{encode_histogram, new_latency_histogram};

@@ -33,8 +33,8 @@ use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
-use crate::telemetry::event::Lenient;
-use crate::telemetry::event::RequestEvent;
+use crate::schema::Lenient;
+use crate::schema::RequestEvent;
 use crate::telemetry::{Direction, HttpProtocol};
 
 /// What a filter looks at in one request (or opaque connection, which has
@@ -141,7 +141,7 @@ impl Facts for crate::telemetry::RequestRecord {
         self.grpc_status
     }
     fn duration_ms(&self) -> f64 {
-        crate::telemetry::event::millis(self.duration)
+        crate::schema::millis(self.duration)
     }
     fn failed(&self) -> bool {
         self.is_failure()
@@ -179,7 +179,7 @@ impl Facts for TcpFacts<'_> {
         self.authority
     }
     fn duration_ms(&self) -> f64 {
-        crate::telemetry::event::millis(self.record.duration)
+        crate::schema::millis(self.record.duration)
     }
     fn failed(&self) -> bool {
         self.record.error.is_some()
@@ -192,7 +192,7 @@ impl Facts for TcpFacts<'_> {
     }
 }
 
-impl Facts for crate::telemetry::event::TcpEvent {
+impl Facts for crate::schema::TcpEvent {
     fn sidecar(&self) -> &str {
         &self.sidecar
     }
@@ -424,8 +424,8 @@ impl FilterExpr {
     /// Whether a message passes: request and tcp events by their facts
     /// (named by their own sidecar), every other message always (the
     /// filter selects events; stats, hellos and drops describe the source).
-    pub fn keeps_message(&self, message: &crate::telemetry::event::Message) -> bool {
-        use crate::telemetry::event::Message;
+    pub fn keeps_message(&self, message: &crate::schema::Message) -> bool {
+        use crate::schema::Message;
         match message {
             Message::Request(event) => self.matches_request(&event.sidecar, event),
             Message::Tcp(event) => self.matches(event),

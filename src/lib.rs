@@ -3,7 +3,10 @@
 //! - [`proxy`]: the sidecar. Listeners accept connections, find their
 //!   original destination, detect the protocol and forward HTTP/1.1, HTTP/2,
 //!   gRPC and opaque TCP/TLS unchanged, recording every request.
-//! - [`telemetry`]: the records the proxy emits and the admin server.
+//! - [`schema`]: the one definition of every message on the wire and in
+//!   recordings: types, enum names, the fast encoder, the decoder.
+//! - [`telemetry`]: the records the proxy emits, aggregates, metrics and the
+//!   admin server.
 //! - [`filter`]: the filter language, one for the sidecar and the UI.
 //! - [`tui`]: `meshtop attach`, the terminal UI over one or many sidecars.
 //! - [`recording`]: recordings of sessions: the file format, writing, reading.
@@ -28,5 +31,6 @@ pub mod inject;
 pub mod netns;
 pub mod proxy;
 pub mod recording;
+pub mod schema;
 pub mod telemetry;
 pub mod tui;

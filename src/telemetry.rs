@@ -5,7 +5,6 @@
 
 pub mod admin;
 pub mod authority;
-pub mod event;
 pub mod hub;
 pub mod metrics;
 pub mod record;
@@ -23,8 +22,8 @@ pub use record::{
     TcpProtocol, TcpRecord, is_failure,
 };
 
+use crate::schema::{Message, RequestEncoder, TcpEvent};
 use authority::AuthorityCap;
-use event::{Message, RequestEncoder, TcpEvent};
 use hub::{Hub, HubLimits};
 use metrics::{Metrics, UpstreamMetrics};
 use stats::Aggregator;

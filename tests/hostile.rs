@@ -21,7 +21,7 @@ fn stats_with_latency(n: usize, upstreams: usize, latency: &str) -> String {
     };
     let upstreams: Vec<String> = (0..upstreams).map(upstream).collect();
     let sec = 1_796_000_000 + n as u64;
-    let ts = meshtop::telemetry::event::timestamp(std::time::UNIX_EPOCH + Duration::from_secs(sec));
+    let ts = meshtop::schema::timestamp(std::time::UNIX_EPOCH + Duration::from_secs(sec));
     format!(
         r#"{{"type":"stats","ts":"{ts}","sidecar":"fake","interval_ms":1000,"upstreams":[{}]}}"#,
         upstreams.join(",")

@@ -12,7 +12,7 @@ use meshtop::recording::{
     Entry, FLUSH_AFTER, ReadStats, RecordingError, RecordingReader, RecordingWriter, SourceInfo,
     load,
 };
-use meshtop::telemetry::event::Message;
+use meshtop::schema::Message;
 use meshtop::tui::source::FeedKind;
 
 /// A directory of its own under the system's temp dir, removed on drop.

@@ -152,7 +152,7 @@ async fn a_recording_across_a_sidecar_restart_replays_every_request_once() {
     let mut events = Events::connect(admin, "").await;
     let mut counted = 0;
     while counted < 20 {
-        if let meshtop::telemetry::event::Message::Stats(s) = events.next().await {
+        if let meshtop::schema::Message::Stats(s) = events.next().await {
             counted += s.upstreams.iter().map(|u| u.counts.requests).sum::<u64>();
         }
     }
@@ -599,7 +599,7 @@ async fn every_output_counts_the_same_traffic_under_every_filter_field() {
                     value["direction"].as_str().expect("direction").to_owned(),
                     value["authority"].as_str().expect("authority").to_owned(),
                 );
-                let event: meshtop::telemetry::event::RequestEvent =
+                let event: meshtop::schema::RequestEvent =
                     serde_json::from_value(value.clone()).expect("a request event");
                 let failed = event.is_failure();
                 let counts = from_json.entry(key).or_default();

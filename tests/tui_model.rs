@@ -5,7 +5,7 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use meshtop::filter::FilterExpr;
-use meshtop::telemetry::event::{
+use meshtop::schema::{
     Counts, Dropped, Hello, Message, RequestEvent, SidecarDesc, Stats, StatusClasses,
     UpstreamStats, timestamp,
 };
@@ -630,7 +630,7 @@ fn totals_saturate_instead_of_wrapping() {
 
 #[test]
 fn requests_with_huge_fields_are_kept_cut_and_within_the_tap_bound() {
-    use meshtop::telemetry::event::MAX_PATH;
+    use meshtop::schema::MAX_PATH;
     use meshtop::tui::model::{TAP_BYTES, UPSTREAM_BYTES};
     let mut model = Model::new(["a".to_owned()]);
     let path = format!("/{}", "x".repeat(50_000));
@@ -1028,7 +1028,7 @@ fn routes_come_from_stats_over_the_window_when_sidecars_send_them() {
 /// A sidecar's stats of second `sec` for voting, with these routes:
 /// (route, durations, failures).
 fn stats_with_routes(sidecar: &str, sec: u64, routes: &[(&str, &[u64], u64)]) -> Message {
-    use meshtop::telemetry::event::RouteStats;
+    use meshtop::schema::RouteStats;
     let durations: Vec<u64> = routes.iter().flat_map(|r| r.1.iter().copied()).collect();
     let failures = routes.iter().map(|r| r.2).sum();
     let Message::Stats(mut stats) = stats(sidecar, sec, VOTING, &durations, failures) else {

@@ -5,7 +5,7 @@
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use meshtop::filter::FilterExpr;
-use meshtop::telemetry::event::{
+use meshtop::schema::{
     Counts, Dropped, Hello, ListenerDesc, Message, RequestEvent, SidecarDesc, Stats, StatusClasses,
     UpstreamStats,
 };

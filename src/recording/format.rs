@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::telemetry::event::timestamp;
+use crate::schema::timestamp;
 
 /// The value of the header's `format`: what tells a recording from any
 /// other JSON file.

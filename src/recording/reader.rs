@@ -17,7 +17,7 @@ use super::format::{
     HeaderProblem, Line, MAX_HEADER_BYTES, MAX_LINE_BYTES, one_line, parse_header,
     split_written_line,
 };
-use crate::telemetry::event::{Message, SCHEMA_VERSION};
+use crate::schema::Message;
 use crate::tui::source::{FeedItem, FeedKind};
 
 /// The read buffer: large enough that reading costs few system calls,
@@ -356,17 +356,7 @@ pub fn load(path: impl AsRef<Path>) -> Result<(Header, Vec<Entry>, ReadStats), R
 /// A message's text as this build understands it, with the reasons the
 /// live source gives for a message it cannot use.
 fn decode(raw: &str) -> Result<Message, String> {
-    match serde_json::from_str::<Message>(raw) {
-        Ok(Message::Hello(hello)) if hello.schema > SCHEMA_VERSION => Err(format!(
-            "schema {} is newer than this meshtop's {SCHEMA_VERSION}: upgrade meshtop",
-            hello.schema
-        )),
-        Ok(message) => Ok(message),
-        Err(err) => Err(format!(
-            "not a message of schema {SCHEMA_VERSION}: {}",
-            one_line(&err.to_string())
-        )),
-    }
+    crate::schema::decode(raw).map_err(|err| err.to_string())
 }
 
 /// Lines in a row that are not messages after which reading stops.

@@ -28,11 +28,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
-use super::event::{Hello, ListenerDesc, Message, SCHEMA_VERSION, SidecarDesc, timestamp};
 use super::hub::{self, Hub, Subscriber};
 use super::metrics::Metrics;
 use crate::filter::{FilterExpr, form_pairs};
 use crate::proxy::BoundListener;
+use crate::schema::{Hello, ListenerDesc, Message, SCHEMA_VERSION, SidecarDesc, timestamp};
 
 /// How long a client may take to send its request head when the telemetry
 /// is not configured.

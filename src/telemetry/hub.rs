@@ -16,10 +16,10 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-use super::event::{Dropped, Message};
 use super::metrics::Metrics;
 use super::stats::StatsSnapshot;
 use crate::filter::{Facts, FilterExpr};
+use crate::schema::{Dropped, Message};
 
 /// Request/tcp events a subscriber may have waiting; past that, or past
 /// its bytes (see [`HubLimits::queue_bytes`]), new events are dropped for
@@ -337,7 +337,7 @@ pub fn encode(message: &Message) -> Utf8Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::telemetry::event::Stats;
+    use crate::schema::Stats;
     use crate::telemetry::record::Direction;
     use std::time::{Duration, SystemTime};
 

@@ -4,158 +4,16 @@
 //! The data path never waits for telemetry: [`Recorder::record`] uses
 //! `try_send`, and a full channel drops the record and counts the drop.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-/// Which way a connection crosses the pod boundary.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Direction {
-    /// Traffic entering the pod, towards the local application.
-    Inbound,
-    /// Traffic leaving the pod, from the local application to another service.
-    Outbound,
-}
-
-impl Direction {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Direction::Inbound => "inbound",
-            Direction::Outbound => "outbound",
-        }
-    }
-}
-
-impl fmt::Display for Direction {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The protocol of a recorded HTTP request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum HttpProtocol {
-    #[serde(rename = "http/1.1")]
-    Http1,
-    #[serde(rename = "h2")]
-    H2,
-    /// HTTP/2 with `content-type: application/grpc*`.
-    #[serde(rename = "grpc")]
-    Grpc,
-}
-
-impl HttpProtocol {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HttpProtocol::Http1 => "http/1.1",
-            HttpProtocol::H2 => "h2",
-            HttpProtocol::Grpc => "grpc",
-        }
-    }
-}
-
-/// The protocol of a recorded opaque connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TcpProtocol {
-    Tcp,
-    Tls,
-}
-
-impl TcpProtocol {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TcpProtocol::Tcp => "tcp",
-            TcpProtocol::Tls => "tls",
-        }
-    }
-}
-
-/// Why a request or connection failed, as far as the proxy could tell.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorKind {
-    /// The upstream actively refused the connection.
-    ConnectRefused,
-    /// The upstream did not accept the connection in time.
-    ConnectTimeout,
-    /// The upstream's name did not resolve.
-    Dns,
-    /// Connecting failed for another reason (unreachable network, …).
-    ConnectError,
-    /// The upstream reset or closed the connection or stream mid-exchange.
-    UpstreamReset,
-    /// The client reset or closed the connection or stream mid-exchange.
-    DownstreamReset,
-    /// A peer broke the protocol (malformed request or response).
-    Protocol,
-    /// The connection was neither redirected to the proxy nor an explicit
-    /// proxy request, so it had nowhere to go (forwarding it would loop).
-    NoDestination,
-    /// Nothing moved for `--idle-timeout` (a tunnel, or a client that sent
-    /// nothing) or `--body-timeout` (a body stalled mid-way), and the proxy
-    /// closed the exchange.
-    IdleTimeout,
-    /// The sidecar stopped while the exchange was still running: it was
-    /// cut off when the drain timeout ended.
-    Shutdown,
-}
-
-impl ErrorKind {
-    pub const ALL: [ErrorKind; 10] = [
-        ErrorKind::ConnectRefused,
-        ErrorKind::ConnectTimeout,
-        ErrorKind::Dns,
-        ErrorKind::ConnectError,
-        ErrorKind::UpstreamReset,
-        ErrorKind::DownstreamReset,
-        ErrorKind::Protocol,
-        ErrorKind::NoDestination,
-        ErrorKind::IdleTimeout,
-        ErrorKind::Shutdown,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorKind::ConnectRefused => "connect_refused",
-            ErrorKind::ConnectTimeout => "connect_timeout",
-            ErrorKind::Dns => "dns",
-            ErrorKind::ConnectError => "connect_error",
-            ErrorKind::UpstreamReset => "upstream_reset",
-            ErrorKind::DownstreamReset => "downstream_reset",
-            ErrorKind::Protocol => "protocol",
-            ErrorKind::NoDestination => "no_destination",
-            ErrorKind::IdleTimeout => "idle_timeout",
-            ErrorKind::Shutdown => "shutdown",
-        }
-    }
-}
-
-impl fmt::Display for ErrorKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// gRPC status codes that count as failures: UNKNOWN, DEADLINE_EXCEEDED,
-/// INTERNAL, UNAVAILABLE and DATA_LOSS. Codes such as NOT_FOUND or
-/// INVALID_ARGUMENT are answers, not failures of the service.
-pub const FAILING_GRPC_STATUSES: [u32; 5] = [2, 4, 13, 14, 15];
-
-/// The one definition of a failed request, shared by the sidecar's
-/// aggregates, its metrics and the terminal UI: it has an error, or an HTTP
-/// status of 500 or more, or one of [`FAILING_GRPC_STATUSES`].
-pub fn is_failure(status: Option<u16>, grpc_status: Option<u32>, error: Option<ErrorKind>) -> bool {
-    error.is_some()
-        || status.is_some_and(|s| s >= 500)
-        || grpc_status.is_some_and(|g| FAILING_GRPC_STATUSES.contains(&g))
-}
+pub use crate::schema::{
+    Direction, ErrorKind, FAILING_GRPC_STATUSES, HttpProtocol, TcpProtocol, is_failure,
+};
 
 /// One finished HTTP request as the proxy saw it.
 #[derive(Clone, Debug, PartialEq)]
@@ -203,10 +61,10 @@ impl RequestRecord {
     }
 
     /// Cuts fields longer than the schema's limits (see
-    /// [`MAX_PATH`](super::event::MAX_PATH) and the others beside it);
+    /// [`MAX_PATH`](crate::schema::MAX_PATH) and the others beside it);
     /// whether any was cut. A few comparisons for an ordinary request.
     pub fn bound_fields(&mut self) -> bool {
-        use super::event::{
+        use crate::schema::{
             MAX_AUTHORITY, MAX_GRPC_MESSAGE, MAX_HEADER_VALUE, MAX_HEADERS, MAX_METHOD, MAX_PATH,
             truncate_field,
         };
@@ -312,10 +170,9 @@ impl Recorder {
     pub fn record(&self, mut record: Record) {
         let cut = match &mut record {
             Record::Request(request) => request.bound_fields(),
-            Record::Tcp(tcp) => tcp
-                .sni
-                .as_mut()
-                .is_some_and(|sni| super::event::truncate_field(sni, super::event::MAX_AUTHORITY)),
+            Record::Tcp(tcp) => tcp.sni.as_mut().is_some_and(|sni| {
+                crate::schema::truncate_field(sni, crate::schema::MAX_AUTHORITY)
+            }),
         };
         if cut {
             self.truncated.fetch_add(1, Ordering::Relaxed);

@@ -20,11 +20,11 @@ use foldhash::HashMap;
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
 
-use super::event::{
-    ClientStats, Counts, RouteStats, Stats, StatusClasses, UpstreamStats, timestamp,
-};
 use super::record::{Direction, ErrorKind, HttpProtocol, RequestRecord};
 use super::route::route_into;
+use crate::schema::{
+    ClientStats, Counts, RouteStats, Stats, StatusClasses, UpstreamStats, timestamp,
+};
 
 /// Significant digits of every latency histogram.
 pub const LATENCY_SIGFIG: u8 = 3;

@@ -31,10 +31,10 @@ use hdrhistogram::Histogram;
 
 use super::source::{FeedItem, FeedKind};
 use crate::filter::{FilterExpr, Scope, StatsFacts};
-use crate::telemetry::Direction;
-use crate::telemetry::event::{
+use crate::schema::{
     Hello, MAX_AUTHORITY, Message, RequestEvent, RouteStats, Stats, truncate_field,
 };
+use crate::telemetry::Direction;
 use crate::telemetry::stats::{MAX_LATENCY_MICROS, decode_histogram, new_latency_histogram};
 
 mod by_events;
@@ -1978,10 +1978,10 @@ mod tests {
         let mut latency = crate::telemetry::stats::new_latency_histogram();
         latency.record(1500).expect("in range");
         let upstreams = (0..500)
-            .map(|i| crate::telemetry::event::UpstreamStats {
+            .map(|i| crate::schema::UpstreamStats {
                 direction: Direction::Inbound,
                 authority: format!("in-{i}:80"),
-                counts: crate::telemetry::event::Counts {
+                counts: crate::schema::Counts {
                     requests: 1,
                     failures: 0,
                     status: Default::default(),

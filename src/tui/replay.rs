@@ -235,7 +235,7 @@ async fn send(tx: &FeedSender, entry: &ReplayEntry, origin: Option<SystemTime>) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::telemetry::event::{Dropped, Message};
+    use crate::schema::{Dropped, Message};
 
     fn entries(seconds: u64) -> Arc<Vec<ReplayEntry>> {
         let entries = (0..=seconds)

@@ -32,7 +32,8 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::filter::FilterExpr;
-use crate::telemetry::event::{Message, SCHEMA_VERSION};
+use crate::schema::decode::one_line as truncated;
+use crate::schema::{DecodeError, Message, decode};
 
 /// A sidecar to attach to: `ws://host:port/events` (any path and query
 /// kept), `host:port`, or `:port` (→ `ws://127.0.0.1:port/events`).
@@ -684,14 +685,9 @@ impl PeerState {
     }
 
     fn text(&mut self, text: &str) -> FeedKind {
-        // The common case takes one parse; the diagnosis below runs only for
-        // frames that do not decode.
-        match serde_json::from_str::<Message>(text) {
+        match decode(text) {
             Ok(message) => {
-                if let Message::Hello(hello) = &message {
-                    if u64::from(hello.schema) > u64::from(SCHEMA_VERSION) {
-                        return self.newer_hello(u64::from(hello.schema));
-                    }
+                if let Message::Hello(_) = &message {
                     self.newer_schema = None;
                     self.got_hello = true;
                 }
@@ -700,7 +696,7 @@ impl PeerState {
                 }
                 if let Some(schema) = self.newer_schema {
                     return FeedKind::Invalid {
-                        reason: newer_schema_reason(schema),
+                        reason: DecodeError::NewerSchema(schema).to_string(),
                     };
                 }
                 FeedKind::Message {
@@ -709,63 +705,18 @@ impl PeerState {
                     received: Some(SystemTime::now()),
                 }
             }
-            Err(err) => self.diagnose(text, err),
-        }
-    }
-
-    fn newer_hello(&mut self, schema: u64) -> FeedKind {
-        self.newer_schema = Some(schema);
-        FeedKind::Invalid {
-            reason: newer_schema_reason(schema),
-        }
-    }
-
-    /// Why a frame is not a [`Message`], in the order a reader would ask:
-    /// is it JSON, is its type known, is it of our schema, does it fit.
-    fn diagnose(&mut self, text: &str, err: serde_json::Error) -> FeedKind {
-        let value = match serde_json::from_str::<serde_json::Value>(text) {
-            Ok(value) => value,
             Err(err) => {
-                return FeedKind::Invalid {
-                    reason: format!("not JSON: {err}"),
-                };
-            }
-        };
-        let reason = match value.get("type") {
-            None => "a JSON value without a \"type\"".to_owned(),
-            Some(serde_json::Value::String(kind)) => match kind.as_str() {
-                "hello" => match value.get("schema").and_then(serde_json::Value::as_u64) {
-                    Some(schema) if schema > u64::from(SCHEMA_VERSION) => {
-                        return self.newer_hello(schema);
-                    }
-                    _ => format!("a hello that does not fit schema {SCHEMA_VERSION}: {err}"),
-                },
-                "request" | "tcp" | "stats" | "dropped" => {
-                    format!("a {kind} that does not fit schema {SCHEMA_VERSION}: {err}")
+                if let DecodeError::NewerSchema(schema) = err {
+                    // Every later message of this connection is of that
+                    // schema too: skipped, not misread.
+                    self.newer_schema = Some(schema);
                 }
-                other => format!("unknown type \"{}\"", truncated(other)),
-            },
-            Some(other) => format!(
-                "\"type\" is not a string but {}",
-                truncated(&other.to_string())
-            ),
-        };
-        FeedKind::Invalid { reason }
+                FeedKind::Invalid {
+                    reason: err.to_string(),
+                }
+            }
+        }
     }
-}
-
-fn newer_schema_reason(schema: u64) -> String {
-    format!("schema {schema} is newer than this meshtop's {SCHEMA_VERSION}: upgrade meshtop")
-}
-
-/// Keeps reasons on one short line whatever a peer sent.
-fn truncated(s: &str) -> String {
-    const MAX: usize = 60;
-    let mut out: String = s.chars().filter(|c| !c.is_control()).take(MAX).collect();
-    if s.chars().count() > MAX {
-        out.push('…');
-    }
-    out
 }
 
 /// Classifies a failed connect: HTTP answers that retrying cannot change
@@ -1040,7 +991,7 @@ mod tests {
         FeedItem {
             source: 0,
             kind: FeedKind::Message {
-                message: Message::Dropped(crate::telemetry::event::Dropped { count: 1, total: 1 }),
+                message: Message::Dropped(crate::schema::Dropped { count: 1, total: 1 }),
                 raw: Arc::from("x".repeat(len)),
                 received: None,
             },

@@ -732,7 +732,7 @@ impl Events {
     }
 
     /// The next message of the stream, decoded.
-    pub async fn next(&mut self) -> meshtop::telemetry::event::Message {
+    pub async fn next(&mut self) -> meshtop::schema::Message {
         use futures_util::StreamExt;
         loop {
             let frame = within("an event", self.ws.next())
