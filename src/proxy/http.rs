@@ -247,7 +247,11 @@ impl Forwarder {
             .then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
         if self.route == Route::Explicit {
-            to_origin_form(&mut parts.uri, &mut parts.headers);
+            // HTTP/2 requests name their target in `:scheme` and
+            // `:authority`, which the upstream needs too.
+            if self.version == HttpVersion::Http1 {
+                to_origin_form(&mut parts.uri, &mut parts.headers);
+            }
             // Addressed to this proxy, which asks for no credentials:
             // consumed here, never passed to the origin (RFC 9110 §11.7.1).
             parts.headers.remove(header::PROXY_AUTHORIZATION);
