@@ -3,15 +3,23 @@
 //! every request.
 //!
 //! Stages of a connection, one module each: [`orig_dst`] (where it was
-//! going) → [`detect`] (what it speaks) → [`http`] (forwarding requests,
-//! with [`body`] recording them; HTTP/1.1 mostly through [`relay`], HTTP/2
-//! through [`h2_relay`]) or
-//! [`tunnel`] (opaque bytes); [`upstream`]
-//! connects, [`conn`] ties the stages together.
+//! going) → [`detect`] (what it speaks) → HTTP forwarding or [`tunnel`]
+//! (opaque bytes); [`upstream`] connects, [`conn`] ties the stages
+//! together.
+//!
+//! HTTP is forwarded by three engines, each for the traffic it does
+//! cheapest: [`relay`] (HTTP/1.1 to a fixed destination, as bytes),
+//! [`h2_relay`] (HTTP/2 to a fixed destination, frame by frame) and
+//! [`http`] (hyper: explicit-proxy connections, and what the relay hands
+//! over). They keep only their framing; what a request's record holds, how
+//! a failure is classified and answered, and when a request is sent again
+//! are decided once, in [`exchange`]. [`body`] streams bodies through
+//! hyper and holds each request's record until it is emitted.
 
 pub mod body;
 pub mod conn;
 pub mod detect;
+pub mod exchange;
 pub mod h2_relay;
 pub mod http;
 pub mod io;

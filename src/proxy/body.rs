@@ -1,6 +1,7 @@
 //! Bodies that stream through the proxy frame by frame while counting bytes
 //! and noticing how the exchange ended, and the in-flight request whose
-//! record is emitted exactly once, however the exchange ends.
+//! record is emitted exactly once, however the exchange ends. What a
+//! broken body is recorded as is decided in [`super::exchange`].
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -9,10 +10,10 @@ use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
+use super::exchange::{BodyFault, Flow, body_error, read_grpc_status};
 use super::stall::Stall;
 use crate::telemetry::{ErrorKind, Record, Recorder, RequestRecord};
 
@@ -92,15 +93,16 @@ impl InFlight {
             self.progress
                 .as_ref()
                 .map_or((record.req_bytes, None), |p| {
-                    let error = if p.malformed.load(Ordering::Relaxed) {
-                        Some(ErrorKind::Protocol)
+                    let fault = if p.malformed.load(Ordering::Relaxed) {
+                        Some(BodyFault::Malformed)
                     } else if p.stalled.load(Ordering::Relaxed) {
-                        Some(ErrorKind::IdleTimeout)
+                        Some(BodyFault::Stalled)
                     } else {
                         p.aborted
                             .load(Ordering::Relaxed)
-                            .then_some(ErrorKind::DownstreamReset)
+                            .then_some(BodyFault::SourceFailed)
                     };
+                    let error = fault.map(|fault| body_error(Flow::Request, fault));
                     (p.bytes.load(Ordering::Relaxed), error)
                 });
         record.req_bytes = req_bytes;
@@ -288,7 +290,7 @@ impl Body for ResponseBody {
                     Poll::Ready(frame) => frame,
                     Poll::Pending => {
                         ready!(stall.poll_expired(cx));
-                        inflight.finish(Some(ErrorKind::IdleTimeout));
+                        inflight.finish(Some(body_error(Flow::Response, BodyFault::Stalled)));
                         return Poll::Ready(Some(Err(BodyStalled.into())));
                     }
                 };
@@ -308,10 +310,14 @@ impl Body for ResponseBody {
                             inflight.finish(None);
                         }
                     }
-                    Some(Err(err)) if is_malformed(err) => {
-                        inflight.finish(Some(ErrorKind::Protocol))
+                    Some(Err(err)) => {
+                        let fault = if is_malformed(err) {
+                            BodyFault::Malformed
+                        } else {
+                            BodyFault::SourceFailed
+                        };
+                        inflight.finish(Some(body_error(Flow::Response, fault)));
                     }
-                    Some(Err(_)) => inflight.finish(Some(ErrorKind::UpstreamReset)),
                     None => inflight.finish(None),
                 }
                 Poll::Ready(frame.map(|frame| frame.map_err(BoxError::from)))
@@ -333,21 +339,5 @@ impl Body for ResponseBody {
             }
             ResponseBody::Upstream { inner, .. } => inner.size_hint(),
         }
-    }
-}
-
-/// Copies `grpc-status` and `grpc-message` from trailers (or from the headers
-/// of a trailers-only response) into the record.
-pub fn read_grpc_status(headers: &HeaderMap, record: &mut RequestRecord) {
-    if let Some(status) = headers
-        .get("grpc-status")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse().ok())
-    {
-        record.grpc_status = Some(status);
-    }
-    if let Some(message) = headers.get("grpc-message") {
-        let decoded = percent_encoding::percent_decode(message.as_bytes()).decode_utf8_lossy();
-        record.grpc_message = Some(decoded.into_owned());
     }
 }

@@ -17,7 +17,8 @@
 //! - It waits for the upstream connection, opened at the first stream (or
 //!   at accept, eagerly) and again after it closes; streams that arrive
 //!   meanwhile wait with it. When the connection cannot be made, each gets
-//!   `502` (`UNAVAILABLE` for gRPC), as from hyper's forwarder.
+//!   `502` (`UNAVAILABLE` for gRPC), made and recorded by
+//!   [`super::exchange`] as for hyper's forwarder.
 //! - An upstream connection whose server said GOAWAY keeps its streams to
 //!   their end, and one that closed is dropped; the streams that come after
 //!   go to a new one. A stream given to a connection found going away
@@ -38,15 +39,19 @@ use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use h2::server::SendResponse;
 use h2::{Reason, RecvStream, SendStream};
-use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
+use http::{HeaderMap, Request, Response, Uri};
 use tracing::debug;
 
-use super::body::{InFlight, read_grpc_status};
+use super::body::InFlight;
 use super::conn::ConnCtx;
-use super::http::{PendingConnect, is_grpc, local_response, named_authority, shared_authority};
+use super::exchange::{
+    self, BodyFault, Failure, Flow, Requested, body_error, is_grpc, named_authority,
+    read_grpc_status, shared_authority,
+};
+use super::http::PendingConnect;
 use super::io::BoxIo;
 use super::stall::Stall;
-use super::upstream::{ConnectError, Dest};
+use super::upstream::Dest;
 use crate::telemetry::{ErrorKind, HttpProtocol};
 
 // The settings hyper's forwarder used, so that moving to the relay changes
@@ -150,23 +155,6 @@ struct Opened {
     sender: Sender,
     server: SocketAddr,
     driver: h2::client::Connection<tokio::net::TcpStream, Bytes>,
-}
-
-/// Why an upstream connection could not be made.
-struct Failure {
-    kind: ErrorKind,
-    server: Option<SocketAddr>,
-    message: String,
-}
-
-impl From<ConnectError> for Failure {
-    fn from(err: ConnectError) -> Self {
-        Failure {
-            kind: err.kind,
-            server: err.addr,
-            message: format!("upstream connect error: {err}"),
-        }
-    }
 }
 
 /// A client stream, from its arrival until it is forwarded.
@@ -316,8 +304,7 @@ impl Relay {
                         grpc,
                         ..
                     } = begin(&self.ctx, accepted, failure.server);
-                    let (kind, message) = (failure.kind, &failure.message);
-                    not_forwarded(&mut respond, &mut inflight, grpc, kind, message);
+                    not_forwarded(&mut respond, &mut inflight, grpc, &failure);
                 }
             }
         }
@@ -334,7 +321,7 @@ async fn open(
         Some(pending) => pending.await,
         None => ctx.shared.dial(dest).await,
     };
-    let (stream, server) = connected?;
+    let (stream, server) = connected.map_err(|err| Failure::connect(&err))?;
     let (sender, driver) = h2::client::Builder::new()
         .initial_max_send_streams(CLIENT_INITIAL_MAX_STREAMS)
         .initial_window_size(CLIENT_STREAM_WINDOW)
@@ -345,11 +332,7 @@ async fn open(
         .enable_push(false)
         .handshake::<_, Bytes>(stream)
         .await
-        .map_err(|err| Failure {
-            kind: ErrorKind::Protocol,
-            server: Some(server),
-            message: format!("upstream handshake failed: {err}"),
-        })?;
+        .map_err(|err| Failure::handshake(server, err))?;
     Ok(Opened {
         sender,
         server,
@@ -381,17 +364,15 @@ fn begin(ctx: &ConnCtx, accepted: Accepted, server: Option<SocketAddr>) -> Begun
     } else {
         HttpProtocol::H2
     };
-    let mut record = ctx.request_record(protocol, authority);
-    record.method = Some(req.method().clone());
-    record.path = (req.method() != Method::CONNECT).then(|| {
-        req.uri()
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_owned()
-    });
-    record.headers = ctx.shared.captured_headers(req.headers());
-    record.server = server;
-    let inflight = InFlight::new(record, started, ctx.shared.recorder.clone());
+    let requested = Requested::from_head(
+        ctx,
+        protocol,
+        authority,
+        req.method(),
+        req.uri(),
+        req.headers(),
+    );
+    let inflight = exchange::begin(ctx, requested, server, started);
     Begun {
         req,
         respond,
@@ -405,17 +386,16 @@ fn not_forwarded(
     respond: &mut SendResponse<Bytes>,
     inflight: &mut InFlight,
     grpc: bool,
-    kind: ErrorKind,
-    message: &str,
+    failure: &Failure,
 ) {
-    answer_locally(respond, grpc, message);
-    inflight.finish(Some(kind));
+    answer_locally(respond, grpc, failure);
+    exchange::fail(inflight, failure);
 }
 
-/// Answers a stream that could not be forwarded: `502` with the reason as
-/// text, or a trailers-only `UNAVAILABLE` for gRPC.
-fn answer_locally(respond: &mut SendResponse<Bytes>, grpc: bool, message: &str) {
-    let (head, body) = local_response(grpc, StatusCode::BAD_GATEWAY, message);
+/// Answers a stream that could not be forwarded (see
+/// [`exchange::local_answer`]).
+fn answer_locally(respond: &mut SendResponse<Bytes>, grpc: bool, failure: &Failure) {
+    let (head, body) = exchange::local_answer(grpc, failure);
     match respond.send_response(head, body.is_none()) {
         Ok(mut stream) => {
             if let Some(body) = body {
@@ -468,13 +448,12 @@ async fn forward(
         mut inflight,
         grpc,
     } = begin(&ctx, accepted, Some(server));
-    let fail = |respond: &mut SendResponse<Bytes>, inflight: &mut InFlight, message: String| {
-        not_forwarded(respond, inflight, grpc, ErrorKind::UpstreamReset, &message);
+    let fail = |respond: &mut SendResponse<Bytes>, inflight: &mut InFlight, err: h2::Error| {
+        not_forwarded(respond, inflight, grpc, &Failure::h2(&err, None));
         StreamEnd::Done
     };
     if let Err(err) = ready {
-        let message = format!("upstream connection failed: {err}");
-        return fail(&mut respond, &mut inflight, message);
+        return fail(&mut respond, &mut inflight, err);
     }
     let (parts, body) = req.into_parts();
     let end_of_stream = body.is_end_stream();
@@ -484,10 +463,7 @@ async fn forward(
     }
     let (response, request_body) = match sender.send_request(head, end_of_stream) {
         Ok(sent) => sent,
-        Err(err) => {
-            let message = format!("upstream request failed: {err}");
-            return fail(&mut respond, &mut inflight, message);
-        }
+        Err(err) => return fail(&mut respond, &mut inflight, err),
     };
     drop(sender);
 
@@ -513,17 +489,14 @@ async fn forward(
     let response = match head {
         Head::Response(Ok(response)) => response,
         Head::Response(Err(err)) => {
+            let failure = Failure::h2(&err, None);
             if err.is_reset() && err.is_remote() {
                 // The upstream reset the stream: so is the client's.
                 respond.send_reset(err.reason().unwrap_or(Reason::INTERNAL_ERROR));
             } else {
-                answer_locally(
-                    &mut respond,
-                    grpc,
-                    &format!("upstream request failed: {err}"),
-                );
+                answer_locally(&mut respond, grpc, &failure);
             }
-            request.close(&mut inflight, Some(ErrorKind::UpstreamReset));
+            request.close(&mut inflight, Some(failure.kind));
             return StreamEnd::Done;
         }
         Head::ClientGone => {
@@ -533,20 +506,18 @@ async fn forward(
     };
 
     let (parts, body) = response.into_parts();
-    let started = inflight.started();
-    if let Some(record) = inflight.record() {
-        record.status = Some(parts.status.as_u16());
-        record.ttfb = Some(started.elapsed());
-        if grpc {
-            read_grpc_status(&parts.headers, record);
-        }
-    }
+    exchange::answered(
+        &mut inflight,
+        parts.status.as_u16(),
+        grpc.then_some(&parts.headers),
+    );
     let end_of_stream = body.is_end_stream();
     let to_client = match respond.send_response(Response::from_parts(parts, ()), end_of_stream) {
         Ok(to_client) => to_client,
         Err(err) => {
             debug!(error = %err, "the client stream is gone");
-            request.close(&mut inflight, Some(ErrorKind::DownstreamReset));
+            let error = body_error(Flow::Response, BodyFault::SinkFailed);
+            request.close(&mut inflight, Some(error));
             return StreamEnd::Done;
         }
     };
@@ -575,10 +546,10 @@ async fn forward(
         }
         let error = match ended {
             PipeEnd::Done => None,
-            PipeEnd::FromFailed => Some(ErrorKind::UpstreamReset),
-            PipeEnd::ToFailed => Some(ErrorKind::DownstreamReset),
             PipeEnd::ClientFailed => Some(request.client_error()),
-            PipeEnd::Stalled => Some(ErrorKind::IdleTimeout),
+            PipeEnd::FromFailed => Some(body_error(Flow::Response, BodyFault::SourceFailed)),
+            PipeEnd::ToFailed => Some(body_error(Flow::Response, BodyFault::SinkFailed)),
+            PipeEnd::Stalled => Some(body_error(Flow::Response, BodyFault::Stalled)),
         };
         request.close(&mut inflight, error);
         if error.is_some() {
@@ -649,11 +620,12 @@ impl Upload {
     /// How the client failed the exchange: it went away (or reset its
     /// stream), or its body stalled.
     fn client_error(&self) -> ErrorKind {
-        if self.client_stalled {
-            ErrorKind::IdleTimeout
+        let fault = if self.client_stalled {
+            BodyFault::Stalled
         } else {
-            ErrorKind::DownstreamReset
-        }
+            BodyFault::SourceFailed
+        };
+        body_error(Flow::Request, fault)
     }
 
     /// Emits the record with the body's bytes so far.

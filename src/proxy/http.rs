@@ -4,6 +4,12 @@
 //! explicit-proxy connections (HTTP/1 and HTTP/2), and the HTTP/1
 //! connections that [`super::relay`] hands over; HTTP/2 to a destination
 //! goes through [`super::h2_relay`].
+//!
+//! This module keeps hyper's framing: serving the client connection,
+//! holding the upstream connection, rewriting heads (hop-by-hop fields,
+//! absolute form), upgrades and CONNECT. What a request's record holds,
+//! how a failure is classified and answered, and when a request is sent
+//! again come from [`super::exchange`], as for the other engines.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -11,7 +17,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
@@ -22,17 +27,16 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::sync::Mutex;
 use tracing::debug;
 
-use super::body::{InFlight, RequestBody, ResponseBody, read_grpc_status};
+use super::body::{InFlight, RequestBody, ResponseBody};
 use super::conn::{ConnCtx, Route};
+use super::exchange::{
+    self, Failure, HEADER_READ_TIMEOUT, Requested, is_grpc, named_authority, shared_authority,
+};
 use super::io::BoxIo;
 use super::tunnel;
-use super::upstream::{ConnectError, Connected, Dest};
+use super::upstream::{Connected, Dest};
 use crate::telemetry::authority::strip_userinfo;
-use crate::telemetry::{ErrorKind, HttpProtocol, RequestRecord, TcpProtocol};
-
-/// How long a client may take to send a request head (and so how long a
-/// connection may stay idle between requests).
-pub(super) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+use crate::telemetry::{HttpProtocol, TcpProtocol};
 
 /// The HTTP version of a client connection, and so of its upstream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,22 +123,10 @@ async fn serve_http(
         if err.is_parse() {
             // hyper has answered 400 (or 431) and closed the connection.
             let status = if err.is_parse_too_large() { 431 } else { 400 };
-            record_malformed(&ctx, version, status);
+            exchange::record_malformed(&ctx, protocol_of(version, false), status);
         }
         debug!(error = %err, "http connection ended with an error");
     }
-}
-
-/// Records a request too malformed for hyper to parse.
-fn record_malformed(ctx: &ConnCtx, version: HttpVersion, status: u16) {
-    let record = RequestRecord {
-        status: Some(status),
-        error: Some(ErrorKind::Protocol),
-        ..ctx.request_record(protocol_of(version, false), ctx.local.to_string().into())
-    };
-    ctx.shared
-        .recorder
-        .record(crate::telemetry::Record::Request(record));
 }
 
 fn protocol_of(version: HttpVersion, grpc: bool) -> HttpProtocol {
@@ -198,20 +190,16 @@ struct SendFailed {
 }
 
 /// Why a request could not be sent upstream.
-struct UpstreamFailure {
-    kind: ErrorKind,
-    server: Option<SocketAddr>,
-    message: String,
+struct Unsent {
+    failure: Failure,
     /// The upstream reset the HTTP/2 stream: pass the reset on.
     reset: Option<hyper::Error>,
 }
 
-impl From<ConnectError> for UpstreamFailure {
-    fn from(err: ConnectError) -> Self {
-        UpstreamFailure {
-            kind: err.kind,
-            server: err.addr,
-            message: format!("upstream connect error: {err}"),
+impl From<Failure> for Unsent {
+    fn from(failure: Failure) -> Self {
+        Unsent {
+            failure,
             reset: None,
         }
     }
@@ -224,19 +212,15 @@ impl Forwarder {
     ) -> Result<Response<ResponseBody>, hyper::Error> {
         let started = Instant::now();
         let grpc = self.version == HttpVersion::Http2 && is_grpc(req.headers());
-        let authority = self.authority_of(&req);
-        let mut record = self
-            .ctx
-            .request_record(protocol_of(self.version, grpc), authority);
-        record.method = Some(req.method().clone());
-        record.path = (req.method() != Method::CONNECT).then(|| {
-            req.uri()
-                .path_and_query()
-                .map_or("/", |p| p.as_str())
-                .to_owned()
-        });
-        record.headers = self.ctx.shared.captured_headers(req.headers());
-        let mut inflight = InFlight::new(record, started, self.ctx.shared.recorder.clone());
+        let requested = Requested::from_head(
+            &self.ctx,
+            protocol_of(self.version, grpc),
+            self.authority_of(&req),
+            req.method(),
+            req.uri(),
+            req.headers(),
+        );
+        let mut inflight = exchange::begin(&self.ctx, requested, None, started);
 
         let dest = match &self.route {
             Route::Fixed(dest) => dest.clone(),
@@ -263,7 +247,11 @@ impl Forwarder {
             .then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
         if self.route == Route::Explicit {
-            to_origin_form(&mut parts.uri, &mut parts.headers);
+            // HTTP/2 requests name their target in `:scheme` and
+            // `:authority`, which the upstream needs too.
+            if self.version == HttpVersion::Http1 {
+                to_origin_form(&mut parts.uri, &mut parts.headers);
+            }
             // Addressed to this proxy, which asks for no credentials:
             // consumed here, never passed to the origin (RFC 9110 §11.7.1).
             parts.headers.remove(header::PROXY_AUTHORIZATION);
@@ -282,12 +270,9 @@ impl Forwarder {
         };
         if let Some(record) = inflight.record() {
             record.server = Some(server);
-            record.status = Some(resp.status().as_u16());
-            record.ttfb = Some(started.elapsed());
-            if grpc {
-                read_grpc_status(resp.headers(), record);
-            }
         }
+        let status = resp.status().as_u16();
+        exchange::answered(&mut inflight, status, grpc.then(|| resp.headers()));
 
         let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
         if let (Some(client_upgrade), true) = (client_upgrade, switching) {
@@ -338,7 +323,7 @@ impl Forwarder {
         &self,
         dest: &Dest,
         req: Request<RequestBody>,
-    ) -> Result<(Response<Incoming>, SocketAddr), UpstreamFailure> {
+    ) -> Result<(Response<Incoming>, SocketAddr), Unsent> {
         let lease = self.acquire(dest).await?;
         let reused = lease.reused;
         match self.send_on(lease, dest, req).await {
@@ -355,7 +340,7 @@ impl Forwarder {
         dest: &Dest,
         failed: SendFailed,
         reused: bool,
-    ) -> Result<(Response<Incoming>, SocketAddr), UpstreamFailure> {
+    ) -> Result<(Response<Incoming>, SocketAddr), Unsent> {
         let SendFailed {
             mut err,
             server,
@@ -364,11 +349,11 @@ impl Forwarder {
         match (err.take_message(), replay) {
             // Never sent: a reused connection turned out to be closed.
             (Some(unsent), _) if reused => self.resend(dest, unsent).await,
-            (_, Some(head)) if closed_before_answering(err.error()) => {
+            (_, Some(head)) if exchange::closed_before_answering(err.error()) => {
                 let again = Request::from_parts(*head, RequestBody::empty());
                 self.resend(dest, again).await
             }
-            _ => Err(classify_send_error(err.into_error(), server)),
+            _ => Err(unsent(err.into_error(), server)),
         }
     }
 
@@ -377,13 +362,13 @@ impl Forwarder {
         &self,
         dest: &Dest,
         req: Request<RequestBody>,
-    ) -> Result<(Response<Incoming>, SocketAddr), UpstreamFailure> {
+    ) -> Result<(Response<Incoming>, SocketAddr), Unsent> {
         debug!("reused upstream connection was closed, reconnecting");
         self.upstream.lock().await.current = None;
         let lease = self.acquire(dest).await?;
         self.send_on(lease, dest, req)
             .await
-            .map_err(|failed| classify_send_error(failed.err.into_error(), failed.server))
+            .map_err(|failed| unsent(failed.err.into_error(), failed.server))
     }
 
     /// Sends a request on a leased connection and waits for the response
@@ -398,11 +383,14 @@ impl Forwarder {
         // A server may close a connection that idled, just as a request
         // goes out on it: keep what is needed to send it again.
         let replay = (self.version == HttpVersion::Http1
-            && lease.reused
-            && lease.idle >= self.ctx.shared.replay_after_idle)
-            .then(|| replayable_head(&req))
-            .flatten()
-            .map(Box::new);
+            && exchange::may_replay(
+                req.method(),
+                http_body::Body::is_end_stream(req.body()),
+                lease.reused,
+                || lease.idle,
+                self.ctx.shared.replay_after_idle,
+            ))
+        .then(|| Box::new(copy_head(&req)));
         let result = match lease.sender {
             Sender::Http1(mut sender) => {
                 let result = sender.try_send_request(req).await;
@@ -422,7 +410,7 @@ impl Forwarder {
 
     /// A sender for `dest`: the current connection if it is still usable,
     /// else a new one (the connection started eagerly at accept, if any).
-    async fn acquire(&self, dest: &Dest) -> Result<Lease, UpstreamFailure> {
+    async fn acquire(&self, dest: &Dest) -> Result<Lease, Unsent> {
         let mut upstream = self.upstream.lock().await;
         if let Some(mut current) = upstream.current.take_if(|c| &c.dest == dest) {
             let usable = match &mut current.sender {
@@ -461,19 +449,14 @@ impl Forwarder {
 
     /// Opens a new upstream connection (or finishes the one started at
     /// accept) and keeps it for the next requests.
-    async fn open(&self, upstream: &mut Upstream, dest: &Dest) -> Result<Lease, UpstreamFailure> {
+    async fn open(&self, upstream: &mut Upstream, dest: &Dest) -> Result<Lease, Unsent> {
         let connected = match upstream.pending.take() {
             Some(pending) => pending.await,
             None => self.ctx.shared.dial(dest.clone()).await,
         };
-        let (stream, server) = connected?;
+        let (stream, server) = connected.map_err(|err| Failure::connect(&err))?;
         let io = TokioIo::new(stream);
-        let handshake_failed = |err: hyper::Error| UpstreamFailure {
-            kind: ErrorKind::Protocol,
-            server: Some(server),
-            message: format!("upstream handshake failed: {err}"),
-            reset: None,
-        };
+        let handshake_failed = |err: hyper::Error| Failure::handshake(server, err);
         let sender = match self.version {
             HttpVersion::Http1 => {
                 let (sender, conn) = client_h1::Builder::new()
@@ -542,18 +525,14 @@ impl Forwarder {
         &self,
         mut inflight: InFlight,
         grpc: bool,
-        failure: UpstreamFailure,
+        unsent: Unsent,
     ) -> Result<Response<ResponseBody>, hyper::Error> {
-        debug!(error = %failure.message, "request failed");
-        if let Some(record) = inflight.record() {
-            record.server = failure.server;
-        }
-        inflight.finish(Some(failure.kind));
-        if let Some(reset) = failure.reset {
+        exchange::fail(&mut inflight, &unsent.failure);
+        if let Some(reset) = unsent.reset {
             // hyper resets the client's stream with the upstream's reason.
             return Err(reset);
         }
-        Ok(local_error(grpc, StatusCode::BAD_GATEWAY, &failure.message))
+        Ok(local_error(grpc, &unsent.failure))
     }
 
     /// Handles `CONNECT host:port` on an explicit-proxy connection: the tunnel
@@ -568,15 +547,9 @@ impl Forwarder {
         let (stream, server) = match connected {
             Ok(connected) => connected,
             Err(err) => {
-                if let Some(record) = inflight.record() {
-                    record.server = err.addr;
-                }
-                inflight.finish(Some(err.kind));
-                return local_error(
-                    false,
-                    StatusCode::BAD_GATEWAY,
-                    &format!("upstream connect error: {err}"),
-                );
+                let failure = Failure::connect(&err);
+                exchange::fail(&mut inflight, &failure);
+                return local_error(false, &failure);
             }
         };
         inflight.discard();
@@ -596,153 +569,42 @@ impl Forwarder {
     }
 }
 
-/// The authority a request names: its target's (HTTP/2's `:authority`, an
-/// HTTP/1 absolute-form target or CONNECT, RFC 9112 §3.2.2), else `Host`.
-pub(super) fn named_authority<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> Option<&'a str> {
-    uri.authority()
-        .map(|a| a.as_str())
-        .or_else(|| headers.get(header::HOST).and_then(|h| h.to_str().ok()))
-}
-
-/// `name` as the last request's authority, `last`, when it is the same
-/// (nearly always), else as a new one kept in `last`: a connection's
-/// records share one string instead of a copy per request. Any
-/// `user:password@` is left out: records never hold credentials.
-pub(super) fn shared_authority(last: &mut Option<Arc<str>>, name: &str) -> Arc<str> {
-    let name = strip_userinfo(name);
-    match last {
-        Some(authority) if **authority == *name => authority.clone(),
-        _ => last.insert(Arc::from(name)).clone(),
-    }
-}
-
-/// A copy of the head of a request that may be sent twice: an idempotent
-/// method (RFC 9110 §9.2.2) and no body.
-fn replayable_head(req: &Request<RequestBody>) -> Option<http::request::Parts> {
-    if !is_idempotent(req.method()) || !http_body::Body::is_end_stream(req.body()) {
-        return None;
-    }
+/// A copy of the head of a request that may be sent twice (see
+/// [`exchange::may_replay`]).
+fn copy_head(req: &Request<RequestBody>) -> http::request::Parts {
     let mut copy = Request::new(());
     *copy.method_mut() = req.method().clone();
     *copy.uri_mut() = req.uri().clone();
     *copy.version_mut() = req.version();
     *copy.headers_mut() = req.headers().clone();
     *copy.extensions_mut() = req.extensions().clone();
-    Some(copy.into_parts().0)
-}
-
-/// A method whose request may be sent twice (RFC 9110 §9.2.2).
-pub(super) fn is_idempotent(method: &Method) -> bool {
-    matches!(
-        *method,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
-    )
-}
-
-/// The upstream connection ended before any answer: end of stream, or a
-/// reset or broken pipe while the request was being written.
-fn closed_before_answering(err: &hyper::Error) -> bool {
-    if err.is_incomplete_message() {
-        return true;
-    }
-    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(err);
-    while let Some(cause) = source {
-        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
-            return matches!(
-                io.kind(),
-                std::io::ErrorKind::ConnectionReset
-                    | std::io::ErrorKind::BrokenPipe
-                    | std::io::ErrorKind::ConnectionAborted
-            );
-        }
-        source = cause.source();
-    }
-    false
+    copy.into_parts().0
 }
 
 /// Answers `400` (or gRPC UNAVAILABLE) to a request that has no destination.
-fn refuse(mut inflight: InFlight, grpc: bool, message: &str) -> Response<ResponseBody> {
-    inflight.finish(Some(ErrorKind::NoDestination));
-    local_error(grpc, StatusCode::BAD_REQUEST, message)
+fn refuse(mut inflight: InFlight, grpc: bool, message: &'static str) -> Response<ResponseBody> {
+    let failure = Failure::no_destination(message);
+    exchange::fail(&mut inflight, &failure);
+    local_error(grpc, &failure)
 }
 
-/// A response made up by the proxy: a short text body for HTTP, a valid
-/// trailers-only response with `grpc-status: 14` for gRPC.
-fn local_error(grpc: bool, status: StatusCode, message: &str) -> Response<ResponseBody> {
-    let (head, body) = local_response(grpc, status, message);
+/// The proxy's answer to a request that failed (see [`exchange::local_answer`]).
+fn local_error(grpc: bool, failure: &Failure) -> Response<ResponseBody> {
+    let (head, body) = exchange::local_answer(grpc, failure);
     let (parts, ()) = head.into_parts();
     let body = body.map_or_else(ResponseBody::empty, ResponseBody::local);
     Response::from_parts(parts, body)
 }
 
-/// The head and body (`None` for none: trailers-only gRPC) of a response
-/// made up by the proxy; see [`local_error`]. Shared with the HTTP/2 relay.
-pub(super) fn local_response(
-    grpc: bool,
-    status: StatusCode,
-    message: &str,
-) -> (Response<()>, Option<Bytes>) {
-    if grpc {
-        let encoded =
-            percent_encoding::utf8_percent_encode(message, GRPC_MESSAGE_ENCODE).to_string();
-        let mut resp = Response::new(());
-        let headers = resp.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/grpc"),
-        );
-        headers.insert("grpc-status", HeaderValue::from_static("14"));
-        if let Ok(value) = HeaderValue::from_str(&encoded) {
-            headers.insert("grpc-message", value);
-        }
-        return (resp, None);
+/// What a request sent by hyper's client came to: a failure, and an
+/// HTTP/2 reset from the upstream to pass on.
+fn unsent(err: hyper::Error, server: SocketAddr) -> Unsent {
+    let failure = Failure::hyper(&err, server);
+    let reset = exchange::h2_error(&err).is_some_and(|e| e.is_reset() && e.is_remote());
+    Unsent {
+        failure,
+        reset: reset.then_some(err),
     }
-    let mut resp = Response::new(());
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    (resp, Some(Bytes::from(format!("{message}\n"))))
-}
-
-/// gRPC's percent-encoding of `grpc-message`: everything outside printable
-/// ASCII, and `%` itself.
-const GRPC_MESSAGE_ENCODE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b'%');
-
-fn classify_send_error(err: hyper::Error, server: SocketAddr) -> UpstreamFailure {
-    let h2_reset = h2_error(&err).is_some_and(|e| e.is_reset() && e.is_remote());
-    let kind = if err.is_user() {
-        // The client's request body failed while being sent.
-        ErrorKind::DownstreamReset
-    } else if err.is_parse() {
-        ErrorKind::Protocol
-    } else {
-        ErrorKind::UpstreamReset
-    };
-    UpstreamFailure {
-        kind,
-        server: Some(server),
-        message: format!("upstream request failed: {err}"),
-        reset: h2_reset.then_some(err),
-    }
-}
-
-fn h2_error(err: &hyper::Error) -> Option<&h2::Error> {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(err);
-    while let Some(cause) = source {
-        if let Some(h2) = cause.downcast_ref::<h2::Error>() {
-            return Some(h2);
-        }
-        source = cause.source();
-    }
-    None
-}
-
-pub(super) fn is_grpc(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|ct| ct.as_bytes().starts_with(b"application/grpc"))
 }
 
 /// An HTTP/1 request asking to switch protocols (`Connection: upgrade` with

@@ -13,7 +13,10 @@
 //! reached, the connection is handed to hyper at that message boundary,
 //! with the bytes read so far. So those requests get what they got before
 //! (400, 431, 502 from hyper), and the relay only forwards heads that mean
-//! the same to hyper, to the relay and to the upstream.
+//! the same to hyper, to the relay and to the upstream. What it answers
+//! itself (a 502 when the upstream fails before answering), what it
+//! records, and when it sends a request again come from
+//! [`super::exchange`], so they read as hyper's.
 //!
 //! Why not hyper for everything: a request through hyper costs a parse into
 //! a header map and a copy of its case, a channel hop to a second task for
@@ -30,7 +33,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
-use http::{Method, StatusCode};
+use http::Method;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
@@ -38,10 +41,12 @@ use tracing::debug;
 
 use super::body::InFlight;
 use super::conn::{ConnCtx, Route};
-use super::http::{self as forwarder, HEADER_READ_TIMEOUT, HttpVersion, PendingConnect};
+use super::exchange::{
+    self, BodyFault, Failure, Flow, HEADER_READ_TIMEOUT, Requested, body_error, shared_authority,
+};
+use super::http::{self as forwarder, HttpVersion, PendingConnect};
 use super::io::{BoxIo, Prefixed};
 use super::upstream::{ConnectError, Connected, Dest};
-use crate::telemetry::authority::strip_userinfo;
 use crate::telemetry::{ErrorKind, HttpProtocol};
 use parse::{BodyProgress, Framing, Request, RequestHead};
 
@@ -152,30 +157,17 @@ struct Answered {
     keep_client: bool,
 }
 
-/// Why an exchange failed.
-enum Failure {
+/// Why an exchange failed, and so whether the client can still be
+/// answered.
+enum Failed {
+    /// The upstream closed the connection without sending a byte: a
+    /// request kept for it is sent again (else as `BeforeHead`).
+    NoAnswer,
     /// Before a final response head reached the client, which can still be
-    /// answered 502.
-    BeforeHead {
-        kind: ErrorKind,
-        message: String,
-        /// The upstream sent nothing at all: the request may be sent again.
-        no_answer: bool,
-    },
+    /// answered by the proxy.
+    BeforeHead(Failure),
     /// After the head: the client's connection ends with the response cut.
     MidBody(ErrorKind),
-}
-
-/// Why a body stopped before its end.
-#[derive(Debug)]
-enum BodyError {
-    /// The side it came from closed or failed.
-    Source,
-    /// The side it went to failed.
-    Sink,
-    Malformed,
-    /// Nothing moved for `--body-timeout`.
-    Stalled,
 }
 
 impl Relay {
@@ -251,30 +243,35 @@ impl Relay {
             return Outcome::Handoff;
         };
 
-        let authority = match host {
-            Some(range) => shared_authority(&mut self.last_authority, &self.cbuf[range]),
-            None => None,
-        }
-        .unwrap_or_else(|| self.dest.to_string().into());
-        let mut record = self.ctx.request_record(HttpProtocol::Http1, authority);
-        record.method = Some(method.clone());
-        record.path = Some(path);
-        record.headers = captured;
-        record.server = Some(conn.server);
-        let mut inflight = InFlight::new(record, started, self.ctx.shared.recorder.clone());
+        // Never `user:password@`, whatever the client put in `Host`.
+        let authority = match host.map(|range| std::str::from_utf8(&self.cbuf[range])) {
+            Some(Ok(host)) => shared_authority(&mut self.last_authority, host),
+            _ => self.dest.to_string().into(),
+        };
         let head_request = method == Method::HEAD;
-
         // A server may close a connection that idled just as a request goes
         // out on it: keep what is needed to send it again.
-        let mut replay = (framing == Framing::Empty
-            && conn.served
-            && forwarder::is_idempotent(&method)
-            && conn.last_used.elapsed() >= self.ctx.shared.replay_after_idle)
-            .then(|| {
-                rewritten
-                    .clone()
-                    .unwrap_or_else(|| self.cbuf[..len].to_vec())
-            });
+        let replayable = exchange::may_replay(
+            &method,
+            framing == Framing::Empty,
+            conn.served,
+            || conn.last_used.elapsed(),
+            self.ctx.shared.replay_after_idle,
+        );
+        let requested = Requested {
+            protocol: HttpProtocol::Http1,
+            authority,
+            method,
+            path: Some(path),
+            headers: captured,
+        };
+        let mut inflight = exchange::begin(&self.ctx, requested, Some(conn.server), started);
+
+        let mut replay = replayable.then(|| {
+            rewritten
+                .clone()
+                .unwrap_or_else(|| self.cbuf[..len].to_vec())
+        });
 
         let sent = len + first.consumed;
         let mut req_bytes = first.data;
@@ -290,18 +287,12 @@ impl Relay {
         let (answer, body_sent) = if body.is_done() {
             let mut answer = match wrote {
                 Ok(()) => self.answer(&mut conn, head_request, &mut inflight).await,
-                Err(_) => Err(no_answer()),
+                Err(_) => Err(Failed::NoAnswer),
             };
             // Sent again once, on a new connection, when the old one closed
             // without answering. Boxed: rare, and its room would be in
             // every exchange's future.
-            if let (
-                Err(Failure::BeforeHead {
-                    no_answer: true, ..
-                }),
-                Some(head),
-            ) = (&answer, replay.take())
-            {
+            if let (Err(Failed::NoAnswer), Some(head)) = (&answer, replay.take()) {
                 answer = match Box::pin(self.send_again(&head, head_request, &mut inflight)).await {
                     Ok((new, again)) => {
                         conn = new;
@@ -313,7 +304,7 @@ impl Relay {
             (answer, true)
         } else if wrote.is_err() {
             // The client's body cannot go on; its rest is still coming.
-            (Err(no_answer()), false)
+            (Err(Failed::NoAnswer), false)
         } else {
             Box::pin(self.stream_both_ways(
                 &mut conn,
@@ -361,7 +352,7 @@ impl Relay {
         head: &[u8],
         head_request: bool,
         inflight: &mut InFlight,
-    ) -> Result<(Conn, Result<Answered, Failure>), Failure> {
+    ) -> Result<(Conn, Result<Answered, Failed>), Failed> {
         debug!("an idle upstream connection closed on a request; sending it again");
         self.upstream = Upstream::None;
         self.ubuf.clear();
@@ -372,13 +363,9 @@ impl Relay {
                         if let Some(record) = inflight.record() {
                             record.server = err.addr;
                         }
-                        Failure::BeforeHead {
-                            kind: err.kind,
-                            message: format!("upstream connect error: {err}"),
-                            no_answer: false,
-                        }
+                        Failed::BeforeHead(Failure::connect(&err))
                     }
-                    _ => no_answer(),
+                    _ => Failed::NoAnswer,
                 },
             );
         };
@@ -387,7 +374,7 @@ impl Relay {
         }
         let answer = match write(&mut conn.stream, head).await {
             Ok(()) => self.answer(&mut conn, head_request, inflight).await,
-            Err(_) => Err(no_answer()),
+            Err(_) => Err(Failed::NoAnswer),
         };
         Ok((conn, answer))
     }
@@ -402,7 +389,7 @@ impl Relay {
         req_bytes: &mut u64,
         head_request: bool,
         inflight: &mut InFlight,
-    ) -> (Result<Answered, Failure>, bool) {
+    ) -> (Result<Answered, Failed>, bool) {
         let (mut client_read, mut client_write) = tokio::io::split(&mut self.client);
         let (mut up_read, mut up_write) = conn.stream.split();
         let stall = self.ctx.shared.body_timeout;
@@ -435,10 +422,7 @@ impl Relay {
         while answer.is_none() {
             tokio::select! {
                 result = &mut sending, if sent.is_none() => {
-                    let client_failed = matches!(
-                        result,
-                        Err(BodyError::Source | BodyError::Malformed | BodyError::Stalled)
-                    );
+                    let client_failed = matches!(result, Err(fault) if fault != BodyFault::SinkFailed);
                     sent = Some(result);
                     if client_failed {
                         break;
@@ -448,18 +432,15 @@ impl Relay {
             }
         }
         match (sent, answer) {
-            (Some(Err(BodyError::Source)), _) => {
-                (Err(Failure::MidBody(ErrorKind::DownstreamReset)), false)
-            }
-            (Some(Err(BodyError::Malformed)), _) => {
-                (Err(Failure::MidBody(ErrorKind::Protocol)), false)
-            }
-            (Some(Err(BodyError::Stalled)), _) => {
-                (Err(Failure::MidBody(ErrorKind::IdleTimeout)), false)
+            // The client failed its body; an upstream that stopped taking it
+            // says why in its answer.
+            (Some(Err(fault)), _) if fault != BodyFault::SinkFailed => {
+                let error = body_error(Flow::Request, fault);
+                (Err(Failed::MidBody(error)), false)
             }
             (sent, Some(answer)) => (answer, matches!(sent, Some(Ok(())))),
             // The loop ends with an answer, or with a failure handled above.
-            (sent, None) => (Err(no_answer()), matches!(sent, Some(Ok(())))),
+            (sent, None) => (Err(Failed::NoAnswer), matches!(sent, Some(Ok(())))),
         }
     }
 
@@ -469,7 +450,7 @@ impl Relay {
         conn: &mut Conn,
         head_request: bool,
         inflight: &mut InFlight,
-    ) -> Result<Answered, Failure> {
+    ) -> Result<Answered, Failed> {
         let mut client = Client {
             io: &mut self.client,
             pipelined: &mut self.cbuf,
@@ -485,37 +466,30 @@ impl Relay {
         .await
     }
 
-    /// Records a failed exchange and answers 502 where the client can still
+    /// Records a failed exchange and answers it where the client can still
     /// be answered.
     async fn fail(
         &mut self,
         mut inflight: InFlight,
-        failure: Failure,
+        failed: Failed,
         body_sent: bool,
         head_request: bool,
     ) -> Outcome {
-        match failure {
-            Failure::BeforeHead { kind, message, .. } => {
-                debug!(error = %message, "request failed");
+        let failure = match failed {
+            Failed::NoAnswer => Failure::no_answer(None),
+            Failed::BeforeHead(failure) => failure,
+            Failed::MidBody(kind) => {
                 inflight.finish(Some(kind));
-                let replied = reply(
-                    &mut self.client,
-                    StatusCode::BAD_GATEWAY,
-                    &message,
-                    head_request,
-                    !body_sent,
-                )
-                .await;
-                if replied.is_ok() && body_sent {
-                    Outcome::KeepAlive
-                } else {
-                    Outcome::Close
-                }
+                return Outcome::Close;
             }
-            Failure::MidBody(kind) => {
-                inflight.finish(Some(kind));
-                Outcome::Close
-            }
+        };
+        exchange::fail(&mut inflight, &failure);
+        let answer = exchange::local_answer_http1(&failure, head_request, !body_sent);
+        let replied = write(&mut self.client, &answer).await;
+        if replied.is_ok() && body_sent {
+            Outcome::KeepAlive
+        } else {
+            Outcome::Close
         }
     }
 
@@ -569,17 +543,6 @@ impl Relay {
     }
 }
 
-/// The authority a request named in its `Host`: the last one's again when
-/// it is the same.
-fn shared_authority(last: &mut Option<Arc<str>>, host: &[u8]) -> Option<Arc<str>> {
-    // Never `user:password@`, whatever the client put in `Host`.
-    let host = strip_userinfo(std::str::from_utf8(host).ok()?);
-    Some(match last {
-        Some(last) if **last == *host => last.clone(),
-        _ => last.insert(Arc::from(host)).clone(),
-    })
-}
-
 fn connected(connected: Connected) -> Upstream {
     match connected {
         Ok((stream, server)) => Upstream::Open(Conn {
@@ -589,14 +552,6 @@ fn connected(connected: Connected) -> Upstream {
             last_used: tokio::time::Instant::now(),
         }),
         Err(err) => Upstream::Failed(err),
-    }
-}
-
-fn no_answer() -> Failure {
-    Failure::BeforeHead {
-        kind: ErrorKind::UpstreamReset,
-        message: "upstream closed the connection before answering".to_owned(),
-        no_answer: true,
     }
 }
 
@@ -610,16 +565,11 @@ async fn answer<R, W>(
     head_request: bool,
     inflight: &mut InFlight,
     stall: Duration,
-) -> Result<Answered, Failure>
+) -> Result<Answered, Failed>
 where
     R: AsyncRead + Unpin,
     W: Sink,
 {
-    let before_head = |kind, message: String| Failure::BeforeHead {
-        kind,
-        message,
-        no_answer: false,
-    };
     let mut answered_anything = false;
     loop {
         let head = loop {
@@ -629,27 +579,31 @@ where
                     Ok(Some(head)) => break head,
                     Ok(None) if ubuf.len() < MAX_HEAD => {}
                     Ok(None) => {
-                        let message = "upstream response head too large".to_owned();
-                        return Err(before_head(ErrorKind::Protocol, message));
+                        debug!("upstream response head too large");
+                        return Err(Failed::BeforeHead(Failure::malformed_answer(None)));
                     }
-                    Err(err) => return Err(before_head(ErrorKind::Protocol, err.to_string())),
+                    Err(err) => {
+                        debug!(error = %err, "malformed upstream response head");
+                        return Err(Failed::BeforeHead(Failure::malformed_answer(None)));
+                    }
                 }
             }
             match read_unless_departed(upstream, ubuf, client).await {
                 Read::Data => {}
-                Read::Departed => return Err(Failure::MidBody(ErrorKind::DownstreamReset)),
-                Read::End if answered_anything => {
-                    let message = "upstream closed the connection mid-answer".to_owned();
-                    return Err(before_head(ErrorKind::UpstreamReset, message));
+                Read::Departed => {
+                    let error = body_error(Flow::Response, BodyFault::SinkFailed);
+                    return Err(Failed::MidBody(error));
                 }
-                Read::End => return Err(no_answer()),
+                // Part of an answer: it cannot be sent again.
+                Read::End if answered_anything => {
+                    return Err(Failed::BeforeHead(Failure::no_answer(None)));
+                }
+                Read::End => return Err(Failed::NoAnswer),
             }
         };
         let informational = head.status < 200;
-        let ttfb = inflight.started().elapsed();
-        if !informational && let Some(record) = inflight.record() {
-            record.status = Some(head.status);
-            record.ttfb = Some(ttfb);
+        if !informational {
+            exchange::answered(inflight, head.status, None);
         }
         let mut body = BodyProgress::new(head.body);
         let (prefix, lead) = match head.rewritten {
@@ -681,10 +635,7 @@ where
                     keep_client: head.body != Framing::ToClose,
                 });
             }
-            Err(BodyError::Source) => return Err(Failure::MidBody(ErrorKind::UpstreamReset)),
-            Err(BodyError::Sink) => return Err(Failure::MidBody(ErrorKind::DownstreamReset)),
-            Err(BodyError::Malformed) => return Err(Failure::MidBody(ErrorKind::Protocol)),
-            Err(BodyError::Stalled) => return Err(Failure::MidBody(ErrorKind::IdleTimeout)),
+            Err(fault) => return Err(Failed::MidBody(body_error(Flow::Response, fault))),
         }
     }
 }
@@ -711,7 +662,7 @@ async fn relay_message<R, W>(
     body: &mut BodyProgress,
     data: &mut u64,
     stall: Duration,
-) -> Result<(), BodyError>
+) -> Result<(), BodyFault>
 where
     R: AsyncRead + Unpin,
     W: Sink,
@@ -723,7 +674,7 @@ where
     loop {
         let advanced = body
             .advance(&buf[prefix..])
-            .map_err(|_| BodyError::Malformed)?;
+            .map_err(|_| BodyFault::Malformed)?;
         let n = prefix + advanced.consumed;
         *data += advanced.data;
         prefix = 0;
@@ -736,20 +687,20 @@ where
             None => Some(Ok(())),
         };
         written
-            .ok_or(BodyError::Stalled)?
-            .map_err(|_| BodyError::Sink)?;
+            .ok_or(BodyFault::Stalled)?
+            .map_err(|_| BodyFault::SinkFailed)?;
         buf.advance(n);
         if advanced.done {
             return Ok(());
         }
         match within(stall, read_unless_departed(src, buf, dst))
             .await
-            .ok_or(BodyError::Stalled)?
+            .ok_or(BodyFault::Stalled)?
         {
             Read::Data => {}
             Read::End if body.ends_at_close() => return Ok(()),
-            Read::End => return Err(BodyError::Source),
-            Read::Departed => return Err(BodyError::Sink),
+            Read::End => return Err(BodyFault::SourceFailed),
+            Read::Departed => return Err(BodyFault::SinkFailed),
         }
     }
 }
@@ -857,27 +808,4 @@ fn make_room(buf: &mut BytesMut) {
     if buf.capacity() - buf.len() < READ_ROOM / 2 {
         buf.reserve(READ_ROOM);
     }
-}
-
-/// Answers the client with a response of the proxy's own: a short text
-/// body, like hyper's forwarder answers.
-async fn reply<W: AsyncWrite + Unpin>(
-    client: &mut W,
-    status: StatusCode,
-    message: &str,
-    head_request: bool,
-    close: bool,
-) -> io::Result<()> {
-    let body = format!("{message}\n");
-    let mut response = format!(
-        "HTTP/1.1 {} {}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n{}\r\n",
-        status.as_u16(),
-        status.canonical_reason().unwrap_or_default(),
-        body.len(),
-        if close { "connection: close\r\n" } else { "" },
-    );
-    if !head_request {
-        response.push_str(&body);
-    }
-    write(client, response.as_bytes()).await
 }
