@@ -1133,10 +1133,16 @@ fn run_inject(args: InjectArgs) -> ExitCode {
     options.admin_port = args.admin_port;
     // Streamed: the output is many times the input, and only one document
     // (one item of a `List`) is held at a time. Nothing is written unless
-    // all of it can be.
+    // all of it can be. What had to be given up for it (comments yaml-edit
+    // could not keep) is said on stderr, once the output is out.
     let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
     match crate::inject::inject_to(&input, &options, &mut stdout) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(warnings) => {
+            for warning in warnings {
+                eprintln!("meshtop: warning: {name}: {warning}");
+            }
+            ExitCode::SUCCESS
+        }
         Err(crate::inject::InjectError::Write(_)) => ExitCode::FAILURE,
         Err(err) => {
             eprintln!("meshtop: {name}: {err}");

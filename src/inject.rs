@@ -56,9 +56,13 @@
 //! a lossless syntax tree: comments, key order, quoting, indentation and
 //! blank lines around the insertions survive (a new `initContainers` is
 //! written as text, laid out like the pod's `containers`). The edited text is parsed again
-//! and must equal the same insertion made on the parsed tree; should
-//! yaml-edit ever get an unusual layout wrong, the document is written out
-//! from the tree instead: the same content, without its comments.
+//! and must equal the same insertion made on the parsed tree. Where
+//! yaml-edit gets a layout wrong (a pod spec that is a flow mapping over
+//! several lines), the document is written out from the tree instead, the
+//! same content in block style without its comments, and an
+//! [`InjectWarning`] says so: `meshtop inject` prints it to stderr as
+//! `meshtop: warning: FILE: document 2, Pod web: 1 comment could not be
+//! kept (…)`. Nothing is dropped silently.
 //!
 //! # Size
 //!
@@ -151,42 +155,123 @@ pub enum InjectError {
     Write(String),
 }
 
+/// Something given up to add meshtop to an object, said rather than done
+/// silently; `meshtop inject` prints each one to stderr.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InjectWarning {
+    /// The document, numbered as in [`InjectError::InvalidYaml`].
+    pub document: usize,
+    /// The object, as its kind and name (`Deployment web`).
+    pub object: String,
+    pub loss: Loss,
+}
+
+/// What an [`InjectWarning`] says was given up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Loss {
+    /// yaml-edit could not edit the object in place (a pod spec that is a
+    /// flow mapping over several lines, say), so its document was written
+    /// out again from its parsed tree: the same content, in block style,
+    /// without these many comments (`None` when yaml-edit cannot read it to
+    /// count them).
+    Rewritten { comments: Option<usize> },
+}
+
+impl std::fmt::Display for InjectWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let InjectWarning {
+            document, object, ..
+        } = self;
+        write!(f, "document {document}, {object}: ")?;
+        match self.loss {
+            Loss::Rewritten { comments: Some(0) } => write!(f, "its layout could not be kept")?,
+            Loss::Rewritten { comments: Some(1) } => write!(f, "1 comment could not be kept")?,
+            Loss::Rewritten { comments: Some(n) } => write!(f, "{n} comments could not be kept")?,
+            Loss::Rewritten { comments: None } => write!(f, "its comments could not be kept")?,
+        }
+        write!(
+            f,
+            " (yaml-edit could not edit it in place; written out again in block style)"
+        )
+    }
+}
+
+/// A stream with meshtop added, and what was given up for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Injected {
+    pub text: String,
+    pub warnings: Vec<InjectWarning>,
+}
+
 /// Adds meshtop to every pod of `input`, a stream of YAML documents, and
-/// returns the stream with everything else as it was.
+/// returns the stream with everything else as it was, without its warnings:
+/// for callers that show them, [`injected`] and [`inject_to`].
 pub fn inject(input: &str, options: &InjectOptions) -> Result<String, InjectError> {
-    let mut out = String::with_capacity(input.len() + 4096);
+    injected(input, options).map(|injected| injected.text)
+}
+
+/// Adds meshtop to every pod of `input` and returns the stream with its
+/// warnings.
+pub fn injected(input: &str, options: &InjectOptions) -> Result<Injected, InjectError> {
+    let mut text = String::with_capacity(input.len() + 4096);
+    let mut warnings = Vec::new();
+    let (editor, lists) = (Editor::Lossless, Lists::ByItem);
+    let mut out = |piece: &str| {
+        text.push_str(piece);
+        Ok(())
+    };
     inject_with(
         input,
         options,
-        Editor::Lossless,
-        Lists::ByItem,
+        editor,
+        lists,
         Pass::Write,
-        &mut |text| {
-            out.push_str(text);
-            Ok(())
-        },
+        &mut out,
+        &mut warnings,
     )?;
-    Ok(out)
+    Ok(Injected { text, warnings })
 }
 
 /// Adds meshtop to every pod of `input` and writes the stream to `out` as it
 /// goes, holding one document (one item of a `List`) at a time, not the
 /// whole output, which is many times the input's size. Nothing is written
 /// when the input cannot be injected: a first pass finds whatever would
-/// fail (see [`Pass::Check`]).
+/// fail (see [`Pass::Check`]). Returns the warnings, one at most per
+/// document or item of a `List`.
 pub fn inject_to(
     input: &str,
     options: &InjectOptions,
     out: &mut dyn std::io::Write,
-) -> Result<(), InjectError> {
+) -> Result<Vec<InjectWarning>, InjectError> {
     let (editor, lists) = (Editor::Lossless, Lists::ByItem);
-    inject_with(input, options, editor, lists, Pass::Check, &mut |_| Ok(()))?;
-    inject_with(input, options, editor, lists, Pass::Write, &mut |text| {
+    let mut warnings = Vec::new();
+    let mut nowhere = |_: &str| Ok(());
+    inject_with(
+        input,
+        options,
+        editor,
+        lists,
+        Pass::Check,
+        &mut nowhere,
+        &mut warnings,
+    )?;
+    warnings.clear();
+    let mut write = |text: &str| {
         out.write_all(text.as_bytes())
             .map_err(|err| InjectError::Write(err.to_string()))
-    })?;
+    };
+    inject_with(
+        input,
+        options,
+        editor,
+        lists,
+        Pass::Write,
+        &mut write,
+        &mut warnings,
+    )?;
     out.flush()
-        .map_err(|err| InjectError::Write(err.to_string()))
+        .map_err(|err| InjectError::Write(err.to_string()))?;
+    Ok(warnings)
 }
 
 /// What a run over the input does.
@@ -204,7 +289,8 @@ enum Pass {
 /// How a document that gets meshtop is written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Editor {
-    /// Edited in place with yaml-edit, checked, rewritten when the check fails.
+    /// Edited in place with yaml-edit and checked; rewritten, with a
+    /// warning, when the check fails (see [`Edit::document`]).
     Lossless,
     /// Always rewritten from the parsed tree; lets the tests exercise the
     /// path that is otherwise only taken when yaml-edit gets a layout wrong.
@@ -233,6 +319,7 @@ fn inject_with(
     lists: Lists,
     pass: Pass,
     out: &mut Sink,
+    warnings: &mut Vec<InjectWarning>,
 ) -> Result<(), InjectError> {
     check_options(options)?;
     let sidecars = SidecarTexts::new(options);
@@ -281,11 +368,11 @@ fn inject_with(
                     first_line,
                     explicit: false,
                 };
-                edit.document(&piece, document, Shape::ListItem, out)?;
+                warnings.extend(edit.document(&piece, document, Shape::ListItem, out)?);
             }
             out(&text[last..])?;
         } else {
-            edit.document(&chunk, document, Shape::Stream, out)?;
+            warnings.extend(edit.document(&chunk, document, Shape::Stream, out)?);
         }
     }
     Ok(())
@@ -312,7 +399,6 @@ fn check_options(options: &InjectOptions) -> Result<(), InjectError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rewrite::rewrite;
     use saphyr::{ScalarStyle, Yaml};
     use sidecars::scalar_text;
     use yaml::load;
@@ -321,8 +407,8 @@ mod tests {
         input: &str,
         options: &InjectOptions,
         editor: Editor,
-    ) -> Result<String, InjectError> {
-        run(input, options, editor, Lists::ByItem)
+    ) -> Result<Injected, InjectError> {
+        injected_with(input, options, editor, Lists::ByItem)
     }
 
     fn run(
@@ -331,12 +417,30 @@ mod tests {
         editor: Editor,
         lists: Lists,
     ) -> Result<String, InjectError> {
-        let mut out = String::new();
-        super::inject_with(input, options, editor, lists, Pass::Write, &mut |text| {
-            out.push_str(text);
+        injected_with(input, options, editor, lists).map(|injected| injected.text)
+    }
+
+    fn injected_with(
+        input: &str,
+        options: &InjectOptions,
+        editor: Editor,
+        lists: Lists,
+    ) -> Result<Injected, InjectError> {
+        let (mut text, mut warnings) = (String::new(), Vec::new());
+        let mut out = |piece: &str| {
+            text.push_str(piece);
             Ok(())
-        })?;
-        Ok(out)
+        };
+        super::inject_with(
+            input,
+            options,
+            editor,
+            lists,
+            Pass::Write,
+            &mut out,
+            &mut warnings,
+        )?;
+        Ok(Injected { text, warnings })
     }
 
     const TRICKY: &str = "\
@@ -374,7 +478,7 @@ spec:
             first_line: 0,
             explicit: false,
         };
-        let rewritten = rewrite(&chunk, &docs).expect("nothing unsupported");
+        let rewritten = rewrite::rewrite(&chunk, &docs).expect("nothing unsupported");
         let reparsed = load(&rewritten).expect("the rewrite is valid YAML");
         assert_eq!(reparsed.len(), 1);
         assert_eq!(
@@ -388,14 +492,43 @@ spec:
     }
 
     #[test]
-    fn the_rewrite_injects_as_the_lossless_edit_does() {
+    fn the_rewrite_injects_as_the_lossless_edit_does_and_says_what_it_lost() {
         let options = InjectOptions::default();
         let lossless = inject_with(TRICKY, &options, Editor::Lossless).expect("injects");
+        assert_eq!(lossless.warnings, []);
         let rewritten = inject_with(TRICKY, &options, Editor::Rewrite).expect("injects");
-        assert_ne!(lossless, rewritten, "the rewrite drops comments");
-        let lossless = load(&lossless).expect("valid");
-        let rewritten = load(&rewritten).expect("valid");
+        assert_ne!(lossless.text, rewritten.text, "the rewrite drops comments");
+        assert_eq!(
+            rewritten.warnings,
+            [InjectWarning {
+                document: 1,
+                object: "Pod it's".to_owned(),
+                loss: Loss::Rewritten { comments: Some(1) },
+            }]
+        );
+        let lossless = load(&lossless.text).expect("valid");
+        let rewritten = load(&rewritten.text).expect("valid");
         assert_eq!(strip_styles(&lossless[0]), strip_styles(&rewritten[0]));
+    }
+
+    /// yaml-edit cannot insert into a flow mapping that spans lines: the
+    /// one layout for which the rewrite is kept.
+    #[test]
+    fn a_pod_spec_yaml_edit_cannot_edit_is_rewritten_with_a_warning() {
+        let input = "kind: Pod\nmetadata: {name: web}\nspec: {\n  # the app\n  containers: [{name: app}]\n}\n";
+        let output = injected(input, &InjectOptions::default()).expect("injects");
+        assert!(
+            output.text.contains("- name: meshtop-proxy\n"),
+            "{}",
+            output.text
+        );
+        assert!(!output.text.contains("# the app"), "{}", output.text);
+        assert_eq!(output.warnings.len(), 1);
+        assert_eq!(
+            output.warnings[0].to_string(),
+            "document 1, Pod web: 1 comment could not be kept \
+             (yaml-edit could not edit it in place; written out again in block style)"
+        );
     }
 
     #[test]
@@ -408,6 +541,9 @@ spec:
             matches!(err, InjectError::Unsupported { document: 1, .. }),
             "{err}"
         );
+        // yaml-edit edits it in place.
+        let output = inject(input, &InjectOptions::default()).expect("injects");
+        assert!(output.contains("name: !!str app\n"), "{output}");
     }
 
     #[test]
@@ -483,8 +619,8 @@ spec:
             assert_eq!(trees(&by_item), trees(&whole), "{list}");
             // And what the tree says, written out from it without any
             // stand-in check.
-            let rewritten = run(list, &options, Editor::Rewrite, Lists::Whole).expect("injects");
-            assert_eq!(trees(&by_item), trees(&rewritten), "{list}");
+            let bare = run(list, &options, Editor::Rewrite, Lists::Whole).expect("injects");
+            assert_eq!(trees(&by_item), trees(&bare), "{list}");
             assert!(by_item.matches(PROXY_CONTAINER).count() >= 2, "{by_item}");
             // Laid out as the input; only what cannot be edited in place is
             // rewritten, and then only its item.

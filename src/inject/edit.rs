@@ -6,12 +6,12 @@ use std::str::FromStr;
 use saphyr::Yaml;
 use yaml_edit::{Document, YamlFile, YamlNode};
 
-use super::pods::{InitList, PodEdit, Step, expect, plan_document, plan_item};
+use super::pods::{InitList, PodEdit, Step, describe, expect, plan_document, plan_item};
 use super::rewrite::{rewrite, rewrite_item};
 use super::sidecars::{Sidecar, SidecarTexts, SidecarTrees, block_item};
 use super::stream::Chunk;
 use super::yaml::{line_start, load};
-use super::{Editor, InjectError, Sink};
+use super::{Editor, InjectError, InjectWarning, Loss, Sink};
 
 /// What a piece of text handed to [`Edit::document`] is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,16 +38,21 @@ pub(super) struct Edit<'e, 'a> {
 }
 
 impl Edit<'_, '_> {
-    /// Writes `chunk` with meshtop added to its pods: edited in place when
-    /// the edit checks out, else rewritten from the tree, else as it was
-    /// when it has no pod to change.
+    /// Writes `chunk` with meshtop added to its pods, as it was when it has
+    /// none to change, and says what was given up, if anything.
+    ///
+    /// Every edit is made with yaml-edit, and kept only when parsing its
+    /// output again gives what the insertion on the parsed tree gives (see
+    /// [`Edit::checked`]). Should yaml-edit get a layout wrong, the
+    /// document is written out again from that tree ([`super::rewrite`]),
+    /// and a warning says that its comments and layout were lost.
     pub(super) fn document(
         &self,
         chunk: &Chunk,
         document: usize,
         shape: Shape,
         out: &mut Sink,
-    ) -> Result<(), InjectError> {
+    ) -> Result<Option<InjectWarning>, InjectError> {
         let docs = load(chunk.text).map_err(|err| InjectError::InvalidYaml {
             document: document.max(1),
             line: chunk.first_line + err.marker().line(),
@@ -59,14 +64,14 @@ impl Edit<'_, '_> {
             Shape::ListItem => docs.iter().map(plan_item).collect(),
         };
         if plans.iter().all(Vec::is_empty) {
-            return out(chunk.text);
+            out(chunk.text)?;
+            return Ok(None);
         }
-        let edited = match self.editor {
-            Editor::Lossless => self.checked(chunk.text, &docs, &plans),
-            Editor::Rewrite => None,
-        };
-        if let Some(edited) = edited {
-            return out(&edited);
+        if self.editor == Editor::Lossless
+            && let Some(edited) = self.checked(chunk.text, &docs, &plans)
+        {
+            out(&edited)?;
+            return Ok(None);
         }
         let expected = expect(&docs, &plans, self.trees);
         let unsupported = |reason| InjectError::Unsupported {
@@ -78,7 +83,19 @@ impl Edit<'_, '_> {
             Shape::Stream => rewrite(chunk, &expected).map_err(unsupported)?,
             Shape::ListItem => rewrite_item(chunk.text, &expected).map_err(unsupported)?,
         };
-        out(&rewritten)
+        out(&rewritten)?;
+        let object = match shape {
+            Shape::Stream => docs.iter().zip(&plans).find(|(_, plan)| !plan.is_empty()),
+            Shape::ListItem => docs.first().zip(plans.first()),
+        }
+        .map_or_else(|| "an object".to_owned(), |(doc, plan)| describe(doc, plan));
+        Ok(Some(InjectWarning {
+            document,
+            object,
+            loss: Loss::Rewritten {
+                comments: count_comments(chunk.text),
+            },
+        }))
     }
 
     /// The lossless edit of `text`, when parsing it again gives what the
@@ -134,6 +151,11 @@ impl Edit<'_, '_> {
 
 // ---------------------------------------------------------------------------
 // The insertion on the text, with yaml-edit.
+
+/// How many comments `text` holds, as yaml-edit reads it.
+fn count_comments(text: &str) -> Option<usize> {
+    Some(YamlFile::from_str(text).ok()?.comments().count())
+}
 
 /// The chunk with every planned insertion made in place, or `None` when
 /// yaml-edit cannot follow the plan.

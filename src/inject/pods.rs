@@ -242,3 +242,35 @@ pub(super) fn expect<'a>(
     }
     expected
 }
+
+/// The object of `doc` the first of `plan` edits, as its kind and name
+/// (`Deployment web`), for warnings.
+pub(super) fn describe(doc: &Yaml, plan: &[PodEdit]) -> String {
+    let mut object = doc;
+    let path = plan.first().map_or(&[][..], |edit| edit.path.as_slice());
+    // The object is where its path runs into the pod spec's keys, after the
+    // last index (an item of a `List`).
+    let to_object = path
+        .iter()
+        .rposition(|step| matches!(step, Step::Index(_)))
+        .map_or(0, |index| index + 1);
+    for step in &path[..to_object] {
+        let next = match (step, object) {
+            (Step::Key(key), node) => get(node, key),
+            (Step::Index(index), Yaml::Sequence(items)) => items.get(*index),
+            _ => None,
+        };
+        match next {
+            Some(next) => object = next,
+            None => break,
+        }
+    }
+    let kind = get(object, "kind").and_then(as_str).unwrap_or("object");
+    match get(object, "metadata")
+        .and_then(|metadata| get(metadata, "name"))
+        .and_then(as_str)
+    {
+        Some(name) => format!("{kind} {name}"),
+        None => kind.to_owned(),
+    }
+}

@@ -1,6 +1,12 @@
 //! Writing a document out from its parsed tree, when the lossless edit
-//! fails its check.
-
+//! fails its check; `meshtop inject` then warns that the document's
+//! comments and layout were lost.
+//!
+//! It stays because yaml-edit does not cover every layout: it cannot insert
+//! into a pod spec that is a flow mapping over several lines
+//! (`spec: {\n  containers: [...]\n}`), with or without comments, where
+//! this writes the pod in block style (the test
+//! `a_pod_spec_yaml_edit_cannot_edit_is_rewritten_with_a_warning`).
 use saphyr::{Mapping, ScalarStyle, Yaml};
 
 use super::sidecars::quoted;

@@ -1,4 +1,12 @@
 //! Cutting a YAML stream into its documents, at its `---` lines.
+//!
+//! yaml-edit reads a stream too (`YamlFile::documents`), but only whole:
+//! one syntax tree of every document, where this cut holds one document
+//! (one item of a `List`) at a time, which is what keeps `meshtop inject`
+//! linear on a `List` of thousands of pods (docs/benchmarks.md), lets a
+//! syntax error name its document, and copies documents without pods byte
+//! for byte. Tested by `documents_are_cut_at_marker_lines_only` and
+//! `directives_stay_with_their_document` (src/inject.rs).
 
 // ---------------------------------------------------------------------------
 // Documents.
