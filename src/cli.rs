@@ -1115,10 +1115,16 @@ fn run_inject(args: InjectArgs) -> Result<(), CliError> {
     options.admin_port = args.admin_port;
     // Streamed: the output is many times the input, and only one document
     // (one item of a `List`) is held at a time. Nothing is written unless
-    // all of it can be.
+    // all of it can be. What had to be given up for it (comments yaml-edit
+    // could not keep) is said on stderr, once the output is out.
     let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
     match crate::inject::inject_to(&input, &options, &mut stdout) {
-        Ok(()) => Ok(()),
+        Ok(warnings) => {
+            for warning in warnings {
+                warning_line(&format!("{name}: {warning}"));
+            }
+            Ok(())
+        }
         // Standard output is gone (a closed pipe): nowhere to say more.
         Err(crate::inject::InjectError::Write(_)) => Err(CliError::quiet()),
         Err(err) => Err(CliError::usage(format!("{name}: {err}"))),

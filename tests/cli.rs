@@ -428,6 +428,41 @@ fn inject_reads_a_file_or_stdin_and_rejects_invalid_yaml_in_one_line() {
 }
 
 #[test]
+fn inject_prints_a_warning_for_each_comment_it_could_not_keep() {
+    let mut child = meshtop_bin()
+        .args(["inject", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("runs");
+    {
+        use std::io::Write;
+        // yaml-edit cannot insert into a flow mapping over several lines:
+        // the pod is written out again, without its comment.
+        let mut stdin = child.stdin.take().expect("piped");
+        stdin
+            .write_all(
+                b"kind: ConfigMap # kept\n---\nkind: Pod\nmetadata: {name: web}\n\
+                  spec: {\n  # the app\n  containers: [{name: app}]\n}\n",
+            )
+            .expect("write");
+    }
+    let output = child.wait_with_output().expect("waits");
+    assert_eq!(output.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.starts_with("kind: ConfigMap # kept\n"), "{stdout}");
+    assert!(stdout.contains("- name: meshtop-proxy\n"), "{stdout}");
+    assert!(!stdout.contains("# the app"), "{stdout}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        stderr,
+        "meshtop: warning: standard input: document 2, Pod web: 1 comment could not be kept \
+         (yaml-edit could not edit it in place; written out again in block style)\n"
+    );
+}
+
+#[test]
 fn a_zero_eager_dial_cap_is_refused_in_one_line() {
     let output = meshtop_bin()
         .args([

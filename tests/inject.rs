@@ -12,7 +12,7 @@
 
 use std::path::PathBuf;
 
-use meshtop::inject::{InjectError, InjectOptions, inject};
+use meshtop::inject::{InjectError, InjectOptions, inject, injected};
 use saphyr::{LoadableYamlNode, Yaml};
 
 fn fixture(name: &str) -> String {
@@ -247,6 +247,42 @@ fn comments_and_layout_survive_around_the_insertions() {
         output.contains("      initContainers:\n        - name: meshtop-init\n"),
         "{output}"
     );
+}
+
+#[test]
+fn comments_survive_in_every_document_of_a_stream() {
+    let input = "\
+# The stream's header.
+---
+# The first pod.
+kind: Pod
+spec:
+  containers: # the apps
+  - name: a
+--- # the second pod
+kind: Pod
+spec:
+  # Its own init container.
+  initContainers:
+  - name: setup # prepares
+  containers:
+  - name: b
+...
+# After the end.
+---
+kind: ConfigMap # no pod
+";
+    let output = injected(input, &InjectOptions::default()).expect("injects");
+    assert_eq!(output.warnings, [], "nothing was given up");
+    assert_eq!(output.text.matches("- name: meshtop-proxy\n").count(), 2);
+    let mut output_lines = output.text.lines();
+    for line in input.lines() {
+        assert!(
+            output_lines.any(|out| out == line),
+            "{line:?} lost or moved in\n{}",
+            output.text
+        );
+    }
 }
 
 #[test]
