@@ -22,7 +22,8 @@
 //! and the tap within [`TAP_BYTES`], with the least recently active evicted
 //! first; error groups, routes and upstreams also have caps by count.
 
-use std::collections::hash_map::Entry;
+use hashlink::LinkedHashMap;
+use hashlink::linked_hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -38,7 +39,6 @@ use crate::telemetry::Direction;
 use crate::telemetry::stats::{MAX_LATENCY_MICROS, decode_histogram, new_latency_histogram};
 
 mod by_events;
-mod recency;
 mod selected;
 pub use by_events::Figures;
 
@@ -187,9 +187,6 @@ struct UpstreamState {
     sources: Vec<(usize, i64)>,
     last_seen_sec: i64,
     routes: HashMap<String, RouteState>,
-    /// The model's activity counter when this upstream last changed: what
-    /// "least recently active" means for eviction.
-    last_active: u64,
     /// Bytes held by `seconds` (their histograms' text and overhead).
     seconds_bytes: usize,
     /// Bytes held by `routes` (names, histograms and overhead).
@@ -357,7 +354,6 @@ pub struct ErrorRow {
     /// The first second of the model clock: before it nothing was watched,
     /// so a window reaching further back is shorter.
     watched_since: i64,
-    seen_order: u64,
 }
 
 impl ErrorRow {
@@ -371,15 +367,13 @@ impl ErrorRow {
             example_message: None,
             seconds: VecDeque::new(),
             watched_since,
-            seen_order: 0,
         }
     }
 
     /// Counts one more failure of this group, seen at second `now`.
-    fn add(&mut self, event: &RequestEvent, now: i64, order: u64) {
+    fn add(&mut self, event: &RequestEvent, now: i64) {
         self.count = self.count.saturating_add(1);
         self.last_seen.clone_from(&event.ts);
-        self.seen_order = order;
         self.example_path.clone_from(&event.path);
         if event.grpc_message.is_some() {
             self.example_message.clone_from(&event.grpc_message);
@@ -571,12 +565,12 @@ impl SidecarState {
 #[derive(Clone, Debug)]
 pub struct Model {
     sidecars: Vec<SidecarState>,
-    upstreams: HashMap<UpstreamKey, UpstreamState>,
-    /// The upstreams by their `last_active`: which to evict next.
-    upstream_recency: recency::Recency<UpstreamKey>,
-    errors: HashMap<ErrorKey, ErrorRow>,
-    /// The error groups by their `seen_order`: which to evict next.
-    error_recency: recency::Recency<ErrorKey>,
+    /// In order of activity, the least recently active first: eviction
+    /// takes the front in O(1), and every change moves its upstream to the
+    /// back in O(1).
+    upstreams: LinkedHashMap<UpstreamKey, UpstreamState>,
+    /// In order of the last failure seen, the oldest first, as `upstreams`.
+    errors: LinkedHashMap<ErrorKey, ErrorRow>,
     tap: VecDeque<TapEntry>,
     /// The model clock: the newest `stats` second seen (Unix seconds).
     now_sec: Option<i64>,
@@ -591,9 +585,6 @@ pub struct Model {
     /// same stats (merging every upstream's histogram on each frame would
     /// take most of a frame's time).
     summary_cache: std::cell::RefCell<Option<(SummaryKey, Summary)>>,
-    /// Increases with every change to an upstream (see
-    /// [`UpstreamState::last_active`]).
-    activity: u64,
     /// Bytes held by all upstreams (see [`UPSTREAM_BYTES`]).
     upstream_bytes: usize,
     /// Bytes held by the tap (see [`TAP_BYTES`]).
@@ -637,17 +628,14 @@ impl Model {
     pub fn new(targets: impl IntoIterator<Item = String>) -> Model {
         Model {
             sidecars: targets.into_iter().map(SidecarState::new).collect(),
-            upstreams: HashMap::new(),
-            upstream_recency: recency::Recency::new(),
-            errors: HashMap::new(),
-            error_recency: recency::Recency::new(),
+            upstreams: LinkedHashMap::new(),
+            errors: LinkedHashMap::new(),
             tap: VecDeque::new(),
             now_sec: None,
             clock_start: None,
             event_counter: 0,
             stats_version: 0,
             summary_cache: std::cell::RefCell::new(None),
-            activity: 0,
             upstream_bytes: 0,
             tap_bytes: 0,
             evicted_upstreams: 0,
@@ -812,7 +800,6 @@ impl Model {
         let mut event = event.clone();
         event.bound_fields();
         self.event_counter += 1;
-        self.activity += 1;
         let order = self.event_counter;
         let key = UpstreamKey {
             direction: event.direction,
@@ -820,21 +807,16 @@ impl Model {
         };
         let failed = event.is_failure();
         let micros = event_micros(event.duration_ms);
-        let activity = self.activity;
-        let entry = self.upstreams.entry(key.clone());
-        let previous = match &entry {
-            Entry::Occupied(upstream) => Some(upstream.get().last_active),
-            Entry::Vacant(_) => None,
+        let (upstream, before) = match self.upstreams.entry(key.clone()) {
+            Entry::Occupied(mut upstream) => {
+                upstream.to_back();
+                let upstream = upstream.into_mut();
+                let before = upstream.weight();
+                (upstream, before)
+            }
+            // A new upstream's own weight (its empty windows) counts too.
+            Entry::Vacant(vacant) => (vacant.insert(UpstreamState::new()), 0),
         };
-        let upstream = entry.or_insert_with(UpstreamState::new);
-        self.upstream_recency.touch(&key, previous, activity);
-        // A new upstream's own weight (its empty windows) counts too.
-        let before = if previous.is_none() {
-            0
-        } else {
-            upstream.weight()
-        };
-        upstream.last_active = activity;
         upstream.count_route(route_of(&event), failed, micros, order);
         let after = upstream.weight();
         self.upstream_bytes = self
@@ -844,7 +826,7 @@ impl Model {
         self.enforce_upstream_bounds();
 
         if failed {
-            self.record_failure(key, &event, order);
+            self.record_failure(key, &event);
         }
         let weight = tap_weight(&event);
         self.tap_bytes += weight;
@@ -867,22 +849,22 @@ impl Model {
         }
     }
 
-    fn record_failure(&mut self, upstream: UpstreamKey, event: &RequestEvent, order: u64) {
+    fn record_failure(&mut self, upstream: UpstreamKey, event: &RequestEvent) {
         let key = error_key(upstream, event);
-        let previous = self.errors.get(&key).map(|e| e.seen_order);
-        if previous.is_none()
-            && self.errors.len() >= ERROR_GROUPS
-            && let Some(oldest) = self.error_recency.pop_oldest()
-        {
-            self.errors.remove(&oldest);
-        }
-        self.error_recency.touch(&key, previous, order);
         let now = self.now_sec.unwrap_or(0);
+        if let Some(row) = self.errors.to_back(&key) {
+            row.add(event, now);
+            return;
+        }
+        if self.errors.len() >= ERROR_GROUPS {
+            // The least recently seen group.
+            self.errors.pop_front();
+        }
         let clock_start = self.clock_start;
         self.errors
             .entry(key.clone())
             .or_insert_with(|| ErrorRow::new(key, event, clock_start.unwrap_or(now)))
-            .add(event, now, order);
+            .add(event, now);
     }
 
     fn ingest_stats(&mut self, source: usize, stats: &Stats, received: Option<SystemTime>) {
@@ -938,18 +920,15 @@ impl Model {
             };
             self.has_route_stats |= !upstream.routes.is_empty();
             let selected_key = self.selection.get_mut().is_some().then(|| key.clone());
-            self.activity += 1;
-            let activity = self.activity;
-            let previous = self.upstreams.get(&key).map(|u| u.last_active);
-            self.upstream_recency.touch(&key, previous, activity);
-            // Once per upstream of a second's stats: no need to save a lookup.
-            let state = self.upstreams.entry(key).or_insert_with(UpstreamState::new);
-            let before = if previous.is_none() {
-                0
-            } else {
-                state.weight()
+            let (state, before) = match self.upstreams.entry(key) {
+                Entry::Occupied(mut state) => {
+                    state.to_back();
+                    let state = state.into_mut();
+                    let before = state.weight();
+                    (state, before)
+                }
+                Entry::Vacant(vacant) => (vacant.insert(UpstreamState::new()), 0),
             };
-            state.last_active = activity;
             match state.sources.iter_mut().find(|(s, _)| *s == source) {
                 Some((_, last)) => *last = (*last).max(sec),
                 None => state.sources.push((source, sec)),
@@ -991,23 +970,20 @@ impl Model {
         }
     }
 
-    /// Evicts the least recently active upstreams, one at a time in
-    /// O(log n), while there are more than [`MAX_UPSTREAMS`] or they hold
+    /// Evicts the least recently active upstreams, one at a time in O(1),
+    /// while there are more than [`MAX_UPSTREAMS`] or they hold
     /// more than [`UPSTREAM_BYTES`].
     fn enforce_upstream_bounds(&mut self) {
         while self.upstreams.len() > MAX_UPSTREAMS
             || (self.upstream_bytes > UPSTREAM_BYTES && self.upstreams.len() > 1)
         {
-            let Some(oldest) = self.upstream_recency.pop_oldest() else {
+            let Some((_, gone)) = self.upstreams.pop_front() else {
                 break;
             };
-            if let Some(gone) = self.upstreams.remove(&oldest) {
-                self.evicted_upstreams = self.evicted_upstreams.saturating_add(1);
-                self.upstream_bytes = self.upstream_bytes.saturating_sub(gone.weight());
-            }
+            self.evicted_upstreams = self.evicted_upstreams.saturating_add(1);
+            self.upstream_bytes = self.upstream_bytes.saturating_sub(gone.weight());
             self.summary_cache.borrow_mut().take();
         }
-        debug_assert_eq!(self.upstream_recency.len(), self.upstreams.len());
     }
 
     /// Moves the clock to `sec`: seconds that leave a window are taken out
@@ -1399,7 +1375,6 @@ impl UpstreamState {
             sources: Vec::new(),
             last_seen_sec: i64::MIN,
             routes: HashMap::new(),
-            last_active: 0,
             seconds_bytes: 0,
             routes_bytes: 0,
         }

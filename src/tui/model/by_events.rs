@@ -136,8 +136,7 @@ impl Model {
         let mut windows: [HashMap<UpstreamKey, Counts>; 3] = Default::default();
         let mut totals: HashMap<UpstreamKey, (u64, u64)> = HashMap::new();
         let mut errors: HashMap<ErrorKey, ErrorRow> = HashMap::new();
-        let first_seq = self.tap_first_seq();
-        for (i, entry) in self.tap.iter().enumerate() {
+        for entry in &self.tap {
             let event = &entry.event;
             if entry.sec < complete || !filter.matches_request(&event.sidecar, event) {
                 continue;
@@ -163,7 +162,7 @@ impl Model {
                 errors
                     .entry(error.clone())
                     .or_insert_with(|| ErrorRow::new(error, event, complete))
-                    .add(event, entry.sec, first_seq + i as u64);
+                    .add(event, entry.sec);
             }
         }
         let covered = from.map(|from| (now - from + 1).max(0));

@@ -75,7 +75,7 @@ impl Selection {
     /// seconds past the history.
     pub(super) fn expire(
         &mut self,
-        upstreams: &HashMap<UpstreamKey, UpstreamState>,
+        upstreams: &hashlink::LinkedHashMap<UpstreamKey, UpstreamState>,
         previous: i64,
         now: i64,
     ) {
