@@ -48,7 +48,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::{Method, Request, Response};
 use http_body_util::BodyExt;
 use meshtop::proxy::{Dest, ListenerConfig};
@@ -566,28 +565,6 @@ async fn connect_timeout(path: Path) -> Option<Seen> {
     Some(exchange(path, &upstream, Ask::get("/"), timeout).await)
 }
 
-/// A listener whose accept queue is full: further connects hang (Linux drops
-/// their SYNs), which is what an unresponsive upstream looks like.
-fn unresponsive_upstream() -> (socket2::Socket, Vec<std::net::TcpStream>, SocketAddr) {
-    let socket =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
-    socket.bind(&local0().into()).expect("bind");
-    socket.listen(0).expect("listen");
-    let addr = socket
-        .local_addr()
-        .expect("addr")
-        .as_socket()
-        .expect("inet");
-    let mut fillers = Vec::new();
-    for _ in 0..4 {
-        if let Ok(stream) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200))
-        {
-            fillers.push(stream);
-        }
-    }
-    (socket, fillers, addr)
-}
-
 async fn dns_failure(path: Path) -> Option<Seen> {
     let upstream = Dest::Name {
         host: "no-such-host.invalid".into(),
@@ -596,61 +573,9 @@ async fn dns_failure(path: Path) -> Option<Seen> {
     Some(exchange(path, &upstream, Ask::get("/"), CONNECT_TIMEOUT).await)
 }
 
-/// An HTTP/1 upstream that reads one request head, answers `response` and
-/// closes the connection.
-async fn raw_server(response: &'static [u8]) -> SocketAddr {
-    let listener = TcpListener::bind(local0()).await.expect("bind raw server");
-    let addr = listener.local_addr().expect("raw server address");
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                if read_request_head(&mut stream).await.is_some() {
-                    let _ = stream.write_all(response).await;
-                    let _ = stream.shutdown().await;
-                }
-            });
-        }
-    });
-    addr
-}
-
 async fn raw_upstream(path: Path, response: &'static [u8]) -> Option<Seen> {
     let upstream = Dest::Addr(raw_server(response).await);
     Some(exchange(path, &upstream, Ask::get("/"), CONNECT_TIMEOUT).await)
-}
-
-/// An h2c upstream that answers every stream with a head and `partial`,
-/// and resets it (INTERNAL_ERROR) once `reset` is told: a reset that surely
-/// comes after the head reached the client.
-async fn resetting_h2_server(reset: Arc<Notify>) -> SocketAddr {
-    let listener = TcpListener::bind(local0()).await.expect("bind h2 server");
-    let addr = listener.local_addr().expect("h2 server address");
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let reset = reset.clone();
-            tokio::spawn(async move {
-                let Ok(mut conn) = h2::server::handshake(stream).await else {
-                    return;
-                };
-                while let Some(Ok((_, mut respond))) = conn.accept().await {
-                    let reset = reset.clone();
-                    tokio::spawn(async move {
-                        let Ok(mut body) = respond.send_response(Response::new(()), false) else {
-                            return;
-                        };
-                        if body
-                            .send_data(Bytes::from_static(b"partial"), false)
-                            .is_ok()
-                        {
-                            reset.notified().await;
-                            body.send_reset(h2::Reason::INTERNAL_ERROR);
-                        }
-                    });
-                }
-            });
-        }
-    });
-    addr
 }
 
 async fn reset_mid_body(path: Path) -> Option<Seen> {

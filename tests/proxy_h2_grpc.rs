@@ -86,42 +86,6 @@ async fn raw_h2_conn(addr: SocketAddr) -> h2::client::SendRequest<Bytes> {
     sender
 }
 
-/// An h2c server that answers every request with a head and `partial`,
-/// then resets the stream (INTERNAL_ERROR) once `reset` is notified: a reset
-/// that surely comes after the head reached the client.
-async fn resetting_backend(reset: Arc<Notify>) -> SocketAddr {
-    let listener = TcpListener::bind(local0())
-        .await
-        .expect("bind resetting backend");
-    let addr = listener.local_addr().expect("backend addr");
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let reset = reset.clone();
-            tokio::spawn(async move {
-                let Ok(mut conn) = h2::server::handshake(stream).await else {
-                    return;
-                };
-                while let Some(Ok((_, mut respond))) = conn.accept().await {
-                    let reset = reset.clone();
-                    tokio::spawn(async move {
-                        let Ok(mut body) = respond.send_response(Response::new(()), false) else {
-                            return;
-                        };
-                        if body
-                            .send_data(Bytes::from_static(b"partial"), false)
-                            .is_ok()
-                        {
-                            reset.notified().await;
-                            body.send_reset(h2::Reason::INTERNAL_ERROR);
-                        }
-                    });
-                }
-            });
-        }
-    });
-    addr
-}
-
 /// The HTTP/2 reason of a stream error reported by hyper.
 fn h2_reason(err: &hyper::Error) -> Option<h2::Reason> {
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(err);
@@ -382,7 +346,7 @@ async fn upstream_reset_before_the_response_head_resets_the_client_stream() {
 #[tokio::test]
 async fn upstream_reset_mid_body_ends_the_client_body_with_an_error() {
     let reset = Arc::new(Notify::new());
-    let upstream = resetting_backend(reset.clone()).await;
+    let upstream = resetting_h2_server(reset.clone()).await;
     let mut proxy = TestProxy::inbound_to(upstream).await;
 
     // Through hyper: the body read ends in an error, not a clean end.

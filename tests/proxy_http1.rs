@@ -442,7 +442,7 @@ async fn proxy_adds_no_headers_keeps_host_and_removes_hop_by_hop_ones() {
 
 #[tokio::test]
 async fn hop_by_hop_response_headers_are_removed_and_end_to_end_ones_kept() {
-    let server = abrupt_server(
+    let server = raw_server(
         b"HTTP/1.1 200 OK\r\nConnection: x-resp-hop\r\nx-resp-hop: 1\r\nKeep-Alive: timeout=5\r\n\
           x-resp-end: kept\r\ncontent-length: 2\r\n\r\nok",
     )
@@ -563,8 +563,7 @@ async fn upstream_closing_after_a_response_keeps_the_client_connection() {
     // Each upstream connection serves one response and closes; the client's
     // connection is its own hop and stays open for the next request.
     let server =
-        abrupt_server(b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 4\r\n\r\ndone")
-            .await;
+        raw_server(b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 4\r\n\r\ndone").await;
     let mut proxy = TestProxy::inbound_to(server).await;
     let (mut client, client_addr) = client_conn(proxy.addr()).await;
 
@@ -758,32 +757,12 @@ async fn malformed_request_gets_400_and_later_connections_are_served() {
     proxy.stop().await;
 }
 
-/// A server that reads one request head, answers with `response` and
-/// closes the connection: an upstream that breaks off where a test wants.
-async fn abrupt_server(response: &'static [u8]) -> SocketAddr {
-    let listener = TcpListener::bind(local0())
-        .await
-        .expect("bind abrupt server");
-    let addr = listener.local_addr().expect("abrupt server address");
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                if read_request_head(&mut stream).await.is_some() {
-                    let _ = stream.write_all(response).await;
-                    let _ = stream.shutdown().await;
-                }
-            });
-        }
-    });
-    addr
-}
-
 #[tokio::test]
 async fn upstream_failing_mid_body_truncates_the_response_and_is_recorded() {
     // The support backend's `/reset` cannot serve here: over HTTP/1 hyper
     // drops its buffered head and "partial" when the body fails, so nothing
     // reaches the wire. This server really sends 7 of the 1000 bytes.
-    let server = abrupt_server(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\npartial").await;
+    let server = raw_server(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\npartial").await;
     let mut proxy = TestProxy::inbound_to(server).await;
     let (mut client, _) = client_conn(proxy.addr()).await;
 
@@ -814,7 +793,7 @@ async fn upstream_failing_mid_body_truncates_the_response_and_is_recorded() {
 
 #[tokio::test]
 async fn upstream_closing_without_an_answer_is_a_502_recorded_as_upstream_reset() {
-    let server = abrupt_server(b"").await;
+    let server = raw_server(b"").await;
     let mut proxy = TestProxy::inbound_to(server).await;
     let (mut client, _) = client_conn(proxy.addr()).await;
 

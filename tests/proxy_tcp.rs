@@ -276,34 +276,6 @@ async fn unconsumed_records_are_dropped_and_counted_while_traffic_flows() {
     within("the proxy to stop", task).await.expect("clean stop");
 }
 
-/// A listener whose accept queue is full: further connects hang (Linux drops
-/// their SYNs), which is what an unresponsive upstream looks like.
-fn unresponsive_upstream() -> (
-    socket2::Socket,
-    Vec<std::net::TcpStream>,
-    std::net::SocketAddr,
-) {
-    let socket =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
-    socket
-        .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
-        .expect("bind");
-    socket.listen(0).expect("listen");
-    let addr = socket
-        .local_addr()
-        .expect("addr")
-        .as_socket()
-        .expect("inet");
-    let mut fillers = Vec::new();
-    for _ in 0..4 {
-        if let Ok(stream) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200))
-        {
-            fillers.push(stream);
-        }
-    }
-    (socket, fillers, addr)
-}
-
 #[tokio::test]
 async fn an_unresponsive_upstream_is_a_502_recorded_as_connect_timeout() {
     let (_listener, _fillers, addr) = unresponsive_upstream();
