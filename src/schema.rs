@@ -18,7 +18,7 @@ pub mod encode;
 pub mod enums;
 pub mod messages;
 
-pub use decode::{DecodeError, decode};
+pub use decode::{DecodeError, decode, one_line};
 pub use encode::{RequestEncoder, RequestMessageRef, millis, timestamp};
 pub use enums::{Direction, ErrorKind, HttpProtocol, Lenient, TcpProtocol, WireName};
 pub use messages::*;

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::schema::timestamp;
+use crate::schema::{one_line, timestamp};
 
 /// The value of the header's `format`: what tells a recording from any
 /// other JSON file.
@@ -169,16 +169,6 @@ pub(crate) fn parse_header(line: &[u8]) -> Result<Header, HeaderProblem> {
         _ => return Err(not("its header has no valid \"version\"".to_owned())),
     }
     serde_json::from_value(value).map_err(|err| not(format!("its header is damaged ({err})")))
-}
-
-/// Keeps a quoted piece of a file short and on one line.
-pub(crate) fn one_line(s: &str) -> String {
-    const MAX: usize = 60;
-    let mut out: String = s.chars().filter(|c| !c.is_control()).take(MAX).collect();
-    if s.chars().count() > MAX {
-        out.push('…');
-    }
-    out
 }
 
 #[cfg(test)]

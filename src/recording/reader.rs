@@ -14,10 +14,9 @@ use std::time::Duration;
 use super::Header;
 use super::RecordingError;
 use super::format::{
-    HeaderProblem, Line, MAX_HEADER_BYTES, MAX_LINE_BYTES, one_line, parse_header,
-    split_written_line,
+    HeaderProblem, Line, MAX_HEADER_BYTES, MAX_LINE_BYTES, parse_header, split_written_line,
 };
-use crate::schema::Message;
+use crate::schema::{Message, one_line};
 use crate::tui::source::{FeedItem, FeedKind};
 
 /// The read buffer: large enough that reading costs few system calls,

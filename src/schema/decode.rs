@@ -61,7 +61,8 @@ fn diagnose(text: &str, err: &serde_json::Error) -> DecodeError {
     }
 }
 
-/// Keeps reasons on one short line whatever a peer sent.
+/// Keeps a piece of text from outside (a peer's message, a file's line)
+/// short and on one line, for a reason shown to the user.
 pub fn one_line(s: &str) -> String {
     const MAX: usize = 60;
     let mut out: String = s.chars().filter(|c| !c.is_control()).take(MAX).collect();

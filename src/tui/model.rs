@@ -33,7 +33,7 @@ use hdrhistogram::Histogram;
 use super::source::{FeedItem, FeedKind};
 use crate::filter::{FilterExpr, Scope, StatsFacts};
 use crate::schema::{
-    Hello, MAX_AUTHORITY, Message, RequestEvent, RouteStats, Stats, truncate_field,
+    Hello, MAX_AUTHORITY, Message, RequestEvent, RouteStats, Stats, one_line, truncate_field,
 };
 use crate::telemetry::Direction;
 use crate::telemetry::stats::{MAX_LATENCY_MICROS, decode_histogram, new_latency_histogram};
@@ -1833,16 +1833,6 @@ fn message_type(raw: &str) -> Option<String> {
     serde_json::from_str::<Typed>(raw)
         .ok()
         .map(|typed| one_line(&typed.r#type))
-}
-
-/// A piece of a peer's text, short and on one line, for a reason.
-fn one_line(s: &str) -> String {
-    const MAX: usize = 60;
-    let mut out: String = s.chars().filter(|c| !c.is_control()).take(MAX).collect();
-    if s.chars().count() > MAX {
-        out.push('…');
-    }
-    out
 }
 
 /// Unix seconds of an RFC 3339 timestamp.

@@ -32,7 +32,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::filter::FilterExpr;
-use crate::schema::decode::one_line as truncated;
+use crate::schema::one_line as truncated;
 use crate::schema::{DecodeError, Message, decode};
 
 /// A sidecar to attach to: `ws://host:port/events` (any path and query
