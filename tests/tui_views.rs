@@ -449,6 +449,26 @@ fn upstream_detail_view() {
 }
 
 #[test]
+fn the_latency_histogram_on_a_linear_scale() {
+    let model = fixture();
+    let mut ui = ui_on(Tab::Detail);
+    assert_eq!(
+        ui.handle_key(
+            KeyEvent::new(KeyCode::Char('h'), KeyModifiers::NONE),
+            &model
+        ),
+        Action::Redraw
+    );
+    snapshot_both_sizes("detail_linear", &model, &ui);
+    let text = screen(&model, &ui, 160, 48);
+    assert!(text.contains("linear p1–p99.9"), "{text}");
+    assert!(
+        text.contains("h log"),
+        "the hint offers the way back:\n{text}"
+    );
+}
+
+#[test]
 fn errors_view() {
     snapshot_both_sizes("errors", &fixture(), &ui_on(Tab::Errors));
 }
@@ -1415,7 +1435,7 @@ fn help_and_hints_list_exactly_the_keys_that_work() {
             );
         }
         for tab in Tab::ALL {
-            for hint in keys::hints(context, tab, false, false) {
+            for hint in keys::hints(context, tab, keys::Toggles::default()) {
                 assert!(
                     keys::BINDINGS
                         .iter()

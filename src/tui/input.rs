@@ -12,7 +12,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use super::keys::{self, Command, Context, PlayerCommand};
 use super::model::{
-    Model, SidecarState, SortColumn, TapEntry, UpstreamKey, UpstreamRow, Window, sort_rows,
+    Model, Scale, SidecarState, SortColumn, TapEntry, UpstreamKey, UpstreamRow, Window, sort_rows,
 };
 use crate::filter::FilterExpr;
 
@@ -119,6 +119,8 @@ pub struct UiState {
     pub detail_from: Tab,
     /// The tap shows the newest requests as they arrive.
     pub tap_follow: bool,
+    /// How latency histograms lay out their buckets (`h`).
+    pub latency_scale: Scale,
     /// The highlighted tap request when not following, as a tap sequence
     /// number ([`Model::tap_first_seq`]): an index would drift as requests
     /// arrive and old ones are evicted, a sequence number stays on the same
@@ -177,6 +179,7 @@ impl UiState {
             detail: None,
             detail_from: Tab::Upstreams,
             tap_follow: true,
+            latency_scale: Scale::default(),
             tap_cursor: 0,
             page_rows: 10,
             replay: None,
@@ -264,6 +267,7 @@ impl UiState {
             Command::NextSort => self.sort = self.sort.next(),
             Command::ReverseSort => self.reverse = !self.reverse,
             Command::Follow => self.toggle_follow(model),
+            Command::LatencyScale => self.latency_scale = self.latency_scale.toggled(),
             Command::View => {
                 let KeyCode::Char(digit) = key.code else {
                     return Action::None;

@@ -48,6 +48,8 @@ pub enum Command {
     ReverseSort,
     /// Tap only: follow the newest requests, or stop following.
     Follow,
+    /// Detail only: the latency histogram on a log or a linear scale.
+    LatencyScale,
     /// The view of the digit pressed (`1` … `5`).
     View,
     NextView,
@@ -296,6 +298,15 @@ pub static BINDINGS: &[Binding] = &[
         hint: hint("f", "follow"),
     },
     Binding {
+        chords: &[ch('h')],
+        contexts: BROWSE,
+        tab: Some(Tab::Detail),
+        command: Command::LatencyScale,
+        keys: "h",
+        help: "detail: latency on a log or a linear scale (p1–p99.9)",
+        hint: hint("h", "linear"),
+    },
+    Binding {
         chords: &[key(KeyCode::Esc)],
         contexts: BROWSE,
         tab: None,
@@ -506,17 +517,29 @@ fn covers(earlier: &str, keys: &str) -> bool {
         .all(|w| named.contains(&w))
 }
 
+/// What the status line's toggles depend on.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Toggles {
+    /// The screen is paused (live).
+    pub paused: bool,
+    /// The tap follows the newest requests.
+    pub following: bool,
+    /// The latency histogram is on the linear scale.
+    pub linear: bool,
+}
+
 /// The status line's hints in `context` and view `tab`, with the words of
-/// toggles following the state: `paused` (live) and `following` (Tap).
-pub fn hints(context: Context, tab: Tab, paused: bool, following: bool) -> Vec<Hint> {
+/// toggles following the state.
+pub fn hints(context: Context, tab: Tab, toggles: Toggles) -> Vec<Hint> {
     BINDINGS
         .iter()
         .filter(|b| b.contexts.contains(&context) && b.tab.is_none_or(|only| only == tab))
         .filter_map(|b| {
             let mut hint = b.hint?;
             match b.command {
-                Command::Pause if paused => hint.text = "resume",
-                Command::Follow if following => hint.text = "unfollow",
+                Command::Pause if toggles.paused => hint.text = "resume",
+                Command::Follow if toggles.following => hint.text = "unfollow",
+                Command::LatencyScale if toggles.linear => hint.text = "log",
                 _ => {}
             }
             Some(hint)

@@ -39,8 +39,10 @@ use crate::telemetry::Direction;
 use crate::telemetry::stats::{MAX_LATENCY_MICROS, decode_histogram, new_latency_histogram};
 
 mod by_events;
+pub mod distribution;
 mod selected;
 pub use by_events::Figures;
+pub use distribution::{Distribution, LatencyBucket, Scale};
 
 /// Seconds of per-upstream history kept (charts and the largest window).
 pub const HISTORY_SECONDS: usize = 600;
@@ -232,14 +234,6 @@ pub struct Summary {
     pub rps: f64,
     pub success: Option<f64>,
     pub p99: Option<u64>,
-}
-
-/// One bar of a latency histogram: requests with a duration up to
-/// `upper_us` (and above the previous bar's bound).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LatencyBucket {
-    pub upper_us: u64,
-    pub count: u64,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -1209,39 +1203,18 @@ impl Model {
         history
     }
 
-    /// The window's latency distribution in logarithmic buckets (×2 from
-    /// 100 µs), and its p50, p90 and p99.
-    pub fn latency_buckets(
+    /// The window's latency distribution, in at most `max_buckets`
+    /// buckets on `scale` (see [`distribution`](mod@distribution)); `None`
+    /// without requests in the window.
+    pub fn latency_distribution(
         &self,
         key: &UpstreamKey,
         window: Window,
-    ) -> (Vec<LatencyBucket>, [Option<u64>; 3]) {
-        let Some(state) = self.upstreams.get(key) else {
-            return (Vec::new(), [None; 3]);
-        };
-        let latency = state.windows[window.index()].latency();
-        if latency.is_empty() {
-            return (Vec::new(), [None; 3]);
-        }
-        let mut buckets = vec![LatencyBucket {
-            upper_us: 100,
-            count: 0,
-        }];
-        for recorded in latency.iter_recorded() {
-            let value = recorded.value_iterated_to();
-            while buckets.last().is_some_and(|b| b.upper_us < value) {
-                let upper = buckets.last().map_or(100, |b| b.upper_us.saturating_mul(2));
-                buckets.push(LatencyBucket {
-                    upper_us: upper,
-                    count: 0,
-                });
-            }
-            if let Some(bucket) = buckets.iter_mut().find(|b| b.upper_us >= value) {
-                bucket.count = bucket.count.saturating_add(recorded.count_at_value());
-            }
-        }
-        let quantiles = [0.5, 0.9, 0.99].map(|q| Some(latency.value_at_quantile(q)));
-        (buckets, quantiles)
+        scale: Scale,
+        max_buckets: usize,
+    ) -> Option<Distribution> {
+        let state = self.upstreams.get(key)?;
+        distribution::distribution(state.windows[window.index()].latency(), scale, max_buckets)
     }
 
     /// An upstream's routes over `window`: exact, from the routes in the

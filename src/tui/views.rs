@@ -16,6 +16,7 @@
 mod detail;
 mod errors;
 mod grid;
+mod histogram;
 mod sidecars;
 mod tap;
 mod upstreams;
@@ -346,7 +347,12 @@ impl Widget for &StatusLine<'_> {
         }
         // While help is open the line still shows the keys of the view
         // under it, which is where esc returns.
-        let keys = keys::hints(ui.browse_context(), ui.tab, ui.paused, ui.tap_follow);
+        let toggles = keys::Toggles {
+            paused: ui.paused,
+            following: ui.tap_follow,
+            linear: ui.latency_scale == crate::tui::model::Scale::Linear,
+        };
+        let keys = keys::hints(ui.browse_context(), ui.tab, toggles);
         let mut spans: Vec<Span> = Vec::new();
         if let Some(note) = &ui.note {
             spans.push(Span::raw(note.as_str()).cyan());

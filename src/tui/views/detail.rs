@@ -1,29 +1,24 @@
 //! View 2, Detail: one upstream in depth — its latency histogram with the
-//! percentiles marked, requests and failures per second over the last
+//! percentiles marked ([`super::histogram`]), requests and failures per second over the last
 //! minutes, its routes and its failures.
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
-use ratatui::style::{Style, Stylize};
+use ratatui::style::Stylize;
 use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{
-    Axis, Bar, BarChart, BarGroup, Block, Borders, Chart, Dataset, GraphType, Paragraph, Widget,
-    Wrap,
-};
+use ratatui::widgets::{Axis, Block, Borders, Chart, Dataset, GraphType, Paragraph, Widget, Wrap};
 
 use super::errors::error_grid;
 use super::grid::{ALWAYS, Column, Grid, GridRow};
-use super::{WIDE, compact_count, success_style};
+use super::histogram::{self, LatencyHistogram};
+use super::{WIDE, success_style};
 use crate::tui::format::{format_latency, format_rps, format_success};
 use crate::tui::input::UiState;
-use crate::tui::model::{LatencyBucket, Model, RouteFigures, UpstreamKey, UpstreamRow};
+use crate::tui::model::{Model, RouteFigures, UpstreamKey, UpstreamRow};
 
 /// Seconds of history in the rate chart ("the last minutes").
 const RATE_CHART_SECONDS: usize = 300;
-/// Columns of one histogram bar; bars are merged pairwise while they do
-/// not fit, which keeps the whole range in view.
-const BAR_WIDTH: u16 = 4;
 
 pub struct DetailView<'a> {
     pub model: &'a Model,
@@ -63,14 +58,20 @@ impl Widget for &DetailView<'_> {
             (hist, rates, routes, errors)
         };
 
-        let (buckets, quantiles) = model.latency_buckets(key, ui.window);
-        LatencyHistogram {
-            buckets: &buckets,
-            quantiles,
-            max: model.upstream_row(key, ui.window).and_then(|row| row.max),
-            window: ui.window.label(),
+        let distribution = model.latency_distribution(
+            key,
+            ui.window,
+            ui.latency_scale,
+            histogram::buckets_for(hist.width),
+        );
+        let title = histogram::title(distribution.as_ref(), ui.window.label());
+        let inner = section(title, hist, buf);
+        match &distribution {
+            Some(distribution) => LatencyHistogram { distribution }.render(inner, buf),
+            None => Line::from(" no requests in this window")
+                .dim()
+                .render(inner, buf),
         }
-        .render(hist, buf);
         RateChart {
             history: &model.rate_history(key, RATE_CHART_SECONDS),
         }
@@ -132,111 +133,6 @@ fn detail_title<'a>(key: &'a UpstreamKey, row: Option<&UpstreamRow>) -> Line<'a>
         None => spans.push(Span::raw("  (no stats yet)").dim()),
     }
     Line::from(spans)
-}
-
-/// The window's latency distribution over ×2 buckets; the buckets holding
-/// p50, p90 and p99 are green, yellow and red, and the title says their
-/// values and the maximum.
-struct LatencyHistogram<'a> {
-    buckets: &'a [LatencyBucket],
-    quantiles: [Option<u64>; 3],
-    max: Option<u64>,
-    window: &'a str,
-}
-
-impl Widget for LatencyHistogram<'_> {
-    fn render(self, area: Rect, buf: &mut Buffer) {
-        let [p50, p90, p99] = self.quantiles;
-        let title = Line::from(vec![
-            Span::raw(format!(" latency ({}): ", self.window)),
-            Span::raw(format!("p50 {}", format_latency(p50))).green(),
-            Span::raw("  "),
-            Span::raw(format!("p90 {}", format_latency(p90))).yellow(),
-            Span::raw("  "),
-            Span::raw(format!("p99 {}", format_latency(p99))).red(),
-            Span::raw(format!("  max {} ", format_latency(self.max))),
-        ]);
-        let inner = section(title, area, buf);
-        if inner.is_empty() {
-            return;
-        }
-        let buckets = fit_buckets(self.buckets, usize::from(inner.width));
-        if buckets.is_empty() {
-            Line::from(" no requests in this window")
-                .dim()
-                .render(inner, buf);
-            return;
-        }
-        let bars: Vec<Bar> = buckets
-            .iter()
-            .map(|&(low, high, count)| {
-                let holds = |q: Option<u64>| q.is_some_and(|q| q > low && q <= high);
-                let style = if holds(p99) {
-                    Style::new().red()
-                } else if holds(p90) {
-                    Style::new().yellow()
-                } else if holds(p50) {
-                    Style::new().green()
-                } else {
-                    Style::new().cyan()
-                };
-                Bar::default()
-                    .value(count)
-                    .text_value(compact_count(count))
-                    .label(Line::from(bucket_label(high)).style(style))
-                    .style(style)
-                    .value_style(style.reversed())
-            })
-            .collect();
-        BarChart::default()
-            .data(BarGroup::default().bars(&bars))
-            .bar_width(BAR_WIDTH.min(inner.width))
-            .bar_gap(1)
-            .render(inner, buf);
-    }
-}
-
-/// `(lower, upper, count)` of the buckets from the first to the last that
-/// has requests (the empty ones outside say nothing), pairs merged until
-/// they fit in `width` columns.
-fn fit_buckets(buckets: &[LatencyBucket], width: usize) -> Vec<(u64, u64, u64)> {
-    let first = buckets.iter().position(|b| b.count > 0);
-    let last = buckets.iter().rposition(|b| b.count > 0);
-    let (Some(first), Some(last)) = (first, last) else {
-        return Vec::new();
-    };
-    let mut lower = first
-        .checked_sub(1)
-        .map_or(0, |previous| buckets[previous].upper_us);
-    let mut fitted: Vec<(u64, u64, u64)> = Vec::new();
-    for bucket in &buckets[first..=last] {
-        fitted.push((lower, bucket.upper_us, bucket.count));
-        lower = bucket.upper_us;
-    }
-    let per_bar = usize::from(BAR_WIDTH) + 1;
-    while fitted.len() > 1 && fitted.len() * per_bar > width + 1 {
-        fitted = fitted
-            .chunks(2)
-            .map(|pair| {
-                let (low, _, _) = pair[0];
-                let (_, high, _) = pair[pair.len() - 1];
-                (low, high, pair.iter().map(|(_, _, count)| count).sum())
-            })
-            .collect();
-    }
-    fitted
-}
-
-/// A bucket's upper bound in at most four columns: `400µ`, `1.6m`, `13m`,
-/// `1.6s`, `26s`.
-fn bucket_label(micros: u64) -> String {
-    match micros {
-        0..1_000 => format!("{micros}µ"),
-        1_000..10_000 => format!("{:.1}m", micros as f64 / 1e3),
-        10_000..1_000_000 => format!("{}m", (micros + 500) / 1_000),
-        1_000_000..10_000_000 => format!("{:.1}s", micros as f64 / 1e6),
-        _ => format!("{}s", (micros + 500_000) / 1_000_000),
-    }
 }
 
 /// Requests and failures per second over the last minutes, one line each.
@@ -335,61 +231,4 @@ fn route_grid(figures: &RouteFigures, selected: usize) -> Grid<'static> {
     Grid::new(columns, grid_rows)
         .selected(selected)
         .empty("no requests for this upstream in this window")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn bucket(upper_us: u64, count: u64) -> LatencyBucket {
-        LatencyBucket { upper_us, count }
-    }
-
-    #[test]
-    fn bucket_labels_fit_a_bar() {
-        assert_eq!(bucket_label(400), "400µ");
-        assert_eq!(bucket_label(1_600), "1.6m");
-        assert_eq!(bucket_label(12_800), "13m");
-        assert_eq!(bucket_label(819_200), "819m");
-        assert_eq!(bucket_label(1_638_400), "1.6s");
-        assert_eq!(bucket_label(26_214_400), "26s");
-    }
-
-    #[test]
-    fn empty_buckets_at_the_ends_are_left_out() {
-        let buckets = [
-            bucket(100, 0),
-            bucket(200, 3),
-            bucket(400, 0),
-            bucket(800, 1),
-            bucket(1_600, 0),
-        ];
-        assert_eq!(
-            fit_buckets(&buckets, 80),
-            vec![(100, 200, 3), (200, 400, 0), (400, 800, 1)]
-        );
-        assert_eq!(fit_buckets(&[bucket(100, 0)], 80), Vec::new());
-    }
-
-    #[test]
-    fn buckets_merge_in_pairs_until_they_fit() {
-        let buckets: Vec<LatencyBucket> = (0..8).map(|i| bucket(100 << i, 1)).collect();
-        // Eight bars of four columns and a gap take 39 columns.
-        assert_eq!(fit_buckets(&buckets, 39).len(), 8);
-        let merged = fit_buckets(&buckets, 38);
-        assert_eq!(
-            merged,
-            vec![
-                (0, 200, 2),
-                (200, 800, 2),
-                (800, 3_200, 2),
-                (3_200, 12_800, 2)
-            ]
-        );
-        assert_eq!(
-            fit_buckets(&buckets, 0).len(),
-            1,
-            "one bar whatever the width"
-        );
-    }
 }
