@@ -55,10 +55,10 @@
 //! copied byte for byte. One that gets meshtop is edited with [`yaml_edit`],
 //! a lossless syntax tree: comments, key order, quoting, indentation and
 //! blank lines around the insertions survive (a new `initContainers` is
-//! laid out like the pod's `containers`). The edited text is parsed again
-//! and must equal the same insertion made on the parsed tree. Where the
-//! edit gets a layout wrong (a pod spec that is a flow mapping over several
-//! lines), the document is written out from the tree instead, the
+//! written as text, laid out like the pod's `containers`). The edited text is parsed again
+//! and must equal the same insertion made on the parsed tree. Where
+//! yaml-edit gets a layout wrong (a pod spec that is a flow mapping over
+//! several lines), the document is written out from the tree instead, the
 //! same content in block style without its comments, and an
 //! [`InjectWarning`] says so: `meshtop inject` prints it to stderr as
 //! `meshtop: warning: FILE: document 2, Pod web: 1 comment could not be
@@ -339,7 +339,6 @@ fn inject_with(
         stand_ins: &stand_ins,
         stand_in_trees: &stand_in_trees,
         items_checked: Default::default(),
-        entries: Default::default(),
         editor,
     };
 

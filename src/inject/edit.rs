@@ -1,16 +1,10 @@
 //! Editing the YAML text with yaml-edit, and checking each edit against the
 //! insertion made on the parsed tree.
-//!
-//! Every edit goes through yaml-edit: items join an existing list through
-//! its sequence API, and a new or empty `initContainers` is parsed by it
-//! and grafted into the pod spec's syntax tree ([`NewList`]), or, where the
-//! graft does not recognise the layout, added through its mapping API.
 
 use std::str::FromStr;
 
-use rowan::ast::AstNode;
 use saphyr::Yaml;
-use yaml_edit::{Document, Lang, SyntaxKind, YamlFile, YamlNode};
+use yaml_edit::{Document, YamlFile, YamlNode};
 
 use super::pods::{InitList, PodEdit, Step, describe, expect, plan_document, plan_item};
 use super::rewrite::{rewrite, rewrite_item};
@@ -40,8 +34,6 @@ pub(super) struct Edit<'e, 'a> {
     /// The columns at which the sidecars, written as block items, were
     /// found to parse alone into their trees.
     pub(super) items_checked: std::cell::RefCell<Vec<usize>>,
-    /// The new `initContainers` entries parsed to graft, by their text.
-    pub(super) entries: ParsedEntries,
     pub(super) editor: Editor,
 }
 
@@ -111,26 +103,25 @@ impl Edit<'_, '_> {
     ///
     /// The inserted containers are most of the output, and parsing them
     /// again for every pod is most of the work. So where every insertion
-    /// was a new list grafted in (whole lines of block items at a column,
-    /// see [`NewList`]), the check is made on the same edit with one-line
-    /// stand-ins named as the sidecars in their place, and the sidecars'
-    /// block items are checked once per column to parse alone into their
-    /// trees: lines of one item at one column, in place of lines of
-    /// another, mean the same to what surrounds them.
+    /// was a text splice (whole lines of block items at a column), the
+    /// check is made on the same splices of one-line stand-ins named as the
+    /// sidecars, and the sidecars' block items are checked once per column
+    /// to parse alone into their trees: lines of one item at one column, in
+    /// place of lines of another, mean the same to what surrounds them.
     fn checked(&self, text: &str, docs: &[Yaml], plans: &[Vec<PodEdit>]) -> Option<String> {
-        let edited = edit_lossless(text, plans, self.sidecars, self.stand_ins, &self.entries)?;
-        let Some(stand_in) = &edited.stand_in else {
+        let edited = edit_lossless(text, plans, self.sidecars)?;
+        let Some(splices) = &edited.splices else {
             let expected = expect(docs, plans, self.trees);
             return load(&edited.text)
                 .is_ok_and(|reparsed| reparsed == expected)
                 .then_some(edited.text);
         };
+        let stand_in = line_endings_as(text, spliced(text, splices, self.stand_ins));
         let expected = expect(docs, plans, self.stand_in_trees);
-        let same = load(&stand_in.text).is_ok_and(|reparsed| reparsed == expected);
-        let items_parse_alone = stand_in
-            .item_columns
+        let same = load(&stand_in).is_ok_and(|reparsed| reparsed == expected);
+        let items_parse_alone = splices
             .iter()
-            .all(|&column| self.items_parse_alone(column));
+            .all(|splice| self.items_parse_alone(splice.item_column));
         (same && items_parse_alone).then_some(edited.text)
     }
 
@@ -169,25 +160,19 @@ fn count_comments(text: &str) -> Option<usize> {
 /// The chunk with every planned insertion made in place, or `None` when
 /// yaml-edit cannot follow the plan.
 ///
-/// yaml-edit's mapping API always indents a sequence it adds by two more
-/// than its key, which looks foreign in the common manifests whose items
-/// stand at their key's column. So a new or empty `initContainers` is
-/// parsed by yaml-edit in the layout of the pod's `containers` and grafted
-/// into the pod spec's syntax tree ([`NewList`]); yaml-edit's sequence API
-/// inserts into existing lists, which it does in their own layout, and its
-/// mapping API adds whatever list the graft does not recognise.
+/// yaml-edit always indents a sequence it adds by two more than its key,
+/// which looks foreign in the common manifests whose items stand at their
+/// key's column. So a new or empty `initContainers` is first written as
+/// text, in the layout of the pod's `containers`; yaml-edit's tree inserts
+/// into existing lists, which it does in their own layout, and anything the
+/// text splice does not recognise.
 pub(super) fn edit_lossless(
     text: &str,
     plans: &[Vec<PodEdit>],
     sidecars: &SidecarTexts,
-    stand_ins: &SidecarTexts,
-    entries: &ParsedEntries,
 ) -> Option<Edited> {
-    let mut edited = edit_lossless_lf(text, plans, sidecars, stand_ins, entries)?;
+    let mut edited = edit_lossless_lf(text, plans, sidecars)?;
     edited.text = line_endings_as(text, edited.text);
-    if let Some(stand_in) = &mut edited.stand_in {
-        stand_in.text = line_endings_as(text, std::mem::take(&mut stand_in.text));
-    }
     Some(edited)
 }
 
@@ -206,71 +191,52 @@ pub(super) fn line_endings_as(input: &str, edited: String) -> String {
 /// A chunk's text with meshtop inserted.
 pub(super) struct Edited {
     pub(super) text: String,
-    /// When every insertion was a new list grafted in: the same edit with
-    /// the stand-ins (see [`Edit::checked`]).
-    pub(super) stand_in: Option<StandIn>,
-}
-
-/// The edit with the one-line stand-ins in place of the sidecars.
-pub(super) struct StandIn {
-    pub(super) text: String,
-    /// The columns of the new lists' items.
-    pub(super) item_columns: Vec<usize>,
+    /// When every insertion was a text splice: the splices, from last to
+    /// first (see [`Edit::checked`]).
+    pub(super) splices: Option<Vec<Splice>>,
 }
 
 pub(super) fn edit_lossless_lf(
     text: &str,
     plans: &[Vec<PodEdit>],
     sidecars: &SidecarTexts,
-    stand_ins: &SidecarTexts,
-    entries: &ParsedEntries,
 ) -> Option<Edited> {
     let file = YamlFile::from_str(text).ok()?;
     let documents: Vec<Document> = file.documents().collect();
     if documents.len() != plans.len() {
         return None;
     }
-    // Every new list is found on the tree as parsed, before any graft
-    // changes it.
-    let mut new_lists = Vec::new();
+    let mut splices = Vec::new();
     let mut done = Vec::new();
     for (d, (document, edits)) in documents.iter().zip(plans).enumerate() {
         for (e, edit) in edits.iter().enumerate() {
-            if let Some(new_list) = NewList::find(text, document, edit) {
-                new_lists.push(new_list);
+            if let Some(splice) = init_list_splice(text, document, edit) {
+                splices.push(splice);
                 done.push((d, e));
             }
         }
     }
-    new_lists.sort_by_key(|new_list| std::cmp::Reverse(new_list.range.start));
+    splices.sort_by_key(|splice| std::cmp::Reverse(splice.range.start));
     let mut end_of_previous = text.len();
-    for new_list in &new_lists {
-        if new_list.range.end > end_of_previous {
+    for splice in &splices {
+        if splice.range.end > end_of_previous {
             return None;
         }
-        end_of_previous = new_list.range.start;
+        end_of_previous = splice.range.start;
     }
-    let mut grafted = Vec::with_capacity(new_lists.len());
-    for new_list in &new_lists {
-        grafted.push(new_list.graft(entries.entry(&new_list.text(sidecars))?));
-    }
+    let edited = spliced(text, &splices, sidecars);
     if done.len() == plans.iter().map(Vec::len).sum::<usize>() {
-        let edited = file.to_string();
-        for (new_list, entry) in new_lists.iter().zip(&grafted) {
-            let parent = entry.parent()?;
-            let at = entry.index();
-            let stand_in = entries.entry(&new_list.text(stand_ins))?;
-            parent.splice_children(at..at + 1, [stand_in.into()]);
-        }
         return Some(Edited {
             text: edited,
-            stand_in: Some(StandIn {
-                text: file.to_string(),
-                item_columns: new_lists.iter().map(|l| l.item_column).collect(),
-            }),
+            splices: Some(splices),
         });
     }
 
+    let file = YamlFile::from_str(&edited).ok()?;
+    let documents: Vec<Document> = file.documents().collect();
+    if documents.len() != plans.len() {
+        return None;
+    }
     for (d, (document, edits)) in documents.iter().zip(plans).enumerate() {
         for (e, edit) in edits.iter().enumerate() {
             if !done.contains(&(d, e)) {
@@ -280,7 +246,7 @@ pub(super) fn edit_lossless_lf(
     }
     Some(Edited {
         text: file.to_string(),
-        stand_in: None,
+        splices: None,
     })
 }
 
@@ -336,285 +302,108 @@ pub(super) fn edit_pod(document: &Document, edit: &PodEdit, sidecars: &SidecarTe
     Some(())
 }
 
-// ---------------------------------------------------------------------------
-// A new or empty `initContainers`, grafted into the pod spec's syntax tree.
-
-/// An `initContainers` entry to add to a pod spec before `containers`, or
-/// to put in place of an empty one, laid out as `containers` is: its key at
-/// their key's column, its items at theirs.
-///
-/// Found on the text and tree as parsed, it is parsed by yaml-edit alone
-/// ([`ParsedEntries`]) and grafted in with rowan, the syntax tree library
-/// yaml-edit is built on and exposes ([`yaml_edit::advanced`]), where the
-/// parser would have put it: a block mapping's first entry has its
-/// indentation outside the mapping, every other entry the one before it,
-/// and comment lines between entries belong to the mapping. In a flow
-/// mapping over several lines whose `containers` starts a line, block lines
-/// do not belong: the check refuses them, and the document is written out
-/// again from its tree (`a_pod_spec_yaml_edit_cannot_edit_is_rewritten_with_a_warning`
-/// in src/inject.rs).
-pub(super) struct NewList {
-    /// The text the entry takes the place of: nothing, where a new one
-    /// goes, or the empty one's line.
-    range: std::ops::Range<usize>,
-    place: Place,
+/// A replacement of `range` of the chunk's text by `text`.
+pub(super) struct Splice {
+    pub(super) range: std::ops::Range<usize>,
     /// The `initContainers:` line (with the comment it had, if any).
-    key_line: String,
+    pub(super) key_line: String,
     /// The sidecars to write, in order, as block items at `item_column`.
-    items: Vec<Sidecar>,
-    item_column: usize,
+    pub(super) items: Vec<Sidecar>,
+    pub(super) item_column: usize,
 }
 
-enum Place {
-    /// Before `containers`, and above the comment lines right above it,
-    /// which speak of what follows them.
-    Before {
-        spec: SyntaxNode,
-        containers: SyntaxNode,
-        /// From the start of those lines to `containers`' key: comments,
-        /// line breaks and indentation.
-        lines_above: Vec<SyntaxToken>,
-        column: usize,
-        /// The mapping starts with `containers`: the parser puts the
-        /// indentation of its line, and the comment lines above it, before
-        /// the mapping.
-        first: bool,
-    },
-    /// In place of the entry of an empty `initContainers`, which spans the
-    /// whole of its line but its indentation.
-    Replacing(SyntaxNode),
-}
-
-type SyntaxNode = rowan::SyntaxNode<Lang>;
-type SyntaxToken = rowan::SyntaxToken<Lang>;
-
-impl NewList {
-    /// The new list of `edit`; `None` when the pod spec is not laid out in
-    /// plain block style, or its list has items already.
-    fn find(text: &str, document: &Document, edit: &PodEdit) -> Option<NewList> {
-        if edit.init_list == InitList::Sequence {
-            return None;
-        }
-        let spec = pod_spec(document, &edit.path)?;
-        let containers = spec.find_entry_by_key("containers")?;
-        let containers_key = offset(containers.key_node()?.byte_range().start);
-        let (column, item_offset) = block_layout(text, containers_key)?;
-        let items = new_list_order(edit);
-        let item_column = column + item_offset;
-        if edit.init_list == InitList::Missing {
-            let containers = containers.syntax().clone();
-            let at = start_of_comments_above(text, line_start(text, containers_key), column);
-            let lines_above = tokens_between(document.syntax(), at, containers_key)?;
-            let first = spec.syntax().text_range().start() == containers.text_range().start();
-            if offset(containers.text_range().start().into()) != containers_key
-                || (first && spec.syntax().parent().is_none())
-            {
-                return None;
-            }
-            return Some(NewList {
-                range: at..at,
-                place: Place::Before {
-                    spec: spec.syntax().clone(),
-                    containers,
-                    lines_above,
-                    column,
-                    first,
-                },
-                key_line: format!("{}initContainers:\n", " ".repeat(column)),
-                items,
-                item_column,
-            });
-        }
-
-        // `initContainers:`, `initContainers: []` or `initContainers: ~`,
-        // with perhaps a comment, all on one line, which becomes the key
-        // alone.
-        let entry = spec.find_entry_by_key("initContainers")?;
-        let key = entry.key_node()?.byte_range();
-        let (key_start, key_end) = (offset(key.start), offset(key.end));
-        let (key_column, _) = block_layout(text, key_start)?;
-        let start = line_start(text, key_start);
-        let end = text[key_end..]
-            .find('\n')
-            .map_or(text.len(), |newline| key_end + newline + 1);
-        if let Some(value) = entry.value_node()
-            && offset(value.byte_range().end) > end
-        {
-            return None;
-        }
-        let rest = text[key_end..end]
-            .trim_end()
-            .trim_start()
-            .strip_prefix(':')?;
-        let (value, comment) = match rest.find(" #").or_else(|| rest.find("\t#")) {
-            Some(hash) => (&rest[..hash], Some(rest[hash..].trim())),
-            None if rest.trim_start().starts_with('#') => ("", Some(rest.trim())),
-            None => (rest, None),
-        };
-        if !["", "[]", "~", "null", "Null", "NULL"].contains(&value.trim()) {
-            return None;
-        }
-        // The entry, its indentation aside, is the line.
-        let range = entry.syntax().text_range();
-        if (offset(range.start().into()), offset(range.end().into())) != (key_start, end)
-            || entry.syntax().parent().is_none()
-        {
-            return None;
-        }
-        let mut key_line = format!("{}{}:", " ".repeat(key_column), &text[key_start..key_end]);
-        if let Some(comment) = comment {
-            key_line.push(' ');
-            key_line.push_str(comment);
-        }
-        key_line.push('\n');
-        Some(NewList {
-            range: start..end,
-            place: Place::Replacing(entry.syntax().clone()),
-            key_line,
-            items,
-            item_column,
-        })
-    }
-
-    /// The entry's text, with these sidecars, from the start of its line.
-    fn text(&self, sidecars: &SidecarTexts) -> String {
+impl Splice {
+    pub(super) fn text(&self, sidecars: &SidecarTexts) -> String {
         let mut text = self.key_line.clone();
         for &sidecar in &self.items {
             text.push_str(&block_item(sidecars.text(sidecar), self.item_column));
         }
         text
     }
-
-    /// Puts `entry` in place and returns it.
-    fn graft(&self, entry: SyntaxNode) -> SyntaxNode {
-        match &self.place {
-            Place::Replacing(old) => {
-                if let Some(parent) = old.parent() {
-                    let at = old.index();
-                    parent.splice_children(at..at + 1, [entry.clone().into()]);
-                }
-            }
-            Place::Before {
-                spec,
-                containers,
-                lines_above,
-                column,
-                first,
-            } => {
-                for token in lines_above {
-                    token.detach();
-                }
-                let indent = (*column > 0).then(|| indent_token(*column));
-                let mut elements: Vec<rowan::SyntaxElement<Lang>> = Vec::new();
-                match (*first, spec.parent()) {
-                    (true, Some(parent)) => {
-                        let at = spec.index();
-                        parent.splice_children(at..at, indent.map(Into::into));
-                    }
-                    _ => elements.extend(indent.map(Into::into)),
-                }
-                elements.push(entry.clone().into());
-                elements.extend(lines_above.iter().cloned().map(Into::into));
-                let at = containers.index();
-                spec.splice_children(at..at, elements);
-            }
-        }
-        entry
-    }
 }
 
-/// The tokens of `node` from the line starting at `start` to `end`, when
-/// they hold only comments, line breaks and indentation.
-fn tokens_between(node: &SyntaxNode, start: usize, end: usize) -> Option<Vec<SyntaxToken>> {
-    let range = node.text_range();
-    let (first, last) = (offset(range.start().into()), offset(range.end().into()));
-    if !(first <= start && start <= end && end <= last) {
+/// `text` with the splices, sorted from last to first, made with these
+/// sidecars.
+pub(super) fn spliced(text: &str, splices: &[Splice], sidecars: &SidecarTexts) -> String {
+    let mut edited = text.to_owned();
+    for splice in splices {
+        edited.replace_range(splice.range.clone(), &splice.text(sidecars));
+    }
+    edited
+}
+
+/// The text that adds a new `initContainers` before `containers`, or fills
+/// an empty one, laid out as `containers` is; `None` when the pod is not
+/// laid out in plain block style, or the list has items already.
+pub(super) fn init_list_splice(text: &str, document: &Document, edit: &PodEdit) -> Option<Splice> {
+    if edit.init_list == InitList::Sequence {
         return None;
     }
-    let mut token = node
-        .token_at_offset(u32::try_from(start).ok()?.into())
-        .right_biased();
-    let mut tokens = Vec::new();
-    while let Some(current) = token {
-        let range = current.text_range();
-        let (from, to) = (offset(range.start().into()), offset(range.end().into()));
-        if from >= end {
-            break;
-        }
-        let trivia = matches!(
-            current.kind(),
-            SyntaxKind::COMMENT | SyntaxKind::NEWLINE | SyntaxKind::INDENT | SyntaxKind::WHITESPACE
-        );
-        if !trivia || from < start || to > end {
-            return None;
-        }
-        token = current.next_token();
-        tokens.push(current);
+    let spec = pod_spec(document, &edit.path)?;
+    let containers = offset(
+        spec.find_entry_by_key("containers")?
+            .key_node()?
+            .byte_range()
+            .start,
+    );
+    let (column, item_offset) = block_layout(text, containers)?;
+    let items = new_list_order(edit);
+    if edit.init_list == InitList::Missing {
+        let at = start_of_comments_above(text, line_start(text, containers), column);
+        return Some(Splice {
+            range: at..at,
+            key_line: format!("{}initContainers:\n", " ".repeat(column)),
+            items,
+            item_column: column + item_offset,
+        });
     }
-    Some(tokens)
-}
 
-/// `column` spaces of indentation, a token of its own.
-fn indent_token(column: usize) -> SyntaxToken {
-    let mut builder = rowan::GreenNodeBuilder::new();
-    builder.start_node(SyntaxKind::ROOT.into());
-    builder.token(SyntaxKind::INDENT.into(), &" ".repeat(column));
-    builder.finish_node();
-    let root = SyntaxNode::new_root_mut(builder.finish());
-    let token = root
-        .first_token()
-        .expect("a node built with one token has it");
-    token.detach();
-    token
-}
-
-/// The `initContainers` entries yaml-edit parsed alone, by their text: a
-/// `List` of many pods laid out alike parses its one once, where parsing
-/// the sidecars for every pod would take longer than the rest of the edit.
-/// At most [`ParsedEntries::BOUND`]; past that, an entry is parsed again
-/// for every pod.
-#[derive(Default)]
-pub(super) struct ParsedEntries(std::cell::RefCell<Vec<(String, rowan::GreenNode)>>);
-
-impl ParsedEntries {
-    const BOUND: usize = 16;
-
-    /// The entry of a mapping whose text is `text` (from the start of its
-    /// line), as a new tree of its own to graft.
-    fn entry(&self, text: &str) -> Option<SyntaxNode> {
-        let cached = self
-            .0
-            .borrow()
-            .iter()
-            .find(|(parsed, _)| parsed == text)
-            .map(|(_, green)| green.clone());
-        let green = match cached {
-            Some(green) => green,
-            None => {
-                let file = YamlFile::from_str(text).ok()?;
-                let entry = file
-                    .syntax()
-                    .descendants()
-                    .find(|node| node.kind() == SyntaxKind::MAPPING_ENTRY)?;
-                if entry.text() != text.trim_start_matches(' ') {
-                    return None;
-                }
-                let green = entry.green().into_owned();
-                let mut parsed = self.0.borrow_mut();
-                if parsed.len() < Self::BOUND {
-                    parsed.push((text.to_owned(), green.clone()));
-                }
-                green
-            }
-        };
-        Some(SyntaxNode::new_root_mut(green))
+    // `initContainers:`, `initContainers: []` or `initContainers: ~`, with
+    // perhaps a comment, all on one line, which becomes the key alone.
+    let entry = spec.find_entry_by_key("initContainers")?;
+    let key = entry.key_node()?.byte_range();
+    let (key_start, key_end) = (offset(key.start), offset(key.end));
+    let (key_column, _) = block_layout(text, key_start)?;
+    let start = line_start(text, key_start);
+    let end = text[key_end..]
+        .find('\n')
+        .map_or(text.len(), |newline| key_end + newline + 1);
+    if let Some(value) = entry.value_node()
+        && offset(value.byte_range().end) > end
+    {
+        return None;
     }
+    let rest = text[key_end..end]
+        .trim_end()
+        .trim_start()
+        .strip_prefix(':')?;
+    let (value, comment) = match rest.find(" #").or_else(|| rest.find("\t#")) {
+        Some(hash) => (&rest[..hash], Some(rest[hash..].trim())),
+        None if rest.trim_start().starts_with('#') => ("", Some(rest.trim())),
+        None => (rest, None),
+    };
+    if !["", "[]", "~", "null", "Null", "NULL"].contains(&value.trim()) {
+        return None;
+    }
+    let mut replacement = format!("{}{}:", " ".repeat(key_column), &text[key_start..key_end]);
+    if let Some(comment) = comment {
+        replacement.push(' ');
+        replacement.push_str(comment);
+    }
+    replacement.push('\n');
+    Some(Splice {
+        range: start..end,
+        key_line: replacement,
+        items,
+        item_column: column + item_offset,
+    })
 }
 
 pub(super) fn offset(position: u32) -> usize {
     usize::try_from(position).unwrap_or(usize::MAX)
 }
 
+/// cannot be seen).
 /// The column of the key at `key`, when only spaces precede it on its line,
 /// and how much further right its sequence's items stand (2 when they
 /// cannot be seen).
@@ -647,54 +436,4 @@ pub(super) fn start_of_comments_above(text: &str, mut line: usize, column: usize
         line = previous;
     }
     line
-}
-
-#[cfg(test)]
-mod tests {
-    use yaml_edit::debug::tree_to_string;
-
-    use super::*;
-    use crate::inject::InjectOptions;
-    use crate::inject::pods::plan_document;
-
-    /// The graft's layouts: a first entry with a comment above it, an
-    /// entry after others with comment and blank lines above it, an empty
-    /// list with a comment, and an empty list ending the input.
-    #[test]
-    fn a_grafted_list_is_the_tree_yaml_edit_parses_from_its_text() {
-        let sidecars = SidecarTexts::new(&InjectOptions::default());
-        for text in [
-            "kind: Pod\nspec:\n  # The application.\n  containers:\n  - name: app\n",
-            "kind: Pod\nspec:\n  volumes:\n  - name: v\n  # one\n\n  # two\n  containers: # apps\n    - name: app\n",
-            "kind: Pod\nspec:\n  initContainers: [] # keep\n  containers:\n  - name: app\n",
-            "kind: Job\nspec:\n  template:\n    spec:\n      containers:\n      - name: app\n      initContainers: ~",
-        ] {
-            let docs = load(text).expect("valid YAML");
-            let plans: Vec<Vec<PodEdit>> = docs.iter().map(plan_document).collect();
-            let file = YamlFile::from_str(text).expect("valid YAML");
-            let new_lists: Vec<NewList> = file
-                .documents()
-                .zip(&plans)
-                .flat_map(|(document, edits)| {
-                    edits
-                        .iter()
-                        .map(move |edit| NewList::find(text, &document, edit))
-                })
-                .map(|new_list| new_list.expect("a layout the graft recognises"))
-                .collect();
-            let entries = ParsedEntries::default();
-            for new_list in &new_lists {
-                let entry = entries.entry(&new_list.text(&sidecars));
-                new_list.graft(entry.expect("the entry parses"));
-            }
-            let edited = file.to_string();
-            assert!(edited.contains("- name: meshtop-proxy\n"), "{edited}");
-            let reparsed = YamlFile::from_str(&edited).expect("valid YAML");
-            assert_eq!(
-                tree_to_string(file.syntax()),
-                tree_to_string(reparsed.syntax()),
-                "{edited}"
-            );
-        }
-    }
 }
