@@ -449,6 +449,27 @@ fn upstream_detail_view() {
 }
 
 #[test]
+fn a_narrow_tap_keeps_the_hop_and_the_grpc_method() {
+    let model = fixture();
+    let ui = ui_on(Tab::Tap);
+    let text = screen(&model, &ui, 80, 24);
+    // The two hops of one call: leaving web, entering voting.
+    assert!(
+        text.contains("web-7d9f8b→") && text.contains("→voting-5c4b"),
+        "{text}"
+    );
+    assert!(
+        text.contains("…ce/VoteDoughnut"),
+        "the method stays:\n{text}"
+    );
+    let wide = screen(&model, &ui, 160, 48);
+    assert!(
+        wide.contains("SIDECAR") && !wide.contains(" HOP "),
+        "{wide}"
+    );
+}
+
+#[test]
 fn the_latency_histogram_on_a_linear_scale() {
     let model = fixture();
     let mut ui = ui_on(Tab::Detail);

@@ -4,7 +4,8 @@
 //! Each column is as wide as its widest cell; fill columns (authorities,
 //! paths) share what is left. While the columns do not fit, the least
 //! important is dropped, and long text is cut with `…` (in the middle for
-//! authorities, which keeps the port).
+//! authorities, which keeps the port; at the start for gRPC paths, which
+//! keeps the method).
 
 use std::borrow::Cow;
 use std::cmp::Reverse;
@@ -38,8 +39,19 @@ pub struct Column {
     /// While the table does not fit, columns are dropped lowest `keep`
     /// first; [`ALWAYS`] columns never are.
     keep: u8,
-    /// Long text is cut in the middle rather than at the end.
-    middle: bool,
+    /// Where long text is cut.
+    cut: Cut,
+}
+
+/// Where a cell too long for its column loses text (to `…`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cut {
+    End,
+    /// Both ends stay: authorities, whose port is at the end.
+    Middle,
+    /// gRPC method paths (`/pkg.Service/Method`) lose their start, since
+    /// the method is what tells calls apart; other paths lose their end.
+    Path,
 }
 
 impl Column {
@@ -49,7 +61,7 @@ impl Column {
             align: Align::Left,
             fill: false,
             keep,
-            middle: false,
+            cut: Cut::End,
         }
     }
 
@@ -67,7 +79,15 @@ impl Column {
 
     pub fn middle(self) -> Column {
         Column {
-            middle: true,
+            cut: Cut::Middle,
+            ..self
+        }
+    }
+
+    /// Cut as [`Cut::Path`].
+    pub fn path(self) -> Column {
+        Column {
+            cut: Cut::Path,
             ..self
         }
     }
@@ -194,7 +214,7 @@ impl Widget for Grid<'_> {
         let layout = self.fit(usize::from(area.width).saturating_sub(mark));
         let cell = |text: &str, column: usize, width: usize| -> Cell<'static> {
             let spec = &self.columns[column];
-            let line = Line::from(cut(text, width, spec.middle).into_owned());
+            let line = Line::from(cut_as(text, width, spec.cut).into_owned());
             Cell::from(if spec.align == Align::Right {
                 line.right_aligned()
             } else {
@@ -250,6 +270,52 @@ fn char_width(c: char) -> usize {
     text_width(c.encode_utf8(&mut bytes))
 }
 
+/// `text` in at most `width` columns, cut as `how` says.
+pub fn cut_as(text: &str, width: usize, how: Cut) -> Cow<'_, str> {
+    match how {
+        Cut::End => cut(text, width, false),
+        Cut::Middle => cut(text, width, true),
+        Cut::Path if is_grpc_path(text) => cut_start(text, width),
+        Cut::Path => cut(text, width, false),
+    }
+}
+
+/// `/package.Service/Method`: two segments, a dot in the first, no query.
+fn is_grpc_path(text: &str) -> bool {
+    let Some(rest) = text.strip_prefix('/') else {
+        return false;
+    };
+    let mut segments = rest.split('/');
+    matches!(
+        (segments.next(), segments.next(), segments.next()),
+        (Some(service), Some(method), None)
+            if service.contains('.') && !method.is_empty() && !text.contains('?')
+    )
+}
+
+/// `text` in at most `width` columns, its start given up to `…`.
+fn cut_start(text: &str, width: usize) -> Cow<'_, str> {
+    if text_width(text) <= width {
+        return Cow::Borrowed(text);
+    }
+    if width == 0 {
+        return Cow::Borrowed("");
+    }
+    let mut tail: Vec<char> = Vec::new();
+    let mut used = 0;
+    for c in text.chars().rev() {
+        let w = char_width(c);
+        if used + w > width - 1 {
+            break;
+        }
+        used += w;
+        tail.push(c);
+    }
+    let mut out = String::from("…");
+    out.extend(tail.into_iter().rev());
+    Cow::Owned(out)
+}
+
 /// `text` in at most `width` columns, cut at the end (or in the middle)
 /// with `…`.
 pub fn cut(text: &str, width: usize, middle: bool) -> Cow<'_, str> {
@@ -302,6 +368,10 @@ mod tests {
         assert_eq!(cut("漢字漢字", 5, false), "漢字…");
         assert_eq!(cut("abc", 0, true), "");
         assert_eq!(cut("abc", 1, true), "…");
+        let grpc = "/emojivoto.v1.VotingService/VoteDoughnut";
+        assert_eq!(cut_as(grpc, 27, Cut::Path), "…VotingService/VoteDoughnut");
+        assert_eq!(cut_as("/api/vote?choice=x", 10, Cut::Path), "/api/vote…");
+        assert_eq!(cut_as("/a.b/c/d", 5, Cut::Path), "/a.b…");
     }
 
     #[test]

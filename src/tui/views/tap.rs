@@ -1,5 +1,7 @@
 //! View 4, Tap: the latest requests, newest at the bottom, following the
-//! newest unless the user scrolled up.
+//! newest unless the user scrolled up. Narrow, each row still says which
+//! hop it is (`web→` leaving web, `→voting` entering voting), and gRPC
+//! paths keep their method.
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -8,7 +10,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Widget;
 
 use super::grid::{ALWAYS, Column, Grid, GridRow};
-use super::{clock, compact_count, direction_header, direction_label};
+use super::{WIDE, clock, compact_count, direction_header, direction_label};
+use crate::schema::Direction;
 use crate::tui::format::format_latency;
 use crate::tui::input::UiState;
 use crate::tui::model::Model;
@@ -50,29 +53,46 @@ impl Widget for &TapView<'_> {
         };
         let end = entries.len().min(start + visible);
         let width = area.width;
+        // Narrow, SIDECAR and DIR become one HOP cell (`web→` leaving web,
+        // `→voting` entering voting), so the two hops of a call stay apart.
+        let narrow = width < WIDE;
         let rows = entries[start..end]
             .iter()
             .map(|(_, entry)| {
                 let event = &entry.event;
                 let micros = (event.duration_ms * 1000.0).round().max(0.0) as u64;
                 let or_dash = |value: Option<String>| value.unwrap_or_else(|| "-".into());
-                GridRow {
-                    cells: vec![
-                        clock(&event.ts, true).to_owned(),
+                let who = if narrow {
+                    vec![match event.direction {
+                        Direction::Outbound => format!("{}→", event.sidecar),
+                        Direction::Inbound => format!("→{}", event.sidecar),
+                    }]
+                } else {
+                    vec![
                         event.sidecar.clone(),
                         direction_label(event.direction, width).to_owned(),
-                        or_dash(event.method.clone()),
-                        event.authority.clone(),
-                        or_dash(event.path.clone()),
-                        or_dash(event.status.map(|s| s.to_string())),
-                        or_dash(event.grpc_status.map(|s| s.to_string())),
-                        format_latency(Some(micros)),
-                        format!(
-                            "{}/{}",
-                            compact_count(event.req_bytes),
-                            compact_count(event.resp_bytes)
-                        ),
-                    ],
+                    ]
+                };
+                let mut cells = vec![clock(&event.ts, true).to_owned()];
+                cells.extend(who);
+                GridRow {
+                    cells: [
+                        cells,
+                        vec![
+                            or_dash(event.method.clone()),
+                            event.authority.clone(),
+                            or_dash(event.path.clone()),
+                            or_dash(event.status.map(|s| s.to_string())),
+                            or_dash(event.grpc_status.map(|s| s.to_string())),
+                            format_latency(Some(micros)),
+                            format!(
+                                "{}/{}",
+                                compact_count(event.req_bytes),
+                                compact_count(event.resp_bytes)
+                            ),
+                        ],
+                    ]
+                    .concat(),
                     style: if event.is_failure() {
                         Style::new().red()
                     } else {
@@ -81,18 +101,25 @@ impl Widget for &TapView<'_> {
                 }
             })
             .collect();
-        let columns = vec![
-            Column::text("TIME", 6),
-            Column::text("SIDECAR", 2),
-            Column::text(direction_header(width), 3),
+        let who = if narrow {
+            vec![Column::text("HOP", ALWAYS)]
+        } else {
+            vec![
+                Column::text("SIDECAR", 2),
+                Column::text(direction_header(width), 3),
+            ]
+        };
+        let mut columns = vec![Column::text("TIME", 6)];
+        columns.extend(who);
+        columns.extend([
             Column::text("METHOD", 5),
             Column::text("AUTHORITY", ALWAYS).fill().middle(),
-            Column::text("PATH", ALWAYS).fill(),
+            Column::text("PATH", ALWAYS).fill().path(),
             Column::number("STATUS", ALWAYS),
             Column::number("GRPC", 7),
             Column::number("LATENCY", ALWAYS),
             Column::number("BYTES", 4),
-        ];
+        ]);
         Grid::new(columns, rows)
             // The cursor shows only once the user moved it.
             .selected(selected.filter(|_| !ui.tap_follow).map(|i| i - start))
