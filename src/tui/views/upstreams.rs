@@ -1,6 +1,6 @@
 //! View 1, Upstreams: one row per (direction, authority) with rates,
-//! success and latency over the window, and the selected row's requests
-//! per second.
+//! success and latency over the window, and under the table the selected
+//! row's requests per second and, when wide, its latency histogram.
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -8,7 +8,8 @@ use ratatui::style::{Style, Stylize};
 use ratatui::widgets::{Block, Borders, Sparkline, SparklineBar, Widget};
 
 use super::grid::{ALWAYS, Column, Grid, GridRow};
-use super::{SUCCESS_RED, SUCCESS_YELLOW, direction_header, direction_label};
+use super::histogram::{self, LatencyHistogram};
+use super::{SUCCESS_RED, SUCCESS_YELLOW, WIDE, direction_header, direction_label};
 use crate::tui::format::{figure_cells, header, stale_age};
 use crate::tui::input::UiState;
 use crate::tui::model::{HISTORY_SECONDS, Model, SortColumn, UpstreamRow};
@@ -29,13 +30,18 @@ impl Widget for &UpstreamsView<'_> {
         let (model, ui) = (self.model, self.ui);
         let rows = ui.upstream_rows(model);
         let selected = ui.selected_upstream(&rows);
-        // The sparkline takes a third of the height once the table keeps
-        // a few rows.
-        let (table_area, spark_area) = if area.height >= 10 {
-            let spark = (area.height / 3).clamp(4, 12);
-            let [table, spark] =
-                Layout::vertical([Constraint::Min(0), Constraint::Length(spark)]).areas(area);
-            (table, Some(spark))
+        // Under the table, the selected row's charts: the table keeps the
+        // rows it has (and a third of the height at least, for rows to
+        // come), the charts take the rest instead of blank lines.
+        let (table_area, charts_area) = if area.height >= 10 {
+            let wanted = u16::try_from(rows.len())
+                .unwrap_or(u16::MAX)
+                .saturating_add(2);
+            let table = wanted.clamp(area.height / 3, area.height - 4);
+            let charts = area.height - table;
+            let [table, charts] =
+                Layout::vertical([Constraint::Min(0), Constraint::Length(charts)]).areas(area);
+            (table, Some(charts))
         } else {
             (area, None)
         };
@@ -49,12 +55,35 @@ impl Widget for &UpstreamsView<'_> {
             .empty(empty)
             .fill_min(AUTHORITY_MIN)
             .render(table_area, buf);
-        if let Some(spark_area) = spark_area {
-            RateSparkline {
-                model,
-                row: selected.map(|i| &rows[i]),
+        let Some(charts_area) = charts_area else {
+            return;
+        };
+        let row = selected.map(|i| &rows[i]);
+        // Wide: the rate and the latency histogram side by side.
+        let (rate_area, latency_area) = if area.width >= WIDE {
+            let [rate, latency] = Layout::horizontal([Constraint::Fill(1); 2])
+                .spacing(2)
+                .areas(charts_area);
+            (rate, Some(latency))
+        } else {
+            (charts_area, None)
+        };
+        RateSparkline { model, row }.render(rate_area, buf);
+        if let (Some(latency_area), Some(row)) = (latency_area, row) {
+            let distribution = model.latency_distribution(
+                &row.key,
+                ui.window,
+                ui.latency_scale,
+                histogram::buckets_for(latency_area.width),
+            );
+            let block = Block::new()
+                .borders(Borders::TOP)
+                .title(histogram::title(distribution.as_ref(), ui.window.label()));
+            let inner = block.inner(latency_area);
+            block.render(latency_area, buf);
+            if let Some(distribution) = &distribution {
+                LatencyHistogram { distribution }.render(inner, buf);
             }
-            .render(spark_area, buf);
         }
     }
 }
