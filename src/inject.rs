@@ -213,9 +213,19 @@ pub fn inject(input: &str, options: &InjectOptions) -> Result<String, InjectErro
 /// Adds meshtop to every pod of `input` and returns the stream with its
 /// warnings.
 pub fn injected(input: &str, options: &InjectOptions) -> Result<Injected, InjectError> {
+    injected_with(input, options, Editor::Lossless, Lists::ByItem)
+}
+
+/// [`injected`] with the editor and the handling of `List`s chosen (tests
+/// compare them).
+fn injected_with(
+    input: &str,
+    options: &InjectOptions,
+    editor: Editor,
+    lists: Lists,
+) -> Result<Injected, InjectError> {
     let mut text = String::with_capacity(input.len() + 4096);
     let mut warnings = Vec::new();
-    let (editor, lists) = (Editor::Lossless, Lists::ByItem);
     let mut out = |piece: &str| {
         text.push_str(piece);
         Ok(())
@@ -418,29 +428,6 @@ mod tests {
         lists: Lists,
     ) -> Result<String, InjectError> {
         injected_with(input, options, editor, lists).map(|injected| injected.text)
-    }
-
-    fn injected_with(
-        input: &str,
-        options: &InjectOptions,
-        editor: Editor,
-        lists: Lists,
-    ) -> Result<Injected, InjectError> {
-        let (mut text, mut warnings) = (String::new(), Vec::new());
-        let mut out = |piece: &str| {
-            text.push_str(piece);
-            Ok(())
-        };
-        super::inject_with(
-            input,
-            options,
-            editor,
-            lists,
-            Pass::Write,
-            &mut out,
-            &mut warnings,
-        )?;
-        Ok(Injected { text, warnings })
     }
 
     const TRICKY: &str = "\
