@@ -358,7 +358,9 @@ async fn tui_loop(
                 if let Some(replay) = session.replay {
                     session.ui.replay = Some(*replay.progress.borrow());
                 }
-                session.ui.page_rows = usize::from(terminal.size()?.height.saturating_sub(6)).max(1);
+                let size = terminal.size()?;
+                session.ui.page_rows = usize::from(size.height.saturating_sub(6)).max(1);
+                session.ui.page_width = size.width;
                 let shown = frozen.as_deref().unwrap_or(session.model);
                 terminal.draw(|frame| views::draw(frame, shown, session.ui))?;
             }
@@ -381,6 +383,12 @@ async fn tui_loop(
                             }
                         }
                         Action::None | Action::Redraw => session.push_filter(),
+                    }
+                    if let Some(text) = session.ui.clipboard.take() {
+                        // To the terminal, which puts it on the clipboard.
+                        let backend = terminal.backend_mut();
+                        backend.write_all(super::inspect::osc52(&text).as_bytes())?;
+                        backend.flush()?;
                     }
                     match (session.ui.paused, frozen.is_some()) {
                         (true, false) => frozen = Some(Box::new(session.model.clone())),

@@ -12,7 +12,8 @@ use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use super::keys::{self, Command, Context, PlayerCommand};
 use super::model::{
-    Model, Scale, SidecarState, SortColumn, TapEntry, UpstreamKey, UpstreamRow, Window, sort_rows,
+    ErrorKey, Model, Scale, SidecarState, SortColumn, TapEntry, UpstreamKey, UpstreamRow, Window,
+    sort_rows,
 };
 use crate::filter::FilterExpr;
 
@@ -78,6 +79,30 @@ pub enum Action {
     Player(PlayerCommand),
 }
 
+/// The list a request was opened from: `n` and `p` step through it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RequestList {
+    /// The tap, as the filter shows it.
+    Tap,
+    /// The failing requests kept of one error group.
+    Failures(ErrorKey),
+}
+
+/// The request inspector (`enter` on a request): one request, whole.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Inspector {
+    pub list: RequestList,
+    /// The request's tap sequence number ([`Model::tap_first_seq`]).
+    pub seq: u64,
+    /// A copy of the request: it stays on screen after the tap and its
+    /// group let it go.
+    pub entry: TapEntry,
+    /// The equivalent `curl` or `grpcurl` command is shown (`c`).
+    pub command: bool,
+    /// Lines scrolled past, when the request does not fit the screen.
+    pub scroll: usize,
+}
+
 /// Cursor positions, one per view that has a list. Positions are indexes
 /// into what the view shows, clamped when the list shrinks.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -91,6 +116,8 @@ pub struct Selection {
     /// Row of the detail view's route table.
     pub route: usize,
     pub error: usize,
+    /// Row of an error group's failing requests (oldest first).
+    pub failure: usize,
     pub sidecar: usize,
 }
 
@@ -117,6 +144,15 @@ pub struct UiState {
     pub detail: Option<UpstreamKey>,
     /// Where `esc` returns to from the detail view.
     pub detail_from: Tab,
+    /// The error group whose failing requests the Errors view lists (set
+    /// by `enter` on a group, cleared by `esc`).
+    pub failures_of: Option<ErrorKey>,
+    /// The request open in the inspector, over the view it was opened
+    /// from; `esc` closes it.
+    pub inspector: Option<Inspector>,
+    /// Text `y` copied, for the app to hand to the terminal's clipboard
+    /// (OSC 52) and clear.
+    pub clipboard: Option<String>,
     /// The tap shows the newest requests as they arrive.
     pub tap_follow: bool,
     /// How latency histograms lay out their buckets (`h`).
@@ -128,6 +164,9 @@ pub struct UiState {
     pub tap_cursor: u64,
     /// Rows PgUp/PgDn move; the app may set it from the terminal height.
     pub page_rows: usize,
+    /// Columns of the screen, as the app last drew it: how far the
+    /// inspector's wrapped lines scroll depends on it.
+    pub page_width: u16,
     /// Requests are being recorded to a file (shows `● REC`).
     pub recording: bool,
     /// Where a replay is (shows the progress bar); `None` when live.
@@ -138,6 +177,13 @@ pub struct UiState {
     /// What the session is about, kept at the head of the status line
     /// (the demo: where emojivoto answers).
     pub note: Option<String>,
+}
+
+/// `n` or `p` in the inspector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Step {
+    Next,
+    Previous,
 }
 
 /// How far a movement key moves.
@@ -178,10 +224,14 @@ impl UiState {
             selected: Selection::default(),
             detail: None,
             detail_from: Tab::Upstreams,
+            failures_of: None,
+            inspector: None,
+            clipboard: None,
             tap_follow: true,
             latency_scale: Scale::default(),
             tap_cursor: 0,
             page_rows: 10,
+            page_width: 80,
             replay: None,
             recording: false,
             hint: None,
@@ -230,9 +280,12 @@ impl UiState {
         }
     }
 
-    /// Browsing a replay or live data, whatever is open on top.
+    /// What is under the help overlay and the filter input: the
+    /// inspector, else browsing a replay or live data.
     pub fn browse_context(&self) -> Context {
-        if self.replay.is_some() {
+        if self.inspector.is_some() {
+            Context::Inspector
+        } else if self.replay.is_some() {
             Context::Replay
         } else {
             Context::Live
@@ -281,11 +334,24 @@ impl UiState {
             Command::PreviousView => self.cycle_tab(model, Tab::previous),
             Command::DrillIn => self.drill_in(model),
             Command::Back => {
-                if self.tab != Tab::Detail {
+                if self.inspector.take().is_some() {
+                } else if self.tab == Tab::Errors && self.failures_of.is_some() {
+                    self.failures_of = None;
+                } else if self.tab == Tab::Detail {
+                    self.tab = self.detail_from;
+                } else {
                     return Action::None;
                 }
-                self.tab = self.detail_from;
             }
+            Command::CopyRequest => self.copy_request(),
+            Command::ShowCommand => {
+                if let Some(inspector) = &mut self.inspector {
+                    inspector.command = !inspector.command;
+                    inspector.scroll = 0;
+                }
+            }
+            Command::NextRequest => return self.step_request(model, Step::Next),
+            Command::PreviousRequest => return self.step_request(model, Step::Previous),
             Command::Up => self.move_cursor(Move::Up(1), model),
             Command::Down => self.move_cursor(Move::Down(1), model),
             Command::PageUp => self.move_cursor(Move::Up(page), model),
@@ -437,36 +503,173 @@ impl UiState {
         self.tab = Tab::Detail;
     }
 
+    /// `enter`: an upstream opens its detail, a request the inspector, an
+    /// error group the list of its failing requests.
     fn drill_in(&mut self, model: &Model) {
-        let key = match self.tab {
+        let nothing = |ui: &mut UiState| ui.hint = Some("nothing selected".into());
+        match self.tab {
             Tab::Upstreams => {
                 let rows = self.upstream_rows(model);
-                self.selected_upstream(&rows).map(|i| rows[i].key.clone())
+                match self.selected_upstream(&rows) {
+                    Some(i) => self.open_detail(rows[i].key.clone()),
+                    None => nothing(self),
+                }
+            }
+            Tab::Errors if self.failures_of.is_some() => {
+                let entries = self.failure_entries(model);
+                match entries.len().checked_sub(1) {
+                    Some(last) => {
+                        let (seq, entry) = entries[self.selected.failure.min(last)];
+                        self.inspect(self.failures_list(), seq, entry);
+                    }
+                    None => nothing(self),
+                }
             }
             Tab::Errors => {
                 let errors = model.errors(&self.filter, None);
-                let last = errors.len().checked_sub(1);
-                last.map(|last| errors[self.selected.error.min(last)].key.upstream.clone())
+                let Some(last) = errors.len().checked_sub(1) else {
+                    return nothing(self);
+                };
+                let group = errors[self.selected.error.min(last)].key.clone();
+                self.failures_of = Some(group);
+                // The newest first under the cursor, as in the tap.
+                self.selected.failure = self.failure_entries(model).len().saturating_sub(1);
             }
             Tab::Tap => {
                 let entries = self.tap_entries(model);
-                self.tap_selected(&entries).map(|i| UpstreamKey {
-                    direction: entries[i].1.event.direction,
-                    authority: entries[i].1.event.authority.clone(),
-                })
+                match self.tap_selected(&entries) {
+                    Some(i) => self.inspect(RequestList::Tap, entries[i].0, entries[i].1),
+                    None => nothing(self),
+                }
             }
-            Tab::Detail | Tab::Sidecars => None,
+            Tab::Detail | Tab::Sidecars => {}
+        }
+    }
+
+    fn failures_list(&self) -> RequestList {
+        match &self.failures_of {
+            Some(group) => RequestList::Failures(group.clone()),
+            None => RequestList::Tap,
+        }
+    }
+
+    fn inspect(&mut self, list: RequestList, seq: u64, entry: &TapEntry) {
+        self.inspector = Some(Inspector {
+            list,
+            seq,
+            entry: entry.clone(),
+            command: false,
+            scroll: 0,
+        });
+    }
+
+    /// The failing requests the Errors view lists for the group opened
+    /// (`failures_of`), those of them that pass the filter, oldest first.
+    pub fn failure_entries<'m>(&self, model: &'m Model) -> Vec<(u64, &'m TapEntry)> {
+        let Some(group) = &self.failures_of else {
+            return Vec::new();
         };
-        match key {
-            Some(key) => self.open_detail(key),
-            None if matches!(self.tab, Tab::Upstreams | Tab::Errors | Tab::Tap) => {
-                self.hint = Some("nothing selected".into());
+        model
+            .failures(group)
+            .into_iter()
+            .filter(|(_, entry)| {
+                self.filter
+                    .matches_request(&entry.event.sidecar, &entry.event)
+            })
+            .collect()
+    }
+
+    /// The requests of the list the inspector's request came from.
+    fn request_list<'m>(&self, list: &RequestList, model: &'m Model) -> Vec<(u64, &'m TapEntry)> {
+        match list {
+            RequestList::Tap => self.tap_entries(model),
+            RequestList::Failures(group) => model
+                .failures(group)
+                .into_iter()
+                .filter(|(_, entry)| {
+                    self.filter
+                        .matches_request(&entry.event.sidecar, &entry.event)
+                })
+                .collect(),
+        }
+    }
+
+    /// `n` / `p`: the next (newer) or previous (older) request of the list
+    /// the inspector was opened from. The list's cursor follows, so `esc`
+    /// returns to the request last shown.
+    fn step_request(&mut self, model: &Model, step: Step) -> Action {
+        let Some(inspector) = &self.inspector else {
+            return Action::None;
+        };
+        let list = inspector.list.clone();
+        let seq = inspector.seq;
+        let entries = self.request_list(&list, model);
+        // By sequence number, so a request the list let go meanwhile still
+        // has a next and a previous.
+        let found = match step {
+            Step::Next => entries.iter().position(|(s, _)| *s > seq),
+            Step::Previous => entries.iter().rposition(|(s, _)| *s < seq),
+        };
+        let Some(i) = found else {
+            self.hint = Some(
+                match step {
+                    Step::Next => "no newer request in this list",
+                    Step::Previous => "no older request in this list",
+                }
+                .into(),
+            );
+            return Action::Redraw;
+        };
+        let (seq, entry) = entries[i];
+        let command = self.inspector.as_ref().is_some_and(|i| i.command);
+        self.inspect(list.clone(), seq, entry);
+        if let Some(inspector) = &mut self.inspector {
+            inspector.command = command;
+        }
+        match list {
+            RequestList::Tap => {
+                self.tap_follow = false;
+                self.tap_cursor = seq;
             }
-            None => {}
+            RequestList::Failures(_) => self.selected.failure = i,
+        }
+        Action::Redraw
+    }
+
+    /// `y`: the request as JSON, as the sidecar sent it, for the clipboard.
+    fn copy_request(&mut self) {
+        let Some(inspector) = &self.inspector else {
+            return;
+        };
+        let message = crate::schema::Message::Request(inspector.entry.event.clone());
+        match serde_json::to_string(&message) {
+            Ok(json) => {
+                self.hint = Some(format!(
+                    "copied the request as JSON ({} bytes) to the clipboard (OSC 52)",
+                    json.len()
+                ));
+                self.clipboard = Some(json);
+            }
+            Err(err) => self.hint = Some(format!("cannot copy the request: {err}")),
         }
     }
 
     fn move_cursor(&mut self, movement: Move, model: &Model) {
+        if let Some(inspector) = &self.inspector {
+            // The inspector scrolls, as far as its last line shows.
+            let lines = super::views::inspector_lines(model, inspector, self.page_width);
+            let last = lines.saturating_sub(self.page_rows.saturating_sub(1).max(1));
+            let scroll = match movement {
+                Move::Up(n) => inspector.scroll.min(last).saturating_sub(n),
+                Move::Down(n) => inspector.scroll.saturating_add(n).min(last),
+                Move::Top => 0,
+                Move::Bottom => last,
+            };
+            if let Some(inspector) = &mut self.inspector {
+                inspector.scroll = scroll;
+            }
+            return;
+        }
         match self.tab {
             Tab::Upstreams => {
                 let rows = self.upstream_rows(model);
@@ -481,6 +684,10 @@ impl UiState {
                     .as_ref()
                     .map_or(0, |key| model.route_figures(key, self.window).rows().len());
                 self.selected.route = movement.apply(self.selected.route, len);
+            }
+            Tab::Errors if self.failures_of.is_some() => {
+                let len = self.failure_entries(model).len();
+                self.selected.failure = movement.apply(self.selected.failure, len);
             }
             Tab::Errors => {
                 let len = model.errors(&self.filter, None).len();

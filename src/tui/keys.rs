@@ -22,14 +22,17 @@ pub enum Context {
     Help,
     /// A filter is being typed after `/`.
     FilterInput,
+    /// One request is open in the inspector (`enter` on a request).
+    Inspector,
 }
 
 impl Context {
-    pub const ALL: [Context; 4] = [
+    pub const ALL: [Context; 5] = [
         Context::Live,
         Context::Replay,
         Context::Help,
         Context::FilterInput,
+        Context::Inspector,
     ];
 }
 
@@ -67,6 +70,14 @@ pub enum Command {
     CancelFilter,
     ClearFilter,
     DeleteChar,
+    /// Inspector: the request as JSON to the clipboard (OSC 52).
+    CopyRequest,
+    /// Inspector: the equivalent `curl` / `grpcurl` command, or the fields.
+    ShowCommand,
+    /// Inspector: the next (newer) request of the list it came from.
+    NextRequest,
+    /// Inspector: the previous (older) request of that list.
+    PreviousRequest,
 }
 
 /// What the replay keys ask of the player; the app carries them out.
@@ -133,6 +144,9 @@ const LIVE: &[Context] = &[Context::Live];
 const REPLAY: &[Context] = &[Context::Replay];
 const HELP: &[Context] = &[Context::Help];
 const FILTER: &[Context] = &[Context::FilterInput];
+const INSPECTOR: &[Context] = &[Context::Inspector];
+/// Browsing, and scrolling the inspector.
+const BROWSE_AND_INSPECT: &[Context] = &[Context::Live, Context::Replay, Context::Inspector];
 const EVERYWHERE: &[Context] = &Context::ALL;
 
 const fn hint(keys: &'static str, text: &'static str) -> Option<Hint> {
@@ -146,7 +160,7 @@ const fn hint(keys: &'static str, text: &'static str) -> Option<Hint> {
 pub static BINDINGS: &[Binding] = &[
     Binding {
         chords: &[ch('?')],
-        contexts: BROWSE,
+        contexts: BROWSE_AND_INSPECT,
         tab: None,
         command: Command::OpenHelp,
         keys: "?",
@@ -164,7 +178,12 @@ pub static BINDINGS: &[Binding] = &[
     },
     Binding {
         chords: &[ch('q')],
-        contexts: &[Context::Live, Context::Replay, Context::Help],
+        contexts: &[
+            Context::Live,
+            Context::Replay,
+            Context::Help,
+            Context::Inspector,
+        ],
         tab: None,
         command: Command::Quit,
         keys: "q, ctrl-c",
@@ -209,7 +228,7 @@ pub static BINDINGS: &[Binding] = &[
     },
     Binding {
         chords: &[key(KeyCode::Up), ch('k')],
-        contexts: BROWSE,
+        contexts: BROWSE_AND_INSPECT,
         tab: None,
         command: Command::Up,
         keys: "↑ ↓, k j",
@@ -218,7 +237,7 @@ pub static BINDINGS: &[Binding] = &[
     },
     Binding {
         chords: &[key(KeyCode::Down), ch('j')],
-        contexts: BROWSE,
+        contexts: BROWSE_AND_INSPECT,
         tab: None,
         command: Command::Down,
         keys: "↓, j",
@@ -263,7 +282,7 @@ pub static BINDINGS: &[Binding] = &[
     },
     Binding {
         chords: &[key(KeyCode::PageUp)],
-        contexts: BROWSE,
+        contexts: BROWSE_AND_INSPECT,
         tab: None,
         command: Command::PageUp,
         keys: "PgUp PgDn",
@@ -272,7 +291,7 @@ pub static BINDINGS: &[Binding] = &[
     },
     Binding {
         chords: &[key(KeyCode::PageDown)],
-        contexts: BROWSE,
+        contexts: BROWSE_AND_INSPECT,
         tab: None,
         command: Command::PageDown,
         keys: "PgDn",
@@ -285,8 +304,8 @@ pub static BINDINGS: &[Binding] = &[
         tab: None,
         command: Command::DrillIn,
         keys: "enter",
-        help: "drill into the selected upstream",
-        hint: hint("enter", "detail"),
+        help: "open: an upstream's detail, a request, an error group's requests",
+        hint: hint("enter", "open"),
     },
     Binding {
         chords: &[ch('f')],
@@ -312,8 +331,53 @@ pub static BINDINGS: &[Binding] = &[
         tab: None,
         command: Command::Back,
         keys: "esc",
-        help: "back; closes help; cancels filter editing",
+        help: "back to where enter was pressed; closes help; cancels a filter",
         hint: None,
+    },
+    Binding {
+        chords: &[key(KeyCode::Esc)],
+        contexts: INSPECTOR,
+        tab: None,
+        command: Command::Back,
+        keys: "esc",
+        help: "close the request, back to its list",
+        hint: hint("esc", "back"),
+    },
+    Binding {
+        chords: &[ch('n')],
+        contexts: INSPECTOR,
+        tab: None,
+        command: Command::NextRequest,
+        keys: "n p",
+        help: "request: the next (newer) / previous (older) of its list",
+        hint: hint("n/p", "next/prev"),
+    },
+    Binding {
+        chords: &[ch('p')],
+        contexts: INSPECTOR,
+        tab: None,
+        command: Command::PreviousRequest,
+        keys: "p",
+        help: "request: the previous (older) of its list",
+        hint: None,
+    },
+    Binding {
+        chords: &[ch('c')],
+        contexts: INSPECTOR,
+        tab: None,
+        command: Command::ShowCommand,
+        keys: "c",
+        help: "request: an equivalent curl / grpcurl command, or its fields",
+        hint: hint("c", "curl"),
+    },
+    Binding {
+        chords: &[ch('y')],
+        contexts: INSPECTOR,
+        tab: None,
+        command: Command::CopyRequest,
+        keys: "y",
+        help: "request: copy it as JSON (OSC 52; in tmux: set-clipboard on)",
+        hint: hint("y", "copy"),
     },
     Binding {
         chords: &[ch('/')],
@@ -526,6 +590,8 @@ pub struct Toggles {
     pub following: bool,
     /// The latency histogram is on the linear scale.
     pub linear: bool,
+    /// The inspector shows the request's command line.
+    pub command: bool,
 }
 
 /// The status line's hints in `context` and view `tab`, with the words of
@@ -540,6 +606,7 @@ pub fn hints(context: Context, tab: Tab, toggles: Toggles) -> Vec<Hint> {
                 Command::Pause if toggles.paused => hint.text = "resume",
                 Command::Follow if toggles.following => hint.text = "unfollow",
                 Command::LatencyScale if toggles.linear => hint.text = "log",
+                Command::ShowCommand if toggles.command => hint.text = "fields",
                 _ => {}
             }
             Some(hint)

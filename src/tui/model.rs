@@ -18,9 +18,11 @@
 //!
 //! Memory is bounded by bytes whatever the sources send: fields of events
 //! are cut to the schema's limits, upstream state (window histograms,
-//! per-second history kept compressed, routes) within [`UPSTREAM_BYTES`]
-//! and the tap within [`TAP_BYTES`], with the least recently active evicted
-//! first; error groups, routes and upstreams also have caps by count.
+//! per-second history kept compressed, routes) within [`UPSTREAM_BYTES`],
+//! the tap within [`TAP_BYTES`] and the failing requests kept per error
+//! group (for the inspector) within [`FAILURE_SAMPLE_BYTES`], with the
+//! least recently active evicted first; error groups, routes and upstreams
+//! also have caps by count.
 
 use hashlink::LinkedHashMap;
 use hashlink::linked_hash_map::Entry;
@@ -52,6 +54,11 @@ pub const TAP_CAPACITY: usize = 10_000;
 pub const ROUTES_PER_UPSTREAM: usize = 100;
 /// Error groups kept; the least recently seen is evicted past it.
 pub const ERROR_GROUPS: usize = 1_000;
+/// Failing requests kept per error group, the newest, for the inspector.
+pub const FAILURES_PER_GROUP: usize = 20;
+/// Bytes of failing requests kept for the error groups; past it the
+/// samples of the least recently failing groups go first.
+pub const FAILURE_SAMPLE_BYTES: usize = 8 << 20;
 /// Upstreams kept; the least recently active are evicted past it.
 pub const MAX_UPSTREAMS: usize = 5_000;
 /// Bytes of upstream state kept (its window histograms, its per-second
@@ -565,6 +572,13 @@ pub struct Model {
     upstreams: LinkedHashMap<UpstreamKey, UpstreamState>,
     /// In order of the last failure seen, the oldest first, as `upstreams`.
     errors: LinkedHashMap<ErrorKey, ErrorRow>,
+    /// The newest failing requests of each error group (at most
+    /// [`FAILURES_PER_GROUP`], within [`FAILURE_SAMPLE_BYTES`] in all), each
+    /// with its tap sequence number, kept apart from the rows that
+    /// [`Model::errors`] copies for every frame.
+    failures: HashMap<ErrorKey, VecDeque<(u64, Arc<TapEntry>)>>,
+    /// Bytes held by `failures` (see [`FAILURE_SAMPLE_BYTES`]).
+    failure_bytes: usize,
     tap: VecDeque<TapEntry>,
     /// The model clock: the newest `stats` second seen (Unix seconds).
     now_sec: Option<i64>,
@@ -624,6 +638,8 @@ impl Model {
             sidecars: targets.into_iter().map(SidecarState::new).collect(),
             upstreams: LinkedHashMap::new(),
             errors: LinkedHashMap::new(),
+            failures: HashMap::new(),
+            failure_bytes: 0,
             tap: VecDeque::new(),
             now_sec: None,
             clock_start: None,
@@ -819,13 +835,14 @@ impl Model {
             .saturating_sub(before);
         self.enforce_upstream_bounds();
 
-        if failed {
-            self.record_failure(key, &event);
-        }
-        let weight = tap_weight(&event);
-        self.tap_bytes += weight;
         let sec = self.now_sec.unwrap_or(0);
-        self.tap.push_back(TapEntry { source, sec, event });
+        let entry = TapEntry { source, sec, event };
+        if failed {
+            self.record_failure(key, order, &entry);
+        }
+        let weight = tap_weight(&entry.event);
+        self.tap_bytes += weight;
+        self.tap.push_back(entry);
         while self.tap.len() > TAP_CAPACITY || (self.tap_bytes > TAP_BYTES && self.tap.len() > 1) {
             match self.tap.pop_front() {
                 Some(gone) => {
@@ -843,22 +860,60 @@ impl Model {
         }
     }
 
-    fn record_failure(&mut self, upstream: UpstreamKey, event: &RequestEvent) {
+    /// Counts a failing request in its group, and keeps it among the
+    /// group's newest ([`Model::failures`]); `seq` is its tap sequence
+    /// number.
+    fn record_failure(&mut self, upstream: UpstreamKey, seq: u64, entry: &TapEntry) {
+        let event = &entry.event;
         let key = error_key(upstream, event);
         let now = self.now_sec.unwrap_or(0);
         if let Some(row) = self.errors.to_back(&key) {
             row.add(event, now);
-            return;
+        } else {
+            if self.errors.len() >= ERROR_GROUPS {
+                // The least recently seen group, and its requests.
+                if let Some((gone, _)) = self.errors.pop_front() {
+                    self.forget_failures(&gone);
+                }
+            }
+            let clock_start = self.clock_start;
+            self.errors
+                .entry(key.clone())
+                .or_insert_with(|| ErrorRow::new(key.clone(), event, clock_start.unwrap_or(now)))
+                .add(event, now);
         }
-        if self.errors.len() >= ERROR_GROUPS {
-            // The least recently seen group.
-            self.errors.pop_front();
+        self.failure_bytes += tap_weight(event);
+        let kept = self.failures.entry(key).or_default();
+        kept.push_back((seq, Arc::new(entry.clone())));
+        if kept.len() > FAILURES_PER_GROUP
+            && let Some((_, gone)) = kept.pop_front()
+        {
+            self.failure_bytes = self.failure_bytes.saturating_sub(tap_weight(&gone.event));
         }
-        let clock_start = self.clock_start;
-        self.errors
-            .entry(key.clone())
-            .or_insert_with(|| ErrorRow::new(key, event, clock_start.unwrap_or(now)))
-            .add(event, now);
+        // Past the bytes, the oldest requests of the least recently
+        // failing groups go (the newest group keeps at least its newest).
+        let mut groups = self.errors.keys();
+        while self.failure_bytes > FAILURE_SAMPLE_BYTES {
+            let Some(group) = groups.next() else { break };
+            let Some(kept) = self.failures.get_mut(group) else {
+                continue;
+            };
+            let keep = usize::from(self.errors.back().is_some_and(|(k, _)| k == group));
+            while kept.len() > keep && self.failure_bytes > FAILURE_SAMPLE_BYTES {
+                if let Some((_, gone)) = kept.pop_front() {
+                    self.failure_bytes = self.failure_bytes.saturating_sub(tap_weight(&gone.event));
+                }
+            }
+            if kept.is_empty() {
+                self.failures.remove(group);
+            }
+        }
+    }
+
+    fn forget_failures(&mut self, group: &ErrorKey) {
+        for (_, gone) in self.failures.remove(group).unwrap_or_default() {
+            self.failure_bytes = self.failure_bytes.saturating_sub(tap_weight(&gone.event));
+        }
     }
 
     fn ingest_stats(&mut self, source: usize, stats: &Stats, received: Option<SystemTime>) {
@@ -1015,14 +1070,31 @@ impl Model {
     }
 
     /// Bytes the model holds, as it counts them against its bounds: its
-    /// upstreams and its tap.
+    /// upstreams, its tap and its error groups' failing requests.
     pub fn held_bytes(&self) -> usize {
-        self.upstream_bytes.saturating_add(self.tap_bytes)
+        self.upstream_bytes
+            .saturating_add(self.tap_bytes)
+            .saturating_add(self.failure_bytes)
     }
 
     /// Upstreams evicted so far to stay within the model's bounds.
     pub fn evicted_upstreams(&self) -> u64 {
         self.evicted_upstreams
+    }
+
+    /// The names of the attached sidecars whose pod has address `ip` (from
+    /// their `hello`), in the order they were attached: several where
+    /// pods share an address (the demo runs every pod on 127.0.0.1).
+    pub fn sidecars_with_address(&self, ip: &str) -> Vec<&str> {
+        self.sidecars
+            .iter()
+            .filter(|s| {
+                s.hello
+                    .as_ref()
+                    .is_some_and(|hello| hello.addresses.iter().any(|a| a == ip))
+            })
+            .map(SidecarState::name)
+            .collect()
     }
 
     pub fn sidecars(&self) -> &[SidecarState] {
@@ -1332,6 +1404,21 @@ impl Model {
     /// The tap, oldest first.
     pub fn tap(&self) -> &VecDeque<TapEntry> {
         &self.tap
+    }
+
+    /// The newest failing requests of an error group (at most
+    /// [`FAILURES_PER_GROUP`]), oldest first, each with its tap sequence
+    /// number, whether or not the tap still holds them.
+    pub fn failures(&self, group: &ErrorKey) -> Vec<(u64, &TapEntry)> {
+        self.failures.get(group).map_or_else(Vec::new, |kept| {
+            kept.iter().map(|(seq, entry)| (*seq, &**entry)).collect()
+        })
+    }
+
+    /// Bytes held by the error groups' failing requests (see
+    /// [`FAILURE_SAMPLE_BYTES`]).
+    pub fn failure_bytes(&self) -> usize {
+        self.failure_bytes
     }
 }
 

@@ -10,13 +10,15 @@
 //! - this file: [`draw`], the screen layout, header, tab bar, status line
 //!   and the help overlay;
 //! - one file per view: `upstreams`, `detail`, `errors`, `tap`,
-//!   `sidecars`;
+//!   `sidecars`, and `inspector`, drawn over the view a request was opened
+//!   from;
 //! - `grid`: the width-fitting table they all use.
 
 mod detail;
 mod errors;
 mod grid;
 mod histogram;
+mod inspector;
 mod sidecars;
 mod tap;
 mod upstreams;
@@ -30,6 +32,7 @@ use ratatui::widgets::{Block, Clear, Paragraph, Tabs, Widget, Wrap};
 
 pub use detail::DetailView;
 pub use errors::ErrorsView;
+pub use inspector::{InspectorView, inspector_lines};
 pub use sidecars::SidecarsView;
 pub use tap::TapView;
 pub use upstreams::UpstreamsView;
@@ -80,12 +83,25 @@ impl Widget for &Screen<'_> {
             Widget::render(banner, layout.banner, buf);
         }
         let body = layout.body;
-        match ui.tab {
-            Tab::Upstreams => Widget::render(&UpstreamsView { model, ui }, body, buf),
-            Tab::Detail => Widget::render(&DetailView { model, ui }, body, buf),
-            Tab::Errors => Widget::render(&ErrorsView { model, ui }, body, buf),
-            Tab::Tap => Widget::render(&TapView { model, ui }, body, buf),
-            Tab::Sidecars => Widget::render(&SidecarsView { model, ui }, body, buf),
+        match &ui.inspector {
+            Some(inspector) => {
+                Widget::render(
+                    &InspectorView {
+                        model,
+                        ui,
+                        inspector,
+                    },
+                    body,
+                    buf,
+                );
+            }
+            None => match ui.tab {
+                Tab::Upstreams => Widget::render(&UpstreamsView { model, ui }, body, buf),
+                Tab::Detail => Widget::render(&DetailView { model, ui }, body, buf),
+                Tab::Errors => Widget::render(&ErrorsView { model, ui }, body, buf),
+                Tab::Tap => Widget::render(&TapView { model, ui }, body, buf),
+                Tab::Sidecars => Widget::render(&SidecarsView { model, ui }, body, buf),
+            },
         }
         if let Some(progress) = &ui.replay {
             Widget::render(&ReplayBar { progress }, layout.replay, buf);
@@ -93,7 +109,7 @@ impl Widget for &Screen<'_> {
         Widget::render(&StatusLine { ui }, layout.status, buf);
         if ui.help {
             let help = HelpOverlay {
-                replay: ui.replay.is_some(),
+                context: ui.browse_context(),
             };
             Widget::render(&help, area, buf);
         }
@@ -351,6 +367,7 @@ impl Widget for &StatusLine<'_> {
             paused: ui.paused,
             following: ui.tap_follow,
             linear: ui.latency_scale == crate::tui::model::Scale::Linear,
+            command: ui.inspector.as_ref().is_some_and(|i| i.command),
         };
         let keys = keys::hints(ui.browse_context(), ui.tab, toggles);
         let mut spans: Vec<Span> = Vec::new();
@@ -369,9 +386,10 @@ impl Widget for &StatusLine<'_> {
 }
 
 /// The `?` overlay: every key that does something here (a replay's keys
-/// in a replay), and the filter syntax.
+/// in a replay, the inspector's in the inspector), and the filter syntax.
 pub struct HelpOverlay {
-    pub replay: bool,
+    /// Where the keyboard is under the overlay.
+    pub context: Context,
 }
 
 const HELP_FILTER: [&str; 5] = [
@@ -384,11 +402,7 @@ const HELP_FILTER: [&str; 5] = [
 
 impl Widget for &HelpOverlay {
     fn render(self, area: Rect, buf: &mut Buffer) {
-        let keys = keys::help(if self.replay {
-            Context::Replay
-        } else {
-            Context::Live
-        });
+        let keys = keys::help(self.context);
         let mut lines: Vec<Line> = keys
             .iter()
             .map(|(key, what)| {

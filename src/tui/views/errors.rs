@@ -1,19 +1,22 @@
 //! View 3, Errors: every failure grouped by upstream, route and how it
 //! failed (HTTP status, gRPC status or error, with their names), with its
 //! count, its rate over the window, when it was first and last seen, and
-//! the last grpc-message; the selected group in full below.
+//! the last grpc-message; the selected group in full below. `enter` on a
+//! group lists its newest failing requests (kept by the model, at most
+//! [`FAILURES_PER_GROUP`]); `enter` on one of them inspects it.
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Style, Stylize};
-use ratatui::text::Line;
+use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Widget, Wrap};
 
 use super::clock;
 use super::grid::{ALWAYS, Column, Grid, GridRow};
+use super::tap::request_grid;
 use super::{direction_header, direction_label};
 use crate::tui::input::UiState;
-use crate::tui::model::{ErrorRow, Model, Window};
+use crate::tui::model::{ErrorRow, FAILURES_PER_GROUP, Model, TapEntry, Window};
 
 /// Paths and messages are cut sooner than authorities.
 const TEXT_MIN: usize = 16;
@@ -25,6 +28,9 @@ pub struct ErrorsView<'a> {
 
 impl Widget for &ErrorsView<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
+        if self.ui.failures_of.is_some() {
+            return self.render_failures(area, buf);
+        }
         let rows = self.model.errors(&self.ui.filter, None);
         let selected = rows
             .len()
@@ -73,6 +79,47 @@ impl Widget for &ErrorsView<'_> {
             .wrap(Wrap { trim: false })
             .block(Block::new().borders(Borders::TOP).title(" selected "))
             .render(detail, buf);
+    }
+}
+
+impl ErrorsView<'_> {
+    /// The failing requests kept of the group opened, oldest first, the
+    /// cursor on the newest at first.
+    fn render_failures(&self, area: Rect, buf: &mut Buffer) {
+        let Some(group) = &self.ui.failures_of else {
+            return;
+        };
+        let entries = self.ui.failure_entries(self.model);
+        let [title, table] =
+            Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(area);
+        Line::from(vec![
+            Span::raw(format!(
+                " {} {} {} · {}: ",
+                group.upstream.direction, group.upstream.authority, group.route, group.kind
+            ))
+            .bold(),
+            Span::raw(format!(
+                "the newest {} failing requests kept (at most {FAILURES_PER_GROUP}) · enter inspects · esc back",
+                entries.len()
+            )),
+        ])
+        .render(title, buf);
+        let visible = usize::from(table.height.saturating_sub(1)).max(1);
+        let selected = entries
+            .len()
+            .checked_sub(1)
+            .map(|last| self.ui.selected.failure.min(last));
+        let start = selected.map_or(0, |i| (i + 1).saturating_sub(visible));
+        let shown: Vec<&TapEntry> = entries
+            .iter()
+            .skip(start)
+            .take(visible)
+            .map(|(_, e)| *e)
+            .collect();
+        request_grid(&shown, area.width)
+            .selected(selected.map(|i| i - start))
+            .empty("none kept: they were evicted, or none passes the filter")
+            .render(table, buf);
     }
 }
 
