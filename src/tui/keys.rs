@@ -145,6 +145,8 @@ const REPLAY: &[Context] = &[Context::Replay];
 const HELP: &[Context] = &[Context::Help];
 const FILTER: &[Context] = &[Context::FilterInput];
 const INSPECTOR: &[Context] = &[Context::Inspector];
+/// Where `g` and `G` mean something else, Home and End still move.
+const REPLAY_AND_INSPECT: &[Context] = &[Context::Replay, Context::Inspector];
 /// Browsing, and scrolling the inspector.
 const BROWSE_AND_INSPECT: &[Context] = &[Context::Live, Context::Replay, Context::Inspector];
 const EVERYWHERE: &[Context] = &Context::ALL;
@@ -255,7 +257,7 @@ pub static BINDINGS: &[Binding] = &[
     },
     Binding {
         chords: &[key(KeyCode::Home)],
-        contexts: REPLAY,
+        contexts: REPLAY_AND_INSPECT,
         tab: None,
         command: Command::Top,
         keys: "Home End",
@@ -273,7 +275,7 @@ pub static BINDINGS: &[Binding] = &[
     },
     Binding {
         chords: &[key(KeyCode::End)],
-        contexts: REPLAY,
+        contexts: REPLAY_AND_INSPECT,
         tab: None,
         command: Command::Bottom,
         keys: "End",

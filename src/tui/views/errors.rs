@@ -94,12 +94,12 @@ impl ErrorsView<'_> {
             Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(area);
         Line::from(vec![
             Span::raw(format!(
-                " {} {} {} · {}: ",
-                group.upstream.direction, group.upstream.authority, group.route, group.kind
+                " {} · {} {} {} ",
+                group.kind, group.upstream.direction, group.upstream.authority, group.route
             ))
             .bold(),
             Span::raw(format!(
-                "the newest {} failing requests kept (at most {FAILURES_PER_GROUP}) · enter inspects · esc back",
+                "· the newest {} failing requests kept (at most {FAILURES_PER_GROUP}) · esc back",
                 entries.len()
             )),
         ])

@@ -120,7 +120,7 @@ fn fields(model: &Model, event: &RequestEvent, width: usize) -> Vec<Line<'static
         for (i, piece) in wrap(&value, value_width, 0).into_iter().enumerate() {
             let label = if i == 0 { label } else { "" };
             lines.push(Line::from(vec![
-                Span::raw(format!("{label:<LABEL$}")).bold(),
+                Span::raw(format!(" {label:<width$}", width = LABEL - 1)).bold(),
                 Span::styled(piece, style),
             ]));
         }
