@@ -95,7 +95,12 @@ impl Widget for &DetailView<'_> {
         route_grid(&figures, ui.selected.route).render(inner, buf);
 
         let error_rows = model.errors(&ui.filter, Some(key));
-        let inner = section(format!(" failures ({}) ", error_rows.len()), errors, buf);
+        let title = format!(
+            " failures ({}): counts since attach, rates over the last {} ",
+            error_rows.len(),
+            ui.window.label()
+        );
+        let inner = section(title, errors, buf);
         let now = model.now_sec().unwrap_or(0);
         error_grid(&error_rows, false, inner.width, ui.window, now).render(inner, buf);
     }

@@ -36,6 +36,16 @@ impl Widget for &ErrorsView<'_> {
             .len()
             .checked_sub(1)
             .map(|last| self.ui.selected.error.min(last));
+        let [title, area] =
+            Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(area);
+        Line::from(vec![
+            Span::raw(format!(" failures: {} groups ", rows.len())).bold(),
+            Span::raw(format!(
+                "· COUNT since attach, RATE over the last {} · enter lists a group's requests",
+                self.ui.window.label()
+            )),
+        ])
+        .render(title, buf);
         let (table, detail) = if area.height >= 10 {
             let [table, detail] =
                 Layout::vertical([Constraint::Min(0), Constraint::Length(5)]).areas(area);
