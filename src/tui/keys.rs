@@ -50,7 +50,7 @@ pub enum Command {
     Follow,
     /// Detail only: the latency histogram on a log or a linear scale.
     LatencyScale,
-    /// The view of the digit pressed (`1` … `5`).
+    /// The view of the digit pressed (`1` … `6`).
     View,
     NextView,
     PreviousView,
@@ -199,13 +199,13 @@ pub static BINDINGS: &[Binding] = &[
         hint: None,
     },
     Binding {
-        chords: &[ch('1'), ch('2'), ch('3'), ch('4'), ch('5')],
+        chords: &[ch('1'), ch('2'), ch('3'), ch('4'), ch('5'), ch('6')],
         contexts: BROWSE,
         tab: None,
         command: Command::View,
-        keys: "1 … 5",
-        help: "Upstreams, Detail, Errors, Tap, Sidecars",
-        hint: hint("1-5", "views"),
+        keys: "1 … 6",
+        help: "Upstreams, Detail, Errors, Tap, Sidecars, Edges",
+        hint: hint("1-6", "views"),
     },
     Binding {
         chords: &[key(KeyCode::Up), ch('k')],
@@ -285,7 +285,7 @@ pub static BINDINGS: &[Binding] = &[
         tab: None,
         command: Command::DrillIn,
         keys: "enter",
-        help: "drill into the selected upstream",
+        help: "drill into the selected upstream (Edges: the callee's)",
         hint: hint("enter", "detail"),
     },
     Binding {

@@ -1,4 +1,4 @@
-//! Widgets that draw the model of `meshtop attach`: header, tabs, the five views and overlays.
+//! Widgets that draw the model of `meshtop attach`: header, tabs, the six views and overlays.
 //!
 //! Every widget reads a [`Model`] and a [`UiState`] and nothing else: no
 //! wall clock (ages and uptimes use the model clock), no terminal, no
@@ -10,10 +10,11 @@
 //! - this file: [`draw`], the screen layout, header, tab bar, status line
 //!   and the help overlay;
 //! - one file per view: `upstreams`, `detail`, `errors`, `tap`,
-//!   `sidecars`;
+//!   `sidecars`, `edges`;
 //! - `grid`: the width-fitting table they all use.
 
 mod detail;
+mod edges;
 mod errors;
 mod grid;
 mod histogram;
@@ -29,6 +30,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph, Tabs, Widget, Wrap};
 
 pub use detail::DetailView;
+pub use edges::{EdgesView, callee_label};
 pub use errors::ErrorsView;
 pub use sidecars::SidecarsView;
 pub use tap::TapView;
@@ -86,6 +88,7 @@ impl Widget for &Screen<'_> {
             Tab::Errors => Widget::render(&ErrorsView { model, ui }, body, buf),
             Tab::Tap => Widget::render(&TapView { model, ui }, body, buf),
             Tab::Sidecars => Widget::render(&SidecarsView { model, ui }, body, buf),
+            Tab::Edges => Widget::render(&EdgesView { model, ui }, body, buf),
         }
         if let Some(progress) = &ui.replay {
             Widget::render(&ReplayBar { progress }, layout.replay, buf);
