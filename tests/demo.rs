@@ -419,3 +419,58 @@ async fn the_demo_has_exactly_three_edges_with_their_success_rates() {
     assert!(success("vote-bot", WEB_AUTHORITY).is_some_and(|s| s < 1.0));
     shutdown.cancel();
 }
+
+#[tokio::test]
+async fn the_headless_demo_prints_its_edges_with_view_edges() {
+    let output = meshtop(&[
+        "demo",
+        "--headless",
+        "--duration",
+        "4s",
+        "--admin-base",
+        "0",
+        "--rate",
+        "40",
+        "--failure-rate",
+        "0",
+        "--view",
+        "edges",
+    ])
+    .output();
+    let output = within("the demo to finish", output).await.expect("runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let (table, rows) = last_table(&stdout);
+    let header: Vec<&str> = table
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        [
+            "CALLER", "CALLEE", "RPS", "SUCCESS", "P50", "OUT", "P99", "OUT", "P50", "IN", "P99",
+            "IN", "FAILURES"
+        ],
+        "{table}"
+    );
+    let edges: Vec<(&str, &str, &str)> = rows.iter().map(|r| (r[0], r[1], r[2])).collect();
+    assert_eq!(
+        edges,
+        [
+            ("vote-bot", "web-svc.emojivoto:80", "(web)"),
+            ("web", "emoji-svc.emojivoto:8080", "(emoji)"),
+            ("web", "voting-svc.emojivoto:8080", "(voting)"),
+        ],
+        "{table}"
+    );
+    // Seen at both ends: both latencies.
+    assert!(
+        rows.iter()
+            .all(|r| r.len() == 10 && !r[5..9].contains(&"-")),
+        "{table}"
+    );
+    assert_eq!(rows[1][4], "100.0%", "web → emoji never fails: {table}");
+}

@@ -30,7 +30,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph, Tabs, Widget, Wrap};
 
 pub use detail::DetailView;
-pub use edges::{EdgesView, callee_label};
+pub use edges::EdgesView;
 pub use errors::ErrorsView;
 pub use sidecars::SidecarsView;
 pub use tap::TapView;

@@ -14,7 +14,7 @@ use ratatui::widgets::{Block, Borders, Paragraph, Widget, Wrap};
 
 use super::grid::{ALWAYS, Column, Grid, GridRow};
 use super::success_style;
-use crate::tui::format::{format_latency, format_rps, format_success};
+use crate::tui::format::{EDGE_HEADERS, callee_label, edge_cells, format_rps, format_success};
 use crate::tui::input::UiState;
 use crate::tui::model::{EdgeRow, Model};
 
@@ -89,42 +89,23 @@ impl Widget for &EdgesView<'_> {
     }
 }
 
-/// The callee as the table and tree show it: the authority, and the
-/// sidecars that serve it when attached (`web-svc.emojivoto:80 (web)`).
-pub fn callee_label(row: &EdgeRow) -> String {
-    if row.servers.is_empty() {
-        row.authority.clone()
-    } else {
-        format!("{} ({})", row.authority, row.servers.join(", "))
-    }
-}
-
 fn edge_grid(rows: &[EdgeRow]) -> Grid<'static> {
-    let columns = vec![
-        Column::text("CALLER", ALWAYS),
-        Column::text("CALLEE", ALWAYS).fill().middle(),
-        Column::number("RPS", ALWAYS),
-        Column::number("SUCCESS", ALWAYS),
-        Column::number("P50 OUT", 2),
-        Column::number("P99 OUT", ALWAYS),
-        Column::number("P50 IN", 1),
-        Column::number("P99 IN", 5),
-        Column::number("FAILURES", 4),
-    ];
+    // Which go first at narrow widths, in the order of EDGE_HEADERS.
+    let keep = [ALWAYS, ALWAYS, ALWAYS, ALWAYS, 2, ALWAYS, 1, 5, 4];
+    let columns = EDGE_HEADERS
+        .iter()
+        .zip(keep)
+        .enumerate()
+        .map(|(i, (header, keep))| match i {
+            0 => Column::text(header, keep),
+            1 => Column::text(header, keep).fill().middle(),
+            _ => Column::number(header, keep),
+        })
+        .collect();
     let rows = rows
         .iter()
         .map(|row| GridRow {
-            cells: vec![
-                row.caller.clone(),
-                callee_label(row),
-                format_rps(row.rps),
-                format_success(row.success),
-                format_latency(row.caller_p50),
-                format_latency(row.caller_p99),
-                format_latency(row.callee_p50),
-                format_latency(row.callee_p99),
-                row.failures.to_string(),
-            ],
+            cells: edge_cells(row).to_vec(),
             style: success_style(row.success),
         })
         .collect();
