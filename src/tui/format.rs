@@ -83,7 +83,8 @@ pub fn format_rps(rps: f64) -> String {
 /// The plain-text upstream table of `--headless` and replay: a header line,
 /// then one aligned line per upstream, sorted by direction and authority
 /// (STALE: seconds since the last `stats` of a row whose sidecars are all
-/// gone, else `-`),
+/// gone, else `-`; CALLERS: who calls its authority, see [`callers_label`],
+/// unless the filter does not apply to edges),
 /// and, when the figures are counted from events, a last line saying so
 /// (see [`Figures::label`]).
 pub fn headless_table(model: &Model, window: Window, filter: &FilterExpr) -> String {
@@ -91,26 +92,35 @@ pub fn headless_table(model: &Model, window: Window, filter: &FilterExpr) -> Str
     rows.sort_by(|a, b| a.key.cmp(&b.key));
     let mut header: Vec<&str> = SortColumn::ALL.into_iter().map(header).collect();
     header.push("STALE");
+    // Not under a filter edges do not take.
+    let callers = model.callers(window, filter);
+    if callers.is_some() {
+        header.push("CALLERS");
+    }
     let lines: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
             let mut cells = vec![r.key.direction.to_string(), r.key.authority.clone()];
             cells.extend(figure_cells(r));
             cells.push(r.stale.map_or_else(|| "-".to_owned(), |s| format!("{s}s")));
+            if let Some(callers) = &callers {
+                cells.push(callers_label(callers.get(&r.key.authority)));
+            }
             cells
         })
         .collect();
     let header: Vec<String> = header.iter().map(|h| (*h).to_owned()).collect();
-    let mut out = aligned(&header, &lines, 2);
+    // Text left-aligned, numbers right-aligned.
+    let mut out = aligned(&header, &lines, &[0, 1, SortColumn::ALL.len() + 1]);
     if let Some(label) = model.figures(window, filter).label() {
         out.push_str(&format!("({label})\n"));
     }
     out
 }
 
-/// Lines of cells in aligned columns, two spaces apart: the first `text`
+/// Lines of cells in aligned columns, two spaces apart: the `text`
 /// columns left-aligned, numbers right-aligned; trailing spaces trimmed.
-fn aligned(header: &[String], lines: &[Vec<String>], text: usize) -> String {
+fn aligned(header: &[String], lines: &[Vec<String>], text: &[usize]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| text_width(h)).collect();
     for line in lines {
         for (w, cell) in widths.iter_mut().zip(line) {
@@ -123,7 +133,7 @@ fn aligned(header: &[String], lines: &[Vec<String>], text: usize) -> String {
         for (i, cell) in cells.iter().enumerate() {
             let width = widths[i];
             let pad = width.saturating_sub(text_width(cell));
-            if i < text {
+            if text.contains(&i) {
                 line.push_str(cell);
                 line.push_str(&" ".repeat(pad));
             } else {
@@ -142,6 +152,19 @@ fn aligned(header: &[String], lines: &[Vec<String>], text: usize) -> String {
         push(line);
     }
     out
+}
+
+/// Callers named at most; more read as their count.
+const CALLERS_NAMED: usize = 2;
+
+/// The CALLERS cell of an upstream: its callers' names (from the edges),
+/// `3 callers` when many, `-` when none is known.
+pub fn callers_label(callers: Option<&Vec<String>>) -> String {
+    match callers.map(Vec::as_slice) {
+        None | Some([]) => "-".into(),
+        Some(names) if names.len() <= CALLERS_NAMED => names.join(", "),
+        Some(names) => format!("{} callers", names.len()),
+    }
 }
 
 /// The callee as the Edges view and `--headless --view edges` show it:
@@ -187,5 +210,5 @@ pub fn headless_edges_table(model: &Model, window: Window, filter: &FilterExpr) 
     rows.sort_by(|a, b| (&a.caller, &a.authority).cmp(&(&b.caller, &b.authority)));
     let header: Vec<String> = EDGE_HEADERS.iter().map(|h| (*h).to_owned()).collect();
     let lines: Vec<Vec<String>> = rows.iter().map(|r| edge_cells(r).to_vec()).collect();
-    aligned(&header, &lines, 2)
+    aligned(&header, &lines, &[0, 1])
 }

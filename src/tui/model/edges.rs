@@ -185,21 +185,28 @@ impl Model {
     }
 
     /// The callers of each authority over `window` under `filter`, by name
-    /// (or address), sorted; empty when the filter does not apply.
-    pub fn callers(&self, window: Window, filter: &FilterExpr) -> HashMap<String, Vec<String>> {
+    /// (or address), sorted; `None` when the filter does not apply to
+    /// edges.
+    pub fn callers(
+        &self,
+        window: Window,
+        filter: &FilterExpr,
+    ) -> Option<HashMap<String, Vec<String>>> {
+        let answer = self.edges(window, filter);
+        let rows = answer.as_ref().as_ref().ok()?;
         let mut callers: HashMap<String, BTreeSet<String>> = HashMap::new();
-        if let Ok(rows) = &*self.edges(window, filter) {
-            for row in rows {
-                callers
-                    .entry(row.authority.clone())
-                    .or_default()
-                    .insert(row.caller.clone());
-            }
+        for row in rows {
+            callers
+                .entry(row.authority.clone())
+                .or_default()
+                .insert(row.caller.clone());
         }
-        callers
-            .into_iter()
-            .map(|(authority, names)| (authority, names.into_iter().collect()))
-            .collect()
+        Some(
+            callers
+                .into_iter()
+                .map(|(authority, names)| (authority, names.into_iter().collect()))
+                .collect(),
+        )
     }
 
     fn compute_edges(&self, window: Window, filter: &FilterExpr) -> Vec<EdgeRow> {
