@@ -16,6 +16,10 @@
 //! the others. Backfilled `stats` (sent by a sidecar to a new subscriber)
 //! that were received before are skipped.
 //!
+//! Who calls whom (the Edges view, the CALLERS column) is decided in one
+//! place, `edges`, from the same `stats`: outbound parts per sidecar and
+//! inbound parts per client address.
+//!
 //! Memory is bounded by bytes whatever the sources send: fields of events
 //! are cut to the schema's limits, upstream state (window histograms,
 //! per-second history kept compressed, routes) within [`UPSTREAM_BYTES`]
