@@ -640,6 +640,8 @@ pub struct Model {
     /// The last edges asked for, for as long as the same question is asked
     /// of the same stats.
     edges_cache: std::cell::RefCell<edges::EdgesCache>,
+    /// The same without latencies, for the CALLERS column.
+    callers_cache: std::cell::RefCell<edges::EdgesCache>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -672,6 +674,7 @@ impl Model {
             has_route_stats: false,
             events_cache: std::cell::RefCell::new(None),
             edges_cache: std::cell::RefCell::new(None),
+            callers_cache: std::cell::RefCell::new(None),
         }
     }
 

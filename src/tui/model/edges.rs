@@ -31,9 +31,10 @@
 //! [`UPSTREAM_BYTES`](super::UPSTREAM_BYTES), at most
 //! [`CLIENTS_PER_UPSTREAM`](super::CLIENTS_PER_UPSTREAM) + 1 per second),
 //! and at most [`MAX_EDGES`] rows are returned, the least recently active
-//! left out: under 1 MB of rows (names are cut to the schema's 256-byte
-//! limit), plus the one answer kept for as long as the same question is
-//! asked of the same `stats`.
+//! left out: about 1 MB of rows at most (each holds a few names cut to the
+//! schema's 256-byte limit), twice over for the two answers kept (with
+//! latencies, and without for the CALLERS column) for as long as the same
+//! question is asked of the same `stats`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
@@ -164,13 +165,31 @@ impl Model {
         window: Window,
         filter: &FilterExpr,
     ) -> Rc<Result<Vec<EdgeRow>, FilterNotForEdges>> {
+        self.edges_kept(window, filter, true)
+    }
+
+    /// The edges, asked again of the same `stats` from the one kept;
+    /// without `latency` their percentiles are left out (`None`), which
+    /// spares decoding every histogram of the window: what the CALLERS
+    /// column, drawn on every frame of the Upstreams view, needs.
+    fn edges_kept(
+        &self,
+        window: Window,
+        filter: &FilterExpr,
+        latency: bool,
+    ) -> Rc<Result<Vec<EdgeRow>, FilterNotForEdges>> {
         let question = EdgesQuestion {
             window,
             filter: filter.as_str().to_owned(),
             stats_version: self.stats_version,
             now: self.now_sec,
         };
-        if let Some((asked, answer)) = &*self.edges_cache.borrow()
+        let cache = if latency {
+            &self.edges_cache
+        } else {
+            &self.callers_cache
+        };
+        if let Some((asked, answer)) = &*cache.borrow()
             && *asked == question
         {
             return answer.clone();
@@ -178,9 +197,9 @@ impl Model {
         let answer = Rc::new(if filter.scope() == Scope::Events || filter.names_route() {
             Err(FilterNotForEdges)
         } else {
-            Ok(self.compute_edges(window, filter))
+            Ok(self.compute_edges(window, filter, latency))
         });
-        *self.edges_cache.borrow_mut() = Some((question, answer.clone()));
+        *cache.borrow_mut() = Some((question, answer.clone()));
         answer
     }
 
@@ -192,7 +211,7 @@ impl Model {
         window: Window,
         filter: &FilterExpr,
     ) -> Option<HashMap<String, Vec<String>>> {
-        let answer = self.edges(window, filter);
+        let answer = self.edges_kept(window, filter, false);
         let rows = answer.as_ref().as_ref().ok()?;
         let mut callers: HashMap<String, BTreeSet<String>> = HashMap::new();
         for row in rows {
@@ -209,7 +228,7 @@ impl Model {
         )
     }
 
-    fn compute_edges(&self, window: Window, filter: &FilterExpr) -> Vec<EdgeRow> {
+    fn compute_edges(&self, window: Window, filter: &FilterExpr, latency: bool) -> Vec<EdgeRow> {
         let Some(now) = self.now_sec else {
             return Vec::new();
         };
@@ -250,7 +269,7 @@ impl Model {
                             .add(
                                 part.requests,
                                 part.failures,
-                                part.latency.as_deref(),
+                                part.latency.as_deref().filter(|_| latency),
                                 second.sec,
                             ),
                         Direction::Inbound => {
@@ -261,7 +280,7 @@ impl Model {
                                 end.add(
                                     client.requests,
                                     client.failures,
-                                    client.latency.as_deref(),
+                                    client.latency.as_deref().filter(|_| latency),
                                     second.sec,
                                 );
                                 servers.insert(part.sidecar.clone());
