@@ -11,7 +11,7 @@ use meshtop::schema::{
 };
 use meshtop::telemetry::stats::{encode_histogram, new_latency_histogram};
 use meshtop::telemetry::{Direction, ErrorKind, HttpProtocol};
-use meshtop::tui::format::headless_table;
+use meshtop::tui::format::{headless_edges_table, headless_table};
 use meshtop::tui::model::{FailureKind, Model, SourceState, UpstreamKey, Window};
 use meshtop::tui::source::{FeedItem, FeedKind};
 
@@ -1539,6 +1539,9 @@ fn a_filter_selects_the_ends_it_names_and_refuses_request_fields() {
         "failed",
     ] {
         assert_eq!(edges(&model, refused), Err(FilterNotForEdges), "{refused}");
+        let filter: FilterExpr = refused.parse().expect("a valid filter");
+        let table = headless_edges_table(&model, Window::TenSeconds, &filter);
+        assert_eq!(table, format!("({FilterNotForEdges})\n"), "{refused}");
     }
 }
 
