@@ -17,7 +17,7 @@ use crate::filter::FilterExpr;
 use crate::proxy::{DEFAULT_INBOUND, DEFAULT_OUTBOUND, Dest, ListenerConfig, Proxy, ProxyConfig};
 use crate::recording::{RecordingWriter, SourceInfo};
 use crate::telemetry::Direction;
-use crate::tui::app::{Output, ReplayHandle, SessionEnd, ShowError, ShowOptions, show};
+use crate::tui::app::{Output, ReplayHandle, SessionEnd, ShowError, ShowOptions, TableView, show};
 use crate::tui::model::Window;
 use crate::tui::replay::{Control, Playback, Progress, Speed, play};
 use crate::tui::source::{Target, feed, spawn_sources, subscription};
@@ -297,20 +297,33 @@ pub struct DisplayArgs {
     /// Frames drawn per second
     #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=120))]
     pub fps: u32,
+    /// The table --headless prints, or the view the UI starts on (not with --json) [default: upstreams]
+    #[arg(long, value_enum, value_name = "VIEW")]
+    pub view: Option<TableView>,
 }
 
 impl DisplayArgs {
     /// The output asked for; the UI needs a terminal, else one line and
     /// exit code 2.
     fn output(&self) -> Result<Output, CliError> {
+        let view = self.view.unwrap_or_default();
         let output = if self.json {
+            if self.view.is_some() {
+                return Err(CliError::usage(
+                    "--view chooses a table or a view, and --json prints events: use one of them",
+                ));
+            }
             Output::Json
         } else if self.headless {
             Output::Headless {
                 interval: Some(self.interval),
+                view,
             }
         } else {
-            Output::Tui { fps: self.fps }
+            Output::Tui {
+                fps: self.fps,
+                view,
+            }
         };
         if matches!(output, Output::Tui { .. }) && !std::io::stdout().is_terminal() {
             return Err(CliError::usage(ShowError::NotATerminal.to_string()));

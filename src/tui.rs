@@ -2,7 +2,8 @@
 //! sidecars) feed a model that merges their messages; views draw the model.
 //!
 //! - [`source`]: targets, connections with reconnect and backoff, the feed.
-//! - [`model`]: merged upstream stats, routes, errors, tap and sidecars.
+//! - [`model`]: merged upstream stats, routes, errors, tap and sidecars,
+//!   and the edges (who calls whom) computed from them.
 //! - [`keys`]: every key binding, its context and help text, in one table.
 //! - [`input`]: the UI state and key handling (no terminal needed).
 //! - [`format`]: how figures read: units, headers, row cells, `--headless`.

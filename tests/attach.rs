@@ -66,7 +66,8 @@ async fn headless_prints_exact_merged_tables_from_two_sidecars() {
             "MAX",
             "REQUESTS",
             "FAILURES",
-            "STALE"
+            "STALE",
+            "CALLERS"
         ]
     );
     assert_eq!(lines.len(), 2, "{last}");

@@ -527,3 +527,15 @@ async fn a_port_in_use_names_the_way_out() {
         assert!(stderr.contains(way_out), "{stderr}");
     }
 }
+
+#[test]
+fn a_view_with_json_is_refused_in_one_line() {
+    let output = meshtop_bin()
+        .args(["attach", "127.0.0.1:9", "--json", "--view", "edges"])
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("--view"), "{stderr}");
+}

@@ -306,3 +306,171 @@ async fn json_prints_only_the_events_the_filter_keeps() {
     assert!(recorded.contains("emoji-svc"));
     let _ = std::fs::remove_file(&recording);
 }
+
+/// The demo's calls as the Edges view counts them, from its four sidecars'
+/// `stats` (issue 18 §2): exactly vote-bot → web, web → emoji and
+/// web → voting, each seen at both ends, with the success rates the
+/// caller's sidecar measured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_has_exactly_three_edges_with_their_success_rates() {
+    use meshtop::demo::{EMOJI_AUTHORITY, VOTING_AUTHORITY};
+    use meshtop::filter::FilterExpr;
+    use meshtop::telemetry::Direction;
+    use meshtop::tui::model::{EdgeRow, Model, UpstreamKey, Window};
+
+    let shutdown = CancellationToken::new();
+    let config = DemoConfig {
+        rate: 40.0,
+        failure_rate: 0.0,
+        delay: Duration::ZERO,
+        admin_base: 0,
+    };
+    let demo = meshtop::demo::start(&config, &shutdown)
+        .await
+        .expect("the demo starts");
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+    for (i, (_, admin)) in demo.admins.iter().enumerate() {
+        let mut events = Events::connect(*admin, "").await;
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            loop {
+                let message = events.next().await;
+                if tx.send((i, message)).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    let mut model = Model::new(demo.admins.iter().map(|(name, _)| name.clone()));
+    let window = Window::OneMinute;
+    let outbound = |authority: &str| UpstreamKey {
+        direction: Direction::Outbound,
+        authority: authority.into(),
+    };
+    let expected = [
+        ("vote-bot", WEB_AUTHORITY, "web"),
+        ("web", EMOJI_AUTHORITY, "emoji"),
+        ("web", VOTING_AUTHORITY, "voting"),
+    ];
+    let shape = |rows: &[EdgeRow]| {
+        let mut shape: Vec<(String, String, Vec<String>)> = rows
+            .iter()
+            .map(|r| (r.caller.clone(), r.authority.clone(), r.servers.clone()))
+            .collect();
+        shape.sort();
+        shape
+    };
+    let want: Vec<(String, String, Vec<String>)> = expected
+        .iter()
+        .map(|(caller, authority, server)| {
+            (
+                (*caller).into(),
+                (*authority).into(),
+                vec![(*server).into()],
+            )
+        })
+        .collect();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let rows = loop {
+        let Ok(Some((source, message))) = tokio::time::timeout_at(deadline, rx.recv()).await else {
+            panic!(
+                "no three edges, each with a doughnut failure, within 30 s: {:?}",
+                model.edges(window, &FilterExpr::default())
+            );
+        };
+        model.ingest_message(source, &message);
+        if !matches!(message, meshtop::schema::Message::Stats(_)) {
+            continue;
+        }
+        let Ok(rows) = &*model.edges(window, &FilterExpr::default()) else {
+            unreachable!("no filter is refused");
+        };
+        let voting_failed = rows
+            .iter()
+            .any(|r| r.authority == VOTING_AUTHORITY && r.failures > 0);
+        let both_ends = rows
+            .iter()
+            .all(|r| r.caller_p50.is_some() && r.callee_p50.is_some());
+        if shape(rows) == want && voting_failed && both_ends {
+            break rows.clone();
+        }
+    };
+    let success = |caller: &str, authority: &str| {
+        rows.iter()
+            .find(|r| r.caller == caller && r.authority == authority)
+            .and_then(|r| r.success)
+    };
+    let upstream_success = |authority: &str| {
+        model
+            .upstream_row(&outbound(authority), window)
+            .and_then(|row| row.success)
+    };
+    assert_eq!(success("web", EMOJI_AUTHORITY), Some(1.0), "{rows:?}");
+    // Only doughnut votes fail: at voting, and so at web, which answers 500.
+    assert_eq!(
+        success("web", VOTING_AUTHORITY),
+        upstream_success(VOTING_AUTHORITY)
+    );
+    assert!(success("web", VOTING_AUTHORITY).is_some_and(|s| s < 1.0));
+    assert_eq!(
+        success("vote-bot", WEB_AUTHORITY),
+        upstream_success(WEB_AUTHORITY)
+    );
+    assert!(success("vote-bot", WEB_AUTHORITY).is_some_and(|s| s < 1.0));
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn the_headless_demo_prints_its_edges_with_view_edges() {
+    let output = meshtop(&[
+        "demo",
+        "--headless",
+        "--duration",
+        "4s",
+        "--admin-base",
+        "0",
+        "--rate",
+        "40",
+        "--failure-rate",
+        "0",
+        "--view",
+        "edges",
+    ])
+    .output();
+    let output = within("the demo to finish", output).await.expect("runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let (table, rows) = last_table(&stdout);
+    let header: Vec<&str> = table
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        [
+            "CALLER", "CALLEE", "RPS", "SUCCESS", "P50", "OUT", "P99", "OUT", "P50", "IN", "P99",
+            "IN", "FAILURES"
+        ],
+        "{table}"
+    );
+    let edges: Vec<(&str, &str, &str)> = rows.iter().map(|r| (r[0], r[1], r[2])).collect();
+    assert_eq!(
+        edges,
+        [
+            ("vote-bot", "web-svc.emojivoto:80", "(web)"),
+            ("web", "emoji-svc.emojivoto:8080", "(emoji)"),
+            ("web", "voting-svc.emojivoto:8080", "(voting)"),
+        ],
+        "{table}"
+    );
+    // Seen at both ends: both latencies.
+    assert!(
+        rows.iter()
+            .all(|r| r.len() == 10 && !r[5..9].contains(&"-")),
+        "{table}"
+    );
+    assert_eq!(rows[1][4], "100.0%", "web → emoji never fails: {table}");
+}

@@ -11,7 +11,7 @@ use meshtop::schema::{
 };
 use meshtop::telemetry::stats::{encode_histogram, new_latency_histogram};
 use meshtop::telemetry::{Direction, ErrorKind, HttpProtocol};
-use meshtop::tui::format::headless_table;
+use meshtop::tui::format::{headless_edges_table, headless_table};
 use meshtop::tui::model::{FailureKind, Model, SourceState, UpstreamKey, Window};
 use meshtop::tui::source::{FeedItem, FeedKind};
 
@@ -1120,7 +1120,7 @@ fn rows_of_a_gone_sidecar_are_stale_and_outages_are_not_zero_traffic() {
     );
     let table = headless_table(&model, Window::OneMinute, &FilterExpr::default());
     let voting_line = table.lines().find(|l| l.contains(VOTING)).expect("voting");
-    assert!(voting_line.ends_with("15s"), "{table}");
+    assert!(voting_line.contains(" 15s "), "{table}");
 
     // web comes back, restarted: 15 s more at 10 requests/s.
     feed(&mut model, 0, message(hello("web", T0 + 45), 45));
@@ -1272,4 +1272,348 @@ fn ten_thousand_authorities_keep_the_most_recently_active_within_the_bounds() {
     assert!(failing.contains(keep));
     assert!(failing.contains("svc-9999:80") && failing.contains("svc-9001:80"));
     assert!(!failing.contains("svc-9000:80"));
+}
+
+// Edges: who calls whom (issue 18 §2).
+
+use meshtop::schema::ClientStats;
+use meshtop::tui::model::{EdgeRow, FilterNotForEdges, MAX_EDGES};
+
+const WEB: &str = "web-svc.emojivoto:80";
+
+fn hello_from(name: &str, addresses: &[&str]) -> Message {
+    let Message::Hello(mut hello) = hello(name, T0 - 60) else {
+        unreachable!("hello() builds a hello");
+    };
+    hello.addresses = addresses.iter().map(|a| (*a).to_owned()).collect();
+    Message::Hello(hello)
+}
+
+fn counts(durations: &[u64], failures: u64) -> Counts {
+    let mut latency = new_latency_histogram();
+    for d in durations {
+        latency.record(*d).expect("in range");
+    }
+    Counts {
+        requests: durations.len() as u64,
+        failures,
+        status: StatusClasses::default(),
+        grpc_status: Default::default(),
+        errors: Default::default(),
+        req_bytes: 0,
+        resp_bytes: 0,
+        latency: encode_histogram(&latency),
+    }
+}
+
+/// Requests from one client address: durations (µs) and failures.
+type FromClient<'a> = (&'a str, &'a [u64], u64);
+
+/// One second of a sidecar's `stats`: outbound calls to an authority, and
+/// inbound calls to an authority by client address.
+fn calls(
+    sidecar: &str,
+    sec: u64,
+    outbound: &[(&str, &[u64], u64)],
+    inbound: &[(&str, &[FromClient])],
+) -> Message {
+    let mut upstreams: Vec<UpstreamStats> = outbound
+        .iter()
+        .map(|(authority, durations, failures)| UpstreamStats {
+            direction: Direction::Outbound,
+            authority: (*authority).into(),
+            counts: counts(durations, *failures),
+            routes: Vec::new(),
+            clients: Vec::new(),
+        })
+        .collect();
+    for (authority, clients) in inbound {
+        let all: Vec<u64> = clients.iter().flat_map(|c| c.1.iter().copied()).collect();
+        let failures = clients.iter().map(|c| c.2).sum();
+        upstreams.push(UpstreamStats {
+            direction: Direction::Inbound,
+            authority: (*authority).into(),
+            counts: counts(&all, failures),
+            routes: Vec::new(),
+            clients: clients
+                .iter()
+                .map(|(client, durations, failures)| ClientStats {
+                    client: (*client).into(),
+                    counts: counts(durations, *failures),
+                })
+                .collect(),
+        });
+    }
+    Message::Stats(Stats {
+        ts: ts(sec),
+        sidecar: sidecar.into(),
+        interval_ms: 1000,
+        backfill: false,
+        upstreams,
+    })
+}
+
+fn edges(model: &Model, filter: &str) -> Result<Vec<EdgeRow>, FilterNotForEdges> {
+    let filter: FilterExpr = filter.parse().expect("a valid filter");
+    let mut rows = model.edges(Window::TenSeconds, &filter).as_ref().clone()?;
+    rows.sort_by(|a, b| (&a.caller, &a.authority).cmp(&(&b.caller, &b.authority)));
+    Ok(rows)
+}
+
+/// web (10.0.0.1) calls voting (10.0.0.2), both attached: web sees 2 ms,
+/// voting 1 ms, one call in ten fails.
+fn web_calls_voting() -> Model {
+    let mut model = Model::new(["web".to_string(), "voting".to_string()]);
+    model.ingest_message(0, &hello_from("web", &["10.0.0.1"]));
+    model.ingest_message(1, &hello_from("voting", &["10.0.0.2"]));
+    for sec in T0..T0 + 5 {
+        model.ingest_message(0, &calls("web", sec, &[(VOTING, &[2_000; 10], 1)], &[]));
+        model.ingest_message(
+            1,
+            &calls(
+                "voting",
+                sec,
+                &[],
+                &[(VOTING, &[("10.0.0.1", &[1_000; 10], 1)])],
+            ),
+        );
+    }
+    model
+}
+
+#[test]
+fn a_call_seen_at_both_ends_is_one_edge_with_both_latencies() {
+    let rows = edges(&web_calls_voting(), "").expect("no filter");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let edge = &rows[0];
+    assert_eq!(
+        (edge.caller.as_str(), edge.authority.as_str()),
+        ("web", VOTING)
+    );
+    assert!(edge.caller_is_sidecar && edge.seen_by_caller);
+    assert_eq!(edge.servers, ["voting"]);
+    assert_eq!(edge.rps, 10.0);
+    assert_eq!(edge.success, Some(0.9));
+    assert_eq!(edge.failures, 5);
+    let near =
+        |micros: Option<u64>, want: u64| micros.is_some_and(|m| m.abs_diff(want) < want / 50);
+    assert!(
+        near(edge.caller_p50, 2_000) && near(edge.caller_p99, 2_000),
+        "{edge:?}"
+    );
+    assert!(
+        near(edge.callee_p50, 1_000) && near(edge.callee_p99, 1_000),
+        "{edge:?}"
+    );
+    assert_eq!(edge.upstream(), voting());
+}
+
+#[test]
+fn the_caller_is_the_sidecar_known_by_the_client_address() {
+    let mut model = Model::new(["bot".to_string(), "web".to_string()]);
+    // vote-bot's sidecar is attached but sends no stats of its calls.
+    model.ingest_message(0, &hello_from("vote-bot", &["10.0.0.3", "fd00::3"]));
+    model.ingest_message(1, &hello_from("web", &["10.0.0.1"]));
+    model.ingest_message(
+        1,
+        &calls("web", T0, &[], &[(WEB, &[("fd00::3", &[5_000; 4], 0)])]),
+    );
+    let rows = edges(&model, "").expect("no filter");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].caller, "vote-bot");
+    assert!(rows[0].caller_is_sidecar && !rows[0].seen_by_caller);
+    assert_eq!(rows[0].caller_p50, None);
+    assert_eq!(rows[0].servers, ["web"]);
+    assert_eq!(
+        rows[0].upstream(),
+        UpstreamKey {
+            direction: Direction::Inbound,
+            authority: WEB.into()
+        },
+        "only the callee's end is seen: enter opens it"
+    );
+}
+
+#[test]
+fn a_shared_address_is_resolved_by_who_calls_the_authority() {
+    // As in the demo: every pod is 127.0.0.1.
+    let mut model = Model::new(["bot", "web", "voting"].map(String::from));
+    for (i, name) in ["vote-bot", "web", "voting"].iter().enumerate() {
+        model.ingest_message(i, &hello_from(name, &["127.0.0.1"]));
+    }
+    let local = "127.0.0.1";
+    model.ingest_message(0, &calls("vote-bot", T0, &[(WEB, &[9_000; 2], 0)], &[]));
+    model.ingest_message(
+        1,
+        &calls(
+            "web",
+            T0,
+            &[(VOTING, &[2_000; 2], 0)],
+            &[(WEB, &[(local, &[8_000; 2], 0)])],
+        ),
+    );
+    model.ingest_message(
+        2,
+        &calls("voting", T0, &[], &[(VOTING, &[(local, &[1_000; 2], 0)])]),
+    );
+    let rows = edges(&model, "").expect("no filter");
+    let pairs: Vec<(&str, &str, &[String])> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.caller.as_str(),
+                r.authority.as_str(),
+                r.servers.as_slice(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        pairs,
+        [
+            ("vote-bot", WEB, &["web".to_string()][..]),
+            ("web", VOTING, &["voting".to_string()][..]),
+        ]
+    );
+    assert!(
+        rows.iter()
+            .all(|r| r.caller_p50.is_some() && r.callee_p50.is_some())
+    );
+
+    // Two of the sidecars sharing the address call voting: it cannot be
+    // told which, so the address is the caller.
+    model.ingest_message(0, &calls("vote-bot", T0 + 1, &[(VOTING, &[2_000], 0)], &[]));
+    let rows = edges(&model, "authority~voting").expect("an authority filter");
+    assert!(
+        rows.iter()
+            .any(|r| r.caller == local && !r.caller_is_sidecar && r.callee_p50.is_some()),
+        "{rows:?}"
+    );
+}
+
+#[test]
+fn a_client_no_attached_sidecar_claims_is_shown_as_its_address() {
+    let mut model = Model::new(["web".to_string()]);
+    model.ingest_message(0, &hello_from("web", &["10.0.0.1"]));
+    model.ingest_message(
+        0,
+        &calls(
+            "web",
+            T0,
+            &[],
+            &[(WEB, &[("10.9.9.9", &[1_000; 3], 3), ("other", &[1_000], 0)])],
+        ),
+    );
+    let rows = edges(&model, "").expect("no filter");
+    let callers: Vec<(&str, bool, Option<f64>)> = rows
+        .iter()
+        .map(|r| (r.caller.as_str(), r.caller_is_sidecar, r.success))
+        .collect();
+    assert_eq!(
+        callers,
+        [("10.9.9.9", false, Some(0.0)), ("other", false, Some(1.0))]
+    );
+}
+
+#[test]
+fn a_filter_selects_the_ends_it_names_and_refuses_request_fields() {
+    let model = web_calls_voting();
+    let only = |filter: &str| {
+        let rows = edges(&model, filter).expect("a filter edges take");
+        rows.iter()
+            .map(|r| (r.caller_p50.is_some(), r.callee_p50.is_some()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(only("sidecar=voting"), [(false, true)], "voting's end only");
+    assert_eq!(
+        only("direction=outbound"),
+        [(true, false)],
+        "web's end only"
+    );
+    assert_eq!(only("authority~voting"), [(true, true)]);
+    assert_eq!(only("authority~web-svc"), []);
+    for refused in [
+        "status>=500",
+        "latency>1ms",
+        "route~Vote",
+        "path~/api",
+        "failed",
+    ] {
+        assert_eq!(edges(&model, refused), Err(FilterNotForEdges), "{refused}");
+        let filter: FilterExpr = refused.parse().expect("a valid filter");
+        let table = headless_edges_table(&model, Window::TenSeconds, &filter);
+        assert_eq!(table, format!("({FilterNotForEdges})\n"), "{refused}");
+    }
+}
+
+#[test]
+fn edges_are_bounded_keeping_the_most_recently_active() {
+    let mut model = Model::new(["web".to_string()]);
+    model.ingest_message(0, &hello_from("web", &["10.0.0.1"]));
+    // Clients no sidecar claims, each an edge of its own: eleven inbound
+    // upstreams of a hundred clients each.
+    let addresses: Vec<String> = (0..1_100)
+        .map(|i| format!("10.1.{}.{}", i / 100, i % 100))
+        .collect();
+    let authorities: Vec<String> = (0..11).map(|i| format!("svc-{i}.ns:80")).collect();
+    let clients: Vec<Vec<FromClient>> = addresses
+        .chunks(100)
+        .map(|chunk| {
+            chunk
+                .iter()
+                .map(|a| (a.as_str(), &[1_000u64][..], 0))
+                .collect()
+        })
+        .collect();
+    let inbound: Vec<(&str, &[FromClient])> = authorities
+        .iter()
+        .zip(&clients)
+        .map(|(authority, clients)| (authority.as_str(), clients.as_slice()))
+        .collect();
+    assert!(addresses.len() > MAX_EDGES);
+    model.ingest_message(0, &calls("web", T0, &[], &inbound));
+    model.ingest_message(
+        0,
+        &calls("web", T0 + 1, &[], &[(WEB, &[("10.2.0.1", &[1_000], 0)])]),
+    );
+    let rows = edges(&model, "").expect("no filter");
+    assert_eq!(rows.len(), MAX_EDGES);
+    assert!(rows.iter().any(|r| r.caller == "10.2.0.1"));
+}
+
+#[test]
+fn the_headless_table_names_the_callers_or_counts_them_when_many() {
+    let mut model = web_calls_voting();
+    model.ingest_message(
+        1,
+        &calls(
+            "voting",
+            T0 + 5,
+            &[],
+            &[(
+                WEB,
+                &[
+                    ("10.0.0.7", &[1_000], 0),
+                    ("10.0.0.8", &[1_000], 0),
+                    ("10.0.0.9", &[1_000], 0),
+                ],
+            )],
+        ),
+    );
+    let table = headless_table(&model, Window::TenSeconds, &FilterExpr::default());
+    let header = table.lines().next().expect("a header");
+    assert!(header.ends_with("STALE  CALLERS"), "{table}");
+    let row = |direction: &str, authority: &str| {
+        table
+            .lines()
+            .find(|l| l.starts_with(direction) && l.contains(authority))
+            .unwrap_or_else(|| panic!("no {direction} {authority} in\n{table}"))
+            .to_owned()
+    };
+    assert!(row("outbound", VOTING).ends_with(" web"), "{table}");
+    assert!(row("inbound", VOTING).ends_with(" web"), "{table}");
+    assert!(row("inbound", WEB).ends_with(" 3 callers"), "{table}");
+    // A filter edges do not take leaves the column out.
+    let failed: FilterExpr = "failed".parse().expect("a valid filter");
+    let table = headless_table(&model, Window::TenSeconds, &failed);
+    assert!(!table.contains("CALLERS"), "{table}");
 }

@@ -6,8 +6,8 @@
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use meshtop::filter::FilterExpr;
 use meshtop::schema::{
-    Counts, Dropped, Hello, ListenerDesc, Message, RequestEvent, SidecarDesc, Stats, StatusClasses,
-    UpstreamStats,
+    ClientStats, Counts, Dropped, Hello, ListenerDesc, Message, RequestEvent, SidecarDesc, Stats,
+    StatusClasses, UpstreamStats,
 };
 use meshtop::telemetry::stats::{encode_histogram, new_latency_histogram};
 use meshtop::telemetry::{Direction, ErrorKind, HttpProtocol};
@@ -856,6 +856,7 @@ fn number_keys_and_tab_switch_views() {
         ('3', Tab::Errors),
         ('4', Tab::Tap),
         ('5', Tab::Sidecars),
+        ('6', Tab::Edges),
         ('1', Tab::Upstreams),
     ] {
         assert_eq!(press(&mut ui, &model, KeyCode::Char(key)), Action::Redraw);
@@ -865,14 +866,20 @@ fn number_keys_and_tab_switch_views() {
     press(&mut ui, &model, KeyCode::Tab);
     assert_eq!(ui.tab, Tab::Detail);
     assert!(ui.detail.is_some());
-    for tab in [Tab::Errors, Tab::Tap, Tab::Sidecars, Tab::Upstreams] {
+    for tab in [
+        Tab::Errors,
+        Tab::Tap,
+        Tab::Sidecars,
+        Tab::Edges,
+        Tab::Upstreams,
+    ] {
         press(&mut ui, &model, KeyCode::Tab);
         assert_eq!(ui.tab, tab);
     }
     press(&mut ui, &model, KeyCode::BackTab);
-    assert_eq!(ui.tab, Tab::Sidecars);
+    assert_eq!(ui.tab, Tab::Edges);
     assert_eq!(press(&mut ui, &model, KeyCode::Char('9')), Action::None);
-    assert_eq!(ui.tab, Tab::Sidecars);
+    assert_eq!(ui.tab, Tab::Edges);
 }
 
 #[test]
@@ -1483,4 +1490,189 @@ fn help_and_hints_list_exactly_the_keys_that_work() {
             }
         }
     }
+}
+
+// The Edges view (issue 18 §2).
+
+/// The demo's four sidecars, every "pod" on 127.0.0.1, for ten seconds:
+/// vote-bot → web, web → emoji and web → voting seen at both ends (votes
+/// for the doughnut fail), and a client no sidecar claims calling web.
+fn edges_fixture() -> Model {
+    let names = ["vote-bot", "web", "emoji", "voting"];
+    let mut model = Model::new(names.map(|n| format!("ws://{n}:15090/events")));
+    for (i, name) in names.iter().enumerate() {
+        let Message::Hello(mut hello) = hello(name, "2026-11-29T23:00:00Z", Vec::new()) else {
+            unreachable!("hello() builds a hello");
+        };
+        hello.addresses = vec!["127.0.0.1".into()];
+        model.ingest_message(i, &Message::Hello(hello));
+    }
+    let edge_counts = |durations: &[u64], failures: u64| {
+        let mut latency = new_latency_histogram();
+        for d in durations {
+            latency.record(*d).expect("durations are in range");
+        }
+        let requests = durations.len() as u64;
+        let mut status = StatusClasses::default();
+        status.add(200, requests);
+        Counts {
+            requests,
+            failures,
+            status,
+            grpc_status: Default::default(),
+            errors: Default::default(),
+            req_bytes: 0,
+            resp_bytes: 0,
+            latency: encode_histogram(&latency),
+        }
+    };
+    let upstream = |direction,
+                    authority: &str,
+                    durations: &[u64],
+                    failures,
+                    clients: &[(&str, &[u64], u64)]| UpstreamStats {
+        direction,
+        authority: authority.into(),
+        counts: edge_counts(durations, failures),
+        routes: Vec::new(),
+        clients: clients
+            .iter()
+            .map(|(client, durations, failures)| ClientStats {
+                client: (*client).into(),
+                counts: edge_counts(durations, *failures),
+            })
+            .collect(),
+    };
+    let local = "127.0.0.1";
+    let bot_calls: Vec<u64> = (0..20).map(|i| 3_000 + i * 100).collect();
+    let web_serves: Vec<u64> = (0..20).map(|i| 2_500 + i * 100).collect();
+    let stranger: Vec<u64> = vec![4_000, 4_100];
+    let web_serves_all: Vec<u64> = web_serves.iter().chain(&stranger).copied().collect();
+    let emoji_calls: Vec<u64> = (0..20).map(|i| 900 + i * 20).collect();
+    let emoji_serves: Vec<u64> = (0..20).map(|i| 600 + i * 20).collect();
+    let vote_calls: Vec<u64> = (0..10).map(|i| 1_200 + i * 30).collect();
+    let vote_serves: Vec<u64> = (0..10).map(|i| 800 + i * 30).collect();
+    for sec in 1..=10 {
+        let message = |sidecar: &str, upstreams: Vec<UpstreamStats>| {
+            Message::Stats(Stats {
+                ts: ts(sec, 0),
+                sidecar: sidecar.into(),
+                interval_ms: 1000,
+                backfill: false,
+                upstreams,
+            })
+        };
+        model.ingest_message(
+            0,
+            &message(
+                "vote-bot",
+                vec![upstream(Direction::Outbound, WEB, &bot_calls, 1, &[])],
+            ),
+        );
+        model.ingest_message(
+            1,
+            &message(
+                "web",
+                vec![
+                    upstream(
+                        Direction::Inbound,
+                        WEB,
+                        &web_serves_all,
+                        1,
+                        &[(local, &web_serves, 1), ("10.9.0.4", &stranger, 0)],
+                    ),
+                    upstream(Direction::Outbound, EMOJI, &emoji_calls, 0, &[]),
+                    upstream(Direction::Outbound, VOTING, &vote_calls, 1, &[]),
+                ],
+            ),
+        );
+        model.ingest_message(
+            2,
+            &message(
+                "emoji",
+                vec![upstream(
+                    Direction::Inbound,
+                    EMOJI,
+                    &emoji_serves,
+                    0,
+                    &[(local, &emoji_serves, 0)],
+                )],
+            ),
+        );
+        model.ingest_message(
+            3,
+            &message(
+                "voting",
+                vec![upstream(
+                    Direction::Inbound,
+                    VOTING,
+                    &vote_serves,
+                    1,
+                    &[(local, &vote_serves, 1)],
+                )],
+            ),
+        );
+    }
+    model
+}
+
+#[test]
+fn edges_view_with_its_call_tree() {
+    snapshot_both_sizes("edges", &edges_fixture(), &ui_on(Tab::Edges));
+}
+
+#[test]
+fn the_call_tree_highlights_failing_edges_with_the_rows_colours() {
+    let model = edges_fixture();
+    let buf = terminal(&model, &ui_on(Tab::Edges), 160, 48)
+        .backend()
+        .buffer()
+        .clone();
+    let colour_of = |needle: &str| {
+        (0..buf.area.height).find_map(|y| {
+            let text = line(&buf, y);
+            let x = text.find(needle)?;
+            let x = text[..x].chars().count();
+            Some(buf[(u16::try_from(x).ok()?, y)].fg)
+        })
+    };
+    // web → voting: 90% success, red; vote-bot → web 95%: yellow.
+    assert_eq!(colour_of("/s 90.0%"), Some(Color::Red));
+    assert_eq!(colour_of("/s 95.0%"), Some(Color::Yellow));
+    assert_eq!(colour_of("/s 100.0%"), Some(Color::Reset));
+}
+
+#[test]
+fn enter_on_an_edge_opens_the_callees_outbound_upstream() {
+    let model = edges_fixture();
+    let mut ui = ui_on(Tab::Edges);
+    // Sorted by caller: 10.9.0.4 → web, vote-bot → web, web → emoji, web → voting.
+    for _ in 0..3 {
+        press(&mut ui, &model, KeyCode::Down);
+    }
+    press(&mut ui, &model, KeyCode::Enter);
+    assert_eq!(ui.tab, Tab::Detail);
+    assert_eq!(ui.detail, Some(voting_outbound()));
+    press(&mut ui, &model, KeyCode::Esc);
+    assert_eq!(ui.tab, Tab::Edges);
+    // The unclaimed client is only seen by web: its inbound upstream.
+    press(&mut ui, &model, KeyCode::Home);
+    press(&mut ui, &model, KeyCode::Enter);
+    assert_eq!(
+        ui.detail,
+        Some(UpstreamKey {
+            direction: Direction::Inbound,
+            authority: WEB.into()
+        })
+    );
+}
+
+#[test]
+fn a_filter_on_request_fields_is_refused_by_the_edges_view() {
+    let model = edges_fixture();
+    let mut ui = ui_on(Tab::Edges);
+    ui.filter = "status>=500".parse().expect("a valid filter");
+    let text = screen(&model, &ui, 80, 24);
+    assert!(text.contains("filter not applied"), "{text}");
+    assert!(!text.contains("vote-bot"), "{text}");
 }

@@ -11,8 +11,8 @@ use futures_util::StreamExt;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::format::headless_table;
-use super::input::{Action, UiState};
+use super::format::{headless_edges_table, headless_table};
+use super::input::{Action, Tab, UiState};
 use super::keys::PlayerCommand;
 use super::model::{Model, Window};
 use super::replay::{Control, Progress};
@@ -24,15 +24,38 @@ use crate::recording::{RecordingError, RecordingWriter};
 /// How the attach command shows what it receives.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Output {
-    /// The interactive terminal UI.
-    Tui { fps: u32 },
-    /// The upstream table as plain text every `interval` (if any), and on
+    /// The interactive terminal UI, starting on `view`.
+    Tui { fps: u32, view: TableView },
+    /// The `view`'s table as plain text every `interval` (if any), and on
     /// exit.
-    Headless { interval: Option<Duration> },
+    Headless {
+        interval: Option<Duration>,
+        view: TableView,
+    },
     /// Every message as a JSON line, tagged with its source.
     Json,
     /// Nothing shown: only recorded (`meshtop record`).
     Silent,
+}
+
+/// The table `--headless` prints, and the view the UI starts on
+/// (`--view`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum TableView {
+    /// One row per upstream (view 1).
+    #[default]
+    Upstreams,
+    /// One row per caller and callee (view 6).
+    Edges,
+}
+
+impl TableView {
+    fn tab(self) -> Tab {
+        match self {
+            TableView::Upstreams => Tab::Upstreams,
+            TableView::Edges => Tab::Edges,
+        }
+    }
 }
 
 /// What the attach command was asked for.
@@ -208,9 +231,9 @@ pub async fn show(
             })
         }
         Output::Headless { .. } | Output::Silent => {
-            let (periodic, final_table) = match options.output {
-                Output::Headless { interval } => (interval, true),
-                _ => (None, false),
+            let (periodic, final_table, view) = match options.output {
+                Output::Headless { interval, view } => (interval, true, view),
+                _ => (None, false, TableView::Upstreams),
             };
             // Without periodic tables the ticker never fires in practice.
             let every = periodic.unwrap_or(Duration::from_secs(24 * 3600));
@@ -218,7 +241,7 @@ pub async fn show(
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let print = |model: &Model, periodic_tick: bool| {
                 if (periodic_tick && periodic.is_some()) || (!periodic_tick && final_table) {
-                    print_table(model, options.window, &options.filter)
+                    print_table(model, view, options.window, &options.filter)
                 } else {
                     Ok(())
                 }
@@ -276,12 +299,13 @@ pub async fn show(
                 recorded: sink.finish(),
             })
         }
-        Output::Tui { fps } => {
+        Output::Tui { fps, view } => {
             if !io::stdout().is_terminal() {
                 return Err(ShowError::NotATerminal);
             }
             let mut ui = UiState::new(options.filter.clone());
             ui.window = options.window;
+            ui.tab = view.tab();
             ui.recording = sink.writer.is_some();
             ui.note = options.note.clone();
             let mut terminal = ratatui::try_init()?;
@@ -462,10 +486,19 @@ fn replay_control(replay: &ReplayHandle, command: PlayerCommand, seeks: &mut u64
     }
 }
 
-/// Prints the upstream table (and a blank line, separating tables).
-fn print_table(model: &Model, window: Window, filter: &FilterExpr) -> io::Result<()> {
+/// Prints the view's table (and a blank line, separating tables).
+fn print_table(
+    model: &Model,
+    view: TableView,
+    window: Window,
+    filter: &FilterExpr,
+) -> io::Result<()> {
+    let table = match view {
+        TableView::Upstreams => headless_table(model, window, filter),
+        TableView::Edges => headless_edges_table(model, window, filter),
+    };
     let mut out = io::stdout().lock();
-    out.write_all(headless_table(model, window, filter).as_bytes())?;
+    out.write_all(table.as_bytes())?;
     out.write_all(b"\n")?;
     out.flush()
 }

@@ -5,7 +5,7 @@
 
 use ratatui::text::Span;
 
-use super::model::{Model, SortColumn, UpstreamRow, Window};
+use super::model::{EdgeRow, Model, SortColumn, UpstreamRow, Window};
 use crate::filter::FilterExpr;
 
 /// Columns `text` takes on a terminal (wide characters count two).
@@ -83,7 +83,8 @@ pub fn format_rps(rps: f64) -> String {
 /// The plain-text upstream table of `--headless` and replay: a header line,
 /// then one aligned line per upstream, sorted by direction and authority
 /// (STALE: seconds since the last `stats` of a row whose sidecars are all
-/// gone, else `-`),
+/// gone, else `-`; CALLERS: who calls its authority, see [`callers_label`],
+/// unless the filter does not apply to edges),
 /// and, when the figures are counted from events, a last line saying so
 /// (see [`Figures::label`]).
 pub fn headless_table(model: &Model, window: Window, filter: &FilterExpr) -> String {
@@ -91,17 +92,37 @@ pub fn headless_table(model: &Model, window: Window, filter: &FilterExpr) -> Str
     rows.sort_by(|a, b| a.key.cmp(&b.key));
     let mut header: Vec<&str> = SortColumn::ALL.into_iter().map(header).collect();
     header.push("STALE");
+    // Not under a filter edges do not take.
+    let callers = model.callers(window, filter);
+    if callers.is_some() {
+        header.push("CALLERS");
+    }
     let lines: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
             let mut cells = vec![r.key.direction.to_string(), r.key.authority.clone()];
             cells.extend(figure_cells(r));
             cells.push(r.stale.map_or_else(|| "-".to_owned(), |s| format!("{s}s")));
+            if let Some(callers) = &callers {
+                cells.push(callers_label(callers.get(&r.key.authority)));
+            }
             cells
         })
         .collect();
+    let header: Vec<String> = header.iter().map(|h| (*h).to_owned()).collect();
+    // Text left-aligned, numbers right-aligned.
+    let mut out = aligned(&header, &lines, &[0, 1, SortColumn::ALL.len() + 1]);
+    if let Some(label) = model.figures(window, filter).label() {
+        out.push_str(&format!("({label})\n"));
+    }
+    out
+}
+
+/// Lines of cells in aligned columns, two spaces apart: the `text`
+/// columns left-aligned, numbers right-aligned; trailing spaces trimmed.
+fn aligned(header: &[String], lines: &[Vec<String>], text: &[usize]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| text_width(h)).collect();
-    for line in &lines {
+    for line in lines {
         for (w, cell) in widths.iter_mut().zip(line) {
             *w = (*w).max(text_width(cell));
         }
@@ -112,8 +133,7 @@ pub fn headless_table(model: &Model, window: Window, filter: &FilterExpr) -> Str
         for (i, cell) in cells.iter().enumerate() {
             let width = widths[i];
             let pad = width.saturating_sub(text_width(cell));
-            // Text left-aligned, numbers right-aligned.
-            if i < 2 {
+            if text.contains(&i) {
                 line.push_str(cell);
                 line.push_str(&" ".repeat(pad));
             } else {
@@ -127,12 +147,68 @@ pub fn headless_table(model: &Model, window: Window, filter: &FilterExpr) -> Str
         out.push_str(line.trim_end());
         out.push('\n');
     };
-    push(&header.iter().map(|h| (*h).to_owned()).collect::<Vec<_>>());
-    for line in &lines {
+    push(header);
+    for line in lines {
         push(line);
     }
-    if let Some(label) = model.figures(window, filter).label() {
-        out.push_str(&format!("({label})\n"));
-    }
     out
+}
+
+/// Callers named at most; more read as their count.
+const CALLERS_NAMED: usize = 2;
+
+/// The CALLERS cell of an upstream: its callers' names (from the edges),
+/// `3 callers` when many, `-` when none is known.
+pub fn callers_label(callers: Option<&Vec<String>>) -> String {
+    match callers.map(Vec::as_slice) {
+        None | Some([]) => "-".into(),
+        Some(names) if names.len() <= CALLERS_NAMED => names.join(", "),
+        Some(names) => format!("{} callers", names.len()),
+    }
+}
+
+/// The callee as the Edges view and `--headless --view edges` show it:
+/// the authority, and the sidecars that serve it when attached
+/// (`web-svc.emojivoto:80 (web)`).
+pub fn callee_label(row: &EdgeRow) -> String {
+    if row.servers.is_empty() {
+        row.authority.clone()
+    } else {
+        format!("{} ({})", row.authority, row.servers.join(", "))
+    }
+}
+
+/// The headers of the edges table: OUT is the latency at the caller's
+/// sidecar, IN at the callee's.
+pub const EDGE_HEADERS: [&str; 9] = [
+    "CALLER", "CALLEE", "RPS", "SUCCESS", "P50 OUT", "P99 OUT", "P50 IN", "P99 IN", "FAILURES",
+];
+
+/// The cells of an edge row, in the order of [`EDGE_HEADERS`].
+pub fn edge_cells(row: &EdgeRow) -> [String; 9] {
+    [
+        row.caller.clone(),
+        callee_label(row),
+        format_rps(row.rps),
+        format_success(row.success),
+        format_latency(row.caller_p50),
+        format_latency(row.caller_p99),
+        format_latency(row.callee_p50),
+        format_latency(row.callee_p99),
+        row.failures.to_string(),
+    ]
+}
+
+/// The plain-text edges table of `--headless --view edges`: the Edges
+/// view's columns, one line per edge sorted by caller and callee; a filter
+/// edges do not take gives one line saying why instead.
+pub fn headless_edges_table(model: &Model, window: Window, filter: &FilterExpr) -> String {
+    let mut rows = match &*model.edges(window, filter) {
+        Ok(rows) => rows.clone(),
+        Err(why) => return format!("({why})\n"),
+    };
+    rows.sort_by(|a, b| (&a.caller, &a.authority).cmp(&(&b.caller, &b.authority)));
+    let header: Vec<String> = EDGE_HEADERS.iter().map(|h| (*h).to_owned()).collect();
+    let lines: Vec<Vec<String>> = rows.iter().map(|r| edge_cells(r).to_vec()).collect();
+    aligned(&header, &lines, &[0, 1])
 }

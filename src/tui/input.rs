@@ -12,8 +12,8 @@ use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use super::keys::{self, Command, Context, PlayerCommand};
 use super::model::{
-    ErrorKey, Model, Scale, SidecarState, SortColumn, TapEntry, UpstreamKey, UpstreamRow, Window,
-    sort_rows,
+    EdgeRow, ErrorKey, Model, Scale, SidecarState, SortColumn, TapEntry, UpstreamKey, UpstreamRow,
+    Window, sort_rows,
 };
 use crate::filter::FilterExpr;
 
@@ -26,15 +26,17 @@ pub enum Tab {
     Errors,
     Tap,
     Sidecars,
+    Edges,
 }
 
 impl Tab {
-    pub const ALL: [Tab; 5] = [
+    pub const ALL: [Tab; 6] = [
         Tab::Upstreams,
         Tab::Detail,
         Tab::Errors,
         Tab::Tap,
         Tab::Sidecars,
+        Tab::Edges,
     ];
 
     pub fn title(self) -> &'static str {
@@ -44,6 +46,7 @@ impl Tab {
             Tab::Errors => "Errors",
             Tab::Tap => "Tap",
             Tab::Sidecars => "Sidecars",
+            Tab::Edges => "Edges",
         }
     }
 
@@ -119,6 +122,8 @@ pub struct Selection {
     /// Row of an error group's failing requests (oldest first).
     pub failure: usize,
     pub sidecar: usize,
+    /// Row of the edges table (sorted as displayed).
+    pub edge: usize,
 }
 
 /// Everything the user chose; see the module documentation.
@@ -384,6 +389,21 @@ impl UiState {
         Some(by_key.unwrap_or(self.selected.upstream.min(rows.len() - 1)))
     }
 
+    /// The rows of the edges table, in display order (caller, then
+    /// callee); empty when the filter does not apply to edges; with
+    /// failures-only, the edges with failures in the window.
+    pub fn edge_rows(&self, model: &Model) -> Vec<EdgeRow> {
+        let mut rows = match &*model.edges(self.window, &self.filter) {
+            Ok(rows) => rows.clone(),
+            Err(_) => Vec::new(),
+        };
+        if self.failures_only {
+            rows.retain(|row| row.failures > 0);
+        }
+        rows.sort_by(|a, b| (&a.caller, &a.authority).cmp(&(&b.caller, &b.authority)));
+        rows
+    }
+
     /// Whether a tap request is shown under the filter and failures-only.
     pub fn tap_shows(&self, entry: &TapEntry) -> bool {
         (!self.failures_only || entry.event.is_failure())
@@ -539,6 +559,13 @@ impl UiState {
                 let entries = self.tap_entries(model);
                 match self.tap_selected(&entries) {
                     Some(i) => self.inspect(RequestList::Tap, entries[i].0, entries[i].1),
+                    None => nothing(self),
+                }
+            }
+            Tab::Edges => {
+                let rows = self.edge_rows(model);
+                match rows.len().checked_sub(1) {
+                    Some(last) => self.open_detail(rows[self.selected.edge.min(last)].upstream()),
                     None => nothing(self),
                 }
             }
@@ -698,6 +725,10 @@ impl UiState {
                     movement.apply(self.selected.sidecar, self.sidecar_rows(model).len());
             }
             Tab::Tap => self.move_tap_cursor(movement, model),
+            Tab::Edges => {
+                self.selected.edge =
+                    movement.apply(self.selected.edge, self.edge_rows(model).len());
+            }
         }
     }
 

@@ -53,7 +53,7 @@ pub enum Command {
     Follow,
     /// Detail only: the latency histogram on a log or a linear scale.
     LatencyScale,
-    /// The view of the digit pressed (`1` … `5`).
+    /// The view of the digit pressed (`1` … `6`).
     View,
     NextView,
     PreviousView,
@@ -220,13 +220,13 @@ pub static BINDINGS: &[Binding] = &[
         hint: None,
     },
     Binding {
-        chords: &[ch('1'), ch('2'), ch('3'), ch('4'), ch('5')],
+        chords: &[ch('1'), ch('2'), ch('3'), ch('4'), ch('5'), ch('6')],
         contexts: BROWSE,
         tab: None,
         command: Command::View,
-        keys: "1 … 5",
-        help: "Upstreams, Detail, Errors, Tap, Sidecars",
-        hint: hint("1-5", "views"),
+        keys: "1 … 6",
+        help: "Upstreams, Detail, Errors, Tap, Sidecars, Edges",
+        hint: hint("1-6", "views"),
     },
     Binding {
         chords: &[key(KeyCode::Up), ch('k')],
@@ -306,7 +306,7 @@ pub static BINDINGS: &[Binding] = &[
         tab: None,
         command: Command::DrillIn,
         keys: "enter",
-        help: "open: an upstream's detail, a request, an error group's requests",
+        help: "open: an upstream's detail (Edges: the callee's), a request, an error group's requests",
         hint: hint("enter", "open"),
     },
     Binding {

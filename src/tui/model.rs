@@ -16,6 +16,10 @@
 //! the others. Backfilled `stats` (sent by a sidecar to a new subscriber)
 //! that were received before are skipped.
 //!
+//! Who calls whom (the Edges view, the CALLERS column) is decided in one
+//! place, `edges`, from the same `stats`: outbound parts per sidecar and
+//! inbound parts per client address.
+//!
 //! Memory is bounded by bytes whatever the sources send: fields of events
 //! are cut to the schema's limits, upstream state (window histograms,
 //! per-second history kept compressed, routes) within [`UPSTREAM_BYTES`],
@@ -35,16 +39,19 @@ use hdrhistogram::Histogram;
 use super::source::{FeedItem, FeedKind};
 use crate::filter::{FilterExpr, Scope, StatsFacts};
 use crate::schema::{
-    Hello, MAX_AUTHORITY, Message, RequestEvent, RouteStats, Stats, one_line, truncate_field,
+    ClientStats, Hello, MAX_AUTHORITY, Message, RequestEvent, RouteStats, Stats, one_line,
+    truncate_field,
 };
 use crate::telemetry::Direction;
 use crate::telemetry::stats::{MAX_LATENCY_MICROS, decode_histogram, new_latency_histogram};
 
 mod by_events;
 pub mod distribution;
+mod edges;
 mod selected;
 pub use by_events::Figures;
 pub use distribution::{Distribution, LatencyBucket, Scale};
+pub use edges::{EdgeRow, FilterNotForEdges, MAX_EDGES};
 
 /// Seconds of per-upstream history kept (charts and the largest window).
 pub const HISTORY_SECONDS: usize = 600;
@@ -52,6 +59,10 @@ pub const HISTORY_SECONDS: usize = 600;
 pub const TAP_CAPACITY: usize = 10_000;
 /// Routes kept per upstream; the least recently seen is evicted past it.
 pub const ROUTES_PER_UPSTREAM: usize = 100;
+/// Clients kept per inbound upstream and second, as a sidecar sends them
+/// (its default `--max-clients`, plus `other`); a longer list is not a
+/// sidecar's, and its tail is not kept.
+pub const CLIENTS_PER_UPSTREAM: usize = 100;
 /// Error groups kept; the least recently seen is evicted past it.
 pub const ERROR_GROUPS: usize = 1_000;
 /// Failing requests kept per error group, the newest, for the inspector.
@@ -82,6 +93,8 @@ const UPSTREAM_OVERHEAD: usize = 1024;
 const SECOND_OVERHEAD: usize = 64;
 /// What a route costs besides its name and histogram.
 const ROUTE_OVERHEAD: usize = 128;
+/// What a client's second costs besides its address and histogram.
+const CLIENT_OVERHEAD: usize = 96;
 
 /// The time window rates and percentiles are computed over.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -156,6 +169,22 @@ struct Part {
     /// `None` when it did not decode: it would only fail again.
     latency: Option<Arc<str>>,
     routes: Vec<RouteSecond>,
+    /// Inbound only: who called, per client address, for the Edges view
+    /// ([`edges`]); at most [`CLIENTS_PER_UPSTREAM`] + 1.
+    clients: Vec<ClientSecond>,
+}
+
+/// One client address's share of one sidecar's inbound `stats` of a second.
+#[derive(Clone, Debug)]
+struct ClientSecond {
+    /// An IP address, or `other` past the sidecar's bound.
+    client: Arc<str>,
+    requests: u64,
+    failures: u64,
+    /// Shared with the part's when it is the same text (a single client
+    /// has every request of the upstream, and the sidecar sends the same
+    /// histogram); `None` when it did not decode.
+    latency: Option<Arc<str>>,
 }
 
 /// One route's share of one sidecar's `stats` of a second.
@@ -622,6 +651,11 @@ pub struct Model {
     /// The last figures counted from events, for as long as the same
     /// question is asked of the same events.
     events_cache: std::cell::RefCell<Option<std::rc::Rc<by_events::EventFigures>>>,
+    /// The last edges asked for, for as long as the same question is asked
+    /// of the same stats.
+    edges_cache: std::cell::RefCell<edges::EdgesCache>,
+    /// The same without latencies, for the CALLERS column.
+    callers_cache: std::cell::RefCell<edges::EdgesCache>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -655,6 +689,8 @@ impl Model {
             selection: std::cell::RefCell::new(None),
             has_route_stats: false,
             events_cache: std::cell::RefCell::new(None),
+            edges_cache: std::cell::RefCell::new(None),
+            callers_cache: std::cell::RefCell::new(None),
         }
     }
 
@@ -990,6 +1026,7 @@ impl Model {
                 &upstream.counts.latency,
                 latency.as_ref(),
                 &upstream.routes,
+                &upstream.clients,
                 sidecar_name.clone(),
             );
             if let (Some(selection), Some(key)) = (self.selection.get_mut(), selected_key)
@@ -1491,6 +1528,7 @@ impl UpstreamState {
         encoded: &str,
         latency: Option<&Histogram<u64>>,
         routes: &[RouteStats],
+        clients: &[ClientStats],
         sidecar: Arc<str>,
     ) {
         self.total_requests = self.total_requests.saturating_add(requests);
@@ -1524,12 +1562,33 @@ impl UpstreamState {
                 }
             })
             .collect();
+        let clients: Vec<ClientSecond> = clients
+            .iter()
+            .take(CLIENTS_PER_UPSTREAM + 1)
+            .map(|c| {
+                let mut client = c.client.clone();
+                truncate_field(&mut client, MAX_AUTHORITY);
+                let latency = match &kept {
+                    Some(whole) if **whole == *c.counts.latency => Some(whole.clone()),
+                    _ => decode_histogram(&c.counts.latency)
+                        .is_ok()
+                        .then(|| Arc::from(c.counts.latency.as_str())),
+                };
+                ClientSecond {
+                    client: Arc::from(client),
+                    requests: c.counts.requests,
+                    failures: c.counts.failures.min(c.counts.requests),
+                    latency,
+                }
+            })
+            .collect();
         let part = Part {
             sidecar,
             requests,
             failures,
             latency: kept,
             routes,
+            clients,
         };
         self.seconds_bytes += SECOND_OVERHEAD + part_weight(&part);
         let position = self.seconds.iter().rposition(|s| s.sec <= sec);
@@ -1793,6 +1852,12 @@ fn part_weight(part: &Part) -> usize {
     part.sidecar.len()
         + part.latency.as_ref().map_or(0, |l| l.len())
         + part.routes.iter().map(route_second_weight).sum::<usize>()
+        + part.clients.iter().map(client_second_weight).sum::<usize>()
+}
+
+/// A shared histogram counts again: what it costs is an upper bound.
+fn client_second_weight(client: &ClientSecond) -> usize {
+    CLIENT_OVERHEAD + client.client.len() + client.latency.as_ref().map_or(0, |l| l.len())
 }
 
 fn route_second_weight(route: &RouteSecond) -> usize {

@@ -1,4 +1,4 @@
-//! Widgets that draw the model of `meshtop attach`: header, tabs, the five views and overlays.
+//! Widgets that draw the model of `meshtop attach`: header, tabs, the six views and overlays.
 //!
 //! Every widget reads a [`Model`] and a [`UiState`] and nothing else: no
 //! wall clock (ages and uptimes use the model clock), no terminal, no
@@ -10,11 +10,12 @@
 //! - this file: [`draw`], the screen layout, header, tab bar, status line
 //!   and the help overlay;
 //! - one file per view: `upstreams`, `detail`, `errors`, `tap`,
-//!   `sidecars`, and `inspector`, drawn over the view a request was opened
-//!   from;
+//!   `sidecars`, `edges`, and `inspector`, drawn over the view a request
+//!   was opened from;
 //! - `grid`: the width-fitting table they all use.
 
 mod detail;
+mod edges;
 mod errors;
 mod grid;
 mod histogram;
@@ -31,6 +32,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph, Tabs, Widget, Wrap};
 
 pub use detail::DetailView;
+pub use edges::EdgesView;
 pub use errors::ErrorsView;
 pub use inspector::{InspectorView, inspector_lines};
 pub use sidecars::SidecarsView;
@@ -101,6 +103,7 @@ impl Widget for &Screen<'_> {
                 Tab::Errors => Widget::render(&ErrorsView { model, ui }, body, buf),
                 Tab::Tap => Widget::render(&TapView { model, ui }, body, buf),
                 Tab::Sidecars => Widget::render(&SidecarsView { model, ui }, body, buf),
+                Tab::Edges => Widget::render(&EdgesView { model, ui }, body, buf),
             },
         }
         if let Some(progress) = &ui.replay {

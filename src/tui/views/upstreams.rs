@@ -1,6 +1,8 @@
 //! View 1, Upstreams: one row per (direction, authority) with rates,
-//! success and latency over the window, and under the table the selected
+//! success and latency over the window and who calls it, and under the table the selected
 //! row's requests per second and, when wide, its latency histogram.
+
+use std::collections::HashMap;
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -10,7 +12,7 @@ use ratatui::widgets::{Block, Borders, Sparkline, SparklineBar, Widget};
 use super::grid::{ALWAYS, Column, Grid, GridRow};
 use super::histogram::{self, LatencyHistogram};
 use super::{SUCCESS_RED, SUCCESS_YELLOW, WIDE, direction_header, direction_label};
-use crate::tui::format::{figure_cells, header, stale_age};
+use crate::tui::format::{callers_label, figure_cells, header, stale_age};
 use crate::tui::input::UiState;
 use crate::tui::model::{HISTORY_SECONDS, Model, SortColumn, UpstreamRow};
 
@@ -50,7 +52,8 @@ impl Widget for &UpstreamsView<'_> {
         } else {
             "no upstream matches (see the filter, and e for failures only)"
         };
-        upstream_grid(&rows, ui, area.width)
+        let callers = model.callers(ui.window, &ui.filter);
+        upstream_grid(&rows, callers.as_ref(), ui, area.width)
             .selected(selected)
             .empty(empty)
             .fill_min(AUTHORITY_MIN)
@@ -88,8 +91,16 @@ impl Widget for &UpstreamsView<'_> {
     }
 }
 
-fn upstream_grid(rows: &[UpstreamRow], ui: &UiState, width: u16) -> Grid<'static> {
-    let columns = SortColumn::ALL
+/// The table; after the sortable columns, CALLERS (who calls each
+/// authority, from the edges; `None` under a filter edges do not take),
+/// the first column dropped when narrow.
+fn upstream_grid(
+    rows: &[UpstreamRow],
+    callers: Option<&HashMap<String, Vec<String>>>,
+    ui: &UiState,
+    width: u16,
+) -> Grid<'static> {
+    let mut columns: Vec<Column> = SortColumn::ALL
         .iter()
         .map(|&column| {
             let keep = match column {
@@ -122,6 +133,9 @@ fn upstream_grid(rows: &[UpstreamRow], ui: &UiState, width: u16) -> Grid<'static
             }
         })
         .collect();
+    if callers.is_some() {
+        columns.push(Column::text("CALLERS", 0));
+    }
     let rows = rows
         .iter()
         .map(|row| {
@@ -136,6 +150,9 @@ fn upstream_grid(rows: &[UpstreamRow], ui: &UiState, width: u16) -> Grid<'static
                 },
             ];
             cells.extend(figure_cells(row));
+            if let Some(callers) = callers {
+                cells.push(callers_label(callers.get(&row.key.authority)));
+            }
             GridRow {
                 cells,
                 style: upstream_style(row),
