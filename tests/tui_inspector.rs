@@ -19,12 +19,15 @@ use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use meshtop::filter::FilterExpr;
-use meshtop::schema::{Hello, Message, RequestEvent, SidecarDesc, decode};
+use meshtop::schema::{
+    Counts, Hello, Message, RequestEvent, SidecarDesc, Stats, UpstreamStats, decode,
+};
+use meshtop::telemetry::stats::{encode_histogram, new_latency_histogram};
 use meshtop::telemetry::{Direction, ErrorKind, HttpProtocol};
 use meshtop::tui::input::{Action, RequestList, Tab, UiState};
 use meshtop::tui::inspect::command_line;
 use meshtop::tui::model::{
-    ErrorKey, FAILURE_SAMPLE_BYTES, FAILURES_PER_GROUP, Model, TAP_CAPACITY,
+    ErrorKey, FAILURE_SAMPLE_BYTES, FAILURES_PER_GROUP, Model, RequestCaller, TAP_CAPACITY,
 };
 use meshtop::tui::views::draw;
 use ratatui::Terminal;
@@ -290,6 +293,66 @@ fn a_long_path_wraps_whole_and_scrolls() {
         scroll.map(|s| s - 1),
         "one key up moves one line up"
     );
+}
+
+/// One second of `sidecar`'s outbound stats: a request to `authority`.
+fn outbound_stats(sidecar: &str, authority: &str) -> Message {
+    let mut histogram = new_latency_histogram();
+    histogram.record(1_000).expect("in range");
+    Message::Stats(Stats {
+        ts: "2026-11-30T00:00:02Z".into(),
+        sidecar: sidecar.into(),
+        interval_ms: 1_000,
+        upstreams: vec![UpstreamStats {
+            direction: Direction::Outbound,
+            authority: authority.into(),
+            counts: Counts {
+                requests: 1,
+                latency: encode_histogram(&histogram),
+                ..Counts::default()
+            },
+            routes: Vec::new(),
+            clients: Vec::new(),
+        }],
+        backfill: false,
+    })
+}
+
+#[test]
+fn the_caller_of_an_inbound_request_is_told_by_address_then_by_who_calls() {
+    let mut model = Model::new(["ws://a".into(), "ws://b".into(), "ws://c".into()]);
+    // Three pods on one address, as in the demo.
+    for (source, name) in ["vote-bot", "web", "emoji"].into_iter().enumerate() {
+        model.ingest_message(source, &hello(name, "127.0.0.1"));
+    }
+    let mut call = list_call();
+    call.client = "127.0.0.1:40000".into();
+    assert_eq!(
+        model.request_caller(&call),
+        RequestCaller::OneOf(vec!["vote-bot", "web", "emoji"])
+    );
+    // vote-bot's stats name web's authority: it is the caller.
+    model.ingest_message(0, &outbound_stats("vote-bot", WEB));
+    assert_eq!(
+        model.request_caller(&call),
+        RequestCaller::Sidecar("vote-bot")
+    );
+    let ui = inspect_tap(
+        &{
+            model.ingest_message(1, &Message::Request(call.clone()));
+            model.clone()
+        },
+        0,
+    );
+    let screen = screen(&model, &ui, 160, 48);
+    assert!(
+        screen.contains("127.0.0.1:40000 (vote-bot's pod)"),
+        "{screen}"
+    );
+    // An address no sidecar has, and an outbound request.
+    call.client = "10.9.9.9:1".into();
+    assert_eq!(model.request_caller(&call), RequestCaller::Unknown);
+    assert_eq!(model.request_caller(&doughnut()), RequestCaller::App);
 }
 
 #[test]

@@ -51,7 +51,7 @@ mod edges;
 mod selected;
 pub use by_events::Figures;
 pub use distribution::{Distribution, LatencyBucket, Scale};
-pub use edges::{EdgeRow, FilterNotForEdges, MAX_EDGES};
+pub use edges::{EdgeRow, FilterNotForEdges, MAX_EDGES, RequestCaller};
 
 /// Seconds of per-upstream history kept (charts and the largest window).
 pub const HISTORY_SECONDS: usize = 600;
@@ -1117,21 +1117,6 @@ impl Model {
     /// Upstreams evicted so far to stay within the model's bounds.
     pub fn evicted_upstreams(&self) -> u64 {
         self.evicted_upstreams
-    }
-
-    /// The names of the attached sidecars whose pod has address `ip` (from
-    /// their `hello`), in the order they were attached: several where
-    /// pods share an address (the demo runs every pod on 127.0.0.1).
-    pub fn sidecars_with_address(&self, ip: &str) -> Vec<&str> {
-        self.sidecars
-            .iter()
-            .filter(|s| {
-                s.hello
-                    .as_ref()
-                    .is_some_and(|hello| hello.addresses.iter().any(|a| a == ip))
-            })
-            .map(SidecarState::name)
-            .collect()
     }
 
     pub fn sidecars(&self) -> &[SidecarState] {

@@ -45,8 +45,22 @@ use hdrhistogram::Histogram;
 
 use super::{Model, Part, UpstreamKey, Window, success_rate};
 use crate::filter::{FilterExpr, Scope, StatsFacts};
+use crate::schema::RequestEvent;
 use crate::telemetry::Direction;
 use crate::telemetry::stats::{decode_histogram, new_latency_histogram};
+
+/// Who sent a request ([`Model::request_caller`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RequestCaller<'a> {
+    /// An outbound request: the app beside the sidecar that recorded it.
+    App,
+    /// The attached sidecar whose pod has the client address.
+    Sidecar(&'a str),
+    /// One of these sidecars, whose pods share the client address.
+    OneOf(Vec<&'a str>),
+    /// No attached sidecar is known by the client address.
+    Unknown,
+}
 
 /// Edges returned at most; the least recently active are left out past it.
 pub const MAX_EDGES: usize = 1_000;
@@ -358,6 +372,44 @@ impl Model {
             rows.truncate(MAX_EDGES);
         }
         rows
+    }
+
+    /// Who sent `request`, as far as the attached sidecars tell (the
+    /// request inspector's question): for an outbound request, the app
+    /// beside its sidecar; for an inbound one, the attached sidecar known
+    /// by the client address, or of several the one whose outbound `stats`
+    /// named the authority, as for edges.
+    pub fn request_caller(&self, request: &RequestEvent) -> RequestCaller<'_> {
+        if request.direction == Direction::Outbound {
+            return RequestCaller::App;
+        }
+        let ip = match request.client.parse::<std::net::SocketAddr>() {
+            Ok(addr) => addr.ip(),
+            Err(_) => match request.client.parse::<IpAddr>() {
+                Ok(ip) => ip,
+                Err(_) => return RequestCaller::Unknown,
+            },
+        };
+        let addresses = self.sidecars_by_address();
+        let Some(known) = addresses.get(&ip) else {
+            return RequestCaller::Unknown;
+        };
+        let outbound = UpstreamKey {
+            direction: Direction::Outbound,
+            authority: request.authority.clone(),
+        };
+        let mut calls: HashSet<(&str, &str)> = HashSet::new();
+        if let Some(state) = self.upstreams.get(&outbound) {
+            for (source, _) in &state.sources {
+                if let Some(sidecar) = self.sidecars.get(*source) {
+                    calls.insert((sidecar.name(), &request.authority));
+                }
+            }
+        }
+        match caller_of(&ip.to_string(), &request.authority, &addresses, &calls) {
+            Some(name) => RequestCaller::Sidecar(name),
+            None => RequestCaller::OneOf(known.clone()),
+        }
     }
 
     /// The attached sidecars' names by the addresses their hellos give.

@@ -15,7 +15,7 @@ use crate::schema::{Direction, RequestEvent};
 use crate::tui::format::{format_latency, text_width};
 use crate::tui::input::{Inspector, RequestList, UiState};
 use crate::tui::inspect::{REDACTED, command_line, explain, grpc_text, status_text};
-use crate::tui::model::Model;
+use crate::tui::model::{Model, RequestCaller};
 
 /// Columns of the labels, and the indent of the values and their wraps.
 const LABEL: usize = 11;
@@ -256,32 +256,16 @@ fn fields(model: &Model, event: &RequestEvent, width: usize) -> Vec<Line<'static
     lines
 }
 
-/// The client address, and who it is when the sidecars say: for outbound
-/// requests the app beside the sidecar, for inbound ones the attached
-/// sidecar whose pod has that address.
+/// The client address, and who it is when the sidecars say (see
+/// [`Model::request_caller`]).
 fn client_text(model: &Model, event: &RequestEvent) -> String {
-    let who = match event.direction {
-        Direction::Outbound => format!("{}'s app", event.sidecar),
-        Direction::Inbound => {
-            let ip = client_ip(&event.client);
-            match model.sidecars_with_address(ip).as_slice() {
-                [] => return event.client.clone(),
-                [one] => format!("{one}'s pod"),
-                several => format!("the pod of one of {}", several.join(", ")),
-            }
-        }
+    let who = match model.request_caller(event) {
+        RequestCaller::App => format!("{}'s app", event.sidecar),
+        RequestCaller::Sidecar(name) => format!("{name}'s pod"),
+        RequestCaller::OneOf(names) => format!("the pod of one of {}", names.join(", ")),
+        RequestCaller::Unknown => return event.client.clone(),
     };
     format!("{} ({who})", event.client)
-}
-
-/// The IP address of `ip:port` or `[ip]:port`.
-fn client_ip(client: &str) -> &str {
-    match client.parse::<std::net::SocketAddr>() {
-        Ok(_) => client.rsplit_once(':').map_or(client, |(ip, _)| {
-            ip.trim_start_matches('[').trim_end_matches(']')
-        }),
-        Err(_) => client,
-    }
 }
 
 /// Milliseconds to whole microseconds.
@@ -365,12 +349,5 @@ mod tests {
         let bar: String = lines[0].spans.iter().map(|s| s.content.as_ref()).collect();
         assert_eq!(bar.chars().filter(|&c| c == '█').count(), 30);
         assert_eq!(bar.chars().filter(|&c| c == '░').count(), 10);
-    }
-
-    #[test]
-    fn client_addresses_lose_their_port() {
-        assert_eq!(client_ip("10.0.0.7:5555"), "10.0.0.7");
-        assert_eq!(client_ip("[::1]:5555"), "::1");
-        assert_eq!(client_ip("unknown"), "unknown");
     }
 }
