@@ -337,13 +337,8 @@ fn the_caller_of_an_inbound_request_is_told_by_address_then_by_who_calls() {
         model.request_caller(&call),
         RequestCaller::Sidecar("vote-bot")
     );
-    let ui = inspect_tap(
-        &{
-            model.ingest_message(1, &Message::Request(call.clone()));
-            model.clone()
-        },
-        0,
-    );
+    model.ingest_message(1, &Message::Request(call.clone()));
+    let ui = inspect_tap(&model, 0);
     let screen = screen(&model, &ui, 160, 48);
     assert!(
         screen.contains("127.0.0.1:40000 (vote-bot's pod)"),
