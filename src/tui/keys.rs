@@ -50,6 +50,8 @@ pub enum Command {
     Follow,
     /// Detail only: the latency histogram on a log or a linear scale.
     LatencyScale,
+    /// Upstreams only: the next grouping of the rows.
+    GroupBy,
     /// The view of the digit pressed (`1` … `5`).
     View,
     NextView,
@@ -285,7 +287,7 @@ pub static BINDINGS: &[Binding] = &[
         tab: None,
         command: Command::DrillIn,
         keys: "enter",
-        help: "drill into the selected upstream",
+        help: "open the selected upstream (grouped: a sidecar or class filters)",
         hint: hint("enter", "detail"),
     },
     Binding {
@@ -305,6 +307,15 @@ pub static BINDINGS: &[Binding] = &[
         keys: "h",
         help: "detail: latency on a log or a linear scale (p1–p99.9)",
         hint: hint("h", "linear"),
+    },
+    Binding {
+        chords: &[ch('b')],
+        contexts: BROWSE,
+        tab: Some(Tab::Upstreams),
+        command: Command::GroupBy,
+        keys: "b",
+        help: "upstreams: group by authority → route → sidecar → status class",
+        hint: hint("b", "group"),
     },
     Binding {
         chords: &[key(KeyCode::Esc)],

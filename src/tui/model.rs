@@ -33,16 +33,21 @@ use hdrhistogram::Histogram;
 use super::source::{FeedItem, FeedKind};
 use crate::filter::{FilterExpr, Scope, StatsFacts};
 use crate::schema::{
-    Hello, MAX_AUTHORITY, Message, RequestEvent, RouteStats, Stats, one_line, truncate_field,
+    Hello, MAX_AUTHORITY, Message, RequestEvent, RouteStats, Stats, StatusClasses, one_line,
+    truncate_field,
 };
 use crate::telemetry::Direction;
 use crate::telemetry::stats::{MAX_LATENCY_MICROS, decode_histogram, new_latency_histogram};
 
 mod by_events;
 pub mod distribution;
+mod grouped;
 mod selected;
 pub use by_events::Figures;
 pub use distribution::{Distribution, LatencyBucket, Scale};
+pub use grouped::{
+    GroupBy, GroupKey, GroupRow, GroupSource, Grouped, StatusClass, TREND_SECONDS, sort_groups,
+};
 
 /// Seconds of per-upstream history kept (charts and the largest window).
 pub const HISTORY_SECONDS: usize = 600;
@@ -149,6 +154,8 @@ struct Part {
     /// `None` when it did not decode: it would only fail again.
     latency: Option<Arc<str>>,
     routes: Vec<RouteSecond>,
+    /// Requests per HTTP status class (the group-by `status` counts them).
+    status: StatusClasses,
 }
 
 /// One route's share of one sidecar's `stats` of a second.
@@ -608,6 +615,9 @@ pub struct Model {
     /// The last figures counted from events, for as long as the same
     /// question is asked of the same events.
     events_cache: std::cell::RefCell<Option<std::rc::Rc<by_events::EventFigures>>>,
+    /// The last grouped rows (`b`), for as long as the same question is
+    /// asked of the same stats and events ([`grouped`]).
+    groups_cache: std::cell::RefCell<Option<grouped::Cached>>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -639,6 +649,7 @@ impl Model {
             selection: std::cell::RefCell::new(None),
             has_route_stats: false,
             events_cache: std::cell::RefCell::new(None),
+            groups_cache: std::cell::RefCell::new(None),
         }
     }
 
@@ -936,6 +947,7 @@ impl Model {
                 latency.as_ref(),
                 &upstream.routes,
                 sidecar_name.clone(),
+                upstream.counts.status,
             );
             if let (Some(selection), Some(key)) = (self.selection.get_mut(), selected_key)
                 && let Some(part) = state
@@ -1194,11 +1206,17 @@ impl Model {
         let (Some(now), Some(state)) = (self.now_sec, self.upstreams.get(key)) else {
             return history;
         };
-        for second in &state.seconds {
+        // Newest first, stopping at the first second too old: the TREND
+        // column asks for 60 s of each row on every frame, out of 600 kept.
+        for second in state.seconds.iter().rev() {
             let age = now - second.sec;
-            if age >= 0 && (age as usize) < seconds {
-                history[seconds - 1 - age as usize] = (second.requests, second.failures);
+            if age < 0 {
+                continue;
             }
+            if age as usize >= seconds {
+                break;
+            }
+            history[seconds - 1 - age as usize] = (second.requests, second.failures);
         }
         history
     }
@@ -1405,6 +1423,7 @@ impl UpstreamState {
         latency: Option<&Histogram<u64>>,
         routes: &[RouteStats],
         sidecar: Arc<str>,
+        status: StatusClasses,
     ) {
         self.total_requests = self.total_requests.saturating_add(requests);
         self.total_failures = self.total_failures.saturating_add(failures);
@@ -1443,6 +1462,7 @@ impl UpstreamState {
             failures,
             latency: kept,
             routes,
+            status,
         };
         self.seconds_bytes += SECOND_OVERHEAD + part_weight(&part);
         let position = self.seconds.iter().rposition(|s| s.sec <= sec);

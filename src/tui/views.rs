@@ -9,13 +9,14 @@
 //!
 //! - this file: [`draw`], the screen layout, header, tab bar, status line
 //!   and the help overlay;
-//! - one file per view: `upstreams`, `detail`, `errors`, `tap`,
-//!   `sidecars`;
+//! - one file per view: `upstreams` (and `grouped`, its rows grouped by
+//!   `b`), `detail`, `errors`, `tap`, `sidecars`;
 //! - `grid`: the width-fitting table they all use.
 
 mod detail;
 mod errors;
 mod grid;
+mod grouped;
 mod histogram;
 mod sidecars;
 mod tap;

@@ -1,6 +1,11 @@
 //! View 1, Upstreams: one row per (direction, authority) with rates,
 //! success and latency over the window, and under the table the selected
 //! row's requests per second and, when wide, its latency histogram.
+//!
+//! TREND draws each row's requests/s over the last minute, 5 s to a
+//! character, scaled to the row's own peak (blank without traffic); the
+//! bar beside FAILURES is the window's share of failed requests (4
+//! columns for 100 %), in the row's colour like the rest of the row.
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -8,11 +13,12 @@ use ratatui::style::{Style, Stylize};
 use ratatui::widgets::{Block, Borders, Sparkline, SparklineBar, Widget};
 
 use super::grid::{ALWAYS, Column, Grid, GridRow};
+use super::grouped::{GroupedView, title_line};
 use super::histogram::{self, LatencyHistogram};
 use super::{SUCCESS_RED, SUCCESS_YELLOW, WIDE, direction_header, direction_label};
-use crate::tui::format::{figure_cells, header, stale_age};
+use crate::tui::format::{TREND_SECONDS, failure_bar, figure_cells, header, stale_age, trend_cell};
 use crate::tui::input::UiState;
-use crate::tui::model::{HISTORY_SECONDS, Model, SortColumn, UpstreamRow};
+use crate::tui::model::{GroupBy, HISTORY_SECONDS, Model, SortColumn, UpstreamRow};
 
 /// Above this p99 (microseconds) a row is yellow.
 const SLOW_P99_US: u64 = 1_000_000;
@@ -28,6 +34,13 @@ pub struct UpstreamsView<'a> {
 impl Widget for &UpstreamsView<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
         let (model, ui) = (self.model, self.ui);
+        if ui.group_by != GroupBy::Authority {
+            Widget::render(&GroupedView { model, ui }, area, buf);
+            return;
+        }
+        let [title, area] =
+            Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(area);
+        title_line(ui, None).render(title, buf);
         let rows = ui.upstream_rows(model);
         let selected = ui.selected_upstream(&rows);
         // Under the table, the selected row's charts: the table keeps the
@@ -50,7 +63,7 @@ impl Widget for &UpstreamsView<'_> {
         } else {
             "no upstream matches (see the filter, and e for failures only)"
         };
-        upstream_grid(&rows, ui, area.width)
+        upstream_grid(model, &rows, ui, area.width)
             .selected(selected)
             .empty(empty)
             .fill_min(AUTHORITY_MIN)
@@ -88,8 +101,14 @@ impl Widget for &UpstreamsView<'_> {
     }
 }
 
-fn upstream_grid(rows: &[UpstreamRow], ui: &UiState, width: u16) -> Grid<'static> {
-    let columns = SortColumn::ALL
+/// Where TREND goes: after RPS, whose recent past it draws.
+const TREND_COLUMN: usize = 3;
+/// TREND is the first column to go when the width is short: the numbers
+/// say more.
+const TREND_KEEP: u8 = 0;
+
+fn upstream_grid(model: &Model, rows: &[UpstreamRow], ui: &UiState, width: u16) -> Grid<'static> {
+    let mut columns: Vec<Column> = SortColumn::ALL
         .iter()
         .map(|&column| {
             let keep = match column {
@@ -122,6 +141,7 @@ fn upstream_grid(rows: &[UpstreamRow], ui: &UiState, width: u16) -> Grid<'static
             }
         })
         .collect();
+    columns.insert(TREND_COLUMN, Column::text("TREND", TREND_KEEP));
     let rows = rows
         .iter()
         .map(|row| {
@@ -136,6 +156,16 @@ fn upstream_grid(rows: &[UpstreamRow], ui: &UiState, width: u16) -> Grid<'static
                 },
             ];
             cells.extend(figure_cells(row));
+            let history: Vec<u64> = model
+                .rate_history(&row.key, TREND_SECONDS)
+                .into_iter()
+                .map(|(requests, _)| requests)
+                .collect();
+            cells.insert(TREND_COLUMN, trend_cell(&history));
+            if let Some(failures) = cells.last_mut() {
+                // The count since attach, then the window's share.
+                *failures = format!("{failures} {}", failure_bar(row.success));
+            }
             GridRow {
                 cells,
                 style: upstream_style(row),
@@ -146,7 +176,7 @@ fn upstream_grid(rows: &[UpstreamRow], ui: &UiState, width: u16) -> Grid<'static
 }
 
 /// Whether `sort_rows` puts the smallest first for this column (unreversed).
-fn ascending(column: SortColumn) -> bool {
+pub(super) fn ascending(column: SortColumn) -> bool {
     matches!(
         column,
         SortColumn::Direction | SortColumn::Authority | SortColumn::Success
