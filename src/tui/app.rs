@@ -11,10 +11,10 @@ use futures_util::StreamExt;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::format::headless_table;
+use super::format::headless_grouped_table;
 use super::input::{Action, UiState};
 use super::keys::PlayerCommand;
-use super::model::{Model, Window};
+use super::model::{GroupBy, Model, Window};
 use super::replay::{Control, Progress};
 use super::source::{FeedItem, FeedKind, FeedReceiver};
 use super::views;
@@ -43,6 +43,8 @@ pub struct ShowOptions {
     /// [`crate::tui::source::subscription`]); `None`: they keep theirs.
     pub subscription: Option<watch::Sender<FilterExpr>>,
     pub window: Window,
+    /// How the Upstreams table (and the `--headless` table) groups rows.
+    pub group_by: GroupBy,
     /// Stop after this long.
     pub duration: Option<Duration>,
     /// Every message received is also written here (`--record`).
@@ -218,7 +220,7 @@ pub async fn show(
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let print = |model: &Model, periodic_tick: bool| {
                 if (periodic_tick && periodic.is_some()) || (!periodic_tick && final_table) {
-                    print_table(model, options.window, &options.filter)
+                    print_table(model, options.window, &options.filter, options.group_by)
                 } else {
                     Ok(())
                 }
@@ -282,6 +284,7 @@ pub async fn show(
             }
             let mut ui = UiState::new(options.filter.clone());
             ui.window = options.window;
+            ui.group_by = options.group_by;
             ui.recording = sink.writer.is_some();
             ui.note = options.note.clone();
             let mut terminal = ratatui::try_init()?;
@@ -455,9 +458,14 @@ fn replay_control(replay: &ReplayHandle, command: PlayerCommand, seeks: &mut u64
 }
 
 /// Prints the upstream table (and a blank line, separating tables).
-fn print_table(model: &Model, window: Window, filter: &FilterExpr) -> io::Result<()> {
+fn print_table(
+    model: &Model,
+    window: Window,
+    filter: &FilterExpr,
+    group_by: GroupBy,
+) -> io::Result<()> {
     let mut out = io::stdout().lock();
-    out.write_all(headless_table(model, window, filter).as_bytes())?;
+    out.write_all(headless_grouped_table(model, window, filter, group_by).as_bytes())?;
     out.write_all(b"\n")?;
     out.flush()
 }
