@@ -211,9 +211,11 @@ fn render(c: &mut Criterion) {
     // (two windows in turn, so the kept result never answers).
     let mut group = c.benchmark_group("grouping");
     let filter = FilterExpr::default();
+    // Outside the bench's closure, which criterion calls once per sample:
+    // restarting the cycle would let a sample's first call hit.
+    let mut windows = [Window::TenSeconds, Window::OneMinute].into_iter().cycle();
     for by in [GroupBy::Route, GroupBy::Sidecar, GroupBy::Status] {
         group.bench_function(format!("by {}, 200 upstreams, computed", by.label()), |b| {
-            let mut windows = [Window::TenSeconds, Window::OneMinute].into_iter().cycle();
             b.iter(|| {
                 let window = windows.next().unwrap_or_default();
                 black_box(model.grouped(by, window, &filter));
