@@ -3,8 +3,7 @@
 //! - the model ingesting request events [≥ 300,000 events/s on one core],
 //!   also across 5,000 upstreams and past the bound of upstreams kept,
 //!   and parsing plus ingesting them as they arrive from a sidecar;
-//! - a full frame of the Upstreams view with 200 upstreams at 200×50
-//!   [≤ 3 ms];
+//! - a full frame of each view with 200 upstreams at 200×50 [≤ 3 ms];
 //! - replaying a recording as fast as possible (`replay --headless --speed
 //!   max`: reading the file, decoding, ingesting) [≥ 200,000 messages/s].
 //!
@@ -16,12 +15,12 @@ use std::time::{Duration, UNIX_EPOCH};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use meshtop::filter::FilterExpr;
 use meshtop::schema::{
-    Counts, Message, RequestEvent, Stats, StatusClasses, UpstreamStats, timestamp,
+    Counts, Message, RequestEvent, RouteStats, Stats, StatusClasses, UpstreamStats, timestamp,
 };
 use meshtop::telemetry::stats::{encode_histogram, new_latency_histogram};
 use meshtop::telemetry::{Direction, HttpProtocol};
-use meshtop::tui::input::UiState;
-use meshtop::tui::model::Model;
+use meshtop::tui::input::{Tab, UiState};
+use meshtop::tui::model::{GroupBy, Model, UpstreamKey, Window};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
@@ -133,7 +132,22 @@ fn model_with_upstreams(n: usize) -> Model {
                         resp_bytes: 1000,
                         latency: encode_histogram(&latency),
                     },
-                    routes: Vec::new(),
+                    routes: ["/v1/ListAll", "/v1/FindByShortcode", "/v1/Vote"]
+                        .into_iter()
+                        .map(|route| RouteStats {
+                            route: route.into(),
+                            counts: Counts {
+                                requests: 7,
+                                failures: 0,
+                                status: StatusClasses::default(),
+                                grpc_status: Default::default(),
+                                errors: Default::default(),
+                                req_bytes: 30,
+                                resp_bytes: 300,
+                                latency: encode_histogram(&latency),
+                            },
+                        })
+                        .collect(),
                     clients: Vec::new(),
                 }
             })
@@ -150,17 +164,65 @@ fn model_with_upstreams(n: usize) -> Model {
     model
 }
 
+/// A frame of each view with 200 upstreams at 200×50, each its own bench
+/// (`cargo bench --bench tui -- view`), with request events in the tap so
+/// that Errors and Tap have rows to draw.
 fn render(c: &mut Criterion) {
-    let model = model_with_upstreams(200);
-    let ui = UiState::new(FilterExpr::default());
+    let mut model = model_with_upstreams(200);
+    for i in 0..2_000 {
+        model.ingest_message(0, &request(i));
+    }
     let mut terminal = Terminal::new(TestBackend::new(200, 50)).expect("test backend");
-    c.bench_function("upstreams view, 200 upstreams, 200x50", |b| {
-        b.iter(|| {
-            terminal
-                .draw(|frame| meshtop::tui::views::draw(frame, black_box(&model), &ui))
-                .expect("draws");
-        })
-    });
+    let mut group = c.benchmark_group("view");
+    for tab in Tab::ALL {
+        let mut ui = UiState::new(FilterExpr::default());
+        ui.tab = tab;
+        if tab == Tab::Detail {
+            ui.detail = Some(UpstreamKey {
+                direction: Direction::Outbound,
+                authority: "service-000.namespace-0.svc.cluster.local:8080".into(),
+            });
+        }
+        let name = format!("{}, 200 upstreams, 200x50", tab.title().to_lowercase());
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                terminal
+                    .draw(|frame| meshtop::tui::views::draw(frame, black_box(&model), &ui))
+                    .expect("draws");
+            })
+        });
+    }
+    // The Upstreams view grouped (`b`): a frame as drawn between two
+    // `stats` messages, the grouping computed once and kept.
+    for by in [GroupBy::Route, GroupBy::Sidecar, GroupBy::Status] {
+        let mut ui = UiState::new(FilterExpr::default());
+        ui.group_by = by;
+        let name = format!("upstreams by {}, 200 upstreams, 200x50", by.label());
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                terminal
+                    .draw(|frame| meshtop::tui::views::draw(frame, black_box(&model), &ui))
+                    .expect("draws");
+            })
+        });
+    }
+    group.finish();
+    // What a new `stats` message costs the grouping once: computed afresh
+    // (two windows in turn, so the kept result never answers).
+    let mut group = c.benchmark_group("grouping");
+    let filter = FilterExpr::default();
+    // Outside the bench's closure, which criterion calls once per sample:
+    // restarting the cycle would let a sample's first call hit.
+    let mut windows = [Window::TenSeconds, Window::OneMinute].into_iter().cycle();
+    for by in [GroupBy::Route, GroupBy::Sidecar, GroupBy::Status] {
+        group.bench_function(format!("by {}, 200 upstreams, computed", by.label()), |b| {
+            b.iter(|| {
+                let window = windows.next().unwrap_or_default();
+                black_box(model.grouped(by, window, &filter));
+            })
+        });
+    }
+    group.finish();
 }
 
 fn replay(c: &mut Criterion) {

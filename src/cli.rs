@@ -18,7 +18,7 @@ use crate::proxy::{DEFAULT_INBOUND, DEFAULT_OUTBOUND, Dest, ListenerConfig, Prox
 use crate::recording::{RecordingWriter, SourceInfo};
 use crate::telemetry::Direction;
 use crate::tui::app::{Output, ReplayHandle, SessionEnd, ShowError, ShowOptions, TableView, show};
-use crate::tui::model::Window;
+use crate::tui::model::{GroupBy, Window};
 use crate::tui::replay::{Control, Playback, Progress, Speed, play};
 use crate::tui::source::{Target, feed, spawn_sources, subscription};
 
@@ -294,6 +294,15 @@ pub struct DisplayArgs {
     /// Window of rates and percentiles: 10s, 1m or 5m (`w` cycles in the UI)
     #[arg(long, value_name = "WINDOW", default_value = "1m", value_parser = parse_window)]
     pub window: Window,
+    /// Rows of the Upstreams table (and of --headless): one per authority, route, sidecar or status class (`b` cycles in the UI)
+    #[arg(
+        long,
+        value_name = "GROUPING",
+        value_enum,
+        default_value = "authority",
+        conflicts_with = "json"
+    )]
+    pub group_by: GroupByArg,
     /// Frames drawn per second
     #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=120))]
     pub fps: u32,
@@ -315,6 +324,11 @@ impl DisplayArgs {
             }
             Output::Json
         } else if self.headless {
+            if view == TableView::Edges && self.group_by != GroupByArg::Authority {
+                return Err(CliError::usage(
+                    "--group-by groups the upstreams table, and --headless --view edges prints edges: use one of them",
+                ));
+            }
             Output::Headless {
                 interval: Some(self.interval),
                 view,
@@ -329,6 +343,26 @@ impl DisplayArgs {
             return Err(CliError::usage(ShowError::NotATerminal.to_string()));
         }
         Ok(output)
+    }
+}
+
+/// `--group-by`: the command line's names of [`GroupBy`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum GroupByArg {
+    Authority,
+    Route,
+    Sidecar,
+    Status,
+}
+
+impl From<GroupByArg> for GroupBy {
+    fn from(arg: GroupByArg) -> GroupBy {
+        match arg {
+            GroupByArg::Authority => GroupBy::Authority,
+            GroupByArg::Route => GroupBy::Route,
+            GroupByArg::Sidecar => GroupBy::Sidecar,
+            GroupByArg::Status => GroupBy::Status,
+        }
     }
 }
 
@@ -796,6 +830,7 @@ async fn run_attach(args: AttachArgs) -> Result<(), CliError> {
         output,
         filter: args.display.filter.clone().unwrap_or_default(),
         window: args.display.window,
+        group_by: args.display.group_by.into(),
         duration: args.duration,
         recording,
         note: None,
@@ -811,6 +846,7 @@ struct LiveSession {
     output: Output,
     filter: FilterExpr,
     window: Window,
+    group_by: GroupBy,
     duration: Option<Duration>,
     recording: Option<RecordingWriter>,
     note: Option<String>,
@@ -828,6 +864,7 @@ impl LiveSession {
             filter: self.filter,
             subscription,
             window: self.window,
+            group_by: self.group_by,
             duration: self.duration,
             recording: self.recording,
             replay: None,
@@ -914,6 +951,7 @@ async fn run_record(args: RecordArgs) -> Result<(), CliError> {
         output: Output::Silent,
         filter: FilterExpr::default(),
         window: Window::default(),
+        group_by: GroupBy::default(),
         duration: args.duration,
         recording: Some(writer),
         note: None,
@@ -989,6 +1027,7 @@ async fn run_replay(args: ReplayArgs) -> Result<(), CliError> {
         filter: args.display.filter.clone().unwrap_or_default(),
         subscription: None,
         window: args.display.window,
+        group_by: args.display.group_by.into(),
         duration: None,
         recording: None,
         replay: Some(ReplayHandle { control, progress }),
@@ -1078,6 +1117,7 @@ async fn run_demo(
         output,
         filter: args.display.filter.clone().unwrap_or_default(),
         window: args.display.window,
+        group_by: args.display.group_by.into(),
         duration: args.duration,
         recording,
         note: Some(note),

@@ -539,3 +539,56 @@ fn a_view_with_json_is_refused_in_one_line() {
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
     assert!(stderr.contains("--view"), "{stderr}");
 }
+
+/// `--group-by` groups the table, which `--json` has none of: together
+/// they are refused in one line, as is a grouping that does not exist.
+#[test]
+fn group_by_is_refused_with_json_and_unknown_groupings_in_one_line() {
+    assert_one_line_usage_error(&["demo", "--json", "--group-by", "sidecar"], "--group-by");
+    assert_one_line_usage_error(&["replay", "x.ndjson", "--group-by", "pod"], "pod");
+    // The edges table has no groupings either.
+    assert_one_line_usage_error(
+        &[
+            "replay",
+            "x.ndjson",
+            "--headless",
+            "--view",
+            "edges",
+            "--group-by",
+            "route",
+        ],
+        "--group-by",
+    );
+}
+
+/// The headless demo grouped by sidecar prints one row per sidecar of the
+/// demo, the same grouping the TUI would start with.
+#[test]
+fn the_headless_demo_groups_its_table_by_sidecar() {
+    let output = meshtop_bin()
+        .args([
+            "demo",
+            "--headless",
+            "--duration",
+            "4s",
+            "--admin-base",
+            "0",
+            "--group-by",
+            "sidecar",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let last = stdout.trim_end().rsplit("\n\n").next().unwrap_or_default();
+    assert!(last.starts_with("SIDECAR "), "{last}");
+    for sidecar in ["web", "emoji", "voting"] {
+        assert!(
+            last.lines()
+                .any(|l| l.split_whitespace().next() == Some(sidecar)),
+            "no {sidecar} row in\n{last}"
+        );
+    }
+}

@@ -1617,3 +1617,82 @@ fn the_headless_table_names_the_callers_or_counts_them_when_many() {
     let table = headless_table(&model, Window::TenSeconds, &failed);
     assert!(!table.contains("CALLERS"), "{table}");
 }
+
+/// Grouped by route, sidecar or status class, the rows are exact from
+/// `stats` and add up to the upstream they split: requests, rates and the
+/// trend; the latency of a route is its own.
+#[test]
+fn grouped_figures_are_the_sums_of_their_parts() {
+    use meshtop::tui::model::{GroupBy, GroupKey, GroupSource, StatusClass};
+    let mut model = Model::new(["a".to_string(), "b".to_string()]);
+    for sec in 0..20u64 {
+        let routes: Vec<(&str, &[u64], u64)> = vec![
+            ("/v1/VoteDog", &[1000, 3000], sec % 2),
+            ("/v1/VotePig", &[50_000], 0),
+        ];
+        let now = at(T0 + sec);
+        model.ingest_message_at(0, &stats_with_routes("web", T0 + sec, &routes), now);
+        model.ingest_message_at(1, &stats_with_routes("bot", T0 + sec, &routes[..1]), now);
+    }
+    let filter = FilterExpr::default();
+    let window = Window::TenSeconds;
+    let upstream = model.upstream_row(&voting(), window).expect("voting");
+    let sum = |by: GroupBy| {
+        let grouped = model.grouped(by, window, &filter).expect("grouped");
+        let rps: f64 = grouped.rows.iter().map(|r| r.rps).sum();
+        let requests: u64 = grouped.rows.iter().map(|r| r.requests).sum();
+        let trend: u64 = grouped.rows.iter().flat_map(|r| &r.trend).sum();
+        (grouped, rps, requests, trend)
+    };
+    for by in [GroupBy::Route, GroupBy::Sidecar, GroupBy::Status] {
+        let (grouped, rps, requests, trend) = sum(by);
+        assert!(
+            (rps - upstream.rps).abs() < 1e-9,
+            "{by:?}: {rps} ≠ {}",
+            upstream.rps
+        );
+        assert_eq!(requests, upstream.requests, "{by:?}");
+        assert_eq!(trend, upstream.requests, "{by:?}: 20 s, all in the trend");
+        let exact = match by {
+            GroupBy::Status => matches!(grouped.source, GroupSource::CountsFromStats(_)),
+            _ => grouped.source == GroupSource::Stats,
+        };
+        assert!(exact, "{by:?}: {:?}", grouped.source);
+    }
+    let (routes, ..) = sum(GroupBy::Route);
+    let pig = routes
+        .rows
+        .iter()
+        .find(|r| matches!(&r.key, GroupKey::Route { route, .. } if route == "/v1/VotePig"))
+        .expect("VotePig");
+    assert_eq!((pig.requests, pig.success), (20, Some(1.0)));
+    assert!((pig.rps - 1.0).abs() < 1e-9, "{}", pig.rps);
+    assert_eq!(pig.p50.map(|p| p / 1000), Some(50));
+    let (sidecars, ..) = sum(GroupBy::Sidecar);
+    let web = sidecars
+        .rows
+        .iter()
+        .find(|r| r.key == GroupKey::Sidecar("web".into()))
+        .expect("web");
+    // Three requests a second, a failure every other second.
+    assert_eq!((web.requests, web.failures), (60, 10));
+    assert!((web.rps - 3.0).abs() < 1e-9, "{}", web.rps);
+    let (classes, ..) = sum(GroupBy::Status);
+    let errors = classes
+        .rows
+        .iter()
+        .find(|r| r.key == GroupKey::Status(StatusClass::ServerError))
+        .expect("5xx");
+    assert_eq!(errors.requests, upstream.failures);
+    // A filter on a sidecar applies to the groups too.
+    let bot: FilterExpr = "sidecar=bot".parse().expect("valid");
+    let (grouped, rps) = {
+        let g = model
+            .grouped(GroupBy::Route, window, &bot)
+            .expect("grouped");
+        let rps: f64 = g.rows.iter().map(|r| r.rps).sum();
+        (g, rps)
+    };
+    assert_eq!(grouped.rows.len(), 1, "bot calls VoteDog only");
+    assert!((rps - 2.0).abs() < 1e-9);
+}

@@ -1676,3 +1676,82 @@ fn a_filter_on_request_fields_is_refused_by_the_edges_view() {
     assert!(text.contains("filter not applied"), "{text}");
     assert!(!text.contains("vote-bot"), "{text}");
 }
+
+/// `b` cycles the Upstreams table's grouping, the title names it, and
+/// it does nothing in another view.
+#[test]
+fn b_cycles_the_grouping_and_the_title_names_it() {
+    use meshtop::tui::model::GroupBy;
+    let model = fixture();
+    let mut ui = ui();
+    assert!(screen(&model, &ui, 160, 48).contains("upstreams by authority, last 10s"));
+    for (expected, title) in [
+        (GroupBy::Route, "upstreams by route, last 10s"),
+        (GroupBy::Sidecar, "upstreams by sidecar, last 10s"),
+        (GroupBy::Status, "upstreams by status class, last 10s"),
+        (GroupBy::Authority, "upstreams by authority, last 10s"),
+    ] {
+        assert_eq!(press(&mut ui, &model, KeyCode::Char('b')), Action::Redraw);
+        assert_eq!(ui.group_by, expected);
+        assert!(screen(&model, &ui, 160, 48).contains(title), "{title}");
+    }
+    let mut tap = ui_on(Tab::Tap);
+    assert_eq!(press(&mut tap, &model, KeyCode::Char('b')), Action::None);
+    assert_eq!(tap.group_by, GroupBy::Authority);
+}
+
+/// Enter on a route opens its upstream; on a sidecar or a status class it
+/// filters by it and groups by authority again, showing what it selects.
+#[test]
+fn enter_on_a_group_opens_its_upstream_or_filters_by_it() {
+    use meshtop::tui::model::{GroupBy, GroupKey};
+    let model = fixture();
+    let mut ui = ui();
+    ui.group_by = GroupBy::Route;
+    let rows = ui.group_rows(&model);
+    let Some(GroupKey::Route { upstream, .. }) = rows.first().map(|r| r.key.clone()) else {
+        panic!("route rows: {rows:?}")
+    };
+    press(&mut ui, &model, KeyCode::Enter);
+    assert_eq!((ui.tab, ui.detail.as_ref()), (Tab::Detail, Some(&upstream)));
+
+    let mut ui = UiState::new(FilterExpr::default());
+    ui.group_by = GroupBy::Sidecar;
+    press(&mut ui, &model, KeyCode::Down);
+    let rows = ui.group_rows(&model);
+    let GroupKey::Sidecar(name) = &rows[1].key else {
+        panic!("sidecar rows: {rows:?}")
+    };
+    press(&mut ui, &model, KeyCode::Enter);
+    assert_eq!(ui.filter.as_str(), format!("sidecar=\"{name}\""));
+    assert_eq!((ui.tab, ui.group_by), (Tab::Upstreams, GroupBy::Authority));
+
+    let mut ui = UiState::new(FilterExpr::default());
+    ui.group_by = GroupBy::Status;
+    let rows = ui.group_rows(&model);
+    let five = rows
+        .iter()
+        .position(|r| format!("{:?}", r.key).contains("ServerError"))
+        .expect("the fixture has 5xx");
+    for _ in 0..five {
+        press(&mut ui, &model, KeyCode::Down);
+    }
+    press(&mut ui, &model, KeyCode::Enter);
+    assert_eq!(ui.filter.as_str(), "status>=500 status<600");
+    assert_eq!(ui.group_by, GroupBy::Authority);
+}
+
+#[test]
+fn grouped_tables() {
+    use meshtop::tui::model::GroupBy;
+    let model = fixture();
+    for (by, name) in [
+        (GroupBy::Route, "grouped_by_route"),
+        (GroupBy::Sidecar, "grouped_by_sidecar"),
+        (GroupBy::Status, "grouped_by_status"),
+    ] {
+        let mut ui = ui();
+        ui.group_by = by;
+        snapshot_both_sizes(name, &model, &ui);
+    }
+}

@@ -11,10 +11,10 @@ use futures_util::StreamExt;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::format::{headless_edges_table, headless_table};
+use super::format::{headless_edges_table, headless_grouped_table};
 use super::input::{Action, Tab, UiState};
 use super::keys::PlayerCommand;
-use super::model::{Model, Window};
+use super::model::{GroupBy, Model, Window};
 use super::replay::{Control, Progress};
 use super::source::{FeedItem, FeedKind, FeedReceiver};
 use super::views;
@@ -66,6 +66,8 @@ pub struct ShowOptions {
     /// [`crate::tui::source::subscription`]); `None`: they keep theirs.
     pub subscription: Option<watch::Sender<FilterExpr>>,
     pub window: Window,
+    /// How the Upstreams table (and the `--headless` table) groups rows.
+    pub group_by: GroupBy,
     /// Stop after this long.
     pub duration: Option<Duration>,
     /// Every message received is also written here (`--record`).
@@ -241,7 +243,13 @@ pub async fn show(
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let print = |model: &Model, periodic_tick: bool| {
                 if (periodic_tick && periodic.is_some()) || (!periodic_tick && final_table) {
-                    print_table(model, view, options.window, &options.filter)
+                    print_table(
+                        model,
+                        view,
+                        options.window,
+                        &options.filter,
+                        options.group_by,
+                    )
                 } else {
                     Ok(())
                 }
@@ -306,6 +314,7 @@ pub async fn show(
             let mut ui = UiState::new(options.filter.clone());
             ui.window = options.window;
             ui.tab = view.tab();
+            ui.group_by = options.group_by;
             ui.recording = sink.writer.is_some();
             ui.note = options.note.clone();
             let mut terminal = ratatui::try_init()?;
@@ -492,9 +501,10 @@ fn print_table(
     view: TableView,
     window: Window,
     filter: &FilterExpr,
+    group_by: GroupBy,
 ) -> io::Result<()> {
     let table = match view {
-        TableView::Upstreams => headless_table(model, window, filter),
+        TableView::Upstreams => headless_grouped_table(model, window, filter, group_by),
         TableView::Edges => headless_edges_table(model, window, filter),
     };
     let mut out = io::stdout().lock();

@@ -5,7 +5,7 @@
 
 use ratatui::text::Span;
 
-use super::model::{EdgeRow, Model, SortColumn, UpstreamRow, Window};
+use super::model::{EdgeRow, GroupBy, GroupKey, Model, SortColumn, UpstreamRow, Window};
 use crate::filter::FilterExpr;
 
 /// Columns `text` takes on a terminal (wide characters count two).
@@ -118,6 +118,65 @@ pub fn headless_table(model: &Model, window: Window, filter: &FilterExpr) -> Str
     out
 }
 
+/// The plain-text table of `--headless --group-by`: the grouped rows
+/// ([`Model::grouped`]) sorted by group, their names then the figures of
+/// [`figure_cells`], and a last line saying what comes from events.
+/// Grouped by authority, it is [`headless_table`].
+pub fn headless_grouped_table(
+    model: &Model,
+    window: Window,
+    filter: &FilterExpr,
+    by: GroupBy,
+) -> String {
+    let Some(grouped) = model.grouped(by, window, filter) else {
+        return headless_table(model, window, filter);
+    };
+    let mut rows = grouped.rows.clone();
+    rows.sort_by(|a, b| a.key.cmp(&b.key));
+    let names: &[&str] = match by {
+        GroupBy::Route => &["DIRECTION", "AUTHORITY", "ROUTE"],
+        GroupBy::Sidecar => &["SIDECAR"],
+        GroupBy::Status | GroupBy::Authority => &["STATUS"],
+    };
+    let mut header: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+    header.extend(SortColumn::ALL[2..].iter().map(|c| header_of(*c)));
+    let lines: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let mut cells = match &r.key {
+                GroupKey::Route { upstream, route } => vec![
+                    upstream.direction.to_string(),
+                    upstream.authority.clone(),
+                    route.clone(),
+                ],
+                GroupKey::Sidecar(name) => vec![name.clone()],
+                GroupKey::Status(class) => vec![class.label().to_owned()],
+            };
+            cells.extend([
+                format_rps(r.rps),
+                format_success(r.success),
+                format_latency(r.p50),
+                format_latency(r.p90),
+                format_latency(r.p99),
+                format_latency(r.max),
+                r.requests.to_string(),
+                r.failures.to_string(),
+            ]);
+            cells
+        })
+        .collect();
+    let text: Vec<usize> = (0..names.len()).collect();
+    let mut out = aligned(&header, &lines, &text);
+    if let Some(label) = grouped.label() {
+        out.push_str(&format!("({label})\n"));
+    }
+    out
+}
+
+fn header_of(column: SortColumn) -> String {
+    header(column).to_owned()
+}
+
 /// Lines of cells in aligned columns, two spaces apart: the `text`
 /// columns left-aligned, numbers right-aligned; trailing spaces trimmed.
 fn aligned(header: &[String], lines: &[Vec<String>], text: &[usize]) -> String {
@@ -211,4 +270,89 @@ pub fn headless_edges_table(model: &Model, window: Window, filter: &FilterExpr) 
     let header: Vec<String> = EDGE_HEADERS.iter().map(|h| (*h).to_owned()).collect();
     let lines: Vec<Vec<String>> = rows.iter().map(|r| edge_cells(r).to_vec()).collect();
     aligned(&header, &lines, &[0, 1])
+}
+
+/// Seconds the TREND column covers.
+pub use super::model::TREND_SECONDS;
+/// Seconds each character of the TREND column sums.
+pub const TREND_STEP: usize = 5;
+/// Columns of the failure-share bar beside FAILURES: all of them is 100 %.
+pub const FAILURE_BAR_WIDTH: usize = 4;
+
+const LEVELS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+const EIGHTHS: [char; 7] = ['▏', '▎', '▍', '▌', '▋', '▊', '▉'];
+
+/// The TREND cell: `per_second` requests (oldest first) summed
+/// [`TREND_STEP`] seconds to a character and drawn with `▁`…`█`, each row
+/// scaled to its own peak (the RPS column already compares rows; the trend
+/// says whether this one is rising, falling or bursty). A step without
+/// requests is a blank, so a row without traffic is blank, not a flat bar;
+/// any traffic shows at least `▁`.
+pub fn trend_cell(per_second: &[u64]) -> String {
+    let steps: Vec<u64> = per_second
+        .chunks(TREND_STEP)
+        .map(|chunk| chunk.iter().fold(0u64, |sum, n| sum.saturating_add(*n)))
+        .collect();
+    let peak = steps.iter().copied().max().unwrap_or(0);
+    steps
+        .iter()
+        .map(|&n| {
+            if n == 0 || peak == 0 {
+                ' '
+            } else {
+                // 1..=8 eighths of the peak, rounded up.
+                let level = (u128::from(n) * 8).div_ceil(u128::from(peak)).clamp(1, 8);
+                LEVELS[level as usize - 1]
+            }
+        })
+        .collect()
+}
+
+/// The bar beside FAILURES: the window's share of failed requests (what
+/// SUCCESS leaves), [`FAILURE_BAR_WIDTH`] columns for 100 % in eighths of
+/// a column, any failure at least `▏`; blanks without failures or without
+/// requests in the window. Always [`FAILURE_BAR_WIDTH`] columns wide, so
+/// the bars of a column line up.
+pub fn failure_bar(success: Option<f64>) -> String {
+    let share = success.map_or(0.0, |s| (1.0 - s).clamp(0.0, 1.0));
+    let total = FAILURE_BAR_WIDTH * 8;
+    let eighths = if share > 0.0 {
+        ((share * total as f64).ceil() as usize).clamp(1, total)
+    } else {
+        0
+    };
+    let mut bar: String = "█".repeat(eighths / 8);
+    if eighths % 8 > 0 {
+        bar.push(EIGHTHS[eighths % 8 - 1]);
+    }
+    let used = eighths.div_ceil(8);
+    bar.push_str(&" ".repeat(FAILURE_BAR_WIDTH - used));
+    bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_trend_is_scaled_to_its_peak_and_blank_without_traffic() {
+        assert_eq!(trend_cell(&[0; 60]), " ".repeat(12));
+        let mut rising = vec![0u64; 60];
+        for (i, n) in rising.iter_mut().enumerate() {
+            *n = (i / 5) as u64;
+        }
+        assert_eq!(trend_cell(&rising), " ▁▂▃▃▄▅▆▆▇██");
+        assert_eq!(trend_cell(&[1, 0, 0, 0, 0, 1000, 0, 0, 0, 0]), "▁█");
+    }
+
+    #[test]
+    fn the_failure_bar_is_the_failed_share_in_eighths() {
+        assert_eq!(failure_bar(None), "    ");
+        assert_eq!(failure_bar(Some(1.0)), "    ");
+        assert_eq!(failure_bar(Some(0.0)), "████");
+        assert_eq!(failure_bar(Some(0.999)), "▏   ");
+        assert_eq!(failure_bar(Some(0.85)), "▋   ");
+        assert_eq!(failure_bar(Some(0.7)), "█▎  ");
+        assert_eq!(failure_bar(Some(0.5)), "██  ");
+    }
 }

@@ -12,8 +12,8 @@ use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use super::keys::{self, Command, Context, PlayerCommand};
 use super::model::{
-    EdgeRow, ErrorKey, Model, Scale, SidecarState, SortColumn, TapEntry, UpstreamKey, UpstreamRow,
-    Window, sort_rows,
+    EdgeRow, ErrorKey, GroupBy, GroupKey, GroupRow, Model, Scale, SidecarState, SortColumn,
+    TapEntry, UpstreamKey, UpstreamRow, Window, sort_groups, sort_rows,
 };
 use crate::filter::FilterExpr;
 
@@ -124,6 +124,10 @@ pub struct Selection {
     pub sidecar: usize,
     /// Row of the edges table (sorted as displayed).
     pub edge: usize,
+    /// Row of the grouped upstreams table (`b`), and the group under the
+    /// cursor when it last moved, kept as `upstream_key` is.
+    pub group: usize,
+    pub group_key: Option<GroupKey>,
 }
 
 /// Everything the user chose; see the module documentation.
@@ -162,6 +166,8 @@ pub struct UiState {
     pub tap_follow: bool,
     /// How latency histograms lay out their buckets (`h`).
     pub latency_scale: Scale,
+    /// How the Upstreams table groups its rows (`b`).
+    pub group_by: GroupBy,
     /// The highlighted tap request when not following, as a tap sequence
     /// number ([`Model::tap_first_seq`]): an index would drift as requests
     /// arrive and old ones are evicted, a sequence number stays on the same
@@ -234,6 +240,7 @@ impl UiState {
             clipboard: None,
             tap_follow: true,
             latency_scale: Scale::default(),
+            group_by: GroupBy::default(),
             tap_cursor: 0,
             page_rows: 10,
             page_width: 80,
@@ -326,6 +333,11 @@ impl UiState {
             Command::ReverseSort => self.reverse = !self.reverse,
             Command::Follow => self.toggle_follow(model),
             Command::LatencyScale => self.latency_scale = self.latency_scale.toggled(),
+            Command::GroupBy => {
+                self.group_by = self.group_by.next();
+                self.selected.group = 0;
+                self.selected.group_key = None;
+            }
             Command::View => {
                 let KeyCode::Char(digit) = key.code else {
                     return Action::None;
@@ -372,6 +384,37 @@ impl UiState {
         let mut rows = model.upstream_rows(self.window, &self.filter, self.failures_only);
         sort_rows(&mut rows, self.sort, self.reverse);
         rows
+    }
+
+    /// The rows of the grouped upstreams table, in display order; empty
+    /// when grouped by authority (see [`UiState::upstream_rows`]). With
+    /// failures only, the groups with failures in the window.
+    pub fn group_rows(&self, model: &Model) -> Vec<GroupRow> {
+        let Some(grouped) = model.grouped(self.group_by, self.window, &self.filter) else {
+            return Vec::new();
+        };
+        let mut rows: Vec<GroupRow> = grouped
+            .rows
+            .iter()
+            .filter(|r| !self.failures_only || r.success.is_some_and(|s| s < 1.0))
+            .cloned()
+            .collect();
+        sort_groups(&mut rows, self.sort, self.reverse);
+        rows
+    }
+
+    /// The cursor's row in `rows` (from [`UiState::group_rows`]), kept on
+    /// its group as [`UiState::selected_upstream`] keeps it on its upstream.
+    pub fn selected_group(&self, rows: &[GroupRow]) -> Option<usize> {
+        if rows.is_empty() {
+            return None;
+        }
+        let by_key = self
+            .selected
+            .group_key
+            .as_ref()
+            .and_then(|key| rows.iter().position(|r| &r.key == key));
+        Some(by_key.unwrap_or(self.selected.group.min(rows.len() - 1)))
     }
 
     /// The cursor's row in `rows` (as returned by [`UiState::upstream_rows`]):
@@ -485,6 +528,9 @@ impl UiState {
             return;
         }
         let under_cursor = || {
+            if self.group_by != GroupBy::Authority {
+                return self.group_upstream(model);
+            }
             let rows = self.upstream_rows(model);
             self.selected_upstream(&rows).map(|i| rows[i].key.clone())
         };
@@ -523,11 +569,65 @@ impl UiState {
         self.tab = Tab::Detail;
     }
 
+    /// The upstream of the grouped row under the cursor: a route's; the
+    /// other groups span upstreams.
+    fn group_upstream(&self, model: &Model) -> Option<UpstreamKey> {
+        let rows = self.group_rows(model);
+        match self.selected_group(&rows).map(|i| &rows[i].key) {
+            Some(GroupKey::Route { upstream, .. }) => Some(upstream.clone()),
+            _ => None,
+        }
+    }
+
+    /// Enter on a grouped row: a route opens its upstream's Detail; a
+    /// sidecar or a status class becomes a term of the filter, and the
+    /// table groups by authority again, showing the upstreams it selects.
+    fn drill_into_group(&mut self, model: &Model) {
+        let rows = self.group_rows(model);
+        let Some(row) = self.selected_group(&rows).map(|i| &rows[i]) else {
+            self.hint = Some("nothing selected".into());
+            return;
+        };
+        let term = match &row.key {
+            GroupKey::Route { upstream, .. } => {
+                self.open_detail(upstream.clone());
+                return;
+            }
+            GroupKey::Sidecar(name) if !name.contains('"') => format!("sidecar=\"{name}\""),
+            GroupKey::Sidecar(_) => {
+                self.hint = Some("this sidecar's name cannot be written as a filter".into());
+                return;
+            }
+            GroupKey::Status(class) => match class.filter_terms() {
+                Some(terms) => terms.to_owned(),
+                None => {
+                    self.hint = Some("no filter term selects requests without a status".into());
+                    return;
+                }
+            },
+        };
+        let combined = if self.filter.is_empty() {
+            term
+        } else {
+            format!("{} {term}", self.filter.as_str())
+        };
+        match combined.parse::<FilterExpr>() {
+            Ok(filter) => {
+                self.filter = filter;
+                self.group_by = GroupBy::Authority;
+            }
+            Err(err) => self.hint = Some(err.to_string()),
+        }
+    }
+
     /// `enter`: an upstream opens its detail, a request the inspector, an
     /// error group the list of its failing requests.
     fn drill_in(&mut self, model: &Model) {
         let nothing = |ui: &mut UiState| ui.hint = Some("nothing selected".into());
         match self.tab {
+            Tab::Upstreams if self.group_by != GroupBy::Authority => {
+                self.drill_into_group(model);
+            }
             Tab::Upstreams => {
                 let rows = self.upstream_rows(model);
                 match self.selected_upstream(&rows) {
@@ -698,6 +798,13 @@ impl UiState {
             return;
         }
         match self.tab {
+            Tab::Upstreams if self.group_by != GroupBy::Authority => {
+                let rows = self.group_rows(model);
+                let current = self.selected_group(&rows).unwrap_or(0);
+                let next = movement.apply(current, rows.len());
+                self.selected.group = next;
+                self.selected.group_key = rows.get(next).map(|r| r.key.clone());
+            }
             Tab::Upstreams => {
                 let rows = self.upstream_rows(model);
                 let current = self.selected_upstream(&rows).unwrap_or(0);

@@ -53,6 +53,8 @@ pub enum Command {
     Follow,
     /// Detail only: the latency histogram on a log or a linear scale.
     LatencyScale,
+    /// Upstreams only: the next grouping of the rows.
+    GroupBy,
     /// The view of the digit pressed (`1` … `6`).
     View,
     NextView,
@@ -306,7 +308,7 @@ pub static BINDINGS: &[Binding] = &[
         tab: None,
         command: Command::DrillIn,
         keys: "enter",
-        help: "open: an upstream's detail (Edges: the callee's), a request, an error group's requests",
+        help: "open: an upstream's detail (Edges: the callee's; grouped: a sidecar or class filters), a request, an error group's requests",
         hint: hint("enter", "open"),
     },
     Binding {
@@ -326,6 +328,15 @@ pub static BINDINGS: &[Binding] = &[
         keys: "h",
         help: "detail: latency on a log or a linear scale (p1–p99.9)",
         hint: hint("h", "linear"),
+    },
+    Binding {
+        chords: &[ch('b')],
+        contexts: BROWSE,
+        tab: Some(Tab::Upstreams),
+        command: Command::GroupBy,
+        keys: "b",
+        help: "upstreams: group by authority → route → sidecar → status class",
+        hint: hint("b", "group"),
     },
     Binding {
         chords: &[key(KeyCode::Esc)],

@@ -39,8 +39,8 @@ use hdrhistogram::Histogram;
 use super::source::{FeedItem, FeedKind};
 use crate::filter::{FilterExpr, Scope, StatsFacts};
 use crate::schema::{
-    ClientStats, Hello, MAX_AUTHORITY, Message, RequestEvent, RouteStats, Stats, one_line,
-    truncate_field,
+    ClientStats, Hello, MAX_AUTHORITY, Message, RequestEvent, RouteStats, Stats, StatusClasses,
+    one_line, truncate_field,
 };
 use crate::telemetry::Direction;
 use crate::telemetry::stats::{MAX_LATENCY_MICROS, decode_histogram, new_latency_histogram};
@@ -48,10 +48,14 @@ use crate::telemetry::stats::{MAX_LATENCY_MICROS, decode_histogram, new_latency_
 mod by_events;
 pub mod distribution;
 mod edges;
+mod grouped;
 mod selected;
 pub use by_events::Figures;
 pub use distribution::{Distribution, LatencyBucket, Scale};
 pub use edges::{EdgeRow, FilterNotForEdges, MAX_EDGES, RequestCaller};
+pub use grouped::{
+    GroupBy, GroupKey, GroupRow, GroupSource, Grouped, StatusClass, TREND_SECONDS, sort_groups,
+};
 
 /// Seconds of per-upstream history kept (charts and the largest window).
 pub const HISTORY_SECONDS: usize = 600;
@@ -169,6 +173,8 @@ struct Part {
     /// `None` when it did not decode: it would only fail again.
     latency: Option<Arc<str>>,
     routes: Vec<RouteSecond>,
+    /// Requests per HTTP status class (the group-by `status` counts them).
+    status: StatusClasses,
     /// Inbound only: who called, per client address, for the Edges view
     /// ([`edges`]); at most [`CLIENTS_PER_UPSTREAM`] + 1.
     clients: Vec<ClientSecond>,
@@ -656,6 +662,9 @@ pub struct Model {
     edges_cache: std::cell::RefCell<edges::EdgesCache>,
     /// The same without latencies, for the CALLERS column.
     callers_cache: std::cell::RefCell<edges::EdgesCache>,
+    /// The last grouped rows (`b`), for as long as the same question is
+    /// asked of the same stats and events ([`grouped`]).
+    groups_cache: std::cell::RefCell<Option<grouped::Cached>>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -691,6 +700,7 @@ impl Model {
             events_cache: std::cell::RefCell::new(None),
             edges_cache: std::cell::RefCell::new(None),
             callers_cache: std::cell::RefCell::new(None),
+            groups_cache: std::cell::RefCell::new(None),
         }
     }
 
@@ -1028,6 +1038,7 @@ impl Model {
                 &upstream.routes,
                 &upstream.clients,
                 sidecar_name.clone(),
+                upstream.counts.status,
             );
             if let (Some(selection), Some(key)) = (self.selection.get_mut(), selected_key)
                 && let Some(part) = state
@@ -1288,11 +1299,17 @@ impl Model {
         let (Some(now), Some(state)) = (self.now_sec, self.upstreams.get(key)) else {
             return history;
         };
-        for second in &state.seconds {
+        // Newest first, stopping at the first second too old: the TREND
+        // column asks for 60 s of each row on every frame, out of 600 kept.
+        for second in state.seconds.iter().rev() {
             let age = now - second.sec;
-            if age >= 0 && (age as usize) < seconds {
-                history[seconds - 1 - age as usize] = (second.requests, second.failures);
+            if age < 0 {
+                continue;
             }
+            if age as usize >= seconds {
+                break;
+            }
+            history[seconds - 1 - age as usize] = (second.requests, second.failures);
         }
         history
     }
@@ -1515,6 +1532,7 @@ impl UpstreamState {
         routes: &[RouteStats],
         clients: &[ClientStats],
         sidecar: Arc<str>,
+        status: StatusClasses,
     ) {
         self.total_requests = self.total_requests.saturating_add(requests);
         self.total_failures = self.total_failures.saturating_add(failures);
@@ -1574,6 +1592,7 @@ impl UpstreamState {
             latency: kept,
             routes,
             clients,
+            status,
         };
         self.seconds_bytes += SECOND_OVERHEAD + part_weight(&part);
         let position = self.seconds.iter().rposition(|s| s.sec <= sec);

@@ -9,15 +9,16 @@
 //!
 //! - this file: [`draw`], the screen layout, header, tab bar, status line
 //!   and the help overlay;
-//! - one file per view: `upstreams`, `detail`, `errors`, `tap`,
-//!   `sidecars`, `edges`, and `inspector`, drawn over the view a request
-//!   was opened from;
+//! - one file per view: `upstreams` (and `grouped`, its rows grouped by
+//!   `b`), `detail`, `errors`, `tap`, `sidecars`, `edges`, and
+//!   `inspector`, drawn over the view a request was opened from;
 //! - `grid`: the width-fitting table they all use.
 
 mod detail;
 mod edges;
 mod errors;
 mod grid;
+mod grouped;
 mod histogram;
 mod inspector;
 mod sidecars;

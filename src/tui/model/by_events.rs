@@ -239,3 +239,26 @@ fn row(
         stale: None,
     }
 }
+
+impl Model {
+    /// What counting `window` from events covers: its first second the tap
+    /// holds whole, and the figures' label ([`Figures::Events`]), as
+    /// [`Model::figures`] gives them. For the grouped rows ([`super::grouped`]).
+    pub(super) fn events_window(&self, window: Window) -> (i64, Figures) {
+        let now = self.now_sec.unwrap_or(0);
+        let complete = self.events_complete_since.unwrap_or(now);
+        let from = (now - window.seconds() + 1).max(complete);
+        let dropped = self
+            .drops
+            .iter()
+            .filter(|(sec, _)| *sec >= from && *sec <= now)
+            .map(|(_, n)| n)
+            .sum();
+        let figures = Figures::Events {
+            covered: (now - from + 1).max(0),
+            window: window.seconds(),
+            dropped,
+        };
+        (from, figures)
+    }
+}

@@ -1,6 +1,11 @@
 //! View 1, Upstreams: one row per (direction, authority) with rates,
 //! success and latency over the window and who calls it, and under the table the selected
 //! row's requests per second and, when wide, its latency histogram.
+//!
+//! TREND draws each row's requests/s over the last minute, 5 s to a
+//! character, scaled to the row's own peak (blank without traffic); the
+//! bar beside FAILURES is the window's share of failed requests (4
+//! columns for 100 %), in the row's colour like the rest of the row.
 
 use std::collections::HashMap;
 
@@ -10,11 +15,14 @@ use ratatui::style::{Style, Stylize};
 use ratatui::widgets::{Block, Borders, Sparkline, SparklineBar, Widget};
 
 use super::grid::{ALWAYS, Column, Grid, GridRow};
+use super::grouped::{GroupedView, title_line};
 use super::histogram::{self, LatencyHistogram};
 use super::{SUCCESS_RED, SUCCESS_YELLOW, WIDE, direction_header, direction_label};
-use crate::tui::format::{callers_label, figure_cells, header, stale_age};
+use crate::tui::format::{
+    TREND_SECONDS, callers_label, failure_bar, figure_cells, header, stale_age, trend_cell,
+};
 use crate::tui::input::UiState;
-use crate::tui::model::{HISTORY_SECONDS, Model, SortColumn, UpstreamRow};
+use crate::tui::model::{GroupBy, HISTORY_SECONDS, Model, SortColumn, UpstreamRow};
 
 /// Above this p99 (microseconds) a row is yellow.
 const SLOW_P99_US: u64 = 1_000_000;
@@ -30,6 +38,13 @@ pub struct UpstreamsView<'a> {
 impl Widget for &UpstreamsView<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
         let (model, ui) = (self.model, self.ui);
+        if ui.group_by != GroupBy::Authority {
+            Widget::render(&GroupedView { model, ui }, area, buf);
+            return;
+        }
+        let [title, area] =
+            Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(area);
+        title_line(ui, None).render(title, buf);
         let rows = ui.upstream_rows(model);
         let selected = ui.selected_upstream(&rows);
         // Under the table, the selected row's charts: the table keeps the
@@ -53,7 +68,7 @@ impl Widget for &UpstreamsView<'_> {
             "no upstream matches (see the filter, and e for failures only)"
         };
         let callers = model.callers(ui.window, &ui.filter);
-        upstream_grid(&rows, callers.as_ref(), ui, area.width)
+        upstream_grid(model, &rows, callers.as_ref(), ui, area.width)
             .selected(selected)
             .empty(empty)
             .fill_min(AUTHORITY_MIN)
@@ -91,10 +106,17 @@ impl Widget for &UpstreamsView<'_> {
     }
 }
 
-/// The table; after the sortable columns, CALLERS (who calls each
-/// authority, from the edges; `None` under a filter edges do not take),
-/// the first column dropped when narrow.
+/// Where TREND goes: after RPS, whose recent past it draws.
+const TREND_COLUMN: usize = 3;
+/// TREND is the first column to go when the width is short: the numbers
+/// say more.
+const TREND_KEEP: u8 = 0;
+
+/// The table; TREND after RPS, a failure bar beside FAILURES, and after
+/// the sortable columns CALLERS (who calls each authority, from the edges;
+/// `None` under a filter edges do not take), dropped first when narrow.
 fn upstream_grid(
+    model: &Model,
     rows: &[UpstreamRow],
     callers: Option<&HashMap<String, Vec<String>>>,
     ui: &UiState,
@@ -133,6 +155,7 @@ fn upstream_grid(
             }
         })
         .collect();
+    columns.insert(TREND_COLUMN, Column::text("TREND", TREND_KEEP));
     if callers.is_some() {
         columns.push(Column::text("CALLERS", 0));
     }
@@ -150,6 +173,16 @@ fn upstream_grid(
                 },
             ];
             cells.extend(figure_cells(row));
+            let history: Vec<u64> = model
+                .rate_history(&row.key, TREND_SECONDS)
+                .into_iter()
+                .map(|(requests, _)| requests)
+                .collect();
+            cells.insert(TREND_COLUMN, trend_cell(&history));
+            if let Some(failures) = cells.last_mut() {
+                // The count since attach, then the window's share.
+                *failures = format!("{failures} {}", failure_bar(row.success));
+            }
             if let Some(callers) = callers {
                 cells.push(callers_label(callers.get(&row.key.authority)));
             }
@@ -163,7 +196,7 @@ fn upstream_grid(
 }
 
 /// Whether `sort_rows` puts the smallest first for this column (unreversed).
-fn ascending(column: SortColumn) -> bool {
+pub(super) fn ascending(column: SortColumn) -> bool {
     matches!(
         column,
         SortColumn::Direction | SortColumn::Authority | SortColumn::Success
