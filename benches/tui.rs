@@ -222,6 +222,13 @@ fn render(c: &mut Criterion) {
             })
         });
     }
+    // The Edges view's rows, computed afresh in the same way.
+    group.bench_function("edges, 200 upstreams, computed", |b| {
+        b.iter(|| {
+            let window = windows.next().unwrap_or_default();
+            black_box(model.edges(window, &filter));
+        })
+    });
     group.finish();
 }
 
