@@ -2,7 +2,7 @@
 //! gets, so one view reads well at 80 columns and at 200.
 //!
 //! Each column is as wide as its widest cell; fill columns (authorities,
-//! paths) share what is left. While the columns do not fit, the least
+//! paths) are the ones cut to share the width when it is short. While the columns do not fit, the least
 //! important is dropped, and long text is cut with `…` (in the middle for
 //! authorities, which keeps the port; at the start for gRPC paths, which
 //! keeps the method).
@@ -183,7 +183,9 @@ impl<'a> Grid<'a> {
             .map(|&c| natural[c])
             .sum();
         let mut spare = width.saturating_sub(fixed + shown.len().saturating_sub(1));
-        // Narrow fill columns take what they need, the widest the rest.
+        // Narrow fill columns take what they need, the widest what is left
+        // up to its own width: columns are sized to their content, and the
+        // width the table does not need stays blank at its right.
         let mut fills: Vec<usize> = shown
             .iter()
             .copied()
@@ -194,7 +196,7 @@ impl<'a> Grid<'a> {
         let count = fills.len();
         for (i, &c) in fills.iter().enumerate() {
             let share = if i + 1 == count {
-                spare
+                widths[c].min(spare)
             } else {
                 widths[c].min(spare / (count - i))
             };
