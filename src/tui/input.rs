@@ -693,21 +693,19 @@ impl UiState {
     /// The failing requests the Errors view lists for the group opened
     /// (`failures_of`), those of them that pass the filter, oldest first.
     pub fn failure_entries<'m>(&self, model: &'m Model) -> Vec<(u64, &'m TapEntry)> {
-        let Some(group) = &self.failures_of else {
-            return Vec::new();
-        };
-        model
-            .failures(group)
-            .into_iter()
-            .filter(|(_, entry)| {
-                self.filter
-                    .matches_request(&entry.event.sidecar, &entry.event)
-            })
-            .collect()
+        match &self.failures_of {
+            Some(group) => self.request_list(&RequestList::Failures(group.clone()), model),
+            None => Vec::new(),
+        }
     }
 
-    /// The requests of the list the inspector's request came from.
-    fn request_list<'m>(&self, list: &RequestList, model: &'m Model) -> Vec<(u64, &'m TapEntry)> {
+    /// The requests of a list, as the filter shows them, oldest first, each
+    /// with its tap sequence number.
+    pub fn request_list<'m>(
+        &self,
+        list: &RequestList,
+        model: &'m Model,
+    ) -> Vec<(u64, &'m TapEntry)> {
         match list {
             RequestList::Tap => self.tap_entries(model),
             RequestList::Failures(group) => model

@@ -89,20 +89,14 @@ impl InspectorView<'_> {
     /// Which request of which list, and whether it is still in that list.
     fn title(&self) -> String {
         let inspector = self.inspector;
-        let (list, entries) = match &inspector.list {
-            RequestList::Tap => ("the tap".to_owned(), self.ui.tap_entries(self.model)),
-            RequestList::Failures(group) => (
-                format!(
-                    "failures of {} {} {}",
-                    group.upstream.authority, group.route, group.kind
-                ),
-                self.model
-                    .failures(group)
-                    .into_iter()
-                    .filter(|(_, e)| self.ui.filter.matches_request(&e.event.sidecar, &e.event))
-                    .collect(),
+        let list = match &inspector.list {
+            RequestList::Tap => "the tap".to_owned(),
+            RequestList::Failures(group) => format!(
+                "failures of {} {} {}",
+                group.upstream.authority, group.route, group.kind
             ),
         };
+        let entries = self.ui.request_list(&inspector.list, self.model);
         let place = match entries.iter().position(|(seq, _)| *seq == inspector.seq) {
             Some(i) => format!("{} of {}", i + 1, entries.len()),
             None => "no longer kept".to_owned(),
