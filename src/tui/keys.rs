@@ -308,7 +308,7 @@ pub static BINDINGS: &[Binding] = &[
         tab: None,
         command: Command::DrillIn,
         keys: "enter",
-        help: "open: an upstream's detail (Edges: the callee's; grouped: a sidecar or class filters), a request, an error group's requests",
+        help: "open the row: upstream, edge, request, error group",
         hint: hint("enter", "open"),
     },
     Binding {
