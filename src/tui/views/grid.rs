@@ -389,14 +389,16 @@ mod tests {
                 style: Style::new(),
             }],
         );
-        assert_eq!(grid.fit(100), vec![(0, 96), (1, 1), (2, 1)]);
+        // Room to spare: the fill column is as wide as its widest cell.
+        assert_eq!(grid.fit(100), vec![(0, 40), (1, 1), (2, 1)]);
+        assert_eq!(grid.fit(43), vec![(0, 39), (1, 1), (2, 1)]);
         assert_eq!(grid.fit(22), vec![(0, 20), (2, 1)]);
         assert_eq!(grid.fit(3), vec![(0, 3)]);
         assert_eq!(grid.fit(0), vec![(0, 0)]);
     }
 
     #[test]
-    fn narrow_fill_columns_take_what_they_need_and_the_widest_the_rest() {
+    fn narrow_fill_columns_take_what_they_need_and_the_widest_what_is_left() {
         let grid = Grid::new(
             vec![
                 Column::text("LONG", ALWAYS).fill(),
