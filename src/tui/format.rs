@@ -5,7 +5,7 @@
 
 use ratatui::text::Span;
 
-use super::model::{EdgeRow, GroupBy, GroupKey, Model, SortColumn, UpstreamRow, Window};
+use super::model::{EdgeRow, GroupBy, GroupKey, GroupRow, Model, SortColumn, UpstreamRow, Window};
 use crate::filter::FilterExpr;
 
 /// Columns `text` takes on a terminal (wide characters count two).
@@ -34,15 +34,42 @@ pub fn header(column: SortColumn) -> &'static str {
 /// P90, P99, MAX, REQUESTS, FAILURES. The Upstreams view and `--headless`
 /// both show these.
 pub fn figure_cells(row: &UpstreamRow) -> [String; 8] {
+    figures_as_text(
+        row.rps,
+        row.success,
+        [row.p50, row.p90, row.p99, row.max],
+        (row.requests, row.failures),
+    )
+}
+
+/// The same cells of a grouped row ([`GroupRow`]): a group has the
+/// figures an upstream has.
+pub fn group_figure_cells(row: &GroupRow) -> [String; 8] {
+    figures_as_text(
+        row.rps,
+        row.success,
+        [row.p50, row.p90, row.p99, row.max],
+        (row.requests, row.failures),
+    )
+}
+
+/// RPS, SUCCESS, P50, P90, P99, MAX, REQUESTS and FAILURES as text.
+fn figures_as_text(
+    rps: f64,
+    success: Option<f64>,
+    latencies: [Option<u64>; 4],
+    (requests, failures): (u64, u64),
+) -> [String; 8] {
+    let [p50, p90, p99, max] = latencies.map(format_latency);
     [
-        format_rps(row.rps),
-        format_success(row.success),
-        format_latency(row.p50),
-        format_latency(row.p90),
-        format_latency(row.p99),
-        format_latency(row.max),
-        row.requests.to_string(),
-        row.failures.to_string(),
+        format_rps(rps),
+        format_success(success),
+        p50,
+        p90,
+        p99,
+        max,
+        requests.to_string(),
+        failures.to_string(),
     ]
 }
 
@@ -152,16 +179,7 @@ pub fn headless_grouped_table(
                 GroupKey::Sidecar(name) => vec![name.clone()],
                 GroupKey::Status(class) => vec![class.label().to_owned()],
             };
-            cells.extend([
-                format_rps(r.rps),
-                format_success(r.success),
-                format_latency(r.p50),
-                format_latency(r.p90),
-                format_latency(r.p99),
-                format_latency(r.max),
-                r.requests.to_string(),
-                r.failures.to_string(),
-            ]);
+            cells.extend(group_figure_cells(r));
             cells
         })
         .collect();

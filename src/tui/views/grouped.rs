@@ -4,15 +4,13 @@
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
-use ratatui::style::{Style, Stylize};
+use ratatui::style::Stylize;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Widget;
 
 use super::grid::{ALWAYS, Column, Grid, GridRow};
-use super::{SUCCESS_RED, SUCCESS_YELLOW, direction_header, direction_label};
-use crate::tui::format::{
-    failure_bar, format_latency, format_rps, format_success, header, trend_cell,
-};
+use super::{direction_header, direction_label, success_style};
+use crate::tui::format::{failure_bar, group_figure_cells, header, trend_cell};
 use crate::tui::input::UiState;
 use crate::tui::model::{GroupBy, GroupKey, GroupRow, Model, SortColumn};
 
@@ -145,31 +143,19 @@ fn group_grid(rows: &[GroupRow], ui: &UiState, width: u16) -> Grid<'static> {
         .iter()
         .map(|row| {
             let mut cells = name_cells(&row.key, width);
-            cells.extend([
-                format_rps(row.rps),
-                trend_cell(&row.trend),
-                format_success(row.success),
-                format_latency(row.p50),
-                format_latency(row.p90),
-                format_latency(row.p99),
-                format_latency(row.max),
-                row.requests.to_string(),
-                format!("{} {}", row.failures, failure_bar(row.success)),
-            ]);
+            let mut figures = group_figure_cells(row).to_vec();
+            figures.insert(1, trend_cell(&row.trend));
+            if let Some(failures) = figures.last_mut() {
+                *failures = format!("{failures} {}", failure_bar(row.success));
+            }
+            cells.extend(figures);
             GridRow {
                 cells,
-                style: group_style(row),
+                // Red below 95 % success, yellow below 99 %, as upstream
+                // rows are.
+                style: success_style(row.success),
             }
         })
         .collect();
     Grid::new(columns, rows)
-}
-
-/// Red below 95 % success, yellow below 99 %, as upstream rows are.
-fn group_style(row: &GroupRow) -> Style {
-    match row.success {
-        Some(s) if s < SUCCESS_RED => Style::new().red(),
-        Some(s) if s < SUCCESS_YELLOW => Style::new().yellow(),
-        _ => Style::new(),
-    }
 }

@@ -17,7 +17,7 @@ use ratatui::widgets::{Block, Borders, Sparkline, SparklineBar, Widget};
 use super::grid::{ALWAYS, Column, Grid, GridRow};
 use super::grouped::{GroupedView, title_line};
 use super::histogram::{self, LatencyHistogram};
-use super::{SUCCESS_RED, SUCCESS_YELLOW, WIDE, direction_header, direction_label};
+use super::{WIDE, direction_header, direction_label, success_style};
 use crate::tui::format::{
     TREND_SECONDS, callers_label, failure_bar, figure_cells, header, stale_age, trend_cell,
 };
@@ -209,11 +209,11 @@ fn upstream_style(row: &UpstreamRow) -> Style {
     if row.stale.is_some() {
         return Style::new().dim();
     }
-    match row.success {
-        Some(s) if s < SUCCESS_RED => Style::new().red(),
-        Some(s) if s < SUCCESS_YELLOW => Style::new().yellow(),
-        _ if row.p99.is_some_and(|p| p > SLOW_P99_US) => Style::new().yellow(),
-        _ => Style::new(),
+    match success_style(row.success) {
+        plain if plain == Style::new() && row.p99.is_some_and(|p| p > SLOW_P99_US) => {
+            Style::new().yellow()
+        }
+        style => style,
     }
 }
 
