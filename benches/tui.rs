@@ -194,7 +194,12 @@ fn render(c: &mut Criterion) {
     }
     // The Upstreams view grouped (`b`): a frame as drawn between two
     // `stats` messages, the grouping computed once and kept.
-    for by in [GroupBy::Route, GroupBy::Sidecar, GroupBy::Status] {
+    for by in [
+        GroupBy::Route,
+        GroupBy::Sidecar,
+        GroupBy::Caller,
+        GroupBy::Status,
+    ] {
         let mut ui = UiState::new(FilterExpr::default());
         ui.group_by = by;
         let name = format!("upstreams by {}, 200 upstreams, 200x50", by.label());
@@ -214,7 +219,12 @@ fn render(c: &mut Criterion) {
     // Outside the bench's closure, which criterion calls once per sample:
     // restarting the cycle would let a sample's first call hit.
     let mut windows = [Window::TenSeconds, Window::OneMinute].into_iter().cycle();
-    for by in [GroupBy::Route, GroupBy::Sidecar, GroupBy::Status] {
+    for by in [
+        GroupBy::Route,
+        GroupBy::Sidecar,
+        GroupBy::Caller,
+        GroupBy::Status,
+    ] {
         group.bench_function(format!("by {}, 200 upstreams, computed", by.label()), |b| {
             b.iter(|| {
                 let window = windows.next().unwrap_or_default();

@@ -294,7 +294,7 @@ pub struct DisplayArgs {
     /// Window of rates and percentiles: 10s, 1m or 5m (`w` cycles in the UI)
     #[arg(long, value_name = "WINDOW", default_value = "1m", value_parser = parse_window)]
     pub window: Window,
-    /// Rows of the Upstreams table (and of --headless): one per authority, route, sidecar or status class (`b` cycles in the UI)
+    /// Rows of the Upstreams table (and of --headless): one per authority, route, sidecar, caller or status class (`b` cycles in the UI)
     #[arg(
         long,
         value_name = "GROUPING",
@@ -352,6 +352,7 @@ pub enum GroupByArg {
     Authority,
     Route,
     Sidecar,
+    Caller,
     Status,
 }
 
@@ -361,6 +362,7 @@ impl From<GroupByArg> for GroupBy {
             GroupByArg::Authority => GroupBy::Authority,
             GroupByArg::Route => GroupBy::Route,
             GroupByArg::Sidecar => GroupBy::Sidecar,
+            GroupByArg::Caller => GroupBy::Caller,
             GroupByArg::Status => GroupBy::Status,
         }
     }

@@ -592,3 +592,38 @@ fn the_headless_demo_groups_its_table_by_sidecar() {
         );
     }
 }
+
+/// Grouped by caller, the headless demo has exactly its two callers:
+/// vote-bot (calling web) and web (calling emoji and voting), each call
+/// counted once although both ends are attached.
+#[test]
+fn the_headless_demo_groups_its_table_by_caller() {
+    let output = meshtop_bin()
+        .args([
+            "demo",
+            "--headless",
+            "--duration",
+            "4s",
+            "--admin-base",
+            "0",
+            "--failure-rate",
+            "0",
+            "--group-by",
+            "caller",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let last = stdout.trim_end().rsplit("\n\n").next().unwrap_or_default();
+    assert!(last.starts_with("CALLER "), "{last}");
+    let mut callers: Vec<&str> = last
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    callers.sort_unstable();
+    assert_eq!(callers, ["vote-bot", "web"], "{last}");
+}

@@ -1696,3 +1696,127 @@ fn grouped_figures_are_the_sums_of_their_parts() {
     assert_eq!(grouped.rows.len(), 1, "bot calls VoteDog only");
     assert!((rps - 2.0).abs() < 1e-9);
 }
+
+/// Grouped by caller, each call counts once: at the caller's end when its
+/// sidecar is attached (web's 2 ms, not voting's 1 ms), else at the
+/// callee's (a client no sidecar claims, by its address); the callers add
+/// up to the edges. Under a filter only events answer, an inbound request
+/// whose caller's outbound request passes too is that same call.
+#[test]
+fn grouped_by_caller_counts_each_call_once() {
+    use meshtop::tui::model::{GroupBy, GroupKey, GroupSource};
+    let mut model = web_calls_voting();
+    let emoji = "emoji-svc.emojivoto:8080";
+    for sec in T0..T0 + 5 {
+        model.ingest_message(0, &calls("web", sec, &[(emoji, &[3_000; 4], 0)], &[]));
+        model.ingest_message(
+            1,
+            &calls(
+                "voting",
+                sec,
+                &[],
+                &[(VOTING, &[("10.9.9.9", &[500, 500], 1)])],
+            ),
+        );
+    }
+    let window = Window::TenSeconds;
+    let grouped = model
+        .grouped(GroupBy::Caller, window, &FilterExpr::default())
+        .expect("grouped");
+    assert_eq!(grouped.source, GroupSource::Stats);
+    let row = |name: &str| {
+        grouped
+            .rows
+            .iter()
+            .find(|r| matches!(&r.key, GroupKey::Caller { name: n, .. } if n == name))
+            .unwrap_or_else(|| panic!("no {name} in {:?}", grouped.rows))
+    };
+    let web = row("web");
+    assert_eq!(
+        web.key,
+        GroupKey::Caller {
+            name: "web".into(),
+            sidecar: true
+        }
+    );
+    // Ten calls a second to voting (one failing) and four to emoji.
+    assert_eq!((web.requests, web.failures), (70, 5));
+    assert_eq!(web.trend.iter().sum::<u64>(), 70);
+    let p50 = web.p50.expect("latency");
+    assert!((1_990..=2_010).contains(&p50), "web's own end: {p50}");
+    let p99 = web.p99.expect("latency");
+    assert!((2_990..=3_010).contains(&p99), "emoji calls: {p99}");
+    let stranger = row("10.9.9.9");
+    assert_eq!(
+        stranger.key,
+        GroupKey::Caller {
+            name: "10.9.9.9".into(),
+            sidecar: false
+        }
+    );
+    assert_eq!((stranger.requests, stranger.failures), (10, 5));
+    assert_eq!(
+        grouped.rows.len(),
+        2,
+        "voting calls nobody: {:?}",
+        grouped.rows
+    );
+    let edges = edges(&model, "").expect("no filter");
+    let by_edges: f64 = edges.iter().map(|e| e.rps).sum();
+    let by_callers: f64 = grouped.rows.iter().map(|r| r.rps).sum();
+    assert!(
+        (by_edges - by_callers).abs() < 1e-9,
+        "{by_edges} ≠ {by_callers}"
+    );
+
+    // A failing call seen at both ends, and one from the stranger: two
+    // failed requests by caller, not three.
+    let mut out = request("web", VOTING, "/vote", 500, None, None);
+    let mut inn = request("voting", VOTING, "/vote", 500, None, None);
+    let mut other = request("voting", VOTING, "/vote", 500, None, None);
+    for (message, direction, client) in [
+        (&mut out, Direction::Outbound, "10.0.0.1:4000"),
+        (&mut inn, Direction::Inbound, "10.0.0.1:4000"),
+        (&mut other, Direction::Inbound, "10.9.9.9:5000"),
+    ] {
+        let Message::Request(event) = message else {
+            unreachable!("request() builds a request");
+        };
+        event.ts = ts(T0 + 4);
+        event.direction = direction;
+        event.client = client.into();
+    }
+    for message in [out, inn, other] {
+        model.ingest_message(0, &message);
+    }
+    let failed: FilterExpr = "failed".parse().expect("valid");
+    let grouped = model
+        .grouped(GroupBy::Caller, window, &failed)
+        .expect("grouped");
+    assert!(matches!(grouped.source, GroupSource::Events(_)));
+    let mut counted: Vec<(String, u64)> = grouped
+        .rows
+        .iter()
+        .map(|r| match &r.key {
+            GroupKey::Caller { name, .. } => (name.clone(), r.requests),
+            other => panic!("not a caller: {other:?}"),
+        })
+        .collect();
+    counted.sort();
+    assert_eq!(counted, [("10.9.9.9".into(), 1), ("web".into(), 1)]);
+    // Inbound only: the caller's end does not pass, so the callee's counts.
+    let inbound: FilterExpr = "failed direction=inbound".parse().expect("valid");
+    let grouped = model
+        .grouped(GroupBy::Caller, window, &inbound)
+        .expect("grouped");
+    let mut names: Vec<&str> = grouped
+        .rows
+        .iter()
+        .filter_map(|r| match &r.key {
+            GroupKey::Caller { name, .. } => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
+    names.sort();
+    assert_eq!(names, ["10.9.9.9", "web"]);
+}

@@ -1688,6 +1688,7 @@ fn b_cycles_the_grouping_and_the_title_names_it() {
     for (expected, title) in [
         (GroupBy::Route, "upstreams by route, last 10s"),
         (GroupBy::Sidecar, "upstreams by sidecar, last 10s"),
+        (GroupBy::Caller, "upstreams by caller, last 10s"),
         (GroupBy::Status, "upstreams by status class, last 10s"),
         (GroupBy::Authority, "upstreams by authority, last 10s"),
     ] {
@@ -1754,4 +1755,58 @@ fn grouped_tables() {
         ui.group_by = by;
         snapshot_both_sizes(name, &model, &ui);
     }
+    // Callers need hellos and per-client stats: the edges' fixture.
+    let mut ui = ui();
+    ui.group_by = GroupBy::Caller;
+    snapshot_both_sizes("grouped_by_caller", &edges_fixture(), &ui);
+}
+
+/// Enter on a calling sidecar shows its outbound upstreams; on a client
+/// address no sidecar claims, what that address called.
+#[test]
+fn enter_on_a_caller_filters_by_what_it_called() {
+    use meshtop::tui::model::{GroupBy, GroupKey};
+    let model = edges_fixture();
+    let select = |name: &str| {
+        let mut ui = ui();
+        ui.group_by = GroupBy::Caller;
+        let rows = ui.group_rows(&model);
+        let at = rows
+            .iter()
+            .position(|r| matches!(&r.key, GroupKey::Caller { name: n, .. } if n == name))
+            .unwrap_or_else(|| panic!("no caller {name} in {rows:?}"));
+        for _ in 0..at {
+            press(&mut ui, &model, KeyCode::Down);
+        }
+        press(&mut ui, &model, KeyCode::Enter);
+        ui
+    };
+    let web = select("web");
+    assert_eq!(web.filter.as_str(), "sidecar=\"web\" direction=outbound");
+    assert_eq!(web.group_by, GroupBy::Authority);
+    let authorities: Vec<String> = web
+        .upstream_rows(&model)
+        .iter()
+        .map(|r| r.key.authority.clone())
+        .collect();
+    assert_eq!(authorities.len(), 2, "emoji and voting: {authorities:?}");
+    let rows = {
+        let mut ui = ui();
+        ui.group_by = GroupBy::Caller;
+        ui.group_rows(&model)
+    };
+    let stranger = rows
+        .iter()
+        .find_map(|r| match &r.key {
+            GroupKey::Caller {
+                name,
+                sidecar: false,
+            } => Some(name.clone()),
+            _ => None,
+        })
+        .expect("the fixture has a caller no sidecar claims");
+    assert_eq!(
+        select(&stranger).filter.as_str(),
+        format!("client={stranger}")
+    );
 }

@@ -163,6 +163,7 @@ pub fn headless_grouped_table(
     let names: &[&str] = match by {
         GroupBy::Route => &["DIRECTION", "AUTHORITY", "ROUTE"],
         GroupBy::Sidecar => &["SIDECAR"],
+        GroupBy::Caller => &["CALLER"],
         GroupBy::Status | GroupBy::Authority => &["STATUS"],
     };
     let mut header: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
@@ -176,7 +177,7 @@ pub fn headless_grouped_table(
                     upstream.authority.clone(),
                     route.clone(),
                 ],
-                GroupKey::Sidecar(name) => vec![name.clone()],
+                GroupKey::Sidecar(name) | GroupKey::Caller { name, .. } => vec![name.clone()],
                 GroupKey::Status(class) => vec![class.label().to_owned()],
             };
             cells.extend(group_figure_cells(r));

@@ -580,8 +580,10 @@ impl UiState {
     }
 
     /// Enter on a grouped row: a route opens its upstream's Detail; a
-    /// sidecar or a status class becomes a term of the filter, and the
-    /// table groups by authority again, showing the upstreams it selects.
+    /// sidecar, a caller or a status class becomes a term of the filter,
+    /// and the table groups by authority again, showing the upstreams it
+    /// selects: a calling sidecar's outbound ones, or those a client
+    /// address called.
     fn drill_into_group(&mut self, model: &Model) {
         let rows = self.group_rows(model);
         let Some(row) = self.selected_group(&rows).map(|i| &rows[i]) else {
@@ -594,8 +596,23 @@ impl UiState {
                 return;
             }
             GroupKey::Sidecar(name) if !name.contains('"') => format!("sidecar=\"{name}\""),
-            GroupKey::Sidecar(_) => {
+            GroupKey::Caller {
+                name,
+                sidecar: true,
+            } if !name.contains('"') => format!("sidecar=\"{name}\" direction=outbound"),
+            GroupKey::Sidecar(_) | GroupKey::Caller { sidecar: true, .. } => {
                 self.hint = Some("this sidecar's name cannot be written as a filter".into());
+                return;
+            }
+            GroupKey::Caller {
+                name,
+                sidecar: false,
+            } if name.parse::<std::net::IpAddr>().is_ok() => format!("client={name}"),
+            GroupKey::Caller { .. } => {
+                self.hint = Some(
+                    "these callers are past the sidecar's bound on client addresses: no filter selects them"
+                        .into(),
+                );
                 return;
             }
             GroupKey::Status(class) => match class.filter_terms() {

@@ -335,7 +335,7 @@ pub static BINDINGS: &[Binding] = &[
         tab: Some(Tab::Upstreams),
         command: Command::GroupBy,
         keys: "b",
-        help: "upstreams: group by authority → route → sidecar → status class",
+        help: "upstreams: by authority → route → sidecar → caller → status",
         hint: hint("b", "group"),
     },
     Binding {

@@ -43,7 +43,8 @@ use std::sync::Arc;
 
 use hdrhistogram::Histogram;
 
-use super::{Model, Part, UpstreamKey, Window, success_rate};
+use super::grouped::TREND_SECONDS;
+use super::{HISTORY_SECONDS, Model, Part, UpstreamKey, Window, success_rate};
 use crate::filter::{FilterExpr, Scope, StatsFacts};
 use crate::schema::RequestEvent;
 use crate::telemetry::Direction;
@@ -117,35 +118,86 @@ impl EdgeRow {
 )]
 pub struct FilterNotForEdges;
 
-/// What one end of an edge counted over the window.
-struct End {
-    requests: u64,
-    failures: u64,
-    latency: Histogram<u64>,
+/// What one end of an edge counted over the window, and over the history
+/// kept when asked (the caller grouping's REQUESTS, FAILURES and TREND).
+pub(super) struct End {
+    pub(super) requests: u64,
+    pub(super) failures: u64,
+    pub(super) latency: Histogram<u64>,
     /// Seconds its upstream was watched in the window (the rate's span).
-    watched: i64,
+    pub(super) watched: i64,
     last_active: i64,
+    pub(super) history: Option<History>,
+}
+
+/// An end's counts over the history kept ([`HISTORY_SECONDS`]).
+pub(super) struct History {
+    pub(super) requests: u64,
+    pub(super) failures: u64,
+    /// Requests in each of the last [`TREND_SECONDS`] seconds, oldest
+    /// first.
+    pub(super) trend: Vec<u64>,
+}
+
+/// Where a second stands for what an end counts.
+#[derive(Clone, Copy)]
+struct At {
+    sec: i64,
+    in_window: bool,
+    /// Its place in the trend, when within it.
+    trend: Option<usize>,
 }
 
 impl End {
-    fn new(watched: i64) -> End {
+    fn new(watched: i64, history: bool) -> End {
         End {
             requests: 0,
             failures: 0,
             latency: new_latency_histogram(),
             watched,
             last_active: i64::MIN,
+            history: history.then(|| History {
+                requests: 0,
+                failures: 0,
+                trend: vec![0; TREND_SECONDS],
+            }),
         }
     }
 
-    fn add(&mut self, requests: u64, failures: u64, latency: Option<&str>, sec: i64) {
+    fn add(&mut self, requests: u64, failures: u64, latency: Option<&str>, at: At) {
+        if let Some(history) = &mut self.history {
+            history.requests = history.requests.saturating_add(requests);
+            history.failures = history.failures.saturating_add(failures);
+            if let Some(i) = at.trend {
+                history.trend[i] = history.trend[i].saturating_add(requests);
+            }
+        }
+        if !at.in_window {
+            return;
+        }
         self.requests = self.requests.saturating_add(requests);
         self.failures = self.failures.saturating_add(failures);
         if requests > 0 {
-            self.last_active = self.last_active.max(sec);
+            self.last_active = self.last_active.max(at.sec);
         }
         if let Some(decoded) = latency.and_then(|l| decode_histogram(l).ok()) {
             let _ = self.latency.add(&decoded);
+        }
+    }
+
+    /// Another address's counts of the same caller, added.
+    fn merge(&mut self, other: End) {
+        self.requests = self.requests.saturating_add(other.requests);
+        self.failures = self.failures.saturating_add(other.failures);
+        let _ = self.latency.add(&other.latency);
+        self.last_active = self.last_active.max(other.last_active);
+        self.watched = self.watched.max(other.watched);
+        if let (Some(mine), Some(theirs)) = (&mut self.history, other.history) {
+            mine.requests = mine.requests.saturating_add(theirs.requests);
+            mine.failures = mine.failures.saturating_add(theirs.failures);
+            for (a, b) in mine.trend.iter_mut().zip(theirs.trend) {
+                *a = a.saturating_add(b);
+            }
         }
     }
 
@@ -155,10 +207,11 @@ impl End {
 }
 
 /// The callee's end of an edge, and the sidecars that served it.
-type CalleeEnd = (End, BTreeSet<Arc<str>>);
+pub(super) type CalleeEnd = (End, BTreeSet<Arc<str>>);
 
-/// An edge being built: whether its caller is a sidecar, and its two ends.
-type Building = (bool, Option<End>, Option<CalleeEnd>);
+/// An edge's two ends as counted: whether its caller is a sidecar, the
+/// caller's end and the callee's, by (caller, authority).
+pub(super) type EdgeEnds<'m> = BTreeMap<(String, &'m str), (bool, Option<End>, Option<CalleeEnd>)>;
 
 /// The answer kept: the question's key and the rows.
 pub(super) type EdgesCache = Option<(EdgesQuestion, Rc<Result<Vec<EdgeRow>, FilterNotForEdges>>)>;
@@ -243,98 +296,7 @@ impl Model {
     }
 
     fn compute_edges(&self, window: Window, filter: &FilterExpr, latency: bool) -> Vec<EdgeRow> {
-        let Some(now) = self.now_sec else {
-            return Vec::new();
-        };
-        let since = now.saturating_sub(window.seconds());
-        let passes = |key: &UpstreamKey, part: &Part| {
-            filter.matches(&StatsFacts {
-                sidecar: &part.sidecar,
-                direction: key.direction,
-                authority: &key.authority,
-                route: None,
-            })
-        };
-        // Caller sides by (sidecar, authority); callee sides by (client
-        // address, authority), with the sidecars that served them. And,
-        // whatever the filter, which sidecars called which authority: an
-        // ambiguous address is resolved by it.
-        let mut outbound: HashMap<(Arc<str>, &str), End> = HashMap::new();
-        let mut inbound: HashMap<(Arc<str>, &str), CalleeEnd> = HashMap::new();
-        let mut calls: HashSet<(&str, &str)> = HashSet::new();
-        for (key, state) in &self.upstreams {
-            let watched = self.watched_seconds(state, window, now);
-            for second in state
-                .seconds
-                .iter()
-                .filter(|s| s.sec > since && s.sec <= now)
-            {
-                for part in &second.parts {
-                    if key.direction == Direction::Outbound && part.requests > 0 {
-                        calls.insert((&part.sidecar, &key.authority));
-                    }
-                    if !passes(key, part) {
-                        continue;
-                    }
-                    match key.direction {
-                        Direction::Outbound => outbound
-                            .entry((part.sidecar.clone(), key.authority.as_str()))
-                            .or_insert_with(|| End::new(watched))
-                            .add(
-                                part.requests,
-                                part.failures,
-                                part.latency.as_deref().filter(|_| latency),
-                                second.sec,
-                            ),
-                        Direction::Inbound => {
-                            for client in &part.clients {
-                                let (end, servers) = inbound
-                                    .entry((client.client.clone(), key.authority.as_str()))
-                                    .or_insert_with(|| (End::new(watched), BTreeSet::new()));
-                                end.add(
-                                    client.requests,
-                                    client.failures,
-                                    client.latency.as_deref().filter(|_| latency),
-                                    second.sec,
-                                );
-                                servers.insert(part.sidecar.clone());
-                            }
-                        }
-                    }
-                }
-            }
-        }
-
-        let addresses = self.sidecars_by_address();
-        let mut edges: BTreeMap<(String, &str), Building> = BTreeMap::new();
-        for ((sidecar, authority), end) in outbound {
-            edges
-                .entry((sidecar.to_string(), authority))
-                .or_insert((true, None, None))
-                .1 = Some(end);
-        }
-        for ((client, authority), callee) in inbound {
-            let (caller, is_sidecar) = match caller_of(&client, authority, &addresses, &calls) {
-                Some(name) => (name.to_owned(), true),
-                None => (client.to_string(), false),
-            };
-            let entry = edges
-                .entry((caller, authority))
-                .or_insert((is_sidecar, None, None));
-            match &mut entry.2 {
-                // Two addresses of one caller: their counts add up.
-                Some((end, servers)) => {
-                    end.requests = end.requests.saturating_add(callee.0.requests);
-                    end.failures = end.failures.saturating_add(callee.0.failures);
-                    let _ = end.latency.add(&callee.0.latency);
-                    end.last_active = end.last_active.max(callee.0.last_active);
-                    end.watched = end.watched.max(callee.0.watched);
-                    servers.extend(callee.1);
-                }
-                none => *none = Some(callee),
-            }
-        }
-
+        let edges = self.edge_ends(window, filter, latency, false);
         let mut rows: Vec<EdgeRow> = edges
             .into_iter()
             .map(|((caller, authority), (is_sidecar, out, inn))| {
@@ -374,41 +336,147 @@ impl Model {
         rows
     }
 
+    /// Both ends of every edge over `window` that `filter` selects, with
+    /// their latencies when `latency`, and their counts over the history
+    /// kept when `history` (see the module documentation).
+    pub(super) fn edge_ends(
+        &self,
+        window: Window,
+        filter: &FilterExpr,
+        latency: bool,
+        history: bool,
+    ) -> EdgeEnds<'_> {
+        let Some(now) = self.now_sec else {
+            return EdgeEnds::new();
+        };
+        let since = now.saturating_sub(window.seconds());
+        let passes = |key: &UpstreamKey, part: &Part| {
+            filter.matches(&StatsFacts {
+                sidecar: &part.sidecar,
+                direction: key.direction,
+                authority: &key.authority,
+                route: None,
+            })
+        };
+        // Caller sides by (sidecar, authority); callee sides by (client
+        // address, authority), with the sidecars that served them. And,
+        // whatever the filter, which sidecars called which authority in the
+        // window: an ambiguous address is resolved by it.
+        let mut outbound: HashMap<(Arc<str>, &str), End> = HashMap::new();
+        let mut inbound: HashMap<(Arc<str>, &str), CalleeEnd> = HashMap::new();
+        let mut calls: HashSet<(&str, &str)> = HashSet::new();
+        for (key, state) in &self.upstreams {
+            let watched = self.watched_seconds(state, window, now);
+            for second in &state.seconds {
+                let age = now - second.sec;
+                let kept = if history {
+                    (0..HISTORY_SECONDS as i64).contains(&age)
+                } else {
+                    second.sec > since && second.sec <= now
+                };
+                if !kept {
+                    continue;
+                }
+                let at = At {
+                    sec: second.sec,
+                    in_window: second.sec > since && second.sec <= now,
+                    trend: usize::try_from(age)
+                        .ok()
+                        .and_then(|age| (TREND_SECONDS - 1).checked_sub(age)),
+                };
+                for part in &second.parts {
+                    if key.direction == Direction::Outbound && part.requests > 0 && at.in_window {
+                        calls.insert((&part.sidecar, &key.authority));
+                    }
+                    if !passes(key, part) {
+                        continue;
+                    }
+                    match key.direction {
+                        Direction::Outbound => outbound
+                            .entry((part.sidecar.clone(), key.authority.as_str()))
+                            .or_insert_with(|| End::new(watched, history))
+                            .add(
+                                part.requests,
+                                part.failures,
+                                part.latency.as_deref().filter(|_| latency),
+                                at,
+                            ),
+                        Direction::Inbound => {
+                            for client in &part.clients {
+                                let (end, servers) = inbound
+                                    .entry((client.client.clone(), key.authority.as_str()))
+                                    .or_insert_with(|| {
+                                        (End::new(watched, history), BTreeSet::new())
+                                    });
+                                end.add(
+                                    client.requests,
+                                    client.failures,
+                                    client.latency.as_deref().filter(|_| latency),
+                                    at,
+                                );
+                                servers.insert(part.sidecar.clone());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+
+        let addresses = self.sidecars_by_address();
+        let mut edges = EdgeEnds::new();
+        for ((sidecar, authority), end) in outbound {
+            edges
+                .entry((sidecar.to_string(), authority))
+                .or_insert((true, None, None))
+                .1 = Some(end);
+        }
+        for ((client, authority), callee) in inbound {
+            let (caller, is_sidecar) = match caller_of(&client, authority, &addresses, &calls) {
+                Some(name) => (name.to_owned(), true),
+                None => (client.to_string(), false),
+            };
+            let entry = edges
+                .entry((caller, authority))
+                .or_insert((is_sidecar, None, None));
+            match &mut entry.2 {
+                // Two addresses of one caller: their counts add up.
+                Some((end, servers)) => {
+                    end.merge(callee.0);
+                    servers.extend(callee.1);
+                }
+                none => *none = Some(callee),
+            }
+        }
+        edges
+    }
+
     /// Who sent `request`, as far as the attached sidecars tell (the
     /// request inspector's question): for an outbound request, the app
     /// beside its sidecar; for an inbound one, the attached sidecar known
     /// by the client address, or of several the one whose outbound `stats`
     /// named the authority, as for edges.
     pub fn request_caller(&self, request: &RequestEvent) -> RequestCaller<'_> {
-        if request.direction == Direction::Outbound {
-            return RequestCaller::App;
-        }
-        let ip = match request.client.parse::<std::net::SocketAddr>() {
-            Ok(addr) => addr.ip(),
-            Err(_) => match request.client.parse::<IpAddr>() {
-                Ok(ip) => ip,
-                Err(_) => return RequestCaller::Unknown,
-            },
-        };
-        let addresses = self.sidecars_by_address();
-        let Some(known) = addresses.get(&ip) else {
-            return RequestCaller::Unknown;
-        };
-        let outbound = UpstreamKey {
-            direction: Direction::Outbound,
-            authority: request.authority.clone(),
-        };
+        self.caller_resolver().caller(request)
+    }
+
+    /// What tells the callers of requests: the attached sidecars by
+    /// address, and which of them sent outbound requests to which
+    /// authority (the upstreams' sources).
+    pub(super) fn caller_resolver(&self) -> CallerResolver<'_> {
         let mut calls: HashSet<(&str, &str)> = HashSet::new();
-        if let Some(state) = self.upstreams.get(&outbound) {
+        for (key, state) in &self.upstreams {
+            if key.direction != Direction::Outbound {
+                continue;
+            }
             for (source, _) in &state.sources {
                 if let Some(sidecar) = self.sidecars.get(*source) {
-                    calls.insert((sidecar.name(), &request.authority));
+                    calls.insert((sidecar.name(), &key.authority));
                 }
             }
         }
-        match caller_of(&ip.to_string(), &request.authority, &addresses, &calls) {
-            Some(name) => RequestCaller::Sidecar(name),
-            None => RequestCaller::OneOf(known.clone()),
+        CallerResolver {
+            addresses: self.sidecars_by_address(),
+            calls,
         }
     }
 
@@ -429,6 +497,41 @@ impl Model {
             }
         }
         names
+    }
+}
+
+/// Tells who sent requests, for many requests at once
+/// ([`Model::caller_resolver`]).
+pub(super) struct CallerResolver<'m> {
+    addresses: HashMap<IpAddr, Vec<&'m str>>,
+    calls: HashSet<(&'m str, &'m str)>,
+}
+
+impl<'m> CallerResolver<'m> {
+    /// Who sent `request` (see [`Model::request_caller`]).
+    pub(super) fn caller(&self, request: &RequestEvent) -> RequestCaller<'m> {
+        if request.direction == Direction::Outbound {
+            return RequestCaller::App;
+        }
+        let ip = match request.client.parse::<std::net::SocketAddr>() {
+            Ok(addr) => addr.ip(),
+            Err(_) => match request.client.parse::<IpAddr>() {
+                Ok(ip) => ip,
+                Err(_) => return RequestCaller::Unknown,
+            },
+        };
+        let Some(known) = self.addresses.get(&ip) else {
+            return RequestCaller::Unknown;
+        };
+        match caller_of(
+            &ip.to_string(),
+            &request.authority,
+            &self.addresses,
+            &self.calls,
+        ) {
+            Some(name) => RequestCaller::Sidecar(name),
+            None => RequestCaller::OneOf(known.clone()),
+        }
     }
 }
 

@@ -22,17 +22,19 @@
 //! the same stats and events: one row per group, so at most the upstreams
 //! kept times their routes kept ([`super::ROUTES_PER_UPSTREAM`] + 1).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
 use hdrhistogram::Histogram;
 
+use super::edges::{CallerResolver, RequestCaller};
 use super::{
     Figures, HISTORY_SECONDS, Model, Part, SortColumn, UpstreamKey, Window, event_micros, route_of,
     success_rate,
 };
 use crate::filter::{FilterExpr, Scope, StatsFacts};
 use crate::schema::{RequestEvent, StatusClasses};
+use crate::telemetry::Direction;
 use crate::telemetry::stats::{decode_histogram, new_latency_histogram};
 
 /// Seconds of each row's trend (the TREND column), the newest last.
@@ -49,19 +51,24 @@ pub enum GroupBy {
     Route,
     /// One row per sidecar, over every upstream it reports.
     Sidecar,
+    /// One row per caller, over every authority it calls, each call
+    /// counted once as an edge is ([`super::edges`]).
+    Caller,
     /// One row per HTTP status class, over every upstream.
     Status,
 }
 
 impl GroupBy {
-    pub const ALL: [GroupBy; 4] = [
+    pub const ALL: [GroupBy; 5] = [
         GroupBy::Authority,
         GroupBy::Route,
         GroupBy::Sidecar,
+        GroupBy::Caller,
         GroupBy::Status,
     ];
 
-    /// The next grouping (`b`: authority → route → sidecar → status).
+    /// The next grouping (`b`: authority → route → sidecar → caller →
+    /// status).
     pub fn next(self) -> GroupBy {
         let i = GroupBy::ALL.iter().position(|g| *g == self).unwrap_or(0);
         GroupBy::ALL[(i + 1) % GroupBy::ALL.len()]
@@ -73,6 +80,7 @@ impl GroupBy {
             GroupBy::Authority => "authority",
             GroupBy::Route => "route",
             GroupBy::Sidecar => "sidecar",
+            GroupBy::Caller => "caller",
             GroupBy::Status => "status class",
         }
     }
@@ -167,6 +175,12 @@ pub enum GroupKey {
         route: String,
     },
     Sidecar(String),
+    /// A calling sidecar's name (`sidecar`), or the client address when no
+    /// attached sidecar is known by it.
+    Caller {
+        name: String,
+        sidecar: bool,
+    },
     Status(StatusClass),
 }
 
@@ -317,6 +331,7 @@ fn shares<'a>(
             .filter(move |r| filter.matches(&facts(Some(&r.route))))
     };
     match by {
+        // Callers come from both ends of each edge ([`Model::edge_ends`]).
         GroupBy::Authority => Vec::new(),
         GroupBy::Route => routes()
             .map(|r| Share {
@@ -365,12 +380,22 @@ fn shares<'a>(
                 })
                 .collect()
         }
-        GroupBy::Sidecar | GroupBy::Status => Vec::new(),
+        GroupBy::Sidecar | GroupBy::Caller | GroupBy::Status => Vec::new(),
     }
 }
 
-/// The group of a request event.
-fn group_of(by: GroupBy, event: &RequestEvent) -> Option<GroupKey> {
+/// What tells the caller of a request event, and whether it is counted:
+/// an inbound request is one of a call already counted at its caller's
+/// end when that caller's outbound requests to the same authority pass
+/// too.
+struct EventCallers<'m> {
+    resolver: CallerResolver<'m>,
+    /// (sidecar, authority) of the outbound requests that pass.
+    counted: HashSet<(&'m str, &'m str)>,
+}
+
+/// The group of a request event; `None` when it is not counted.
+fn group_of(by: GroupBy, event: &RequestEvent, callers: Option<&EventCallers>) -> Option<GroupKey> {
     match by {
         GroupBy::Authority => None,
         GroupBy::Route => Some(GroupKey::Route {
@@ -381,6 +406,34 @@ fn group_of(by: GroupBy, event: &RequestEvent) -> Option<GroupKey> {
             route: route_of(event),
         }),
         GroupBy::Sidecar => Some(GroupKey::Sidecar(event.sidecar.clone())),
+        GroupBy::Caller => {
+            let callers = callers?;
+            match callers.resolver.caller(event) {
+                RequestCaller::App => Some(GroupKey::Caller {
+                    name: event.sidecar.clone(),
+                    sidecar: true,
+                }),
+                RequestCaller::Sidecar(name)
+                    if callers.counted.contains(&(name, event.authority.as_str())) =>
+                {
+                    None
+                }
+                RequestCaller::Sidecar(name) => Some(GroupKey::Caller {
+                    name: name.to_owned(),
+                    sidecar: true,
+                }),
+                RequestCaller::OneOf(_) | RequestCaller::Unknown => {
+                    let ip = event
+                        .client
+                        .parse::<std::net::SocketAddr>()
+                        .map_or_else(|_| event.client.clone(), |addr| addr.ip().to_string());
+                    Some(GroupKey::Caller {
+                        name: ip,
+                        sidecar: false,
+                    })
+                }
+            }
+        }
         GroupBy::Status => Some(GroupKey::Status(StatusClass::of(event.status))),
     }
 }
@@ -417,7 +470,7 @@ impl Model {
     fn count_groups(&self, by: GroupBy, window: Window, filter: &FilterExpr) -> Grouped {
         let from_events = self.scope_of(filter) == Scope::Events
             || (by == GroupBy::Route && !self.has_route_stats)
-            || (by == GroupBy::Status && filter.names_route());
+            || (matches!(by, GroupBy::Status | GroupBy::Caller) && filter.names_route());
         let (rows, source) = if from_events {
             let (groups, figures) = self.groups_from_events(by, window, filter);
             let rows = groups.into_iter().map(|(k, acc)| acc.row(k)).collect();
@@ -437,7 +490,11 @@ impl Model {
                 .collect();
             (rows, GroupSource::CountsFromStats(figures))
         } else {
-            let groups = self.groups_from_stats(by, window, filter);
+            let groups = if by == GroupBy::Caller {
+                self.callers_from_stats(window, filter)
+            } else {
+                self.groups_from_stats(by, window, filter)
+            };
             let rows = groups.into_iter().map(|(k, acc)| acc.row(k)).collect();
             (rows, GroupSource::Stats)
         };
@@ -494,6 +551,34 @@ impl Model {
         groups
     }
 
+    /// Every caller's figures from the ends of its edges: each edge
+    /// counted at the caller's end when it is seen, else at the callee's,
+    /// as the Edges view counts it.
+    fn callers_from_stats(&self, window: Window, filter: &FilterExpr) -> HashMap<GroupKey, Acc> {
+        let mut groups: HashMap<GroupKey, Acc> = HashMap::new();
+        for ((name, _), (sidecar, out, inn)) in self.edge_ends(window, filter, true, true) {
+            let Some(end) = out.or(inn.map(|(end, _)| end)) else {
+                continue;
+            };
+            let key = GroupKey::Caller { name, sidecar };
+            let acc = groups.entry(key).or_insert_with(Acc::new);
+            acc.window_requests = acc.window_requests.saturating_add(end.requests);
+            acc.window_failures = acc.window_failures.saturating_add(end.failures);
+            acc.rps += end.requests as f64 / end.watched.max(1) as f64;
+            if !end.latency.is_empty() {
+                acc.add_latency(&end.latency);
+            }
+            if let Some(history) = end.history {
+                acc.requests = acc.requests.saturating_add(history.requests);
+                acc.failures = acc.failures.saturating_add(history.failures);
+                for (a, b) in acc.trend.iter_mut().zip(history.trend) {
+                    *a = a.saturating_add(b);
+                }
+            }
+        }
+        groups
+    }
+
     /// Every group's figures from the events in the tap that pass
     /// `filter`, and how they are labelled.
     fn groups_from_events(
@@ -509,16 +594,25 @@ impl Model {
             Figures::Events { covered, .. } => covered.max(1),
             Figures::Stats => 1,
         };
+        let passing = || {
+            self.tap.iter().filter(move |entry| {
+                entry.sec >= complete
+                    && entry.sec <= now
+                    && filter.matches_request(&entry.event.sidecar, &entry.event)
+            })
+        };
+        let callers = (by == GroupBy::Caller).then(|| EventCallers {
+            resolver: self.caller_resolver(),
+            counted: passing()
+                .map(|entry| &entry.event)
+                .filter(|event| event.direction == Direction::Outbound)
+                .map(|event| (event.sidecar.as_str(), event.authority.as_str()))
+                .collect(),
+        });
         let mut groups: HashMap<GroupKey, Acc> = HashMap::new();
-        for entry in &self.tap {
+        for entry in passing() {
             let event = &entry.event;
-            if entry.sec < complete
-                || entry.sec > now
-                || !filter.matches_request(&event.sidecar, event)
-            {
-                continue;
-            }
-            let Some(key) = group_of(by, event) else {
+            let Some(key) = group_of(by, event, callers.as_ref()) else {
                 continue;
             };
             let failed = event.is_failure();

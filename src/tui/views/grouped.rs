@@ -82,6 +82,7 @@ fn name_columns(by: GroupBy, width: u16, mark: &str) -> Vec<Column> {
             Column::text("ROUTE", ALWAYS).fill().path(),
         ],
         GroupBy::Sidecar => vec![Column::text(&format!("SIDECAR{mark}"), ALWAYS).fill()],
+        GroupBy::Caller => vec![Column::text(&format!("CALLER{mark}"), ALWAYS).fill()],
         GroupBy::Status | GroupBy::Authority => {
             vec![Column::text(&format!("STATUS{mark}"), ALWAYS)]
         }
@@ -106,7 +107,7 @@ fn name_cells(key: &GroupKey, width: u16) -> Vec<String> {
             upstream.authority.clone(),
             route.clone(),
         ],
-        GroupKey::Sidecar(name) => vec![name.clone()],
+        GroupKey::Sidecar(name) | GroupKey::Caller { name, .. } => vec![name.clone()],
         GroupKey::Status(class) => vec![class.label().to_owned()],
     }
 }
