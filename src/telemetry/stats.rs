@@ -7,7 +7,6 @@
 //! before anything is allocated for it (see `docs/events.md`, "Limits").
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
@@ -209,6 +208,49 @@ pub enum HistogramDecodeError {
 /// allocates a declared payload length and a declared value range before
 /// reading them: a 40-byte histogram could ask for gigabytes.)
 pub fn decode_histogram(encoded: &str) -> Result<Histogram<u64>, HistogramDecodeError> {
+    let plain = plain_v2(encoded)?;
+    Deserializer::new()
+        .deserialize(&mut plain.as_slice())
+        .map_err(HistogramDecodeError::Histogram)
+}
+
+/// Adds a `latency` field's counts to `into`: what adding
+/// [`decode_histogram`]'s histogram to it does, with the same checks and
+/// errors, without building that histogram.
+///
+/// Decoding allocates and zeroes a histogram's whole counts array (16 KiB
+/// or more at three digits) and adding walks it, for the few dozen counts
+/// a second holds; this reads the counts where they are encoded and
+/// records each one. The TUI merges thousands of histograms a window this
+/// way (`cargo bench --bench hot_paths -- merge`); a property test checks
+/// it against the crate's decoder and [`Histogram::add`].
+pub fn add_encoded_histogram(
+    encoded: &str,
+    into: &mut Histogram<u64>,
+) -> Result<(), HistogramDecodeError> {
+    let plain = plain_v2(encoded)?;
+    let counts = V2Counts::of(&plain)?;
+    // Checked in full first, as the crate's decoder does, so that a
+    // damaged histogram adds nothing.
+    counts.clone().try_for_each(|count| count.map(|_| ()))?;
+    for count in counts {
+        let (value, n) = count?;
+        into.record_n(value, n)
+            .map_err(|_| HistogramDecodeError::Format("a value beyond the histogram's range"))?;
+    }
+    Ok(())
+}
+
+/// Whether a `latency` field decodes, as [`decode_histogram`] would tell,
+/// without building its histogram.
+pub fn check_encoded_histogram(encoded: &str) -> Result<(), HistogramDecodeError> {
+    let plain = plain_v2(encoded)?;
+    V2Counts::of(&plain)?.try_for_each(|count| count.map(|_| ()))
+}
+
+/// A plain V2 histogram (header and counts) from a `latency` field,
+/// inflated if need be, its header checked.
+fn plain_v2(encoded: &str) -> Result<Vec<u8>, HistogramDecodeError> {
     if encoded.len() > MAX_ENCODED_HISTOGRAM {
         return Err(HistogramDecodeError::TooLong);
     }
@@ -220,9 +262,147 @@ pub fn decode_histogram(encoded: &str) -> Result<Histogram<u64>, HistogramDecode
         None => return Err(HistogramDecodeError::Format("too short")),
     };
     check_v2_header(&plain)?;
-    Deserializer::new()
-        .deserialize(&mut plain.as_slice())
-        .map_err(HistogramDecodeError::Histogram)
+    Ok(plain)
+}
+
+/// The non-zero counts of a plain V2 histogram whose header
+/// [`check_v2_header`] passed, as (lowest value of the bucket, count),
+/// read as hdrhistogram's `Deserializer` reads them: ZigZag LEB128 numbers
+/// (at most 9 bytes, the ninth taken whole), a negative one skipping that
+/// many empty buckets.
+#[derive(Clone)]
+struct V2Counts<'p> {
+    payload: &'p [u8],
+    at: usize,
+    index: u64,
+    /// The bucket layout of the histogram's range and precision (lowest
+    /// value 1): buckets below `sub_bucket_half_count` are one apart.
+    half_count_magnitude: u32,
+    /// The length of its counts array: a count past it is an error.
+    len: u64,
+}
+
+impl<'p> V2Counts<'p> {
+    fn of(plain: &'p [u8]) -> Result<V2Counts<'p>, HistogramDecodeError> {
+        // What the crate's decoder does not support either.
+        let unsupported = || {
+            Err(HistogramDecodeError::Histogram(
+                hdrhistogram::serialization::DeserializeError::UnsupportedFeature,
+            ))
+        };
+        let (Some(payload), Some(offset), Some(digits), Some(highest), Some(ratio)) = (
+            read_u32(plain, 4),
+            read_u32(plain, 8),
+            read_u32(plain, 12),
+            read_u64(plain, 24),
+            read_u64(plain, 32),
+        ) else {
+            return Err(HistogramDecodeError::Format("header cut short"));
+        };
+        if offset != 0 {
+            return unsupported();
+        }
+        if f64::from_bits(ratio) != 1.0 {
+            return unsupported();
+        }
+        let payload = usize::try_from(payload).unwrap_or(usize::MAX);
+        let payload = plain
+            .get(V2_HEADER..V2_HEADER.saturating_add(payload))
+            .ok_or(HistogramDecodeError::Format(
+                "payload length beyond the data",
+            ))?;
+        // As `Histogram::new_with_bounds(1, highest, digits)` lays it out
+        // (digits and highest are within bounds: see check_v2_header).
+        let largest = 2 * 10u64.pow(digits);
+        let count_magnitude = u64::BITS - (largest - 1).leading_zeros();
+        let half_count_magnitude = count_magnitude - 1;
+        let mut untrackable = 1u64 << count_magnitude;
+        let mut buckets = 1u64;
+        while untrackable <= highest {
+            if untrackable > u64::MAX / 2 {
+                buckets += 1;
+                break;
+            }
+            untrackable <<= 1;
+            buckets += 1;
+        }
+        Ok(V2Counts {
+            payload,
+            at: 0,
+            index: 0,
+            half_count_magnitude,
+            len: (buckets + 1) << half_count_magnitude,
+        })
+    }
+
+    /// The lowest value of the bucket at `index` (hdrhistogram's
+    /// `value_for` with a unit magnitude of 0).
+    fn value_at(&self, index: u64) -> u64 {
+        let half_count = 1u64 << self.half_count_magnitude;
+        let bucket = (index >> self.half_count_magnitude).checked_sub(1);
+        let sub_bucket = (index & (half_count - 1)) + half_count;
+        match bucket {
+            Some(bucket) => sub_bucket << bucket,
+            None => sub_bucket - half_count,
+        }
+    }
+
+    fn varint(&mut self) -> Option<u64> {
+        let mut value = 0u64;
+        for i in 0..9 {
+            let byte = *self.payload.get(self.at)?;
+            self.at += 1;
+            if i == 8 {
+                return Some(value | u64::from(byte) << 56);
+            }
+            value |= u64::from(byte & 0x7f) << (7 * i);
+            if byte & 0x80 == 0 {
+                return Some(value);
+            }
+        }
+        Some(value)
+    }
+}
+
+impl Iterator for V2Counts<'_> {
+    type Item = Result<(u64, u64), HistogramDecodeError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while self.at < self.payload.len() {
+            let Some(zigzag) = self.varint() else {
+                return Some(Err(HistogramDecodeError::Format("counts cut short")));
+            };
+            let number = ((zigzag >> 1) as i64) ^ -((zigzag & 1) as i64);
+            // As the crate's decoder: an index past `usize` is an error.
+            let too_far = || {
+                Some(Err(HistogramDecodeError::Histogram(
+                    hdrhistogram::serialization::DeserializeError::UsizeTypeTooSmall,
+                )))
+            };
+            let skip = if number < 0 { number.unsigned_abs() } else { 1 };
+            let Some(next) = self
+                .index
+                .checked_add(skip)
+                .filter(|next| usize::try_from(*next).is_ok())
+            else {
+                return too_far();
+            };
+            let index = std::mem::replace(&mut self.index, next);
+            if number < 0 {
+                continue;
+            }
+            if number == 0 {
+                continue;
+            }
+            if index >= self.len {
+                return Some(Err(HistogramDecodeError::Histogram(
+                    hdrhistogram::serialization::DeserializeError::EncodedArrayTooLong,
+                )));
+            }
+            return Some(Ok((self.value_at(index), number.unsigned_abs())));
+        }
+        None
+    }
 }
 
 fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {
@@ -245,17 +425,71 @@ fn inflate(bytes: &[u8]) -> Result<Vec<u8>, HistogramDecodeError> {
         .ok_or(HistogramDecodeError::Format(
             "compressed length beyond the data",
         ))?;
-    let mut plain = Vec::new();
-    flate2::read::ZlibDecoder::new(compressed)
-        .take(MAX_HISTOGRAM_PAYLOAD as u64 + 1)
-        .read_to_end(&mut plain)
-        .map_err(|_| HistogramDecodeError::Format("damaged deflate stream"))?;
-    if plain.len() > MAX_HISTOGRAM_PAYLOAD {
-        return Err(HistogramDecodeError::OutOfBounds(format!(
-            "more than {MAX_HISTOGRAM_PAYLOAD} bytes once inflated"
-        )));
+    if let Some(plain) = stored(compressed) {
+        return Ok(plain.to_vec());
     }
-    Ok(plain)
+    // One inflater per thread, reset for each histogram: making one
+    // allocates tens of kilobytes, more than inflating a second's
+    // histogram costs.
+    thread_local! {
+        static INFLATER: std::cell::RefCell<flate2::Decompress> =
+            std::cell::RefCell::new(flate2::Decompress::new(true));
+    }
+    let damaged = || HistogramDecodeError::Format("damaged deflate stream");
+    INFLATER.with_borrow_mut(|inflater| {
+        inflater.reset(true);
+        let mut plain = Vec::with_capacity(compressed.len().saturating_mul(4).min(64 * 1024));
+        loop {
+            if plain.len() == plain.capacity() {
+                plain.reserve(plain.capacity().max(256));
+            }
+            let (read, written) = (inflater.total_in(), inflater.total_out());
+            let rest = usize::try_from(read)
+                .ok()
+                .and_then(|read| compressed.get(read..))
+                .ok_or_else(damaged)?;
+            let status = inflater
+                .decompress_vec(rest, &mut plain, flate2::FlushDecompress::None)
+                .map_err(|_| damaged())?;
+            if plain.len() > MAX_HISTOGRAM_PAYLOAD {
+                return Err(HistogramDecodeError::OutOfBounds(format!(
+                    "more than {MAX_HISTOGRAM_PAYLOAD} bytes once inflated"
+                )));
+            }
+            match status {
+                flate2::Status::StreamEnd => return Ok(plain),
+                // No progress with room to write: the stream is cut short.
+                _ if inflater.total_in() == read
+                    && inflater.total_out() == written
+                    && plain.len() < plain.capacity() =>
+                {
+                    return Err(damaged());
+                }
+                _ => {}
+            }
+        }
+    })
+}
+
+/// The bytes of a zlib stream that is one stored deflate block with its
+/// checksum right, as [`HistogramEncoder`] writes small histograms; `None`
+/// for any other stream, which the inflater reads (or refuses).
+fn stored(stream: &[u8]) -> Option<&[u8]> {
+    let [cmf, flg, block, l0, l1, n0, n1, rest @ ..] = stream else {
+        return None;
+    };
+    let header_ok = cmf & 0x0f == 8
+        && cmf >> 4 <= 7
+        && flg & 0x20 == 0
+        && (u16::from(*cmf) << 8 | u16::from(*flg)) % 31 == 0;
+    // The final block, stored (its other bits pad to the byte).
+    let len = u16::from_le_bytes([*l0, *l1]);
+    if !header_ok || block & 0x07 != 0x01 || len != !u16::from_le_bytes([*n0, *n1]) {
+        return None;
+    }
+    let data = rest.get(..usize::from(len))?;
+    let checksum = rest.get(usize::from(len)..usize::from(len) + 4)?;
+    (adler2::adler32_slice(data).to_be_bytes() == checksum).then_some(data)
 }
 
 /// Checks a plain V2 histogram's header against the bounds of
@@ -857,6 +1091,7 @@ impl Aggregator {
 mod tests {
     use super::*;
     use crate::telemetry::record::HttpProtocol;
+    use std::io::Read;
     use std::sync::Arc;
 
     fn record(authority: &str, micros: u64, status: u16, grpc: Option<u32>) -> RequestRecord {
@@ -1382,6 +1617,121 @@ mod tests {
                         .expect("hdrhistogram reads it");
                     prop_assert_eq!(&theirs, &histogram);
                     prop_assert_eq!(&decode_histogram(&encoded).expect("we read it"), &histogram);
+                }
+            }
+
+            /// Adding a `latency` field's counts is adding the histogram
+            /// the crate decodes from it, whatever its precision, range and
+            /// encoding.
+            #[test]
+            fn adding_encoded_counts_is_adding_the_decoded_histogram(
+                kept in proptest::collection::vec((1u64..=MAX_LATENCY_MICROS, 1u64..1000), 0..50),
+                values in proptest::collection::vec((1u64..=MAX_LATENCY_MICROS, 1u64..1000), 0..200),
+                digits in 1u8..=LATENCY_SIGFIG,
+                small in any::<bool>(),
+                encoding in 0..3,
+            ) {
+                let mut histogram = Histogram::<u64>::new(digits).expect("valid");
+                for (value, count) in &values {
+                    let value = if small { value % 5_000 + 1 } else { *value };
+                    histogram.record_n(value, *count).expect("auto-resizing");
+                }
+                let encoded = match encoding {
+                    0 => encode_histogram(&histogram),
+                    1 => {
+                        let mut plain = Vec::new();
+                        V2Serializer::new().serialize(&histogram, &mut plain).expect("serializes");
+                        BASE64.encode(plain)
+                    }
+                    _ => {
+                        let mut bytes = Vec::new();
+                        hdrhistogram::serialization::V2DeflateSerializer::new()
+                            .serialize(&histogram, &mut bytes)
+                            .expect("serializes");
+                        BASE64.encode(bytes)
+                    }
+                };
+                let mut theirs = new_latency_histogram();
+                for (value, count) in &kept {
+                    theirs.record_n(*value, *count).expect("auto-resizing");
+                }
+                let mut ours = theirs.clone();
+                theirs.add(decode_histogram(&encoded).expect("decodes")).expect("adds");
+                add_encoded_histogram(&encoded, &mut ours).expect("adds");
+                prop_assert_eq!(ours.len(), theirs.len());
+                prop_assert_eq!(ours.max(), theirs.max());
+                prop_assert_eq!(ours.min_nz(), theirs.min_nz());
+                prop_assert_eq!(ours, theirs);
+            }
+
+            /// A damaged histogram is refused as the crate's decoder refuses
+            /// it, and then adds nothing.
+            #[test]
+            fn damaged_counts_are_refused_as_the_decoder_refuses_them(
+                compress in any::<bool>(),
+                payload in prop_oneof![0u32..80, any::<u32>()],
+                digits in 0u32..5,
+                highest in prop_oneof![2u64..=4 * MAX_LATENCY_MICROS, any::<u64>()],
+                body in proptest::collection::vec(any::<u8>(), 0..80),
+            ) {
+                let plain = v2(payload, digits, 1, highest, &body);
+                let bytes = if compress { compressed(&plain, None) } else { plain };
+                let encoded = BASE64.encode(&bytes);
+                let before = new_latency_histogram();
+                let mut theirs = before.clone();
+                let decoded = decode_histogram(&encoded)
+                    .and_then(|h| theirs.add(h).map_err(|_| HistogramDecodeError::Format("add")));
+                let mut ours = before.clone();
+                let added = add_encoded_histogram(&encoded, &mut ours);
+                prop_assert_eq!(decoded.is_ok(), added.is_ok(), "{:?} vs {:?}", decoded, added);
+                if added.is_ok() {
+                    prop_assert_eq!(ours, theirs);
+                } else {
+                    prop_assert_eq!(ours, before);
+                }
+            }
+
+            /// The reused inflater reads what a fresh `ZlibDecoder`
+            /// reads, and refuses what it refuses.
+            #[test]
+            fn the_reused_inflater_reads_as_a_fresh_decoder(
+                plain in proptest::collection::vec(any::<u8>(), 0..3000),
+                store in any::<bool>(),
+                cut in any::<proptest::sample::Index>(),
+                flip in proptest::option::of((any::<proptest::sample::Index>(), any::<u8>())),
+            ) {
+                let mut bytes = if store {
+                    let plain = &plain[..plain.len().min(600)];
+                    let mut encoder = HistogramEncoder::new();
+                    encoder.plain = plain.to_vec();
+                    encoder.out = V2_COMPRESSED_COOKIE.to_be_bytes().to_vec();
+                    encoder.out.extend_from_slice(&[0; 4]);
+                    encoder.store();
+                    encoder.out
+                } else {
+                    compressed(&plain, None)
+                };
+                if let Some((at, xor)) = flip {
+                    let at = 8 + at.index(bytes.len() - 8);
+                    bytes[at] ^= xor;
+                }
+                let end = 8 + cut.index(bytes.len() - 7);
+                for bytes in [&bytes[..], &bytes[..end]] {
+                    let mut bytes = bytes.to_vec();
+                    let len = (bytes.len() - 8) as u32;
+                    bytes[4..8].copy_from_slice(&len.to_be_bytes());
+                    let fresh = {
+                        let mut out = Vec::new();
+                        flate2::read::ZlibDecoder::new(&bytes[8..])
+                            .take(MAX_HISTOGRAM_PAYLOAD as u64 + 1)
+                            .read_to_end(&mut out)
+                            .map(|_| out)
+                    };
+                    match (inflate(&bytes), fresh) {
+                        (Ok(ours), Ok(theirs)) => prop_assert_eq!(ours, theirs),
+                        (Err(_), Err(_)) => {}
+                        (ours, theirs) => prop_assert!(false, "{:?} vs {:?}", ours.map(|o| o.len()), theirs.map(|t| t.len())),
+                    }
                 }
             }
 

@@ -43,7 +43,10 @@ use crate::schema::{
     one_line, truncate_field,
 };
 use crate::telemetry::Direction;
-use crate::telemetry::stats::{MAX_LATENCY_MICROS, decode_histogram, new_latency_histogram};
+use crate::telemetry::stats::{
+    MAX_LATENCY_MICROS, add_encoded_histogram, check_encoded_histogram, decode_histogram,
+    new_latency_histogram,
+};
 
 mod by_events;
 pub mod distribution;
@@ -1363,9 +1366,7 @@ impl Model {
                     .or_insert_with(|| (0, 0, new_latency_histogram()));
                 entry.0 = entry.0.saturating_add(part.requests);
                 entry.1 = entry.1.saturating_add(part.failures);
-                if let Ok(latency) = decode_histogram(&part.latency) {
-                    let _ = entry.2.add(&latency);
-                }
+                let _ = add_encoded_histogram(&part.latency, &mut entry.2);
             }
         }
         if routes.is_empty() {
@@ -1573,7 +1574,7 @@ impl UpstreamState {
                 truncate_field(&mut client, MAX_AUTHORITY);
                 let latency = match &kept {
                     Some(whole) if **whole == *c.counts.latency => Some(whole.clone()),
-                    _ => decode_histogram(&c.counts.latency)
+                    _ => check_encoded_histogram(&c.counts.latency)
                         .is_ok()
                         .then(|| Arc::from(c.counts.latency.as_str())),
                 };

@@ -48,7 +48,7 @@ use super::{HISTORY_SECONDS, Model, Part, UpstreamKey, Window, success_rate};
 use crate::filter::{FilterExpr, Scope, StatsFacts};
 use crate::schema::RequestEvent;
 use crate::telemetry::Direction;
-use crate::telemetry::stats::{decode_histogram, new_latency_histogram};
+use crate::telemetry::stats::{add_encoded_histogram, new_latency_histogram};
 
 /// Who sent a request ([`Model::request_caller`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -180,8 +180,8 @@ impl End {
         if requests > 0 {
             self.last_active = self.last_active.max(at.sec);
         }
-        if let Some(decoded) = latency.and_then(|l| decode_histogram(l).ok()) {
-            let _ = self.latency.add(&decoded);
+        if let Some(latency) = latency {
+            let _ = add_encoded_histogram(latency, &mut self.latency);
         }
     }
 

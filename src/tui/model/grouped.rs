@@ -35,7 +35,7 @@ use super::{
 use crate::filter::{FilterExpr, Scope, StatsFacts};
 use crate::schema::{RequestEvent, StatusClasses};
 use crate::telemetry::Direction;
-use crate::telemetry::stats::{decode_histogram, new_latency_histogram};
+use crate::telemetry::stats::{add_encoded_histogram, new_latency_histogram};
 
 /// Seconds of each row's trend (the TREND column), the newest last.
 pub const TREND_SECONDS: usize = 60;
@@ -304,10 +304,31 @@ impl Acc {
 
 /// One group's share of one sidecar's part of a second.
 struct Share<'a> {
-    key: GroupKey,
+    key: ShareKey<'a>,
     requests: u64,
     failures: u64,
     latency: Vec<&'a str>,
+}
+
+/// A group as the model's own names spell it, until its row is made.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum ShareKey<'a> {
+    Route(&'a UpstreamKey, &'a str),
+    Sidecar(&'a str),
+    Status(StatusClass),
+}
+
+impl ShareKey<'_> {
+    fn owned(self) -> GroupKey {
+        match self {
+            ShareKey::Route(upstream, route) => GroupKey::Route {
+                upstream: upstream.clone(),
+                route: route.to_owned(),
+            },
+            ShareKey::Sidecar(name) => GroupKey::Sidecar(name.to_owned()),
+            ShareKey::Status(class) => GroupKey::Status(class),
+        }
+    }
 }
 
 /// What of `part` (of upstream `key`) passes `filter`, by group: a route's
@@ -315,7 +336,7 @@ struct Share<'a> {
 /// (without failures or latency: `stats` do not split them by class).
 fn shares<'a>(
     by: GroupBy,
-    key: &UpstreamKey,
+    key: &'a UpstreamKey,
     part: &'a Part,
     filter: &FilterExpr,
 ) -> Vec<Share<'a>> {
@@ -335,10 +356,7 @@ fn shares<'a>(
         GroupBy::Authority => Vec::new(),
         GroupBy::Route => routes()
             .map(|r| Share {
-                key: GroupKey::Route {
-                    upstream: key.clone(),
-                    route: r.route.to_string(),
-                },
+                key: ShareKey::Route(key, &r.route),
                 requests: r.requests,
                 failures: r.failures,
                 latency: vec![&*r.latency],
@@ -346,7 +364,7 @@ fn shares<'a>(
             .collect(),
         GroupBy::Sidecar if filter.names_route() => {
             let mut share = Share {
-                key: GroupKey::Sidecar(part.sidecar.to_string()),
+                key: ShareKey::Sidecar(&part.sidecar),
                 requests: 0,
                 failures: 0,
                 latency: Vec::new(),
@@ -363,7 +381,7 @@ fn shares<'a>(
             }
         }
         GroupBy::Sidecar if filter.matches(&facts(None)) => vec![Share {
-            key: GroupKey::Sidecar(part.sidecar.to_string()),
+            key: ShareKey::Sidecar(&part.sidecar),
             requests: part.requests,
             failures: part.failures,
             latency: part.latency.as_deref().into_iter().collect(),
@@ -373,7 +391,7 @@ fn shares<'a>(
                 .into_iter()
                 .filter(|(_, n)| *n > 0)
                 .map(|(class, n)| Share {
-                    key: GroupKey::Status(class),
+                    key: ShareKey::Status(class),
                     requests: n,
                     failures: 0,
                     latency: Vec::new(),
@@ -510,7 +528,7 @@ impl Model {
     ) -> HashMap<GroupKey, Acc> {
         let now = self.now_sec.unwrap_or(0);
         let since = now - window.seconds();
-        let mut groups: HashMap<GroupKey, Acc> = HashMap::new();
+        let mut groups: HashMap<ShareKey, Acc> = HashMap::new();
         for (key, state) in &self.upstreams {
             if !filter.matches_upstream(key.direction, &key.authority) {
                 continue;
@@ -540,15 +558,17 @@ impl Model {
                         acc.window_failures = acc.window_failures.saturating_add(share.failures);
                         acc.rps += share.requests as f64 / watched;
                         for encoded in share.latency {
-                            if let Ok(latency) = decode_histogram(encoded) {
-                                acc.add_latency(&latency);
-                            }
+                            let latency = acc.latency.get_or_insert_with(new_latency_histogram);
+                            let _ = add_encoded_histogram(encoded, latency);
                         }
                     }
                 }
             }
         }
         groups
+            .into_iter()
+            .map(|(key, acc)| (key.owned(), acc))
+            .collect()
     }
 
     /// Every caller's figures from the ends of its edges: each edge

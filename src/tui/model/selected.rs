@@ -21,7 +21,7 @@ use super::{
     Window, WindowAggregate, distinct_calls,
 };
 use crate::filter::{FilterExpr, StatsFacts};
-use crate::telemetry::stats::decode_histogram;
+use crate::telemetry::stats::{add_encoded_histogram, decode_histogram};
 
 /// The spans kept: the three windows, then the whole history (what the
 /// REQUESTS and FAILURES columns count under such a filter).
@@ -141,9 +141,7 @@ fn passing(
         any = true;
         requests = requests.saturating_add(route.requests);
         failures = failures.saturating_add(route.failures);
-        if let Ok(decoded) = decode_histogram(&route.latency) {
-            let _ = latency.add(&decoded);
-        }
+        let _ = add_encoded_histogram(&route.latency, &mut latency);
     }
     any.then_some((requests, failures, latency))
 }
