@@ -229,16 +229,28 @@ pub fn add_encoded_histogram(
     into: &mut Histogram<u64>,
 ) -> Result<(), HistogramDecodeError> {
     let plain = plain_v2(encoded)?;
-    let counts = V2Counts::of(&plain)?;
-    // Checked in full first, as the crate's decoder does, so that a
-    // damaged histogram adds nothing.
-    counts.clone().try_for_each(|count| count.map(|_| ()))?;
-    for count in counts {
-        let (value, n) = count?;
-        into.record_n(value, n)
-            .map_err(|_| HistogramDecodeError::Format("a value beyond the histogram's range"))?;
+    // Read in full first, as the crate's decoder does, so that a damaged
+    // histogram adds nothing.
+    thread_local! {
+        static COUNTS: std::cell::RefCell<Vec<(u64, u64)>> = const { std::cell::RefCell::new(Vec::new()) };
     }
-    Ok(())
+    COUNTS.with_borrow_mut(|counts| {
+        counts.clear();
+        for count in V2Counts::of(&plain)? {
+            counts.push(count?);
+        }
+        for &(value, n) in counts.iter() {
+            into.record_n(value, n).map_err(|_| {
+                HistogramDecodeError::Format("a value beyond the histogram's range")
+            })?;
+        }
+        // A sidecar's histogram of a second has a few dozen counts; one of
+        // a long window's thousands is not kept for the next.
+        if counts.capacity() > 4096 {
+            *counts = Vec::new();
+        }
+        Ok(())
+    })
 }
 
 /// Whether a `latency` field decodes, as [`decode_histogram`] would tell,

@@ -362,8 +362,8 @@ impl Model {
         // address, authority), with the sidecars that served them. And,
         // whatever the filter, which sidecars called which authority in the
         // window: an ambiguous address is resolved by it.
-        let mut outbound: HashMap<(Arc<str>, &str), End> = HashMap::new();
-        let mut inbound: HashMap<(Arc<str>, &str), CalleeEnd> = HashMap::new();
+        let mut outbound: foldhash::HashMap<(Arc<str>, &str), End> = Default::default();
+        let mut inbound: foldhash::HashMap<(Arc<str>, &str), CalleeEnd> = Default::default();
         let mut calls: HashSet<(&str, &str)> = HashSet::new();
         for (key, state) in &self.upstreams {
             let watched = self.watched_seconds(state, window, now);

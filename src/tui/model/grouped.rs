@@ -528,7 +528,8 @@ impl Model {
     ) -> HashMap<GroupKey, Acc> {
         let now = self.now_sec.unwrap_or(0);
         let since = now - window.seconds();
-        let mut groups: HashMap<ShareKey, Acc> = HashMap::new();
+        // foldhash: hashing the keys with SipHash was a tenth of the work.
+        let mut groups: foldhash::HashMap<ShareKey, Acc> = foldhash::HashMap::default();
         for (key, state) in &self.upstreams {
             if !filter.matches_upstream(key.direction, &key.authority) {
                 continue;
