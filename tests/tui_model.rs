@@ -1820,3 +1820,46 @@ fn grouped_by_caller_counts_each_call_once() {
     names.sort();
     assert_eq!(names, ["10.9.9.9", "web"]);
 }
+
+/// A row's percentiles, read once and kept while its window is unchanged,
+/// follow every change: a second entering the window, and one leaving it.
+#[test]
+fn percentiles_follow_the_window_after_being_read() {
+    let mut model = Model::new(["web".to_string()]);
+    let window = Window::TenSeconds;
+    let p99 = |model: &Model| {
+        model
+            .upstream_row(&voting(), window)
+            .and_then(|row| row.p99)
+            .map(|p| p / 1000)
+    };
+    model.ingest_message_at(0, &stats("web", T0, VOTING, &[1_000; 10], 0), at(T0));
+    assert_eq!(p99(&model), Some(1));
+    model.ingest_message_at(
+        0,
+        &stats("web", T0 + 1, VOTING, &[50_000; 10], 0),
+        at(T0 + 1),
+    );
+    assert_eq!(p99(&model), Some(50), "the new second is in");
+    model.ingest_message_at(
+        0,
+        &stats("web", T0 + 6, VOTING, &[2_000; 10], 0),
+        at(T0 + 6),
+    );
+    assert_eq!(p99(&model), Some(50));
+    // Only another upstream's stats: the clock moves on, and VOTING's
+    // window loses its first two seconds with nothing added to it.
+    let emoji = "emoji-svc.emojivoto:8080";
+    model.ingest_message_at(
+        0,
+        &stats("web", T0 + 11, emoji, &[9_000; 10], 0),
+        at(T0 + 11),
+    );
+    assert_eq!(p99(&model), Some(2), "both earlier seconds left the window");
+    model.ingest_message_at(
+        0,
+        &stats("web", T0 + 30, emoji, &[9_000; 10], 0),
+        at(T0 + 30),
+    );
+    assert_eq!(p99(&model), None, "nothing left in the window");
+}

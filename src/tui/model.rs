@@ -214,6 +214,11 @@ struct WindowAggregate {
     /// empties: an empty histogram still holds 16 KiB of counts, and most
     /// upstreams known only from request events never get one.
     latency: Option<Histogram<u64>>,
+    /// p50, p90, p99 and the maximum of `latency`, once read, until it
+    /// changes: walking every upstream's counts on every frame was most of
+    /// the Upstreams view's time, and a `stats` message changes only the
+    /// windows of the upstreams it names.
+    read: std::cell::Cell<Option<[Option<u64>; 4]>>,
 }
 
 /// What an aggregate without latencies lends its readers.
@@ -1686,6 +1691,7 @@ impl WindowAggregate {
     }
 
     fn add(&mut self, requests: u64, failures: u64, latency: Option<&Histogram<u64>>) {
+        self.read.set(None);
         self.requests = self.requests.saturating_add(requests);
         self.failures = self.failures.saturating_add(failures);
         if let Some(latency) = latency {
@@ -1697,6 +1703,7 @@ impl WindowAggregate {
     }
 
     fn subtract(&mut self, requests: u64, failures: u64, latency: Option<&Histogram<u64>>) {
+        self.read.set(None);
         self.requests = self.requests.saturating_sub(requests);
         self.failures = self.failures.saturating_sub(failures);
         if let (Some(aggregate), Some(latency)) = (self.latency.as_mut(), latency) {
@@ -1708,6 +1715,7 @@ impl WindowAggregate {
     /// residue outlives the data.
     fn clear_if_empty(&mut self) {
         if self.requests == 0 {
+            self.read.set(None);
             self.latency = None;
             self.failures = 0;
         }
@@ -1730,14 +1738,7 @@ impl WindowAggregate {
         totals: (u64, u64),
         stale: Option<i64>,
     ) -> UpstreamRow {
-        let latency = self.latency();
-        // One pass over the counts for all three percentiles.
-        let [p50, p90, p99] = if latency.is_empty() {
-            [None; 3]
-        } else {
-            let mut values = latency.value_at_quantiles([0.5, 0.9, 0.99]).map(Some);
-            [(); 3].map(|()| values.next().flatten())
-        };
+        let [p50, p90, p99, max] = self.percentiles();
         UpstreamRow {
             key: key.clone(),
             rps: self.requests as f64 / watched.max(1) as f64,
@@ -1745,11 +1746,30 @@ impl WindowAggregate {
             p50,
             p90,
             p99,
-            max: (!latency.is_empty()).then(|| latency.max()),
+            max,
             requests: totals.0,
             failures: totals.1,
             stale,
         }
+    }
+
+    /// p50, p90, p99 and the maximum, as last read while the window has not
+    /// changed since.
+    fn percentiles(&self) -> [Option<u64>; 4] {
+        if let Some(read) = self.read.get() {
+            return read;
+        }
+        let latency = self.latency();
+        let read = if latency.is_empty() {
+            [None; 4]
+        } else {
+            // One pass over the counts for all three percentiles.
+            let mut values = latency.value_at_quantiles([0.5, 0.9, 0.99]).map(Some);
+            let [p50, p90, p99] = [(); 3].map(|()| values.next().flatten());
+            [p50, p90, p99, Some(latency.max())]
+        };
+        self.read.set(Some(read));
+        read
     }
 
     /// Its share of the header's figures, over the `watched` seconds.
