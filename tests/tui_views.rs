@@ -1781,7 +1781,7 @@ fn enter_on_a_caller_filters_by_what_it_called() {
         press(&mut ui, &model, KeyCode::Enter);
         ui
     };
-    let web = select("web");
+    let mut web = select("web");
     assert_eq!(web.filter.as_str(), "sidecar=\"web\" direction=outbound");
     assert_eq!(web.group_by, GroupBy::Authority);
     let authorities: Vec<String> = web
@@ -1790,6 +1790,24 @@ fn enter_on_a_caller_filters_by_what_it_called() {
         .map(|r| r.key.authority.clone())
         .collect();
     assert_eq!(authorities.len(), 2, "emoji and voting: {authorities:?}");
+    // Esc goes back to the callers, the row enter was pressed on selected.
+    assert_eq!(press(&mut web, &model, KeyCode::Esc), Action::Redraw);
+    assert_eq!((web.filter.as_str(), web.group_by), ("", GroupBy::Caller));
+    let rows = web.group_rows(&model);
+    let selected = web.selected_group(&rows).map(|i| rows[i].key.clone());
+    assert_eq!(
+        selected,
+        Some(GroupKey::Caller {
+            name: "web".into(),
+            sidecar: true
+        })
+    );
+    // Once the filter is changed otherwise, esc no longer restores it.
+    let mut web = select("web");
+    press(&mut web, &model, KeyCode::Char('/'));
+    press(&mut web, &model, KeyCode::Enter);
+    assert_eq!(press(&mut web, &model, KeyCode::Esc), Action::None);
+    assert_eq!(web.group_by, GroupBy::Authority);
     let rows = {
         let mut ui = ui();
         ui.group_by = GroupBy::Caller;

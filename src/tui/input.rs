@@ -130,6 +130,16 @@ pub struct Selection {
     pub group_key: Option<GroupKey>,
 }
 
+/// Where `esc` returns after `enter` on a grouped row (see
+/// [`UiState::group_back`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct GroupBack {
+    pub filter: FilterExpr,
+    pub group_by: GroupBy,
+    /// The row `enter` was pressed on, selected again.
+    pub row: GroupKey,
+}
+
 /// Everything the user chose; see the module documentation.
 #[derive(Clone, Debug)]
 pub struct UiState {
@@ -156,6 +166,10 @@ pub struct UiState {
     /// The error group whose failing requests the Errors view lists (set
     /// by `enter` on a group, cleared by `esc`).
     pub failures_of: Option<ErrorKey>,
+    /// The grouping and filter `enter` on a grouped row left (it adds a
+    /// term and groups by authority); `esc` returns to them, until the
+    /// filter or the grouping is changed otherwise.
+    pub group_back: Option<GroupBack>,
     /// The request open in the inspector, over the view it was opened
     /// from; `esc` closes it.
     pub inspector: Option<Inspector>,
@@ -236,6 +250,7 @@ impl UiState {
             detail: None,
             detail_from: Tab::Upstreams,
             failures_of: None,
+            group_back: None,
             inspector: None,
             clipboard: None,
             tap_follow: true,
@@ -334,6 +349,7 @@ impl UiState {
             Command::Follow => self.toggle_follow(model),
             Command::LatencyScale => self.latency_scale = self.latency_scale.toggled(),
             Command::GroupBy => {
+                self.group_back = None;
                 self.group_by = self.group_by.next();
                 self.selected.group = 0;
                 self.selected.group_key = None;
@@ -356,6 +372,12 @@ impl UiState {
                     self.failures_of = None;
                 } else if self.tab == Tab::Detail {
                     self.tab = self.detail_from;
+                } else if self.tab == Tab::Upstreams
+                    && let Some(back) = self.group_back.take()
+                {
+                    self.filter = back.filter;
+                    self.group_by = back.group_by;
+                    self.selected.group_key = Some(back.row);
                 } else {
                     return Action::None;
                 }
@@ -507,6 +529,7 @@ impl UiState {
         };
         match input.parse::<FilterExpr>() {
             Ok(filter) => {
+                self.group_back = None;
                 self.filter = filter;
                 self.filter_input = None;
                 self.filter_error = None;
@@ -583,7 +606,7 @@ impl UiState {
     /// sidecar, a caller or a status class becomes a term of the filter,
     /// and the table groups by authority again, showing the upstreams it
     /// selects: a calling sidecar's outbound ones, or those a client
-    /// address called.
+    /// address called. `esc` returns to the grouping ([`GroupBack`]).
     fn drill_into_group(&mut self, model: &Model) {
         let rows = self.group_rows(model);
         let Some(row) = self.selected_group(&rows).map(|i| &rows[i]) else {
@@ -630,7 +653,11 @@ impl UiState {
         };
         match combined.parse::<FilterExpr>() {
             Ok(filter) => {
-                self.filter = filter;
+                self.group_back = Some(GroupBack {
+                    filter: std::mem::replace(&mut self.filter, filter),
+                    group_by: self.group_by,
+                    row: row.key.clone(),
+                });
                 self.group_by = GroupBy::Authority;
             }
             Err(err) => self.hint = Some(err.to_string()),

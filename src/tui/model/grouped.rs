@@ -1,10 +1,15 @@
 //! The Upstreams table's rows grouped another way than by upstream (`b`,
-//! `--group-by`): by route of each upstream, by sidecar, or by HTTP status
-//! class, each figure saying where it comes from.
+//! `--group-by`): by route of each upstream, by sidecar, by caller, or by
+//! HTTP status class, each figure saying where it comes from.
 //!
 //! - route and sidecar: exact, from each sidecar's share of each second
 //!   ([`Part`]) and its routes, as a filter on sidecars or routes is
 //!   counted ([`super::selected`]);
+//! - caller: exact, from both ends of each edge ([`Model::edge_ends`]),
+//!   each call counted once as the Edges view counts it: at the caller's
+//!   end when its sidecar is attached, else at the callee's; under a
+//!   filter on routes or request fields, from the events that pass, an
+//!   inbound request left out when its caller's outbound one passes too;
 //! - status class: requests and rates exact from the status classes of
 //!   `stats`; success, latency and failures only from request events, and
 //!   labelled so ([`Grouped::label`]); under a filter on routes (whose
