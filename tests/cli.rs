@@ -561,10 +561,9 @@ fn group_by_is_refused_with_json_and_unknown_groupings_in_one_line() {
     );
 }
 
-/// The headless demo grouped by sidecar prints one row per sidecar of the
-/// demo, the same grouping the TUI would start with.
-#[test]
-fn the_headless_demo_groups_its_table_by_sidecar() {
+/// The last table a 4 s headless demo prints grouped `by`, and the first
+/// word of each of its rows.
+fn headless_demo_grouped(by: &str) -> (String, Vec<String>) {
     let output = meshtop_bin()
         .args([
             "demo",
@@ -573,9 +572,8 @@ fn the_headless_demo_groups_its_table_by_sidecar() {
             "4s",
             "--admin-base",
             "0",
-            "--group-by",
-            "sidecar",
         ])
+        .args(["--failure-rate", "0", "--group-by", by])
         .stdin(Stdio::null())
         .output()
         .expect("runs");
@@ -583,11 +581,24 @@ fn the_headless_demo_groups_its_table_by_sidecar() {
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let last = stdout.trim_end().rsplit("\n\n").next().unwrap_or_default();
+    let mut names: Vec<String> = last
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        .collect();
+    names.sort_unstable();
+    (last.to_owned(), names)
+}
+
+/// The headless demo grouped by sidecar prints one row per sidecar of the
+/// demo, the same grouping the TUI would start with.
+#[test]
+fn the_headless_demo_groups_its_table_by_sidecar() {
+    let (last, sidecars) = headless_demo_grouped("sidecar");
     assert!(last.starts_with("SIDECAR "), "{last}");
     for sidecar in ["web", "emoji", "voting"] {
         assert!(
-            last.lines()
-                .any(|l| l.split_whitespace().next() == Some(sidecar)),
+            sidecars.iter().any(|s| s == sidecar),
             "no {sidecar} row in\n{last}"
         );
     }
@@ -598,32 +609,7 @@ fn the_headless_demo_groups_its_table_by_sidecar() {
 /// counted once although both ends are attached.
 #[test]
 fn the_headless_demo_groups_its_table_by_caller() {
-    let output = meshtop_bin()
-        .args([
-            "demo",
-            "--headless",
-            "--duration",
-            "4s",
-            "--admin-base",
-            "0",
-            "--failure-rate",
-            "0",
-            "--group-by",
-            "caller",
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .expect("runs");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(0), "{stderr}");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let last = stdout.trim_end().rsplit("\n\n").next().unwrap_or_default();
+    let (last, callers) = headless_demo_grouped("caller");
     assert!(last.starts_with("CALLER "), "{last}");
-    let mut callers: Vec<&str> = last
-        .lines()
-        .skip(1)
-        .filter_map(|l| l.split_whitespace().next())
-        .collect();
-    callers.sort_unstable();
     assert_eq!(callers, ["vote-bot", "web"], "{last}");
 }

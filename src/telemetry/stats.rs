@@ -208,7 +208,7 @@ pub enum HistogramDecodeError {
 /// allocates a declared payload length and a declared value range before
 /// reading them: a 40-byte histogram could ask for gigabytes.)
 pub fn decode_histogram(encoded: &str) -> Result<Histogram<u64>, HistogramDecodeError> {
-    let plain = plain_v2(encoded)?;
+    let (plain, _) = plain_v2(encoded)?;
     Deserializer::new()
         .deserialize(&mut plain.as_slice())
         .map_err(HistogramDecodeError::Histogram)
@@ -228,7 +228,7 @@ pub fn add_encoded_histogram(
     encoded: &str,
     into: &mut Histogram<u64>,
 ) -> Result<(), HistogramDecodeError> {
-    let plain = plain_v2(encoded)?;
+    let (plain, header) = plain_v2(encoded)?;
     // Read in full first, as the crate's decoder does, so that a damaged
     // histogram adds nothing.
     thread_local! {
@@ -236,7 +236,7 @@ pub fn add_encoded_histogram(
     }
     COUNTS.with_borrow_mut(|counts| {
         counts.clear();
-        for count in V2Counts::of(&plain)? {
+        for count in V2Counts::of(&plain, header)? {
             counts.push(count?);
         }
         for &(value, n) in counts.iter() {
@@ -256,13 +256,13 @@ pub fn add_encoded_histogram(
 /// Whether a `latency` field decodes, as [`decode_histogram`] would tell,
 /// without building its histogram.
 pub fn check_encoded_histogram(encoded: &str) -> Result<(), HistogramDecodeError> {
-    let plain = plain_v2(encoded)?;
-    V2Counts::of(&plain)?.try_for_each(|count| count.map(|_| ()))
+    let (plain, header) = plain_v2(encoded)?;
+    V2Counts::of(&plain, header)?.try_for_each(|count| count.map(|_| ()))
 }
 
 /// A plain V2 histogram (header and counts) from a `latency` field,
 /// inflated if need be, its header checked.
-fn plain_v2(encoded: &str) -> Result<Vec<u8>, HistogramDecodeError> {
+fn plain_v2(encoded: &str) -> Result<(Vec<u8>, V2Header), HistogramDecodeError> {
     if encoded.len() > MAX_ENCODED_HISTOGRAM {
         return Err(HistogramDecodeError::TooLong);
     }
@@ -273,8 +273,8 @@ fn plain_v2(encoded: &str) -> Result<Vec<u8>, HistogramDecodeError> {
         Some(_) => return Err(HistogramDecodeError::Format("unknown cookie")),
         None => return Err(HistogramDecodeError::Format("too short")),
     };
-    check_v2_header(&plain)?;
-    Ok(plain)
+    let header = check_v2_header(&plain)?;
+    Ok((plain, header))
 }
 
 /// The non-zero counts of a plain V2 histogram whose header
@@ -295,34 +295,25 @@ struct V2Counts<'p> {
 }
 
 impl<'p> V2Counts<'p> {
-    fn of(plain: &'p [u8]) -> Result<V2Counts<'p>, HistogramDecodeError> {
+    fn of(plain: &'p [u8], header: V2Header) -> Result<V2Counts<'p>, HistogramDecodeError> {
         // What the crate's decoder does not support either.
-        let unsupported = || {
-            Err(HistogramDecodeError::Histogram(
+        if header.offset != 0 || header.ratio != 1.0 {
+            return Err(HistogramDecodeError::Histogram(
                 hdrhistogram::serialization::DeserializeError::UnsupportedFeature,
-            ))
-        };
-        let (Some(payload), Some(offset), Some(digits), Some(highest), Some(ratio)) = (
-            read_u32(plain, 4),
-            read_u32(plain, 8),
-            read_u32(plain, 12),
-            read_u64(plain, 24),
-            read_u64(plain, 32),
-        ) else {
-            return Err(HistogramDecodeError::Format("header cut short"));
-        };
-        if offset != 0 {
-            return unsupported();
+            ));
         }
-        if f64::from_bits(ratio) != 1.0 {
-            return unsupported();
-        }
-        let payload = usize::try_from(payload).unwrap_or(usize::MAX);
-        let payload = plain
-            .get(V2_HEADER..V2_HEADER.saturating_add(payload))
-            .ok_or(HistogramDecodeError::Format(
-                "payload length beyond the data",
-            ))?;
+        let V2Header {
+            payload,
+            digits,
+            highest,
+            ..
+        } = header;
+        let payload =
+            plain
+                .get(V2_HEADER..V2_HEADER + payload)
+                .ok_or(HistogramDecodeError::Format(
+                    "payload length beyond the data",
+                ))?;
         // As `Histogram::new_with_bounds(1, highest, digits)` lays it out
         // (digits and highest are within bounds: see check_v2_header).
         let largest = 2 * 10u64.pow(digits);
@@ -506,24 +497,29 @@ fn stored(stream: &[u8]) -> Option<&[u8]> {
 
 /// Checks a plain V2 histogram's header against the bounds of
 /// [`decode_histogram`], and its payload length against the bytes there.
-fn check_v2_header(plain: &[u8]) -> Result<(), HistogramDecodeError> {
+fn check_v2_header(plain: &[u8]) -> Result<V2Header, HistogramDecodeError> {
     let out_of_bounds = |what: String| Err(HistogramDecodeError::OutOfBounds(what));
     if read_u32(plain, 0) != Some(V2_COOKIE) {
         return Err(HistogramDecodeError::Format("unknown inner cookie"));
     }
-    let (Some(payload), Some(digits), Some(lowest), Some(highest)) = (
+    let (Some(payload), Some(offset), Some(digits), Some(lowest), Some(highest), Some(ratio)) = (
         read_u32(plain, 4),
+        read_u32(plain, 8),
         read_u32(plain, 12),
         read_u64(plain, 16),
         read_u64(plain, 24),
+        read_u64(plain, 32),
     ) else {
         return Err(HistogramDecodeError::Format("header cut short"));
     };
-    if !usize::try_from(payload).is_ok_and(|p| p <= plain.len().saturating_sub(V2_HEADER)) {
+    let Some(payload) = usize::try_from(payload)
+        .ok()
+        .filter(|p| *p <= plain.len().saturating_sub(V2_HEADER))
+    else {
         return Err(HistogramDecodeError::Format(
             "payload length beyond the data",
         ));
-    }
+    };
     if !(1..=u32::from(LATENCY_SIGFIG)).contains(&digits) {
         return out_of_bounds(format!("{digits} significant digits"));
     }
@@ -533,7 +529,29 @@ fn check_v2_header(plain: &[u8]) -> Result<(), HistogramDecodeError> {
     if !(2..=2 * MAX_LATENCY_MICROS).contains(&highest) {
         return out_of_bounds(format!("highest value {highest}"));
     }
-    Ok(())
+    Ok(V2Header {
+        payload,
+        offset,
+        digits,
+        highest,
+        ratio: f64::from_bits(ratio),
+    })
+}
+
+/// What [`check_v2_header`] read of a plain V2 histogram's header.
+#[derive(Clone, Copy)]
+struct V2Header {
+    /// The length of the counts after the header, within the bytes there.
+    payload: usize,
+    /// The normalizing index offset.
+    offset: u32,
+    /// Significant digits, 1 to [`LATENCY_SIGFIG`].
+    digits: u32,
+    /// The highest trackable value, 2 to twice [`MAX_LATENCY_MICROS`]
+    /// (the lowest is 1).
+    highest: u64,
+    /// The integer-to-double ratio.
+    ratio: f64,
 }
 
 /// How many durations [`Latencies`] keeps as plain values before it turns
