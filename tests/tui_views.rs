@@ -672,6 +672,18 @@ fn figures_from_events_are_labelled_in_the_header() {
     insta::assert_snapshot!("figures_from_events_160x48", text);
     ui.filter = "direction=outbound".parse().expect("a valid filter");
     assert!(!screen(&model, &ui, 160, 48).contains("from events"));
+    // At 80 columns a long filter is cut, not what the figures are.
+    ui.filter = "failed direction=outbound authority~emojivoto !method=GET"
+        .parse()
+        .expect("a valid filter");
+    let text = screen(&model, &ui, 80, 24);
+    let header = text.lines().next().expect("a header");
+    assert!(header.contains("filter f…"), "{header}");
+    assert!(
+        header.contains("  10s  "),
+        "the window, shortened: {header}"
+    );
+    assert!(header.contains("from events · 0 dropped"), "{header}");
 }
 
 #[test]

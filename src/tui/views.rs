@@ -231,16 +231,18 @@ impl Widget for &Header<'_> {
                 success_style(summary.success),
             ),
             Span::raw(format!("  p99 {}", format_latency(summary.p99))),
+            // Last: the first to shorten when the line is short.
             Span::raw(format!("  window {}", ui.window.label())),
         ];
-        if !ui.filter.is_empty() {
-            figures.push(Span::raw(format!("  filter {}", ui.filter.as_str())).cyan());
-        }
+        // What the figures are (from events, failures only) says more than
+        // the filter's whole text: where the line is short, the filter is
+        // cut to make room for them (`/` shows it whole).
+        let mut notes = Vec::new();
         if let Some(label) = model.figures(ui.window, &ui.filter).label() {
-            figures.push(Span::raw(format!("  {label}")).yellow());
+            notes.push(Span::raw(format!("  {label}")).yellow());
         }
         if ui.failures_only {
-            figures.push(Span::raw("  failures only").red());
+            notes.push(Span::raw("  failures only").red());
         }
         let mut markers = Vec::new();
         if ui.paused {
@@ -251,6 +253,26 @@ impl Widget for &Header<'_> {
         }
         let markers = Line::from(markers);
         let marker_width = markers.width();
+        let filter_width = if ui.filter.is_empty() {
+            0
+        } else {
+            "  filter ".len() + text_width(ui.filter.as_str())
+        };
+        let taken = |figures: &[Span]| {
+            figures.iter().chain(&notes).map(Span::width).sum::<usize>() + marker_width + 1
+        };
+        if taken(&figures) + filter_width > usize::from(area.width) {
+            // The window alone, the figures before it still say over what.
+            if let Some(window) = figures.last_mut() {
+                *window = Span::raw(format!("  {}", ui.window.label()));
+            }
+        }
+        if !ui.filter.is_empty() {
+            let room = usize::from(area.width).saturating_sub(taken(&figures) + "  filter ".len());
+            let filter = grid::cut(ui.filter.as_str(), room.max(1), false);
+            figures.push(Span::raw(format!("  filter {filter}")).cyan());
+        }
+        figures.extend(notes);
         // The name is the first thing to go when space is short.
         let badge = Span::raw(" meshtop ").bold().reversed();
         let figures_width: usize = figures.iter().map(Span::width).sum();
