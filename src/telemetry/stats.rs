@@ -5,6 +5,8 @@
 //! Histograms also arrive from outside (a sidecar's `stats`, a recording),
 //! so [`decode_histogram`] checks every size and bound a histogram declares
 //! before anything is allocated for it (see `docs/events.md`, "Limits").
+//! Where many are merged (the TUI's windows, groupings and edges),
+//! [`add_encoded_histogram`] adds one's counts without building it.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
