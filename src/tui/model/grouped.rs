@@ -57,7 +57,7 @@ pub enum GroupBy {
     /// One row per sidecar, over every upstream it reports.
     Sidecar,
     /// One row per caller, over every authority it calls, each call
-    /// counted once as an edge is ([`super::edges`]).
+    /// counted once as an edge is (see [`EdgeRow`](super::EdgeRow)).
     Caller,
     /// One row per HTTP status class, over every upstream.
     Status,
