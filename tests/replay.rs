@@ -63,12 +63,13 @@ async fn finished(command: tokio::process::Child) -> std::process::Output {
 }
 
 async fn replay_headless(file: &str) -> (String, String) {
-    let output = finished(
-        meshtop(&["replay", file, "--headless", "--speed", "max"])
-            .spawn()
-            .expect("runs"),
-    )
-    .await;
+    replay_headless_with(file, &[]).await
+}
+
+async fn replay_headless_with(file: &str, options: &[&str]) -> (String, String) {
+    let mut args = vec!["replay", file, "--headless", "--speed", "max"];
+    args.extend_from_slice(options);
+    let output = finished(meshtop(&args).spawn().expect("runs")).await;
     assert_eq!(
         output.status.code(),
         Some(0),
@@ -332,6 +333,17 @@ async fn the_shipped_emojivoto_recording_replays() {
         std::fs::metadata(file).expect("shipped").len() < 4 * 1024 * 1024,
         "a few MB at most"
     );
+    // `--group-by` means in a replay what it means live: the demo's two
+    // callers, each call counted once.
+    let (table, _) = replay_headless_with(file, &["--group-by", "caller"]).await;
+    let mut callers: Vec<&str> = table
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    callers.sort_unstable();
+    assert!(table.starts_with("CALLER "), "{table}");
+    assert_eq!(callers, ["vote-bot", "web"], "{table}");
 }
 
 #[tokio::test]
