@@ -1759,15 +1759,7 @@ impl WindowAggregate {
         if let Some(read) = self.read.get() {
             return read;
         }
-        let latency = self.latency();
-        let read = if latency.is_empty() {
-            [None; 4]
-        } else {
-            // One pass over the counts for all three percentiles.
-            let mut values = latency.value_at_quantiles([0.5, 0.9, 0.99]).map(Some);
-            let [p50, p90, p99] = [(); 3].map(|()| values.next().flatten());
-            [p50, p90, p99, Some(latency.max())]
-        };
+        let read = percentiles(self.latency());
         self.read.set(Some(read));
         read
     }
@@ -1793,6 +1785,18 @@ impl RouteState {
             last_seen: 0,
         }
     }
+}
+
+/// p50, p90, p99 and the maximum of `latency`, every row's latency
+/// columns; all `None` when it is empty.
+fn percentiles(latency: &Histogram<u64>) -> [Option<u64>; 4] {
+    if latency.is_empty() {
+        return [None; 4];
+    }
+    // One pass over the counts for all three percentiles.
+    let mut values = latency.value_at_quantiles([0.5, 0.9, 0.99]).map(Some);
+    let [p50, p90, p99] = [(); 3].map(|()| values.next().flatten());
+    [p50, p90, p99, Some(latency.max())]
 }
 
 /// One upstream's share of the header's figures.

@@ -18,7 +18,7 @@ use hdrhistogram::Histogram;
 
 use super::{
     ErrorKey, ErrorRow, Model, Summary, SummaryPart, UpstreamKey, UpstreamRow, Window,
-    distinct_calls, error_key, event_micros, success_rate,
+    distinct_calls, error_key, event_micros, percentiles, success_rate,
 };
 use crate::filter::FilterExpr;
 use crate::telemetry::stats::new_latency_histogram;
@@ -217,14 +217,7 @@ fn row(
     requests: u64,
     failures: u64,
 ) -> UpstreamRow {
-    let latency = counts.map(|c| &c.latency).filter(|l| !l.is_empty());
-    let [p50, p90, p99] = match latency {
-        Some(latency) => {
-            let mut values = latency.value_at_quantiles([0.5, 0.9, 0.99]).map(Some);
-            [(); 3].map(|()| values.next().flatten())
-        }
-        None => [None; 3],
-    };
+    let [p50, p90, p99, max] = counts.map_or([None; 4], |c| percentiles(&c.latency));
     let (window_requests, window_failures) = counts.map_or((0, 0), |c| (c.requests, c.failures));
     UpstreamRow {
         key: key.clone(),
@@ -233,7 +226,7 @@ fn row(
         p50,
         p90,
         p99,
-        max: latency.map(Histogram::max),
+        max,
         requests,
         failures,
         stale: None,

@@ -34,8 +34,8 @@ use hdrhistogram::Histogram;
 
 use super::edges::{CallerResolver, RequestCaller};
 use super::{
-    Figures, HISTORY_SECONDS, Model, Part, SortColumn, UpstreamKey, Window, event_micros, route_of,
-    success_rate,
+    Figures, HISTORY_SECONDS, Model, Part, SortColumn, UpstreamKey, Window, event_micros,
+    percentiles, route_of, success_rate,
 };
 use crate::filter::{FilterExpr, Scope, StatsFacts};
 use crate::schema::{RequestEvent, StatusClasses};
@@ -284,14 +284,7 @@ impl Acc {
     }
 
     fn row(self, key: GroupKey) -> GroupRow {
-        let latency = self.latency.as_ref().filter(|l| !l.is_empty());
-        let [p50, p90, p99] = match latency {
-            Some(latency) => {
-                let mut values = latency.value_at_quantiles([0.5, 0.9, 0.99]).map(Some);
-                [(); 3].map(|()| values.next().flatten())
-            }
-            None => [None; 3],
-        };
+        let [p50, p90, p99, max] = self.latency.as_ref().map_or([None; 4], percentiles);
         GroupRow {
             key,
             rps: self.rps,
@@ -299,7 +292,7 @@ impl Acc {
             p50,
             p90,
             p99,
-            max: latency.map(Histogram::max),
+            max,
             requests: self.requests,
             failures: self.failures,
             trend: self.trend,
