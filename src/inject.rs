@@ -52,36 +52,41 @@
 //! strictly, so a syntax error names its document and line, and with scalars
 //! kept as written, so nothing is reinterpreted (Kubernetes reads YAML 1.1:
 //! `0644` is octal, `yes` is true). A document with nothing to inject is
-//! copied byte for byte. One that gets meshtop is edited with [`yaml_edit`],
-//! a lossless syntax tree: comments, key order, quoting, indentation and
-//! blank lines around the insertions survive (a new `initContainers` is
-//! written as text, laid out like the pod's `containers`). The edited text is parsed again
-//! and must equal the same insertion made on the parsed tree. Where
-//! yaml-edit gets a layout wrong (a pod spec that is a flow mapping over
-//! several lines), the document is written out from the tree instead, the
-//! same content in block style without its comments, and an
-//! [`InjectWarning`] says so: `meshtop inject` prints it to stderr as
-//! `meshtop: warning: FILE: document 2, Pod web: 1 comment could not be
-//! kept (…)`. Nothing is dropped silently.
+//! copied byte for byte. Into one that gets meshtop, the containers are
+//! inserted as text, one way for every layout ([`edit`]): at positions read
+//! from [`yaml_edit`]'s lossless syntax tree, as block items at the column
+//! of the list's items (of `containers` for a new `initContainers`) or as
+//! flow mappings inside flow collections. Nothing of the input is removed
+//! or moved, so comments, key order, quoting, anchors and blank lines all
+//! stay. The edited text is parsed again and must equal the same insertion
+//! made on the parsed tree; a pod spec whose layout leaves no place to
+//! insert, or whose edit fails that check, is refused with an
+//! [`InjectError::Unsupported`] naming its document, line and object.
+//!
+//! A pod left alone is said, not skipped silently: [`injected`] and
+//! [`inject_to`] return an [`InjectWarning`] for each one (on the host
+//! network, without a `containers` list, with an `initContainers` that is
+//! not a list), and `meshtop inject` prints it to stderr as `meshtop:
+//! warning: FILE: document 2, DaemonSet node-agent: left alone: …`.
 //!
 //! # Size
 //!
 //! Time and memory grow linearly with the input (benches/inject.sh). A
 //! `List` is cut into its items, each injected alone ([`split_list`]); an
 //! edit is checked with one-line stand-ins for the sidecars, which are most
-//! of the output ([`Edit::checked`]); and [`inject_to`] writes as it goes,
-//! after a first pass has found anything that would fail, so that nothing
-//! is written then.
+//! of the output ([`Edit::plan`]); and every document is planned (its
+//! insertions found and checked, a few offsets kept) before [`inject_to`]
+//! writes anything, as it goes, so that nothing is written when any
+//! document would fail.
 
 mod edit;
 mod list;
 mod pods;
-mod rewrite;
 mod sidecars;
 mod stream;
 mod yaml;
 
-use edit::{Edit, Shape};
+use edit::{Edit, Shape, Splice, all_lines_end_in_crlf};
 use list::split_list;
 use sidecars::SidecarTexts;
 use stream::{Chunk, has_content, split_documents};
@@ -141,9 +146,10 @@ pub enum InjectError {
     /// The options cannot make a working pod.
     #[error("{0}")]
     InvalidOptions(String),
-    /// A document that needed rewriting holds something the rewriter does
-    /// not write (a tag, a complex key). Only reached when yaml-edit could
-    /// not edit that document in place.
+    /// A pod spec laid out so that the containers have no place to be
+    /// inserted as text (an alias for a pod spec, a `containers` key behind
+    /// another node on its line), or whose edit would not mean what adding
+    /// them means. Nothing is rewritten instead.
     #[error("cannot inject document {document} (line {line}): {reason}")]
     Unsupported {
         document: usize,
@@ -155,26 +161,27 @@ pub enum InjectError {
     Write(String),
 }
 
-/// Something given up to add meshtop to an object, said rather than done
-/// silently; `meshtop inject` prints each one to stderr.
+/// A pod that `meshtop inject` left without meshtop, said rather than
+/// skipped silently; `meshtop inject` prints each one to stderr.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InjectWarning {
     /// The document, numbered as in [`InjectError::InvalidYaml`].
     pub document: usize,
     /// The object, as its kind and name (`Deployment web`).
     pub object: String,
-    pub loss: Loss,
+    pub why: LeftAlone,
 }
 
-/// What an [`InjectWarning`] says was given up.
+/// Why a pod spec was left as it was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Loss {
-    /// yaml-edit could not edit the object in place (a pod spec that is a
-    /// flow mapping over several lines, say), so its document was written
-    /// out again from its parsed tree: the same content, in block style,
-    /// without these many comments (`None` when yaml-edit cannot read it to
-    /// count them).
-    Rewritten { comments: Option<usize> },
+pub enum LeftAlone {
+    /// `hostNetwork: true`: `meshtop init` would rewrite the node's own
+    /// iptables.
+    HostNetwork,
+    /// The pod spec has no `containers` list.
+    NoContainers,
+    /// `initContainers` is neither a list nor empty.
+    InitContainersNotAList,
 }
 
 impl std::fmt::Display for InjectWarning {
@@ -182,17 +189,16 @@ impl std::fmt::Display for InjectWarning {
         let InjectWarning {
             document, object, ..
         } = self;
-        write!(f, "document {document}, {object}: ")?;
-        match self.loss {
-            Loss::Rewritten { comments: Some(0) } => write!(f, "its layout could not be kept")?,
-            Loss::Rewritten { comments: Some(1) } => write!(f, "1 comment could not be kept")?,
-            Loss::Rewritten { comments: Some(n) } => write!(f, "{n} comments could not be kept")?,
-            Loss::Rewritten { comments: None } => write!(f, "its comments could not be kept")?,
+        write!(f, "document {document}, {object}: left alone: ")?;
+        match self.why {
+            LeftAlone::HostNetwork => write!(
+                f,
+                "it runs on the host network (hostNetwork: true), whose iptables meshtop init \
+                 would rewrite"
+            ),
+            LeftAlone::NoContainers => write!(f, "its pod spec has no containers list"),
+            LeftAlone::InitContainersNotAList => write!(f, "its initContainers is not a list"),
         }
-        write!(
-            f,
-            " (yaml-edit could not edit it in place; written out again in block style)"
-        )
     }
 }
 
@@ -213,99 +219,40 @@ pub fn inject(input: &str, options: &InjectOptions) -> Result<String, InjectErro
 /// Adds meshtop to every pod of `input` and returns the stream with its
 /// warnings.
 pub fn injected(input: &str, options: &InjectOptions) -> Result<Injected, InjectError> {
-    injected_with(input, options, Editor::Lossless, Lists::ByItem)
+    injected_with(input, options, Lists::ByItem)
 }
 
-/// [`injected`] with the editor and the handling of `List`s chosen (tests
-/// compare them).
+/// [`injected`] with the handling of `List`s chosen (tests compare them).
 fn injected_with(
     input: &str,
     options: &InjectOptions,
-    editor: Editor,
     lists: Lists,
 ) -> Result<Injected, InjectError> {
     let mut text = String::with_capacity(input.len() + 4096);
-    let mut warnings = Vec::new();
-    let mut out = |piece: &str| {
+    let warnings = inject_with(input, options, lists, &mut |piece| {
         text.push_str(piece);
         Ok(())
-    };
-    inject_with(
-        input,
-        options,
-        editor,
-        lists,
-        Pass::Write,
-        &mut out,
-        &mut warnings,
-    )?;
+    })?;
     Ok(Injected { text, warnings })
 }
 
 /// Adds meshtop to every pod of `input` and writes the stream to `out` as it
 /// goes, holding one document (one item of a `List`) at a time, not the
 /// whole output, which is many times the input's size. Nothing is written
-/// when the input cannot be injected: a first pass finds whatever would
-/// fail (see [`Pass::Check`]). Returns the warnings, one at most per
-/// document or item of a `List`.
+/// when the input cannot be injected: every document is planned first.
+/// Returns the warnings, one per pod left alone.
 pub fn inject_to(
     input: &str,
     options: &InjectOptions,
     out: &mut dyn std::io::Write,
 ) -> Result<Vec<InjectWarning>, InjectError> {
-    let (editor, lists) = (Editor::Lossless, Lists::ByItem);
-    let mut warnings = Vec::new();
-    let mut nowhere = |_: &str| Ok(());
-    inject_with(
-        input,
-        options,
-        editor,
-        lists,
-        Pass::Check,
-        &mut nowhere,
-        &mut warnings,
-    )?;
-    warnings.clear();
-    let mut write = |text: &str| {
+    let warnings = inject_with(input, options, Lists::ByItem, &mut |text| {
         out.write_all(text.as_bytes())
             .map_err(|err| InjectError::Write(err.to_string()))
-    };
-    inject_with(
-        input,
-        options,
-        editor,
-        lists,
-        Pass::Write,
-        &mut write,
-        &mut warnings,
-    )?;
+    })?;
     out.flush()
         .map_err(|err| InjectError::Write(err.to_string()))?;
     Ok(warnings)
-}
-
-/// What a run over the input does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Pass {
-    /// Finds what would fail, writing nothing, and skips the items of the
-    /// `List`s that are cut apart: each was checked to parse alone into
-    /// what it was, with no anchor, alias, tag or complex key, so it is
-    /// edited in place or rewritten, and cannot fail.
-    Check,
-    /// Writes the output.
-    Write,
-}
-
-/// How a document that gets meshtop is written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Editor {
-    /// Edited in place with yaml-edit and checked; rewritten, with a
-    /// warning, when the check fails (see [`Edit::document`]).
-    Lossless,
-    /// Always rewritten from the parsed tree; lets the tests exercise the
-    /// path that is otherwise only taken when yaml-edit gets a layout wrong.
-    #[cfg_attr(not(test), allow(dead_code))]
-    Rewrite,
 }
 
 /// How a `List` document is injected.
@@ -322,70 +269,126 @@ enum Lists {
 /// Where the output goes, a piece at a time.
 type Sink<'s> = dyn FnMut(&str) -> Result<(), InjectError> + 's;
 
+/// A piece of the input and the insertions into it (none: copied as is).
+struct Part<'i> {
+    text: &'i str,
+    splices: Vec<Splice>,
+    /// Whether the document's lines end with `\r\n`, as the inserted ones
+    /// then must.
+    crlf: bool,
+}
+
+/// Plans every document (each item of a cut `List`), then writes them:
+/// what fails, fails before anything is written.
 fn inject_with(
     input: &str,
     options: &InjectOptions,
-    editor: Editor,
     lists: Lists,
-    pass: Pass,
     out: &mut Sink,
-    warnings: &mut Vec<InjectWarning>,
-) -> Result<(), InjectError> {
+) -> Result<Vec<InjectWarning>, InjectError> {
+    with_edit(options, |edit| {
+        let (parts, warnings) = plan(edit, input, lists)?;
+        for part in &parts {
+            if part.splices.is_empty() {
+                out(part.text)?;
+            } else {
+                out(&edit.write(part.text, &part.splices, part.crlf))?;
+            }
+        }
+        Ok(warnings)
+    })
+}
+
+/// Runs `f` with the [`Edit`] that adds the containers `options` make.
+fn with_edit<R>(
+    options: &InjectOptions,
+    f: impl FnOnce(&Edit) -> Result<R, InjectError>,
+) -> Result<R, InjectError> {
     check_options(options)?;
-    let sidecars = SidecarTexts::new(options);
-    let stand_ins = SidecarTexts {
-        init: format!("name: {INIT_CONTAINER}\n"),
-        proxy: format!("name: {PROXY_CONTAINER}\n"),
-    };
-    let (Some(trees), Some(stand_in_trees)) = (sidecars.trees(), stand_ins.trees()) else {
-        return Err(InjectError::InvalidOptions(format!(
+    let containers_error = || {
+        InjectError::InvalidOptions(format!(
             "cannot build the containers for image {:?}",
             options.image
-        )));
+        ))
     };
-    let edit = Edit {
+    let sidecars = SidecarTexts::new(options).ok_or_else(containers_error)?;
+    let stand_ins = SidecarTexts::stand_ins().ok_or_else(containers_error)?;
+    let (Some(trees), Some(stand_in_trees)) = (sidecars.trees(), stand_ins.trees()) else {
+        return Err(containers_error());
+    };
+    f(&Edit {
         sidecars: &sidecars,
         trees: &trees,
         stand_ins: &stand_ins,
         stand_in_trees: &stand_in_trees,
         items_checked: Default::default(),
-        editor,
-    };
+    })
+}
 
+/// The input cut into documents (and `List`s into items), each with its
+/// insertions found and checked, and the pods left alone.
+fn plan<'i>(
+    edit: &Edit,
+    input: &'i str,
+    lists: Lists,
+) -> Result<(Vec<Part<'i>>, Vec<InjectWarning>), InjectError> {
+    let mut parts = Vec::new();
+    let mut warnings = Vec::new();
+    let mut plan = |chunk: &Chunk<'_>, document, shape| {
+        let planned = edit.plan(chunk, document, shape)?;
+        warnings.extend(planned.warnings);
+        Ok::<_, InjectError>(planned.splices)
+    };
     let mut document = 0;
     for chunk in split_documents(input) {
         if chunk.explicit || has_content(chunk.text) {
             document += 1;
         }
+        let crlf = all_lines_end_in_crlf(chunk.text);
         let items = match lists {
             Lists::ByItem => split_list(chunk.text),
             Lists::Whole => None,
         };
-        if let Some(items) = items {
-            if pass == Pass::Check {
-                continue;
-            }
-            let text = chunk.text;
-            let first = items.first().map_or(text.len(), |item| item.start);
-            let last = items.last().map_or(text.len(), |item| item.end);
-            out(&text[..first])?;
-            let (mut first_line, mut counted) = (chunk.first_line, 0);
-            for item in items {
-                first_line += text[counted..item.start].matches('\n').count();
-                counted = item.start;
-                let piece = Chunk {
-                    text: &text[item],
-                    first_line,
-                    explicit: false,
-                };
-                warnings.extend(edit.document(&piece, document, Shape::ListItem, out)?);
-            }
-            out(&text[last..])?;
-        } else {
-            warnings.extend(edit.document(&chunk, document, Shape::Stream, out)?);
+        let Some(items) = items else {
+            let splices = plan(&chunk, document, Shape::Stream)?;
+            parts.push(Part {
+                text: chunk.text,
+                splices,
+                crlf,
+            });
+            continue;
+        };
+        let text = chunk.text;
+        let first = items.first().map_or(text.len(), |item| item.start);
+        let last = items.last().map_or(text.len(), |item| item.end);
+        parts.push(Part {
+            text: &text[..first],
+            splices: Vec::new(),
+            crlf,
+        });
+        let (mut first_line, mut counted) = (chunk.first_line, 0);
+        for item in items {
+            first_line += text[counted..item.start].matches('\n').count();
+            counted = item.start;
+            let piece = Chunk {
+                text: &text[item],
+                first_line,
+                explicit: false,
+            };
+            let splices = plan(&piece, document, Shape::ListItem)?;
+            parts.push(Part {
+                text: piece.text,
+                splices,
+                crlf,
+            });
         }
+        parts.push(Part {
+            text: &text[last..],
+            splices: Vec::new(),
+            crlf,
+        });
     }
-    Ok(())
+    Ok((parts, warnings))
 }
 
 fn check_options(options: &InjectOptions) -> Result<(), InjectError> {
@@ -409,25 +412,20 @@ fn check_options(options: &InjectOptions) -> Result<(), InjectError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use saphyr::{ScalarStyle, Yaml};
+    use saphyr::Yaml;
     use sidecars::scalar_text;
     use yaml::load;
 
-    fn inject_with(
-        input: &str,
-        options: &InjectOptions,
-        editor: Editor,
-    ) -> Result<Injected, InjectError> {
-        injected_with(input, options, editor, Lists::ByItem)
+    fn run(input: &str, options: &InjectOptions, lists: Lists) -> Result<String, InjectError> {
+        injected_with(input, options, lists).map(|injected| injected.text)
     }
 
-    fn run(
-        input: &str,
-        options: &InjectOptions,
-        editor: Editor,
-        lists: Lists,
-    ) -> Result<String, InjectError> {
-        injected_with(input, options, editor, lists).map(|injected| injected.text)
+    /// What injecting `input` must mean, from its parsed tree alone: the
+    /// planned insertions made on it, without the text edit or its check.
+    fn meaning<'a>(input: &'a str, trees: &sidecars::SidecarTrees<'a>) -> Vec<Yaml<'a>> {
+        let docs = load(input).expect("valid YAML");
+        let plans: Vec<pods::Plan> = docs.iter().map(pods::plan_document).collect();
+        pods::expect(&docs, &plans, trees)
     }
 
     const TRICKY: &str = "\
@@ -458,79 +456,77 @@ spec:
 ";
 
     #[test]
-    fn the_rewrite_means_what_the_input_meant() {
-        let docs = load(TRICKY).expect("valid YAML");
-        let chunk = Chunk {
-            text: TRICKY,
-            first_line: 0,
-            explicit: false,
-        };
-        let rewritten = rewrite::rewrite(&chunk, &docs).expect("nothing unsupported");
-        let reparsed = load(&rewritten).expect("the rewrite is valid YAML");
-        assert_eq!(reparsed.len(), 1);
-        assert_eq!(
-            strip_styles(&reparsed[0]),
-            strip_styles(&docs[0]),
-            "{rewritten}"
-        );
-        assert!(rewritten.contains("mode: 0644"), "{rewritten}");
-        assert!(rewritten.contains("flag: yes"), "{rewritten}");
-        assert!(rewritten.contains("name: 'it''s'"), "{rewritten}");
-    }
-
-    #[test]
-    fn the_rewrite_injects_as_the_lossless_edit_does_and_says_what_it_lost() {
+    fn every_scalar_and_comment_is_kept_as_written() {
         let options = InjectOptions::default();
-        let lossless = inject_with(TRICKY, &options, Editor::Lossless).expect("injects");
-        assert_eq!(lossless.warnings, []);
-        let rewritten = inject_with(TRICKY, &options, Editor::Rewrite).expect("injects");
-        assert_ne!(lossless.text, rewritten.text, "the rewrite drops comments");
-        assert_eq!(
-            rewritten.warnings,
-            [InjectWarning {
-                document: 1,
-                object: "Pod it's".to_owned(),
-                loss: Loss::Rewritten { comments: Some(1) },
-            }]
-        );
-        let lossless = load(&lossless.text).expect("valid");
-        let rewritten = load(&rewritten.text).expect("valid");
-        assert_eq!(strip_styles(&lossless[0]), strip_styles(&rewritten[0]));
+        let output = injected(TRICKY, &options).expect("injects");
+        assert_eq!(output.warnings, []);
+        let mut output_lines = output.text.lines();
+        for line in TRICKY.lines() {
+            assert!(
+                output_lines.any(|out| out == line),
+                "{line:?} lost in\n{}",
+                output.text
+            );
+        }
+        let sidecars = SidecarTexts::new(&options).expect("containers");
+        let trees = sidecars.trees().expect("trees");
+        assert_eq!(load(&output.text).expect("valid"), meaning(TRICKY, &trees));
     }
 
-    /// yaml-edit cannot insert into a flow mapping that spans lines: the
-    /// one layout for which the rewrite is kept.
+    /// A pod spec in flow style over several lines, with a comment: the
+    /// layout the emitter of earlier versions rewrote in block style.
     #[test]
-    fn a_pod_spec_yaml_edit_cannot_edit_is_rewritten_with_a_warning() {
+    fn a_flow_pod_spec_over_several_lines_is_edited_in_place() {
         let input = "kind: Pod\nmetadata: {name: web}\nspec: {\n  # the app\n  containers: [{name: app}]\n}\n";
         let output = injected(input, &InjectOptions::default()).expect("injects");
+        assert_eq!(output.warnings, []);
         assert!(
-            output.text.contains("- name: meshtop-proxy\n"),
+            output
+                .text
+                .starts_with("kind: Pod\nmetadata: {name: web}\nspec: {\n  # the app\n  initContainers: [{name: meshtop-init, "),
             "{}",
             output.text
         );
-        assert!(!output.text.contains("# the app"), "{}", output.text);
-        assert_eq!(output.warnings.len(), 1);
-        assert_eq!(
-            output.warnings[0].to_string(),
-            "document 1, Pod web: 1 comment could not be kept \
-             (yaml-edit could not edit it in place; written out again in block style)"
+        assert!(
+            output.text.ends_with("}], containers: [{name: app}]\n}\n"),
+            "{}",
+            output.text
         );
     }
 
     #[test]
-    fn tagged_nodes_are_not_rewritten() {
+    fn tagged_nodes_are_kept() {
         let input =
             "kind: Pod\nmetadata:\n  name: !!str app\nspec:\n  containers:\n  - name: app\n";
-        let err = inject_with(input, &InjectOptions::default(), Editor::Rewrite)
-            .expect_err("a tag cannot be rewritten");
-        assert!(
-            matches!(err, InjectError::Unsupported { document: 1, .. }),
-            "{err}"
-        );
-        // yaml-edit edits it in place.
         let output = inject(input, &InjectOptions::default()).expect("injects");
         assert!(output.contains("name: !!str app\n"), "{output}");
+    }
+
+    /// meshtop's containers in flow style mean what they mean in block
+    /// style, whatever the options.
+    #[test]
+    fn the_containers_written_in_flow_style_mean_the_same() {
+        for image in [
+            "ghcr.io/meshtop/meshtop:0.1.0",
+            "registry:5000/x y\"z",
+            "a,b[c]{d}#e",
+        ] {
+            let options = InjectOptions {
+                image: image.to_owned(),
+                skip_outbound_ports: vec![53, 443],
+                ..InjectOptions::default()
+            };
+            let sidecars = SidecarTexts::new(&options).expect("both styles");
+            for sidecar in [sidecars::Sidecar::Init, sidecars::Sidecar::Proxy] {
+                let flow = sidecars.flow(sidecar);
+                assert!(!flow.contains('\n'), "{flow}");
+                assert_eq!(
+                    load(flow).expect("valid"),
+                    load(sidecars.text(sidecar)).expect("valid"),
+                    "{flow}"
+                );
+            }
+        }
     }
 
     #[test]
@@ -593,32 +589,25 @@ spec:
     #[test]
     fn a_list_injected_item_by_item_is_what_it_is_injected_whole() {
         let options = InjectOptions::default();
+        let sidecars = SidecarTexts::new(&options).expect("containers");
+        let trees = sidecars.trees().expect("trees");
         for list in LISTS {
-            let by_item = run(list, &options, Editor::Lossless, Lists::ByItem).expect("injects");
-            let whole = run(list, &options, Editor::Lossless, Lists::Whole).expect("injects");
-            fn trees(text: &str) -> Vec<Yaml<'_>> {
-                load(text)
-                    .expect("valid")
-                    .iter()
-                    .map(strip_styles)
-                    .collect()
-            }
-            assert_eq!(trees(&by_item), trees(&whole), "{list}");
-            // And what the tree says, written out from it without any
-            // stand-in check.
-            let bare = run(list, &options, Editor::Rewrite, Lists::Whole).expect("injects");
-            assert_eq!(trees(&by_item), trees(&bare), "{list}");
+            let by_item = run(list, &options, Lists::ByItem).expect("injects");
+            let whole = run(list, &options, Lists::Whole).expect("injects");
+            // The same insertions, so the same text, in any layout.
+            assert_eq!(by_item, whole, "{list}");
+            // What the tree says, without the text edit or its check.
+            assert_eq!(
+                load(&by_item).expect("valid"),
+                meaning(list, &trees),
+                "{list}"
+            );
             assert!(by_item.matches(PROXY_CONTAINER).count() >= 2, "{by_item}");
-            // Laid out as the input; only what cannot be edited in place is
-            // rewritten, and then only its item.
-            if !list.contains('{') || list.contains("ConfigMap") {
-                assert_eq!(by_item, whole, "{list}");
-            }
             for comment in ["# the first", "# the second", "# inline", "# trailing"] {
                 assert_eq!(list.contains(comment), by_item.contains(comment));
             }
             // Injecting again changes nothing.
-            let again = run(&by_item, &options, Editor::Lossless, Lists::ByItem).expect("injects");
+            let again = run(&by_item, &options, Lists::ByItem).expect("injects");
             assert_eq!(again, by_item);
         }
     }
@@ -660,20 +649,196 @@ spec:
         assert_eq!(lines, [0, 1, 3]);
     }
 
-    /// The tree with block scalars as the double-quoted ones the rewrite
-    /// makes of them: the same strings.
-    fn strip_styles<'a>(node: &Yaml<'a>) -> Yaml<'a> {
-        match node {
-            Yaml::Representation(text, ScalarStyle::Literal | ScalarStyle::Folded, tag) => {
-                Yaml::Representation(text.clone(), ScalarStyle::DoubleQuoted, tag.clone())
+    /// A pod spec laid out in one of the ways people and generators write
+    /// them, for [`every_layout_is_edited_by_adding_text`].
+    #[derive(Clone, Debug)]
+    struct Layout {
+        /// Pod, Deployment, or a Pod as an item of a `List`.
+        wrapper: u8,
+        /// Block style with this indentation (2 or 4) and items this much
+        /// further right (0 or 2); else flow style, on one line or several.
+        block: Option<(usize, usize)>,
+        flow_lines: bool,
+        /// Missing, `initContainers:`, `[]`, `~`, or items: block or flow.
+        init: u8,
+        /// The names of the items, when it has some.
+        items: Vec<&'static str>,
+        init_first: bool,
+        comments: bool,
+        crlf: bool,
+    }
+
+    fn layouts() -> impl proptest::strategy::Strategy<Value = Layout> {
+        use proptest::prelude::*;
+        let items = proptest::collection::vec(
+            proptest::sample::select(vec!["setup", "meshtop-init", "migrate"]),
+            1..4,
+        );
+        (
+            0u8..3,
+            proptest::option::of((
+                proptest::sample::select(vec![2usize, 4]),
+                proptest::sample::select(vec![0usize, 2]),
+            )),
+            any::<bool>(),
+            0u8..5,
+            items,
+            any::<bool>(),
+            any::<bool>(),
+            any::<bool>(),
+        )
+            .prop_map(
+                |(wrapper, block, flow_lines, init, items, init_first, comments, crlf)| Layout {
+                    wrapper,
+                    block,
+                    flow_lines,
+                    init,
+                    items,
+                    init_first,
+                    comments,
+                    crlf,
+                },
+            )
+    }
+
+    impl Layout {
+        fn text(&self) -> String {
+            let (head, base) = match self.wrapper {
+                0 => ("kind: Pod\nmetadata: {name: p}\nspec:".to_owned(), 2),
+                1 => (
+                    "kind: Deployment\nmetadata: {name: d}\nspec:\n  template:\n    spec:"
+                        .to_owned(),
+                    6,
+                ),
+                _ => (
+                    "kind: List\nitems:\n- kind: Pod\n  metadata: {name: p}\n  spec:".to_owned(),
+                    4,
+                ),
+            };
+            let names = |flow: bool| -> String {
+                let items: Vec<String> = self
+                    .items
+                    .iter()
+                    .map(|name| format!("{{name: {name}}}"))
+                    .collect();
+                if flow {
+                    format!("[{}]", items.join(", "))
+                } else {
+                    String::new()
+                }
+            };
+            let mut text = head;
+            match self.block {
+                Some((indent, offset)) => {
+                    let b = " ".repeat(base - 2 + indent);
+                    let item = " ".repeat(base - 2 + indent + offset);
+                    let mut init = String::new();
+                    if self.comments {
+                        init.push_str(&format!("{b}# init\n"));
+                    }
+                    match self.init {
+                        0 => init.clear(),
+                        1 => init.push_str(&format!("{b}initContainers:\n")),
+                        2 => init.push_str(&format!("{b}initContainers: []  # none\n")),
+                        3 if self.items.len() > 1 => {
+                            init.push_str(&format!("{b}initContainers: {}\n", names(true)));
+                        }
+                        _ => {
+                            init.push_str(&format!("{b}initContainers:\n"));
+                            for (index, name) in self.items.iter().enumerate() {
+                                if self.comments && index == 0 {
+                                    init.push_str(&format!("{item}# the first\n"));
+                                }
+                                init.push_str(&format!("{item}- name: {name}\n{item}  image: x\n"));
+                            }
+                        }
+                    }
+                    let mut containers = String::new();
+                    if self.comments {
+                        containers.push_str(&format!("{b}# the apps\n"));
+                    }
+                    containers.push_str(&format!("{b}containers:\n{item}- name: app\n"));
+                    text.push('\n');
+                    if self.init_first {
+                        text.push_str(&init);
+                        text.push_str(&containers);
+                    } else {
+                        text.push_str(&containers);
+                        text.push_str(&init);
+                    }
+                }
+                None => {
+                    let init = match self.init {
+                        0 => None,
+                        1 => Some("initContainers: ".to_owned()),
+                        2 => Some("initContainers: []".to_owned()),
+                        3 => Some("initContainers: ~".to_owned()),
+                        _ => Some(format!("initContainers: {}", names(true))),
+                    };
+                    let containers = "containers: [{name: app}]".to_owned();
+                    let mut entries: Vec<String> = init.into_iter().collect();
+                    if self.init_first {
+                        entries.push(containers);
+                    } else {
+                        entries.insert(0, containers);
+                    }
+                    if self.flow_lines {
+                        let b = " ".repeat(base);
+                        let comment = if self.comments {
+                            format!("{b}# the spec\n")
+                        } else {
+                            String::new()
+                        };
+                        text.push_str(&format!(
+                            " {{\n{comment}{b}{}\n{b}}}\n",
+                            entries.join(&format!(",\n{b}"))
+                        ));
+                    } else {
+                        text.push_str(&format!(" {{{}}}\n", entries.join(", ")));
+                    }
+                }
             }
-            Yaml::Sequence(items) => Yaml::Sequence(items.iter().map(strip_styles).collect()),
-            Yaml::Mapping(map) => Yaml::Mapping(
-                map.iter()
-                    .map(|(k, v)| (strip_styles(k), strip_styles(v)))
-                    .collect(),
-            ),
-            other => other.clone(),
+            if self.crlf {
+                text.replace('\n', "\r\n")
+            } else {
+                text
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Every layout is edited by adding text alone (replacing only an
+        /// empty `initContainers`' value), never refused, means what the
+        /// insertion on the tree means, and keeps its line endings.
+        #[test]
+        fn every_layout_is_edited_by_adding_text(layout in layouts()) {
+            let input = layout.text();
+            let options = InjectOptions::default();
+            let sidecars = SidecarTexts::new(&options).expect("containers");
+            let trees = sidecars.trees().expect("trees");
+            let output = injected(&input, &options);
+            proptest::prop_assert!(output.is_ok(), "{output:?}\n{input}");
+            let output = output.expect("checked").text;
+            let reparsed = load(&output);
+            proptest::prop_assert!(reparsed.is_ok(), "{output}");
+            proptest::prop_assert_eq!(reparsed.expect("checked"), meaning(&input, &trees), "{}", output);
+            // Every insertion replaces nothing, but for the value of an
+            // empty `initContainers`, on its line.
+            let (parts, _) = with_edit(&options, |edit| plan(edit, &input, Lists::ByItem)).expect("planned");
+            for splice in parts.iter().flat_map(|part| {
+                part.splices.iter().map(|splice| &part.text[splice.range.clone()])
+            }) {
+                let replaced_empty_value = (1..4).contains(&layout.init)
+                    && (splice.trim_start().starts_with("initContainers:") || ["", "[]", "~"].contains(&splice));
+                proptest::prop_assert!(splice.is_empty() || replaced_empty_value, "{splice:?} replaced in\n{input}");
+            }
+            if layout.crlf {
+                proptest::prop_assert_eq!(output.matches('\n').count(), output.matches("\r\n").count());
+            }
+            let twice = inject(&output, &options);
+            proptest::prop_assert_eq!(twice.as_deref(), Ok(output.as_str()));
         }
     }
 
@@ -705,8 +870,8 @@ spec:
             }
         }
 
-        /// A damaged `List`, injected item by item, means what it means
-        /// injected whole, and the streamed output is all or nothing.
+        /// A damaged `List`, injected item by item, is what it is injected
+        /// whole, and the streamed output is all or nothing.
         #[test]
         fn damaged_lists_inject_item_by_item_as_whole(
             list in 0usize..LISTS.len(),
@@ -723,14 +888,13 @@ spec:
                 return Ok(());
             };
             let options = InjectOptions::default();
-            let by_item = run(&text, &options, Editor::Lossless, Lists::ByItem);
-            let whole = run(&text, &options, Editor::Lossless, Lists::Whole);
+            let by_item = run(&text, &options, Lists::ByItem);
+            let whole = run(&text, &options, Lists::Whole);
             let mut streamed = Vec::new();
             let to = inject_to(&text, &options, &mut streamed);
             match (&by_item, &whole) {
                 (Ok(by_item), Ok(whole)) => {
-                    let trees = |text: &str| load(text).map(|docs| docs.iter().map(strip_styles).map(|d| format!("{d:?}")).collect::<Vec<_>>());
-                    proptest::prop_assert_eq!(trees(by_item), trees(whole));
+                    proptest::prop_assert_eq!(by_item, whole);
                     proptest::prop_assert!(to.is_ok());
                     proptest::prop_assert_eq!(streamed.as_slice(), by_item.as_bytes());
                 }

@@ -428,7 +428,7 @@ fn inject_reads_a_file_or_stdin_and_rejects_invalid_yaml_in_one_line() {
 }
 
 #[test]
-fn inject_prints_a_warning_for_each_comment_it_could_not_keep() {
+fn inject_prints_a_warning_for_each_pod_it_leaves_alone() {
     let mut child = meshtop_bin()
         .args(["inject", "-"])
         .stdin(Stdio::piped())
@@ -438,13 +438,15 @@ fn inject_prints_a_warning_for_each_comment_it_could_not_keep() {
         .expect("runs");
     {
         use std::io::Write;
-        // yaml-edit cannot insert into a flow mapping over several lines:
-        // the pod is written out again, without its comment.
+        // A flow mapping over several lines, with a comment, is edited in
+        // place; the pod on the host network is left alone, and said so.
         let mut stdin = child.stdin.take().expect("piped");
         stdin
             .write_all(
                 b"kind: ConfigMap # kept\n---\nkind: Pod\nmetadata: {name: web}\n\
-                  spec: {\n  # the app\n  containers: [{name: app}]\n}\n",
+                  spec: {\n  # the app\n  containers: [{name: app}]\n}\n---\n\
+                  kind: DaemonSet\nmetadata: {name: agent}\nspec:\n  template:\n    spec:\n\
+                  \x20     hostNetwork: true\n      containers:\n      - name: agent\n",
             )
             .expect("write");
     }
@@ -452,13 +454,24 @@ fn inject_prints_a_warning_for_each_comment_it_could_not_keep() {
     assert_eq!(output.status.code(), Some(0));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.starts_with("kind: ConfigMap # kept\n"), "{stdout}");
-    assert!(stdout.contains("- name: meshtop-proxy\n"), "{stdout}");
-    assert!(!stdout.contains("# the app"), "{stdout}");
+    assert!(
+        stdout.contains("  # the app\n  initContainers: [{name: meshtop-init, "),
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.matches("{name: meshtop-proxy, ").count(),
+        1,
+        "{stdout}"
+    );
+    assert!(
+        stdout.ends_with("      hostNetwork: true\n      containers:\n      - name: agent\n"),
+        "{stdout}"
+    );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(
         stderr,
-        "meshtop: warning: standard input: document 2, Pod web: 1 comment could not be kept \
-         (yaml-edit could not edit it in place; written out again in block style)\n"
+        "meshtop: warning: standard input: document 3, DaemonSet agent: left alone: it runs on \
+         the host network (hostNetwork: true), whose iptables meshtop init would rewrite\n"
     );
 }
 

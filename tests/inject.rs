@@ -361,6 +361,146 @@ spec:
     );
 }
 
+/// Into a list with items of its own, the containers go in its own layout:
+/// block items at its items' column (above the comments of the item they
+/// precede), flow mappings among flow items, whatever the lines.
+#[test]
+fn containers_go_into_existing_lists_in_their_layout() {
+    struct Case {
+        input: &'static str,
+        init_containers: &'static str,
+        names: &'static [&'static str],
+        fragments: &'static [&'static str],
+    }
+    let cases = [
+        Case {
+            input: "kind: Pod\nspec:\n  initContainers:\n    # prepares\n    - name: setup\n  containers:\n    - name: app\n",
+            init_containers: "spec.initContainers",
+            names: &["meshtop-init", "meshtop-proxy", "setup"],
+            fragments: &[
+                "  initContainers:\n    - name: meshtop-init\n      image: ",
+                "\n    - name: meshtop-proxy\n      image: ",
+                "\n    # prepares\n    - name: setup\n  containers:\n",
+            ],
+        },
+        // The init container is there: the sidecar goes after it, at the
+        // end of a file without a final newline.
+        Case {
+            input: "kind: Pod\nspec:\n  containers:\n  - name: app\n  initContainers:\n  - name: setup\n  - name: meshtop-init\n    image: mine",
+            init_containers: "spec.initContainers",
+            names: &["setup", "meshtop-init", "meshtop-proxy"],
+            fragments: &[
+                "  - name: meshtop-init\n    image: mine\n  - name: meshtop-proxy\n    image: ",
+            ],
+        },
+        Case {
+            input: "kind: Pod\nspec:\n  initContainers: [{name: setup}]  # own\n  containers:\n  - name: app\n",
+            init_containers: "spec.initContainers",
+            names: &["meshtop-init", "meshtop-proxy", "setup"],
+            fragments: &[
+                "  initContainers: [{name: meshtop-init, image: ",
+                "}, {name: meshtop-proxy, image: ",
+                "}, {name: setup}]  # own\n  containers:\n  - name: app\n",
+            ],
+        },
+        Case {
+            input: "kind: Deployment\nspec:\n  template:\n    spec: {initContainers: [\n        {name: setup},\n        {name: meshtop-init}\n      ], containers: [{name: app}]}\n",
+            init_containers: "spec.template.spec.initContainers",
+            names: &["setup", "meshtop-init", "meshtop-proxy"],
+            fragments: &[
+                "    spec: {initContainers: [\n        {name: setup},\n        {name: meshtop-init}, {name: meshtop-proxy, image: ",
+                "}\n      ], containers: [{name: app}]}\n",
+            ],
+        },
+        Case {
+            input: "kind: Pod\nspec: {initContainers: ~, containers: [{name: app}]}\n",
+            init_containers: "spec.initContainers",
+            names: &["meshtop-init", "meshtop-proxy"],
+            fragments: &[
+                "spec: {initContainers: [{name: meshtop-init, image: ",
+                "}], containers: [{name: app}]}\n",
+            ],
+        },
+    ];
+    for case in cases {
+        let output = inject_default(case.input);
+        let doc = &documents(&output)[0];
+        assert_eq!(
+            names(Some(at(doc, case.init_containers))),
+            case.names,
+            "{output}"
+        );
+        for fragment in case.fragments {
+            assert!(output.contains(fragment), "{fragment:?} not in\n{output}");
+        }
+        assert_eq!(inject_default(&output), output, "injected twice");
+    }
+}
+
+/// A pod spec given by an alias would be edited where its anchor is, for
+/// every alias of it: refused, with the alias's line.
+#[test]
+fn a_pod_spec_that_is_an_alias_is_refused_with_its_line() {
+    let input = "kind: ConfigMap\n---\nkind: Pod\nmetadata: {name: web}\nx: &spec\n  containers:\n  - name: app\nspec: *spec\n";
+    let err = inject(input, &InjectOptions::default()).expect_err("an alias");
+    let InjectError::Unsupported {
+        document,
+        line,
+        reason,
+    } = &err
+    else {
+        panic!("{err}");
+    };
+    assert_eq!((*document, *line), (2, 8), "{err}");
+    assert!(reason.starts_with("Pod web: "), "{err}");
+    assert!(reason.contains("alias"), "{err}");
+}
+
+/// Pods left without meshtop are named, each with why.
+#[test]
+fn pods_left_alone_are_said() {
+    let input = "\
+kind: Pod
+metadata: {name: agent}
+spec:
+  hostNetwork: true
+  containers: [{name: agent}]
+---
+kind: List
+items:
+- kind: Deployment
+  metadata: {name: web}
+  spec:
+    template:
+      spec:
+        initContainers: setup
+        containers: [{name: web}]
+- kind: Job
+  metadata: {name: batch}
+  spec: {template: {spec: {restartPolicy: Never}}}
+- kind: Pod
+  metadata: {name: fine}
+  spec: {containers: [{name: app}]}
+";
+    let output = injected(input, &InjectOptions::default()).expect("injects");
+    let warnings: Vec<String> = output.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        warnings,
+        [
+            "document 1, Pod agent: left alone: it runs on the host network \
+             (hostNetwork: true), whose iptables meshtop init would rewrite",
+            "document 2, Deployment web: left alone: its initContainers is not a list",
+            "document 2, Job batch: left alone: its pod spec has no containers list",
+        ]
+    );
+    assert_eq!(
+        output.text.matches("meshtop-proxy").count(),
+        1,
+        "{}",
+        output.text
+    );
+}
+
 #[test]
 fn kinds_without_pods_pass_through_byte_for_byte() {
     let input = fixture("passthrough.yml");

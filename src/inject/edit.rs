@@ -1,19 +1,30 @@
-//! Editing the YAML text with yaml-edit, and checking each edit against the
-//! insertion made on the parsed tree.
+//! The one way `meshtop inject` edits YAML: each insertion is placed in the
+//! text at a position read from yaml-edit's lossless syntax tree, and the
+//! whole edit is kept only when parsing its output again gives what the
+//! insertion made on the parsed tree gives.
+//!
+//! Only text is added, so every byte of the input stays where it was:
+//! comments, key order, quoting, anchors, tags, blank lines, line endings.
+//! The containers are written in the style of where they go: as block items
+//! at the column of the list's own items (of `containers` for a new list),
+//! or as flow mappings on one line inside a flow collection. A pod spec
+//! whose layout gives no place to insert (its `containers` key behind
+//! another node on its line, say) or whose edit fails the check is refused
+//! with an error naming its document, line and object; nothing is rewritten.
 
+use std::ops::Range;
 use std::str::FromStr;
 
 use saphyr::Yaml;
-use yaml_edit::{Document, YamlFile, YamlNode};
+use yaml_edit::{Document, Mapping, Sequence, YamlFile, YamlNode};
 
-use super::pods::{InitList, PodEdit, Step, describe, expect, plan_document, plan_item};
-use super::rewrite::{rewrite, rewrite_item};
+use super::pods::{InitList, Plan, PodEdit, Step, describe, expect, plan_document, plan_item};
 use super::sidecars::{Sidecar, SidecarTexts, SidecarTrees, block_item};
 use super::stream::Chunk;
 use super::yaml::{line_start, load};
-use super::{Editor, InjectError, InjectWarning, Loss, Sink};
+use super::{InjectError, InjectWarning};
 
-/// What a piece of text handed to [`Edit::document`] is.
+/// What a piece of text handed to [`Edit::plan`] is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Shape {
     /// YAML documents, as they stand in the input.
@@ -28,101 +39,121 @@ pub(super) struct Edit<'e, 'a> {
     pub(super) sidecars: &'e SidecarTexts,
     pub(super) trees: &'e SidecarTrees<'a>,
     /// One-line containers named as the sidecars, standing in for them
-    /// where an edit is checked (see [`Edit::checked`]).
+    /// where an edit is checked (see [`Edit::plan`]).
     pub(super) stand_ins: &'e SidecarTexts,
     pub(super) stand_in_trees: &'e SidecarTrees<'a>,
     /// The columns at which the sidecars, written as block items, were
     /// found to parse alone into their trees.
     pub(super) items_checked: std::cell::RefCell<Vec<usize>>,
-    pub(super) editor: Editor,
+}
+
+/// What adding meshtop to a piece of text takes.
+pub(super) struct Planned {
+    /// The insertions, in the order of the text; none when the text has no
+    /// pod to change and is copied as it is.
+    pub(super) splices: Vec<Splice>,
+    /// The pods left alone, and why.
+    pub(super) warnings: Vec<InjectWarning>,
 }
 
 impl Edit<'_, '_> {
-    /// Writes `chunk` with meshtop added to its pods, as it was when it has
-    /// none to change, and says what was given up, if anything.
+    /// Finds where meshtop goes in `chunk`, checks the edit, and says which
+    /// pods are left alone. Nothing is written: [`Edit::write`] does that
+    /// once every document of the input has been planned.
     ///
-    /// Every edit is made with yaml-edit, and kept only when parsing its
-    /// output again gives what the insertion on the parsed tree gives (see
-    /// [`Edit::checked`]). Should yaml-edit get a layout wrong, the
-    /// document is written out again from that tree ([`super::rewrite`]),
-    /// and a warning says that its comments and layout were lost.
-    pub(super) fn document(
+    /// The inserted containers are most of the output, and parsing them
+    /// again for every pod would be most of the work. So the check is made
+    /// on the same splices of one-line stand-ins named as the sidecars, and
+    /// the sidecars' block items are checked once per column to parse alone
+    /// into their trees (their flow forms were checked when they were
+    /// written, see [`SidecarTexts`]): lines of one item at one column in
+    /// place of lines of another, or one flow mapping on a line in place of
+    /// another, mean the same to what surrounds them.
+    pub(super) fn plan(
         &self,
         chunk: &Chunk,
         document: usize,
         shape: Shape,
-        out: &mut Sink,
-    ) -> Result<Option<InjectWarning>, InjectError> {
+    ) -> Result<Planned, InjectError> {
         let docs = load(chunk.text).map_err(|err| InjectError::InvalidYaml {
             document: document.max(1),
             line: chunk.first_line + err.marker().line(),
             column: err.marker().col() + 1,
             reason: err.info().to_owned(),
         })?;
-        let plans: Vec<Vec<PodEdit>> = match shape {
+        let plans: Vec<Plan> = match shape {
             Shape::Stream => docs.iter().map(plan_document).collect(),
             Shape::ListItem => docs.iter().map(plan_item).collect(),
         };
-        if plans.iter().all(Vec::is_empty) {
-            out(chunk.text)?;
-            return Ok(None);
+        let warnings = docs
+            .iter()
+            .zip(&plans)
+            .flat_map(|(doc, plan)| {
+                plan.left_alone
+                    .iter()
+                    .map(move |(path, why)| InjectWarning {
+                        document,
+                        object: describe(doc, path),
+                        why: *why,
+                    })
+            })
+            .collect();
+        if plans.iter().all(|plan| plan.edits.is_empty()) {
+            return Ok(Planned {
+                splices: Vec::new(),
+                warnings,
+            });
         }
-        if self.editor == Editor::Lossless
-            && let Some(edited) = self.checked(chunk.text, &docs, &plans)
-        {
-            out(&edited)?;
-            return Ok(None);
-        }
-        let expected = expect(&docs, &plans, self.trees);
-        let unsupported = |reason| InjectError::Unsupported {
-            document,
-            line: chunk.first_line + 1,
-            reason,
+        let unsupported = |at: usize, path: &[Step], reason: String| {
+            let object = docs
+                .iter()
+                .zip(&plans)
+                .find(|(_, plan)| plan.edits.iter().any(|edit| edit.path == path))
+                .map_or_else(|| "an object".to_owned(), |(doc, _)| describe(doc, path));
+            InjectError::Unsupported {
+                document,
+                line: chunk.first_line
+                    + 1
+                    + chunk.text[..at.min(chunk.text.len())].matches('\n').count(),
+                reason: format!("{object}: {reason}"),
+            }
         };
-        let rewritten = match shape {
-            Shape::Stream => rewrite(chunk, &expected).map_err(unsupported)?,
-            Shape::ListItem => rewrite_item(chunk.text, &expected).map_err(unsupported)?,
-        };
-        out(&rewritten)?;
-        let object = match shape {
-            Shape::Stream => docs.iter().zip(&plans).find(|(_, plan)| !plan.is_empty()),
-            Shape::ListItem => docs.first().zip(plans.first()),
-        }
-        .map_or_else(|| "an object".to_owned(), |(doc, plan)| describe(doc, plan));
-        Ok(Some(InjectWarning {
-            document,
-            object,
-            loss: Loss::Rewritten {
-                comments: count_comments(chunk.text),
-            },
-        }))
-    }
+        let splices = locate(chunk.text, &plans)
+            .map_err(|NotPlaced { at, path, reason }| unsupported(at, &path, reason.to_owned()))?;
 
-    /// The lossless edit of `text`, when parsing it again gives what the
-    /// plans on the tree give.
-    ///
-    /// The inserted containers are most of the output, and parsing them
-    /// again for every pod is most of the work. So where every insertion
-    /// was a text splice (whole lines of block items at a column), the
-    /// check is made on the same splices of one-line stand-ins named as the
-    /// sidecars, and the sidecars' block items are checked once per column
-    /// to parse alone into their trees: lines of one item at one column, in
-    /// place of lines of another, mean the same to what surrounds them.
-    fn checked(&self, text: &str, docs: &[Yaml], plans: &[Vec<PodEdit>]) -> Option<String> {
-        let edited = edit_lossless(text, plans, self.sidecars)?;
-        let Some(splices) = &edited.splices else {
-            let expected = expect(docs, plans, self.trees);
-            return load(&edited.text)
-                .is_ok_and(|reparsed| reparsed == expected)
-                .then_some(edited.text);
-        };
-        let stand_in = line_endings_as(text, spliced(text, splices, self.stand_ins));
-        let expected = expect(docs, plans, self.stand_in_trees);
+        let stand_in = spliced(chunk.text, &splices, self.stand_ins);
+        let expected = expect(&docs, &plans, self.stand_in_trees);
         let same = load(&stand_in).is_ok_and(|reparsed| reparsed == expected);
         let items_parse_alone = splices
             .iter()
-            .all(|splice| self.items_parse_alone(splice.item_column));
-        (same && items_parse_alone).then_some(edited.text)
+            .flat_map(|splice| &splice.pieces)
+            .all(|piece| match piece {
+                Piece::Block(_, column) => self.items_parse_alone(*column),
+                Piece::Text(_) | Piece::Flow(_) => true,
+            });
+        if !(same && items_parse_alone) {
+            let first = &plans.iter().flat_map(|plan| &plan.edits).next();
+            let path = first.map_or(&[][..], |edit| edit.path.as_slice());
+            return Err(unsupported(
+                0,
+                path,
+                "the edit would not mean what adding the containers means, so it is not \
+                 made (please report this document)"
+                    .to_owned(),
+            ));
+        }
+        Ok(Planned { splices, warnings })
+    }
+
+    /// `text` with `splices` (from [`Edit::plan`]) made, its lines ending
+    /// with `\r\n` when `crlf` (see [`all_lines_end_in_crlf`]).
+    pub(super) fn write(&self, text: &str, splices: &[Splice], crlf: bool) -> String {
+        let edited = spliced(text, splices, self.sidecars);
+        if crlf {
+            edited.replace("\r\n", "\n").replace('\n', "\r\n")
+        } else {
+            edited
+        }
     }
 
     /// Whether each sidecar written as a block item at `column` parses
@@ -149,124 +180,196 @@ impl Edit<'_, '_> {
     }
 }
 
+/// Whether every line of a document ends with `\r\n`, and so must the
+/// lines inserted into it, which end with `\n`.
+pub(super) fn all_lines_end_in_crlf(document: &str) -> bool {
+    document.contains("\r\n") && document.matches('\n').count() == document.matches("\r\n").count()
+}
+
 // ---------------------------------------------------------------------------
-// The insertion on the text, with yaml-edit.
+// Splices.
 
-/// How many comments `text` holds, as yaml-edit reads it.
-fn count_comments(text: &str) -> Option<usize> {
-    Some(YamlFile::from_str(text).ok()?.comments().count())
+/// A replacement of `range` of a chunk's text (empty for an insertion).
+#[derive(Debug)]
+pub(super) struct Splice {
+    pub(super) range: Range<usize>,
+    pub(super) pieces: Vec<Piece>,
 }
 
-/// The chunk with every planned insertion made in place, or `None` when
-/// yaml-edit cannot follow the plan.
-///
-/// yaml-edit always indents a sequence it adds by two more than its key,
-/// which looks foreign in the common manifests whose items stand at their
-/// key's column. So a new or empty `initContainers` is first written as
-/// text, in the layout of the pod's `containers`; yaml-edit's tree inserts
-/// into existing lists, which it does in their own layout, and anything the
-/// text splice does not recognise.
-pub(super) fn edit_lossless(
-    text: &str,
-    plans: &[Vec<PodEdit>],
-    sidecars: &SidecarTexts,
-) -> Option<Edited> {
-    let mut edited = edit_lossless_lf(text, plans, sidecars)?;
-    edited.text = line_endings_as(text, edited.text);
-    Some(edited)
+/// A piece of a splice's text.
+#[derive(Debug)]
+pub(super) enum Piece {
+    Text(String),
+    /// The sidecar as an item of a block sequence whose dashes stand at
+    /// this column, whole lines.
+    Block(Sidecar, usize),
+    /// The sidecar as a flow mapping.
+    Flow(Sidecar),
 }
 
-/// The insertions end their lines with `\n`; a file whose every line ends
-/// with `\r\n` keeps doing so.
-pub(super) fn line_endings_as(input: &str, edited: String) -> String {
-    let crlf =
-        input.contains("\r\n") && input.matches('\n').count() == input.matches("\r\n").count();
-    if crlf {
-        edited.replace("\r\n", "\n").replace('\n', "\r\n")
-    } else {
-        edited
+impl Splice {
+    fn write(&self, sidecars: &SidecarTexts, out: &mut String) {
+        for piece in &self.pieces {
+            match piece {
+                Piece::Text(text) => out.push_str(text),
+                Piece::Block(sidecar, column) => {
+                    out.push_str(&block_item(sidecars.text(*sidecar), *column));
+                }
+                Piece::Flow(sidecar) => out.push_str(sidecars.flow(*sidecar)),
+            }
+        }
     }
 }
 
-/// A chunk's text with meshtop inserted.
-pub(super) struct Edited {
-    pub(super) text: String,
-    /// When every insertion was a text splice: the splices, from last to
-    /// first (see [`Edit::checked`]).
-    pub(super) splices: Option<Vec<Splice>>,
+/// `text` with the splices, in the order of the text and apart, made with
+/// these sidecars.
+pub(super) fn spliced(text: &str, splices: &[Splice], sidecars: &SidecarTexts) -> String {
+    let mut out = String::with_capacity(
+        text.len() + splices.len() * 2 * (sidecars.text(Sidecar::Init).len() + 64),
+    );
+    let mut copied = 0;
+    for splice in splices {
+        out.push_str(&text[copied..splice.range.start]);
+        splice.write(sidecars, &mut out);
+        copied = splice.range.end;
+    }
+    out.push_str(&text[copied..]);
+    out
 }
 
-pub(super) fn edit_lossless_lf(
-    text: &str,
-    plans: &[Vec<PodEdit>],
-    sidecars: &SidecarTexts,
-) -> Option<Edited> {
-    let file = YamlFile::from_str(text).ok()?;
+// ---------------------------------------------------------------------------
+// Where the containers go, read from yaml-edit's syntax tree.
+
+/// Why a pod's insertion has no place in the text.
+struct NotPlaced {
+    /// Where in the text the trouble is, for the error's line.
+    at: usize,
+    path: Vec<Step>,
+    reason: &'static str,
+}
+
+/// The splices that make every planned insertion in `text`, in the order
+/// of the text.
+fn locate(text: &str, plans: &[Plan]) -> Result<Vec<Splice>, NotPlaced> {
+    let first_path = || {
+        plans
+            .iter()
+            .flat_map(|plan| &plan.edits)
+            .next()
+            .map(|edit| edit.path.clone())
+            .unwrap_or_default()
+    };
+    let not_read = |reason| NotPlaced {
+        at: 0,
+        path: first_path(),
+        reason,
+    };
+    let file = YamlFile::from_str(text).map_err(|_| not_read("yaml-edit cannot read it"))?;
     let documents: Vec<Document> = file.documents().collect();
     if documents.len() != plans.len() {
-        return None;
+        return Err(not_read("yaml-edit reads its documents differently"));
     }
     let mut splices = Vec::new();
-    let mut done = Vec::new();
-    for (d, (document, edits)) in documents.iter().zip(plans).enumerate() {
-        for (e, edit) in edits.iter().enumerate() {
-            if let Some(splice) = init_list_splice(text, document, edit) {
-                splices.push(splice);
-                done.push((d, e));
-            }
+    for (document, plan) in documents.iter().zip(plans) {
+        for edit in &plan.edits {
+            splices.extend(pod_splices(text, document, edit).map_err(|(at, reason)| {
+                NotPlaced {
+                    at,
+                    path: edit.path.clone(),
+                    reason,
+                }
+            })?);
         }
     }
-    splices.sort_by_key(|splice| std::cmp::Reverse(splice.range.start));
-    let mut end_of_previous = text.len();
-    for splice in &splices {
-        if splice.range.end > end_of_previous {
-            return None;
-        }
-        end_of_previous = splice.range.start;
+    splices.sort_by_key(|splice| splice.range.start);
+    if splices
+        .windows(2)
+        .any(|pair| pair[0].range.end > pair[1].range.start)
+    {
+        return Err(not_read("two of its pod specs overlap"));
     }
-    let edited = spliced(text, &splices, sidecars);
-    if done.len() == plans.iter().map(Vec::len).sum::<usize>() {
-        return Some(Edited {
-            text: edited,
-            splices: Some(splices),
-        });
-    }
-
-    let file = YamlFile::from_str(&edited).ok()?;
-    let documents: Vec<Document> = file.documents().collect();
-    if documents.len() != plans.len() {
-        return None;
-    }
-    for (d, (document, edits)) in documents.iter().zip(plans).enumerate() {
-        for (e, edit) in edits.iter().enumerate() {
-            if !done.contains(&(d, e)) {
-                edit_pod(document, edit, sidecars)?;
-            }
-        }
-    }
-    Some(Edited {
-        text: file.to_string(),
-        splices: None,
-    })
+    Ok(splices)
 }
 
-pub(super) fn pod_spec(document: &Document, path: &[Step]) -> Option<yaml_edit::Mapping> {
-    let mut node = match path.first() {
-        Some(Step::Index(_)) => YamlNode::Sequence(document.as_sequence()?),
-        _ => YamlNode::Mapping(document.as_mapping()?),
-    };
-    for step in path {
-        node = match step {
-            Step::Key(key) => node.as_mapping()?.get(*key)?,
-            Step::Index(index) => node.as_sequence()?.get(*index)?,
-        };
+type Placed = Result<Vec<Splice>, (usize, &'static str)>;
+
+/// The splices adding one pod's containers.
+fn pod_splices(text: &str, document: &Document, edit: &PodEdit) -> Placed {
+    let spec = pod_spec(document, &edit.path).map_err(|at| {
+        (
+            at,
+            "its pod spec is not a mapping written in place (an alias?), which meshtop does not \
+             edit",
+        )
+    })?;
+    let at = offset(spec.byte_range().start);
+    if spec.is_flow_style() {
+        return flow_mapping_splices(text, &spec, edit).ok_or((
+            at,
+            "meshtop cannot place its containers in this flow-style pod spec",
+        ));
     }
-    node.as_mapping().cloned()
+    match edit.init_list {
+        InitList::Missing | InitList::Empty => new_list_splice(text, &spec, edit)
+            .map(|splice| vec![splice])
+            .ok_or((
+                at,
+                "meshtop cannot place initContainers in this pod spec's layout (`containers` or \
+                 `initContainers` not a plain key alone at the start of its line)",
+            )),
+        InitList::Sequence => sequence_splices(text, &spec, edit),
+    }
+}
+
+/// The splices into an existing `initContainers` with items, block or flow.
+fn sequence_splices(text: &str, spec: &Mapping, edit: &PodEdit) -> Placed {
+    let at = offset(spec.byte_range().start);
+    let list = spec
+        .get_sequence("initContainers")
+        .filter(|list| list.len() == edit.existing && list.values().count() == edit.existing)
+        .ok_or((
+            at,
+            "its initContainers is not a list yaml-edit reads item by item",
+        ))?;
+    let at = offset(list.byte_range().start);
+    if list.is_flow_style() {
+        flow_sequence_splices(&list, edit).ok_or((
+            at,
+            "meshtop cannot place items in its flow-style initContainers",
+        ))
+    } else {
+        block_sequence_splices(text, &list, edit).ok_or((
+            at,
+            "meshtop cannot place items in its initContainers (an item's `-` not alone at the \
+             start of its line?)",
+        ))
+    }
+}
+
+/// The pod spec at `path` in yaml-edit's tree, or the offset of the last
+/// node found on the way (an alias, say) when it is not a mapping there.
+fn pod_spec(document: &Document, path: &[Step]) -> Result<Mapping, usize> {
+    let start = offset(document.byte_range().start);
+    let mut node = match path.first() {
+        Some(Step::Index(_)) => document.as_sequence().map(YamlNode::Sequence),
+        _ => document.as_mapping().map(YamlNode::Mapping),
+    }
+    .ok_or(start)?;
+    for step in path {
+        let at = offset(node.byte_range().start);
+        node = match step {
+            Step::Key(key) => node.as_mapping().and_then(|map| map.get(*key)),
+            Step::Index(index) => node.as_sequence().and_then(|list| list.get(*index)),
+        }
+        .ok_or(at)?;
+    }
+    let at = offset(node.byte_range().start);
+    node.as_mapping().cloned().ok_or(at)
 }
 
 /// The sidecars of an edit in their final order, for a list that has none
 /// of its own.
-pub(super) fn new_list_order(edit: &PodEdit) -> Vec<Sidecar> {
+fn new_list_order(edit: &PodEdit) -> Vec<Sidecar> {
     let mut order: Vec<Sidecar> = Vec::new();
     for &(at, sidecar) in &edit.inserts {
         order.insert(at.min(order.len()), sidecar);
@@ -274,72 +377,176 @@ pub(super) fn new_list_order(edit: &PodEdit) -> Vec<Sidecar> {
     order
 }
 
-pub(super) fn edit_pod(document: &Document, edit: &PodEdit, sidecars: &SidecarTexts) -> Option<()> {
-    let spec = pod_spec(document, &edit.path)?;
-    match edit.init_list {
-        InitList::Sequence => {
-            let list = spec.get_sequence("initContainers")?;
-            for &(at, sidecar) in &edit.inserts {
-                let container = Document::from_str(sidecars.text(sidecar)).ok()?;
-                list.insert(at, container.as_mapping()?);
+/// The sidecars to insert into a list of `edit.existing` items, grouped by
+/// the index of the item they go before (`existing` for the end).
+fn insertion_groups(edit: &PodEdit) -> Vec<(usize, Vec<Sidecar>)> {
+    enum Slot {
+        Existing(usize),
+        New(Sidecar),
+    }
+    let mut slots: Vec<Slot> = (0..edit.existing).map(Slot::Existing).collect();
+    for &(at, sidecar) in &edit.inserts {
+        slots.insert(at.min(slots.len()), Slot::New(sidecar));
+    }
+    let mut groups = Vec::new();
+    let mut pending = Vec::new();
+    for slot in slots {
+        match slot {
+            Slot::New(sidecar) => pending.push(sidecar),
+            Slot::Existing(index) if !pending.is_empty() => {
+                groups.push((index, std::mem::take(&mut pending)));
             }
+            Slot::Existing(_) => {}
         }
-        InitList::Missing | InitList::Empty => {
-            let items: String = new_list_order(edit)
-                .into_iter()
-                .map(|sidecar| block_item(sidecars.text(sidecar), 0))
-                .collect();
-            let list = Document::from_str(&items).ok()?.as_sequence()?;
-            if edit.init_list == InitList::Missing {
-                if !spec.insert_before("containers", "initContainers", &list) {
-                    return None;
+    }
+    if !pending.is_empty() {
+        groups.push((edit.existing, pending));
+    }
+    groups
+}
+
+/// Block items among the existing ones, at their column: before an item
+/// (and the comment lines above it, at its column), or after the last.
+fn block_sequence_splices(text: &str, list: &Sequence, edit: &PodEdit) -> Option<Vec<Splice>> {
+    let dash = |index: usize| -> Option<(usize, usize)> {
+        let value = offset(list.get(index)?.byte_range().start);
+        let dash = text[..value]
+            .trim_end_matches([' ', '\t', '\r', '\n'])
+            .len()
+            .checked_sub(1)?;
+        let column = block_column(text, dash)?;
+        (text.as_bytes()[dash] == b'-').then_some((dash, column))
+    };
+    let (_, column) = dash(0)?;
+    let mut splices = Vec::new();
+    for (before, sidecars) in insertion_groups(edit) {
+        let mut pieces = Vec::new();
+        let at = if before < edit.existing {
+            let (dash, column) = dash(before)?;
+            start_of_comments_above(text, line_start(text, dash), column)
+        } else {
+            let last = list.get(edit.existing - 1)?.byte_range();
+            let (start, end) = (offset(last.start), offset(last.end));
+            let content_end = start + text.get(start..end)?.trim_end().len();
+            match text[content_end..].find('\n') {
+                Some(newline) => content_end + newline + 1,
+                None => {
+                    pieces.push(Piece::Text("\n".to_owned()));
+                    text.len()
                 }
-            } else {
-                spec.set("initContainers", &list);
             }
+        };
+        pieces.extend(
+            sidecars
+                .into_iter()
+                .map(|sidecar| Piece::Block(sidecar, column)),
+        );
+        splices.push(Splice {
+            range: at..at,
+            pieces,
+        });
+    }
+    Some(splices)
+}
+
+/// Flow mappings among the existing items: before an item, or after the
+/// last.
+fn flow_sequence_splices(list: &Sequence, edit: &PodEdit) -> Option<Vec<Splice>> {
+    let mut splices = Vec::new();
+    for (before, sidecars) in insertion_groups(edit) {
+        let (at, pieces) = if before < edit.existing {
+            let at = offset(list.get(before)?.byte_range().start);
+            let pieces = sidecars
+                .into_iter()
+                .flat_map(|sidecar| [Piece::Flow(sidecar), Piece::Text(", ".to_owned())])
+                .collect();
+            (at, pieces)
+        } else {
+            let at = offset(list.get(edit.existing - 1)?.byte_range().end);
+            let pieces = sidecars
+                .into_iter()
+                .flat_map(|sidecar| [Piece::Text(", ".to_owned()), Piece::Flow(sidecar)])
+                .collect();
+            (at, pieces)
+        };
+        splices.push(Splice {
+            range: at..at,
+            pieces,
+        });
+    }
+    Some(splices)
+}
+
+/// A flow sequence of the sidecars, as a new list's value.
+fn flow_list(sidecars: Vec<Sidecar>) -> Vec<Piece> {
+    let mut pieces = vec![Piece::Text("[".to_owned())];
+    for (index, sidecar) in sidecars.into_iter().enumerate() {
+        if index > 0 {
+            pieces.push(Piece::Text(", ".to_owned()));
+        }
+        pieces.push(Piece::Flow(sidecar));
+    }
+    pieces.push(Piece::Text("]".to_owned()));
+    pieces
+}
+
+/// Into a pod spec in flow style: a new `initContainers: [...]` entry
+/// before `containers`, a value for an empty one, or items among those of
+/// an existing one.
+fn flow_mapping_splices(text: &str, spec: &Mapping, edit: &PodEdit) -> Option<Vec<Splice>> {
+    match edit.init_list {
+        InitList::Missing => {
+            let key = offset(
+                spec.find_entry_by_key("containers")?
+                    .key_node()?
+                    .byte_range()
+                    .start,
+            );
+            // Before the key itself, not before an anchor or a tag of it.
+            let before = text[line_start(text, key)..key].trim_end();
+            if !(before.is_empty() || before.ends_with(['{', ','])) {
+                return None;
+            }
+            let mut pieces = vec![Piece::Text("initContainers: ".to_owned())];
+            pieces.extend(flow_list(new_list_order(edit)));
+            pieces.push(Piece::Text(", ".to_owned()));
+            Some(vec![Splice {
+                range: key..key,
+                pieces,
+            }])
+        }
+        InitList::Empty => {
+            let entry = spec.find_entry_by_key("initContainers")?;
+            let value = entry.value_node()?.byte_range();
+            let range = offset(value.start)..offset(value.end);
+            if !is_empty_value(text.get(range.clone())?) {
+                return None;
+            }
+            let mut pieces = Vec::new();
+            if text[..range.start].ends_with(':') {
+                pieces.push(Piece::Text(" ".to_owned()));
+            }
+            pieces.extend(flow_list(new_list_order(edit)));
+            Some(vec![Splice { range, pieces }])
+        }
+        InitList::Sequence => {
+            let list = spec.get_sequence("initContainers").filter(|list| {
+                list.len() == edit.existing && list.values().count() == edit.existing
+            })?;
+            flow_sequence_splices(&list, edit)
         }
     }
-    Some(())
 }
 
-/// A replacement of `range` of the chunk's text by `text`.
-pub(super) struct Splice {
-    pub(super) range: std::ops::Range<usize>,
-    /// The `initContainers:` line (with the comment it had, if any).
-    pub(super) key_line: String,
-    /// The sidecars to write, in order, as block items at `item_column`.
-    pub(super) items: Vec<Sidecar>,
-    pub(super) item_column: usize,
+/// Whether a value, as written, is null or an empty list.
+fn is_empty_value(value: &str) -> bool {
+    ["", "[]", "~", "null", "Null", "NULL"].contains(&value.trim())
 }
 
-impl Splice {
-    pub(super) fn text(&self, sidecars: &SidecarTexts) -> String {
-        let mut text = self.key_line.clone();
-        for &sidecar in &self.items {
-            text.push_str(&block_item(sidecars.text(sidecar), self.item_column));
-        }
-        text
-    }
-}
-
-/// `text` with the splices, sorted from last to first, made with these
-/// sidecars.
-pub(super) fn spliced(text: &str, splices: &[Splice], sidecars: &SidecarTexts) -> String {
-    let mut edited = text.to_owned();
-    for splice in splices {
-        edited.replace_range(splice.range.clone(), &splice.text(sidecars));
-    }
-    edited
-}
-
-/// The text that adds a new `initContainers` before `containers`, or fills
-/// an empty one, laid out as `containers` is; `None` when the pod is not
-/// laid out in plain block style, or the list has items already.
-pub(super) fn init_list_splice(text: &str, document: &Document, edit: &PodEdit) -> Option<Splice> {
-    if edit.init_list == InitList::Sequence {
-        return None;
-    }
-    let spec = pod_spec(document, &edit.path)?;
+/// The splice that adds a new `initContainers` before `containers`, or
+/// fills an empty one, laid out as `containers` is, in a pod spec in block
+/// style.
+fn new_list_splice(text: &str, spec: &Mapping, edit: &PodEdit) -> Option<Splice> {
     let containers = offset(
         spec.find_entry_by_key("containers")?
             .key_node()?
@@ -347,14 +554,19 @@ pub(super) fn init_list_splice(text: &str, document: &Document, edit: &PodEdit) 
             .start,
     );
     let (column, item_offset) = block_layout(text, containers)?;
-    let items = new_list_order(edit);
+    let items = new_list_order(edit)
+        .into_iter()
+        .map(|sidecar| Piece::Block(sidecar, column + item_offset));
     if edit.init_list == InitList::Missing {
         let at = start_of_comments_above(text, line_start(text, containers), column);
+        let mut pieces = vec![Piece::Text(format!(
+            "{}initContainers:\n",
+            " ".repeat(column)
+        ))];
+        pieces.extend(items);
         return Some(Splice {
             range: at..at,
-            key_line: format!("{}initContainers:\n", " ".repeat(column)),
-            items,
-            item_column: column + item_offset,
+            pieces,
         });
     }
 
@@ -382,37 +594,38 @@ pub(super) fn init_list_splice(text: &str, document: &Document, edit: &PodEdit) 
         None if rest.trim_start().starts_with('#') => ("", Some(rest.trim())),
         None => (rest, None),
     };
-    if !["", "[]", "~", "null", "Null", "NULL"].contains(&value.trim()) {
+    if !is_empty_value(value) {
         return None;
     }
-    let mut replacement = format!("{}{}:", " ".repeat(key_column), &text[key_start..key_end]);
+    let mut key_line = format!("{}{}:", " ".repeat(key_column), &text[key_start..key_end]);
     if let Some(comment) = comment {
-        replacement.push(' ');
-        replacement.push_str(comment);
+        key_line.push(' ');
+        key_line.push_str(comment);
     }
-    replacement.push('\n');
+    key_line.push('\n');
+    let mut pieces = vec![Piece::Text(key_line)];
+    pieces.extend(items);
     Some(Splice {
         range: start..end,
-        key_line: replacement,
-        items,
-        item_column: column + item_offset,
+        pieces,
     })
 }
 
-pub(super) fn offset(position: u32) -> usize {
+fn offset(position: u32) -> usize {
     usize::try_from(position).unwrap_or(usize::MAX)
 }
 
-/// cannot be seen).
+/// The column of the node at `at`, when only spaces precede it on its line.
+fn block_column(text: &str, at: usize) -> Option<usize> {
+    let prefix = text.get(line_start(text, at)..at)?;
+    prefix.bytes().all(|b| b == b' ').then_some(prefix.len())
+}
+
 /// The column of the key at `key`, when only spaces precede it on its line,
 /// and how much further right its sequence's items stand (2 when they
 /// cannot be seen).
-pub(super) fn block_layout(text: &str, key: usize) -> Option<(usize, usize)> {
-    let prefix = text.get(line_start(text, key)..key)?;
-    if !prefix.bytes().all(|b| b == b' ') {
-        return None;
-    }
-    let column = prefix.len();
+fn block_layout(text: &str, key: usize) -> Option<(usize, usize)> {
+    let column = block_column(text, key)?;
     let item_offset = text[key..]
         .lines()
         .skip(1)
@@ -425,7 +638,7 @@ pub(super) fn block_layout(text: &str, key: usize) -> Option<(usize, usize)> {
 
 /// Where to insert before the line starting at `line`: above the comment
 /// lines at `column` right above it, which speak of what follows them.
-pub(super) fn start_of_comments_above(text: &str, mut line: usize, column: usize) -> usize {
+fn start_of_comments_above(text: &str, mut line: usize, column: usize) -> usize {
     while line > 0 {
         let previous = line_start(text, line - 1);
         let above = &text[previous..line];

@@ -58,7 +58,8 @@ pub(super) fn split_list(text: &str) -> Option<Vec<std::ops::Range<usize>>> {
         let opens = matches!(event, Event::SequenceStart(..) | Event::MappingStart(..));
         let node = opens || matches!(event, Event::Scalar(..));
         let depth = open.len();
-        // Which node is a key: only scalar ones, which the rewrite writes.
+        // Which node is a key: only scalar ones, whose duplicates can be
+        // told apart here (a complex key sends the document whole).
         let mut is_key = false;
         if let Some(Some((expect_key, keys))) = open.last_mut()
             && node

@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use saphyr::{Mapping, ScalarStyle, Yaml};
 
 use super::sidecars::{Sidecar, SidecarTrees};
-use super::{INIT_CONTAINER, PROXY_CONTAINER};
+use super::{INIT_CONTAINER, LeftAlone, PROXY_CONTAINER};
 
 // ---------------------------------------------------------------------------
 // Finding the pods, on the parsed tree.
@@ -35,28 +35,38 @@ pub(super) struct PodEdit {
     /// From the document's root to the pod spec.
     pub(super) path: Vec<Step>,
     pub(super) init_list: InitList,
+    /// How many items `initContainers` has before the edit.
+    pub(super) existing: usize,
     /// Applied in order, each at its index of `initContainers`.
     pub(super) inserts: Vec<(usize, Sidecar)>,
 }
 
-pub(super) fn plan_document(doc: &Yaml) -> Vec<PodEdit> {
-    let mut edits = Vec::new();
-    plan_object(doc, &mut Vec::new(), &mut edits);
-    edits
+/// What becomes of a document's pods.
+#[derive(Debug, Default)]
+pub(super) struct Plan {
+    pub(super) edits: Vec<PodEdit>,
+    /// The pod specs left as they were, by their paths, and why.
+    pub(super) left_alone: Vec<(Vec<Step>, LeftAlone)>,
 }
 
-/// The edits of a `List` item parsed alone: a sequence of that one item.
-pub(super) fn plan_item(doc: &Yaml) -> Vec<PodEdit> {
-    let mut edits = Vec::new();
+pub(super) fn plan_document(doc: &Yaml) -> Plan {
+    let mut plan = Plan::default();
+    plan_object(doc, &mut Vec::new(), &mut plan);
+    plan
+}
+
+/// The plan of a `List` item parsed alone: a sequence of that one item.
+pub(super) fn plan_item(doc: &Yaml) -> Plan {
+    let mut plan = Plan::default();
     if let Yaml::Sequence(items) = doc
         && let [item] = items.as_slice()
     {
-        plan_object(item, &mut vec![Step::Index(0)], &mut edits);
+        plan_object(item, &mut vec![Step::Index(0)], &mut plan);
     }
-    edits
+    plan
 }
 
-pub(super) fn plan_object(object: &Yaml, at: &mut Vec<Step>, edits: &mut Vec<PodEdit>) {
+pub(super) fn plan_object(object: &Yaml, at: &mut Vec<Step>, plan: &mut Plan) {
     let Some(kind) = get(object, "kind").and_then(as_str) else {
         return;
     };
@@ -73,7 +83,7 @@ pub(super) fn plan_object(object: &Yaml, at: &mut Vec<Step>, edits: &mut Vec<Pod
             if let Some(Yaml::Sequence(items)) = get(object, "items") {
                 for (index, item) in items.iter().enumerate() {
                     at.extend([Step::Key("items"), Step::Index(index)]);
-                    plan_object(item, at, edits);
+                    plan_object(item, at, plan);
                     at.truncate(at.len() - 2);
                 }
             }
@@ -88,33 +98,40 @@ pub(super) fn plan_object(object: &Yaml, at: &mut Vec<Step>, edits: &mut Vec<Pod
             None => return,
         }
     }
-    if let Some((init_list, inserts)) = plan_pod(spec) {
-        let mut path = at.clone();
-        path.extend(to_pod_spec.iter().map(|key| Step::Key(key)));
-        edits.push(PodEdit {
+    let mut path = at.clone();
+    path.extend(to_pod_spec.iter().map(|key| Step::Key(key)));
+    match plan_pod(spec) {
+        Ok(Some((init_list, existing, inserts))) => plan.edits.push(PodEdit {
             path,
             init_list,
+            existing,
             inserts,
-        });
+        }),
+        Ok(None) => {}
+        Err(why) => plan.left_alone.push((path, why)),
     }
 }
 
-pub(super) fn plan_pod(spec: &Yaml) -> Option<(InitList, Vec<(usize, Sidecar)>)> {
+/// What `initContainers` is, how many items it has and what goes into it;
+/// `None` when the pod has meshtop already.
+pub(super) type PodPlan = Option<(InitList, usize, Vec<(usize, Sidecar)>)>;
+
+pub(super) fn plan_pod(spec: &Yaml) -> Result<PodPlan, LeftAlone> {
     if get(spec, "hostNetwork")
         .and_then(as_str)
         .is_some_and(|value| ["true", "yes", "on"].contains(&value.to_ascii_lowercase().as_str()))
     {
-        return None;
+        return Err(LeftAlone::HostNetwork);
     }
     let Some(Yaml::Sequence(containers)) = get(spec, "containers") else {
-        return None;
+        return Err(LeftAlone::NoContainers);
     };
     let (init_list, init_containers): (InitList, &[Yaml]) = match get(spec, "initContainers") {
         None => (InitList::Missing, &[]),
         Some(Yaml::Sequence(list)) if list.is_empty() => (InitList::Empty, &[]),
         Some(Yaml::Sequence(list)) => (InitList::Sequence, list),
         Some(value) if is_null(value) => (InitList::Empty, &[]),
-        Some(_) => return None,
+        Some(_) => return Err(LeftAlone::InitContainersNotAList),
     };
     let name = |container: &Yaml| get(container, "name").and_then(as_str).map(str::to_owned);
     let present: Vec<String> = containers
@@ -136,7 +153,7 @@ pub(super) fn plan_pod(spec: &Yaml) -> Option<(InitList, Vec<(usize, Sidecar)>)>
         list.insert(at, Some(PROXY_CONTAINER.to_owned()));
         inserts.push((at, Sidecar::Proxy));
     }
-    (!inserts.is_empty()).then_some((init_list, inserts))
+    Ok((!inserts.is_empty()).then_some((init_list, init_containers.len(), inserts)))
 }
 
 pub(super) fn is_key(node: &Yaml, key: &str) -> bool {
@@ -231,23 +248,22 @@ pub(super) fn insert_before_containers<'a>(spec: &mut Mapping<'a>, init_containe
 /// must mean.
 pub(super) fn expect<'a>(
     docs: &[Yaml<'a>],
-    plans: &[Vec<PodEdit>],
+    plans: &[Plan],
     trees: &SidecarTrees<'a>,
 ) -> Vec<Yaml<'a>> {
     let mut expected = docs.to_vec();
-    for (doc, edits) in expected.iter_mut().zip(plans) {
-        for edit in edits {
+    for (doc, plan) in expected.iter_mut().zip(plans) {
+        for edit in &plan.edits {
             apply_to_tree(doc, edit, trees);
         }
     }
     expected
 }
 
-/// The object of `doc` the first of `plan` edits, as its kind and name
-/// (`Deployment web`), for warnings.
-pub(super) fn describe(doc: &Yaml, plan: &[PodEdit]) -> String {
+/// The object of `doc` whose pod spec is at `path`, as its kind and name
+/// (`Deployment web`), for warnings and errors.
+pub(super) fn describe(doc: &Yaml, path: &[Step]) -> String {
     let mut object = doc;
-    let path = plan.first().map_or(&[][..], |edit| edit.path.as_slice());
     // The object is where its path runs into the pod spec's keys, after the
     // last index (an item of a `List`).
     let to_object = path

@@ -1,7 +1,7 @@
-//! What every pod gets: meshtop's two containers, as YAML text and as the
-//! parsed trees the edits are checked against.
+//! What every pod gets: meshtop's two containers, as YAML text (block and
+//! flow style) and as the parsed trees the edits are checked against.
 
-use saphyr::Yaml;
+use saphyr::{ScalarStyle, Yaml};
 
 use super::yaml::load_one;
 use super::{INIT_CONTAINER, InjectOptions, PROXY_CONTAINER};
@@ -10,9 +10,13 @@ use super::{INIT_CONTAINER, InjectOptions, PROXY_CONTAINER};
 // The two containers, as YAML text: one source for both the lossless edit
 // and the parsed tree it is checked against.
 
+/// The two containers as block mappings, written once, and as flow
+/// mappings, written from them, for pod specs and lists in flow style.
 pub(super) struct SidecarTexts {
-    pub(super) init: String,
-    pub(super) proxy: String,
+    init: String,
+    proxy: String,
+    init_flow: String,
+    proxy_flow: String,
 }
 
 pub(super) struct SidecarTrees<'a> {
@@ -21,7 +25,9 @@ pub(super) struct SidecarTrees<'a> {
 }
 
 impl SidecarTexts {
-    pub(super) fn new(options: &InjectOptions) -> SidecarTexts {
+    /// The containers `options` describe; `None` when they cannot be
+    /// written in both styles with the same meaning.
+    pub(super) fn new(options: &InjectOptions) -> Option<SidecarTexts> {
         let image = scalar_text(&options.image);
         let uid = options.proxy_uid;
         let admin = options.admin_port;
@@ -114,7 +120,35 @@ securityContext:
   seccompProfile: {{type: RuntimeDefault}}
 "
         );
-        SidecarTexts { init, proxy }
+        SidecarTexts::from_block(init, proxy)
+    }
+
+    /// One-line containers named as the sidecars, which stand in for them
+    /// where an edit is checked (see `Edit::plan`).
+    pub(super) fn stand_ins() -> Option<SidecarTexts> {
+        SidecarTexts::from_block(
+            format!("name: {INIT_CONTAINER}\n"),
+            format!("name: {PROXY_CONTAINER}\n"),
+        )
+    }
+
+    /// Both containers from their block mappings, with their flow forms,
+    /// each checked to parse, as an item of a flow sequence, into the very
+    /// tree of its block form.
+    fn from_block(init: String, proxy: String) -> Option<SidecarTexts> {
+        let flow = |block: &str| {
+            let tree = load_one(block)?;
+            let flow = flow_text(&tree)?;
+            let as_item = format!("[{flow}]");
+            let parsed = load_one(&as_item)?;
+            (parsed == Yaml::Sequence(vec![tree])).then_some(flow)
+        };
+        Some(SidecarTexts {
+            init_flow: flow(&init)?,
+            proxy_flow: flow(&proxy)?,
+            init,
+            proxy,
+        })
     }
 
     pub(super) fn trees(&self) -> Option<SidecarTrees<'_>> {
@@ -124,12 +158,48 @@ securityContext:
         })
     }
 
+    /// The container as a block mapping.
     pub(super) fn text(&self, sidecar: Sidecar) -> &str {
         match sidecar {
             Sidecar::Init => &self.init,
             Sidecar::Proxy => &self.proxy,
         }
     }
+
+    /// The container as a flow mapping on one line.
+    pub(super) fn flow(&self, sidecar: Sidecar) -> &str {
+        match sidecar {
+            Sidecar::Init => &self.init_flow,
+            Sidecar::Proxy => &self.proxy_flow,
+        }
+    }
+}
+
+/// A tree of meshtop's own containers in flow style on one line, every
+/// scalar in the style it was written in; `None` for what that cannot keep
+/// (a block scalar, a tag), which the caller's check would refuse anyway.
+fn flow_text(node: &Yaml) -> Option<String> {
+    Some(match node {
+        Yaml::Representation(text, ScalarStyle::Plain, None) if !text.contains('\n') => {
+            text.to_string()
+        }
+        Yaml::Representation(text, ScalarStyle::SingleQuoted, None) if !text.contains('\n') => {
+            format!("'{}'", text.replace('\'', "''"))
+        }
+        Yaml::Representation(text, ScalarStyle::DoubleQuoted, None) => quoted(text),
+        Yaml::Mapping(map) => {
+            let entries: Option<Vec<String>> = map
+                .iter()
+                .map(|(key, value)| Some(format!("{}: {}", flow_text(key)?, flow_text(value)?)))
+                .collect();
+            format!("{{{}}}", entries?.join(", "))
+        }
+        Yaml::Sequence(items) => {
+            let items: Option<Vec<String>> = items.iter().map(flow_text).collect();
+            format!("[{}]", items?.join(", "))
+        }
+        _ => return None,
+    })
 }
 
 impl<'a> SidecarTrees<'a> {
