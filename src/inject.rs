@@ -659,7 +659,8 @@ spec:
         /// further right (0 or 2); else flow style, on one line or several.
         block: Option<(usize, usize)>,
         flow_lines: bool,
-        /// Missing, `initContainers:`, `[]`, `~`, or items: block or flow.
+        /// Missing, `initContainers:`, `[]`, `~`, items (block or flow), or
+        /// (in block style) an empty value on the line below the key.
         init: u8,
         /// The names of the items, when it has some.
         items: Vec<&'static str>,
@@ -681,7 +682,7 @@ spec:
                 proptest::sample::select(vec![0usize, 2]),
             )),
             any::<bool>(),
-            0u8..5,
+            0u8..7,
             items,
             any::<bool>(),
             any::<bool>(),
@@ -740,6 +741,8 @@ spec:
                         0 => init.clear(),
                         1 => init.push_str(&format!("{b}initContainers:\n")),
                         2 => init.push_str(&format!("{b}initContainers: []  # none\n")),
+                        5 => init.push_str(&format!("{b}initContainers:\n{b}  []\n")),
+                        6 => init.push_str(&format!("{b}initContainers: # none\n{b}  ~ # yet\n")),
                         3 if self.items.len() > 1 => {
                             init.push_str(&format!("{b}initContainers: {}\n", names(true)));
                         }
@@ -830,8 +833,9 @@ spec:
             for splice in parts.iter().flat_map(|part| {
                 part.splices.iter().map(|splice| &part.text[splice.range.clone()])
             }) {
-                let replaced_empty_value = (1..4).contains(&layout.init)
-                    && (splice.trim_start().starts_with("initContainers:") || ["", "[]", "~"].contains(&splice));
+                let replaced_empty_value = [1, 2, 3, 5, 6].contains(&layout.init)
+                    && (splice.trim_start().starts_with("initContainers:")
+                        || ["[]", "~"].contains(&splice.trim()));
                 proptest::prop_assert!(splice.is_empty() || replaced_empty_value, "{splice:?} replaced in\n{input}");
             }
             if layout.crlf {

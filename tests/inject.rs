@@ -322,6 +322,35 @@ fn an_empty_init_container_list_is_filled() {
     assert!(!output.contains("initContainers: []"), "{output}");
 }
 
+/// An empty value written on the line below its key goes with its line,
+/// or alone when a comment follows it, which stays.
+#[test]
+fn an_empty_init_container_list_below_its_key_is_filled() {
+    for (input, kept) in [
+        (
+            "kind: Pod\nspec:\n  initContainers:\n    []\n  containers:\n  - name: app\n",
+            "",
+        ),
+        (
+            "kind: Pod\nspec:\n  initContainers: # none\n    ~ # yet\n  containers:\n  - name: app\n",
+            "    # yet\n",
+        ),
+    ] {
+        let output = inject_default(input);
+        let doc = &documents(&output)[0];
+        assert_eq!(
+            names(Some(at(doc, "spec.initContainers"))),
+            ["meshtop-init", "meshtop-proxy"]
+        );
+        assert!(!output.contains("[]") && !output.contains('~'), "{output}");
+        assert!(
+            output.ends_with(&format!("{kept}  containers:\n  - name: app\n")),
+            "{output}"
+        );
+        assert_eq!(inject_default(&output), output, "injected twice");
+    }
+}
+
 #[test]
 fn injecting_twice_changes_nothing() {
     let names = KINDS

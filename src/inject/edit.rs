@@ -310,13 +310,9 @@ fn pod_splices(text: &str, document: &Document, edit: &PodEdit) -> Placed {
         ));
     }
     match edit.init_list {
-        InitList::Missing | InitList::Empty => new_list_splice(text, &spec, edit)
-            .map(|splice| vec![splice])
-            .ok_or((
-                at,
-                "meshtop cannot place initContainers in this pod spec's layout (`containers` or \
-                 `initContainers` not a plain key alone at the start of its line)",
-            )),
+        InitList::Missing | InitList::Empty => {
+            new_list_splices(text, &spec, edit).map_err(|reason| (at, reason))
+        }
         InitList::Sequence => sequence_splices(text, &spec, edit),
     }
 }
@@ -543,17 +539,24 @@ fn is_empty_value(value: &str) -> bool {
     ["", "[]", "~", "null", "Null", "NULL"].contains(&value.trim())
 }
 
-/// The splice that adds a new `initContainers` before `containers`, or
-/// fills an empty one, laid out as `containers` is, in a pod spec in block
+/// The splices that add a new `initContainers` before `containers`, or
+/// fill an empty one, laid out as `containers` is, in a pod spec in block
 /// style.
-fn new_list_splice(text: &str, spec: &Mapping, edit: &PodEdit) -> Option<Splice> {
-    let containers = offset(
-        spec.find_entry_by_key("containers")?
-            .key_node()?
-            .byte_range()
-            .start,
-    );
-    let (column, item_offset) = block_layout(text, containers)?;
+fn new_list_splices(
+    text: &str,
+    spec: &Mapping,
+    edit: &PodEdit,
+) -> Result<Vec<Splice>, &'static str> {
+    const CONTAINERS: &str = "a new initContainers goes before `containers`, whose key is not \
+                              alone at the start of its line";
+    const INIT_CONTAINERS: &str = "its empty initContainers is not a key alone at the start of \
+                                   its line, with its value";
+    let containers = spec
+        .find_entry_by_key("containers")
+        .and_then(|entry| entry.key_node())
+        .map(|key| offset(key.byte_range().start))
+        .ok_or(CONTAINERS)?;
+    let (column, item_offset) = block_layout(text, containers).ok_or(CONTAINERS)?;
     let items = new_list_order(edit)
         .into_iter()
         .map(|sidecar| Piece::Block(sidecar, column + item_offset));
@@ -564,38 +567,64 @@ fn new_list_splice(text: &str, spec: &Mapping, edit: &PodEdit) -> Option<Splice>
             " ".repeat(column)
         ))];
         pieces.extend(items);
-        return Some(Splice {
+        return Ok(vec![Splice {
             range: at..at,
             pieces,
-        });
+        }]);
     }
 
     // `initContainers:`, `initContainers: []` or `initContainers: ~`, with
-    // perhaps a comment, all on one line, which becomes the key alone.
-    let entry = spec.find_entry_by_key("initContainers")?;
-    let key = entry.key_node()?.byte_range();
+    // perhaps a comment, on one line, which becomes the key alone; or the
+    // key alone, and its `[]` or `~` alone on a line below, which goes.
+    let entry = spec
+        .find_entry_by_key("initContainers")
+        .ok_or(INIT_CONTAINERS)?;
+    let key = entry.key_node().ok_or(INIT_CONTAINERS)?.byte_range();
     let (key_start, key_end) = (offset(key.start), offset(key.end));
-    let (key_column, _) = block_layout(text, key_start)?;
-    let start = line_start(text, key_start);
-    let end = text[key_end..]
-        .find('\n')
-        .map_or(text.len(), |newline| key_end + newline + 1);
-    if let Some(value) = entry.value_node()
-        && offset(value.byte_range().end) > end
-    {
-        return None;
-    }
+    let (key_column, _) = block_layout(text, key_start).ok_or(INIT_CONTAINERS)?;
+    let line_end = |at: usize| {
+        text[at..]
+            .find('\n')
+            .map_or(text.len(), |newline| at + newline + 1)
+    };
+    let (start, end) = (line_start(text, key_start), line_end(key_end));
     let rest = text[key_end..end]
         .trim_end()
         .trim_start()
-        .strip_prefix(':')?;
+        .strip_prefix(':')
+        .ok_or(INIT_CONTAINERS)?;
     let (value, comment) = match rest.find(" #").or_else(|| rest.find("\t#")) {
         Some(hash) => (&rest[..hash], Some(rest[hash..].trim())),
         None if rest.trim_start().starts_with('#') => ("", Some(rest.trim())),
         None => (rest, None),
     };
     if !is_empty_value(value) {
-        return None;
+        return Err(INIT_CONTAINERS);
+    }
+    let mut splices = Vec::new();
+    if let Some(below) = entry.value_node().map(|value| value.byte_range())
+        && offset(below.start) >= end
+        && below.end > below.start
+    {
+        // The value's line goes, or only the value when a comment follows.
+        let (below_start, below_end) = (offset(below.start), offset(below.end));
+        let after = &text[below_end..line_end(below_end)];
+        let range = if after.trim().is_empty() {
+            line_start(text, below_start)..line_end(below_end)
+        } else if after.trim_start().starts_with('#') {
+            below_start..below_end + (after.len() - after.trim_start().len())
+        } else {
+            return Err(INIT_CONTAINERS);
+        };
+        if block_column(text, below_start).is_none()
+            || !is_empty_value(&text[below_start..below_end])
+        {
+            return Err(INIT_CONTAINERS);
+        }
+        splices.push(Splice {
+            range,
+            pieces: Vec::new(),
+        });
     }
     let mut key_line = format!("{}{}:", " ".repeat(key_column), &text[key_start..key_end]);
     if let Some(comment) = comment {
@@ -605,10 +634,14 @@ fn new_list_splice(text: &str, spec: &Mapping, edit: &PodEdit) -> Option<Splice>
     key_line.push('\n');
     let mut pieces = vec![Piece::Text(key_line)];
     pieces.extend(items);
-    Some(Splice {
-        range: start..end,
-        pieces,
-    })
+    splices.insert(
+        0,
+        Splice {
+            range: start..end,
+            pieces,
+        },
+    );
+    Ok(splices)
 }
 
 fn offset(position: u32) -> usize {
