@@ -57,8 +57,9 @@
 //! from [`yaml_edit`]'s lossless syntax tree, as block items at the column
 //! of the list's items (of `containers` for a new `initContainers`) or as
 //! flow mappings inside flow collections. Nothing of the input is removed
-//! or moved, so comments, key order, quoting, anchors and blank lines all
-//! stay. The edited text is parsed again and must equal the same insertion
+//! or moved but the value of an empty `initContainers` (`[]`, `~`), which
+//! the new items replace, so comments, key order, quoting, anchors and
+//! blank lines all stay. The edited text is parsed again and must equal the same insertion
 //! made on the parsed tree; a pod spec whose layout leaves no place to
 //! insert, or whose edit fails that check, is refused with an
 //! [`InjectError::Unsupported`] naming its document, line and object.

@@ -3,8 +3,10 @@
 //! whole edit is kept only when parsing its output again gives what the
 //! insertion made on the parsed tree gives.
 //!
-//! Only text is added, so every byte of the input stays where it was:
-//! comments, key order, quoting, anchors, tags, blank lines, line endings.
+//! Only text is added (but for the value of an empty `initContainers`,
+//! `[]` or `~`, which the items replace), so every other byte of the input
+//! stays where it was: comments, key order, quoting, anchors, tags, blank
+//! lines, line endings.
 //! The containers are written in the style of where they go: as block items
 //! at the column of the list's own items (of `containers` for a new list),
 //! or as flow mappings on one line inside a flow collection. A pod spec
