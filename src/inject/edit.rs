@@ -134,11 +134,9 @@ impl Edit<'_, '_> {
                 Piece::Text(_) | Piece::Flow(_) => true,
             });
         if !(same && items_parse_alone) {
-            let first = &plans.iter().flat_map(|plan| &plan.edits).next();
-            let path = first.map_or(&[][..], |edit| edit.path.as_slice());
             return Err(unsupported(
                 0,
-                path,
+                first_path(&plans),
                 "the edit would not mean what adding the containers means, so it is not \
                  made (please report this document)"
                     .to_owned(),
@@ -253,17 +251,9 @@ struct NotPlaced {
 /// The splices that make every planned insertion in `text`, in the order
 /// of the text.
 fn locate(text: &str, plans: &[Plan]) -> Result<Vec<Splice>, NotPlaced> {
-    let first_path = || {
-        plans
-            .iter()
-            .flat_map(|plan| &plan.edits)
-            .next()
-            .map(|edit| edit.path.clone())
-            .unwrap_or_default()
-    };
     let not_read = |reason| NotPlaced {
         at: 0,
-        path: first_path(),
+        path: first_path(plans).to_vec(),
         reason,
     };
     let file = YamlFile::from_str(text).map_err(|_| not_read("yaml-edit cannot read it"))?;
@@ -293,6 +283,16 @@ fn locate(text: &str, plans: &[Plan]) -> Result<Vec<Splice>, NotPlaced> {
     Ok(splices)
 }
 
+/// The path of the first pod spec to edit, for errors about the whole
+/// text.
+fn first_path(plans: &[Plan]) -> &[Step] {
+    plans
+        .iter()
+        .flat_map(|plan| &plan.edits)
+        .next()
+        .map_or(&[], |edit| edit.path.as_slice())
+}
+
 type Placed = Result<Vec<Splice>, (usize, &'static str)>;
 
 /// The splices adding one pod's containers.
@@ -305,17 +305,15 @@ fn pod_splices(text: &str, document: &Document, edit: &PodEdit) -> Placed {
         )
     })?;
     let at = offset(spec.byte_range().start);
-    if spec.is_flow_style() {
-        return flow_mapping_splices(text, &spec, edit).ok_or((
+    match edit.init_list {
+        InitList::Sequence => sequence_splices(text, &spec, edit),
+        _ if spec.is_flow_style() => flow_mapping_splices(text, &spec, edit).ok_or((
             at,
             "meshtop cannot place its containers in this flow-style pod spec",
-        ));
-    }
-    match edit.init_list {
+        )),
         InitList::Missing | InitList::Empty => {
             new_list_splices(text, &spec, edit).map_err(|reason| (at, reason))
         }
-        InitList::Sequence => sequence_splices(text, &spec, edit),
     }
 }
 
@@ -489,8 +487,7 @@ fn flow_list(sidecars: Vec<Sidecar>) -> Vec<Piece> {
 }
 
 /// Into a pod spec in flow style: a new `initContainers: [...]` entry
-/// before `containers`, a value for an empty one, or items among those of
-/// an existing one.
+/// before `containers`, or a value for an empty one.
 fn flow_mapping_splices(text: &str, spec: &Mapping, edit: &PodEdit) -> Option<Vec<Splice>> {
     match edit.init_list {
         InitList::Missing => {
@@ -527,12 +524,8 @@ fn flow_mapping_splices(text: &str, spec: &Mapping, edit: &PodEdit) -> Option<Ve
             pieces.extend(flow_list(new_list_order(edit)));
             Some(vec![Splice { range, pieces }])
         }
-        InitList::Sequence => {
-            let list = spec.get_sequence("initContainers").filter(|list| {
-                list.len() == edit.existing && list.values().count() == edit.existing
-            })?;
-            flow_sequence_splices(&list, edit)
-        }
+        // Into an existing list: see `sequence_splices`.
+        InitList::Sequence => None,
     }
 }
 
